@@ -1,0 +1,1 @@
+"""insdesk user interfaces: the Textual app and the command line."""
