@@ -1,0 +1,1 @@
+"""Append-only, hash-chained audit log (``log``) and its external anchor (``anchor``)."""

@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables (``models``), the ``Database`` (``db``) and Alembic migrations."""

@@ -1,0 +1,398 @@
+"""SQLModel schemas and tables (the table names are the contract of ``docs/architecture.md``).
+
+Layout follows the full-stack-fastapi-template: ``XBase`` (shared fields) → ``XCreate`` /
+``XUpdate`` (input) → ``X`` (``table=True``) → ``XPublic`` (what readers get back).
+
+Conventions:
+- every timestamp is timezone-aware UTC (``UTCDateTime`` stores UTC on every engine and gives
+  back aware datetimes, also on SQLite which has no time zone);
+- enums are stored as plain strings (``VARCHAR``, no native PostgreSQL enum types), so adding a
+  member never needs a migration of a database type;
+- ``identity.version`` is SQLAlchemy's ``version_id_col``: an UPDATE of a stale row raises
+  ``StaleDataError``, which ``Database.transaction`` turns into ``ConcurrentUpdate``;
+- ``identity.birth_name`` compares byte-wise (collation ``C`` on PostgreSQL, ``BINARY`` on
+  SQLite) so that a prefix search is a plain index range: use ``birth_name_prefix_filter``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import JSON, Field, SQLModel
+
+# ---------------------------------------------------------------------------------------------
+# Column types and helpers
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (microsecond precision)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every engine (naive datetimes are refused)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: use timezone-aware UTC datetimes (models.utcnow())")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _enum_type(enum_cls: type[StrEnum], length: int = 16) -> sa.Enum:
+    """A non-native enum stored as VARCHAR holding the member's value."""
+    return sa.Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+def _birth_name_type() -> sa.types.TypeEngine[str]:
+    return sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
+
+
+# ---------------------------------------------------------------------------------------------
+# Enums
+
+
+class Status(StrEnum):
+    """Identity status (RNIV EXI SI 07)."""
+
+    PROV = "PROV"
+    RECUP = "RECUP"
+    VALI = "VALI"
+    QUAL = "QUAL"
+
+
+class CaptureChannel(StrEnum):
+    MANUAL = "manual"
+    CARTE_VITALE = "carte_vitale"
+    INSI = "insi"
+    DATAMATRIX = "datamatrix"
+    APCV = "apcv"
+
+
+class Role(StrEnum):
+    RECEPTION = "reception"
+    BIOLOGIST = "biologist"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class InsSource(StrEnum):
+    """Origin of an ``ins_history`` row."""
+
+    ACTIVE = "active"
+    HISTO = "histo"
+    INVALIDATED = "invalidated"
+
+
+# ---------------------------------------------------------------------------------------------
+# identity
+
+BIRTH_NAME_MAX = 100
+
+
+class IdentityBase(SQLModel):
+    local_id: str | None = Field(default=None, max_length=64)
+    birth_name: str = Field(max_length=BIRTH_NAME_MAX)
+    first_names: str = Field(max_length=200, description="birth first names, space separated")
+    first_name: str | None = Field(default=None, max_length=100)
+    sex: str = Field(max_length=1)
+    birth_date: date
+    birth_date_uncertain: bool = False
+    birthplace: str | None = Field(default=None, max_length=5)
+    used_name: str | None = Field(default=None, max_length=100)
+    used_first_name: str | None = Field(default=None, max_length=100)
+
+
+class IdentityCreate(IdentityBase):
+    capture_channel: CaptureChannel = CaptureChannel.MANUAL
+
+
+class IdentityUpdate(SQLModel):
+    local_id: str | None = Field(default=None, max_length=64)
+    birth_name: str | None = Field(default=None, max_length=BIRTH_NAME_MAX)
+    first_names: str | None = Field(default=None, max_length=200)
+    first_name: str | None = Field(default=None, max_length=100)
+    sex: str | None = Field(default=None, max_length=1)
+    birth_date: date | None = None
+    birth_date_uncertain: bool | None = None
+    birthplace: str | None = Field(default=None, max_length=5)
+    used_name: str | None = Field(default=None, max_length=100)
+    used_first_name: str | None = Field(default=None, max_length=100)
+
+
+# A Column object (not a Field) so that the mapper can use it as version_id_col.
+_identity_version_col = sa.Column("version", sa.Integer, nullable=False, default=1)
+
+
+class Identity(IdentityBase, table=True):
+    __tablename__ = "identity"
+    __table_args__ = (
+        sa.Index("ix_identity_birth_name_birth_date", "birth_name", "birth_date"),
+        sa.Index("ix_identity_birth_date_birth_name", "birth_date", "birth_name"),
+        sa.Index("ix_identity_local_id", "local_id"),
+        sa.Index("ix_identity_ins_matricule", "ins_matricule"),
+    )
+    __mapper_args__ = {"version_id_col": _identity_version_col}
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(default=1, sa_column=_identity_version_col)
+    birth_name: str = Field(max_length=BIRTH_NAME_MAX, sa_type=_birth_name_type())
+    status: Status = Field(default=Status.PROV, sa_type=_enum_type(Status))
+    flag_douteuse: bool = False
+    flag_fictive: bool = False
+    flag_homonyme: bool = False
+    capture_channel: CaptureChannel = Field(default=CaptureChannel.MANUAL, sa_type=_enum_type(CaptureChannel))
+    ins_matricule: str | None = Field(default=None, max_length=13)
+    ins_key: str | None = Field(default=None, max_length=2)
+    ins_oid: str | None = Field(default=None, max_length=64)
+    ins_checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_by: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": utcnow}
+    )
+
+
+class IdentityPublic(IdentityBase):
+    id: int
+    version: int
+    status: Status
+    flag_douteuse: bool
+    flag_fictive: bool
+    flag_homonyme: bool
+    capture_channel: CaptureChannel
+    ins_matricule: str | None
+    ins_key: str | None
+    ins_oid: str | None
+    ins_checked_at: datetime | None
+    created_at: datetime
+    created_by: str | None
+    updated_at: datetime
+
+
+def birth_name_prefix_filter(prefix: str) -> ColumnElement[bool]:
+    """An index-backed ``birth_name`` starts-with filter (byte-wise, exact, any engine).
+
+    ``LIKE 'X%'`` is not index-backed on SQLite (case-insensitive LIKE) and depends on the
+    collation on PostgreSQL; a half-open range on the byte-wise-collated column always is.
+    Combine with ``Identity.birth_date == d``: the (birth_date, birth_name) index serves both.
+    """
+    col = Identity.__table__.c.birth_name  # type: ignore[attr-defined]
+    if not prefix:
+        return sa.true()
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return sa.and_(col >= prefix, col < upper)
+
+
+# ---------------------------------------------------------------------------------------------
+# ins_history
+
+
+class InsHistoryBase(SQLModel):
+    identity_id: int = Field(foreign_key="identity.id", index=True, ondelete="CASCADE")
+    matricule: str = Field(max_length=13)
+    key: str = Field(max_length=2)
+    oid: str = Field(max_length=64)
+    valid_from: date | None = None
+    valid_to: date | None = None
+    source: InsSource = Field(default=InsSource.ACTIVE, sa_type=_enum_type(InsSource))
+    insi_call_id: int | None = Field(default=None, foreign_key="insi_call.id", ondelete="SET NULL")
+
+
+class InsHistoryCreate(InsHistoryBase):
+    pass
+
+
+class InsHistory(InsHistoryBase, table=True):
+    __tablename__ = "ins_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InsHistoryPublic(InsHistoryBase):
+    id: int
+    recorded_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# identity_proof
+
+
+class IdentityProofBase(SQLModel):
+    identity_id: int = Field(foreign_key="identity.id", index=True, ondelete="CASCADE")
+    document_type: str = Field(max_length=40)
+    expires: date | None = None
+    checked_by: str = Field(max_length=64)
+
+
+class IdentityProofCreate(IdentityProofBase):
+    pass
+
+
+class IdentityProof(IdentityProofBase, table=True):
+    __tablename__ = "identity_proof"
+
+    id: int | None = Field(default=None, primary_key=True)
+    checked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class IdentityProofPublic(IdentityProofBase):
+    id: int
+    checked_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# insi_call
+
+
+class InsiCallBase(SQLModel):
+    identity_id: int | None = Field(default=None, foreign_key="identity.id", index=True, ondelete="CASCADE")
+    user_login: str | None = Field(default=None, max_length=64)
+    operation: str = Field(max_length=40)
+    traits_sent: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    cr: str | None = Field(default=None, max_length=8)
+    ins_returned: str | None = Field(default=None, max_length=15)
+    auth_mode: str | None = Field(default=None, max_length=40)
+    duration_ms: int | None = None
+    automatic: bool = False
+    request_xml: str | None = Field(default=None, sa_type=sa.Text)
+    response_xml: str | None = Field(default=None, sa_type=sa.Text)
+    error_code: str | None = Field(default=None, max_length=64)
+
+
+class InsiCallCreate(InsiCallBase):
+    pass
+
+
+class InsiCall(InsiCallBase, table=True):
+    __tablename__ = "insi_call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InsiCallPublic(InsiCallBase):
+    id: int
+    at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# app_user
+
+
+class UserBase(SQLModel):
+    login: str = Field(max_length=64)
+    role: Role = Field(sa_type=_enum_type(Role))
+    active: bool = True
+
+
+class UserCreate(UserBase):
+    password: str = Field(min_length=8, max_length=256)
+
+
+class UserUpdate(SQLModel):
+    role: Role | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+
+
+class AppUser(UserBase, table=True):
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UserPublic(UserBase):
+    id: int
+    created_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# audit_event / audit_head
+
+
+class AuditEventBase(SQLModel):
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str | None = Field(default=None, max_length=64)
+    kind: str = Field(max_length=40)
+    # Deliberately no foreign key: audit rows outlive purged identities and are never touched.
+    identity_id: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditEvent(AuditEventBase, table=True):
+    """One audit event; ``id`` is assigned from ``audit_head`` (contiguous), never autoincremented."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        sa.Index("ix_audit_event_identity_id", "identity_id"),
+        sa.Index("ix_audit_event_at", "at"),
+        sa.Index("ix_audit_event_kind", "kind"),
+    )
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+
+
+class AuditEventPublic(AuditEventBase):
+    id: int
+
+
+class AuditHead(SQLModel, table=True):
+    """A single row (id=1) holding the last event: locked by every append (serialises writers)."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_id: int = 0
+    last_hash: str = Field(max_length=64)
+
+
+# ---------------------------------------------------------------------------------------------
+# setting
+
+
+class Setting(SQLModel, table=True):
+    __tablename__ = "setting"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_type=sa.Text)
+
+
+INSTANCE_UUID_KEY = "instance_uuid"
+
+
+def new_instance_uuid() -> str:
+    return str(uuid.uuid4())
