@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import time
 
 import pytest
 
@@ -205,11 +204,10 @@ def test_search_limit_and_empty(cog: Cog) -> None:
     assert len(codes) == len(set(codes)) == 100
 
 
-def test_search_is_fast(cog: Cog) -> None:
+def test_search_returns_bounded_results_for_short_queries(cog: Cog) -> None:
+    """Search speed is measured in bench/bench_traits.py; here only that short queries stay bounded."""
     cog.warm_up()
-    queries = ["saint etienne", "paris", "e", "75", "2A0", "mont", "sur", "zzz", "ville", "la"]
-    start = time.perf_counter()
-    for q in queries:
-        cog.search(q, at=D(1970, 1, 1))
-    per_query = (time.perf_counter() - start) / len(queries)
-    assert per_query < 0.005
+    for q in ["saint etienne", "paris", "e", "75", "2A0", "mont", "sur", "ville", "la"]:
+        found = cog.search(q, at=D(1970, 1, 1), limit=20)
+        assert 0 < len(found) <= 20, q
+    assert cog.search("zzz", at=D(1970, 1, 1)) == []
