@@ -103,7 +103,8 @@ def _is_sqlite_memory(url: URL) -> bool:
 def url_without_password(url: str | URL) -> str:
     """The URL as a string with its password removed (safe for logs and hashing)."""
     u = make_url(url) if isinstance(url, str) else url
-    return u.set(password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) keeps the password (None means "unchanged"): replace the field.
+    return u._replace(password=None).render_as_string(hide_password=False)
 
 
 def default_anchor_path(url: str) -> Path | None:
