@@ -122,3 +122,10 @@ class AuthenticationFailed(Refused):
 class ConcurrentUpdate(Refused):
     default_code = "concurrent_update"
     title = "Modification concurrente"
+
+
+class UsageError(BadRequest):
+    """The command line was used wrongly (missing or unknown option): exit 2."""
+
+    default_code = "usage"
+    title = "Commande incorrecte"

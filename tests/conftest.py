@@ -13,6 +13,25 @@ from tests.rig.postgres import PostgresServer
 _db_counter = itertools.count(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the tests' anchors, logs and default databases out of the real user directories."""
+    home = tmp_path_factory.mktemp("xdg")
+    saved = {
+        k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "INSDESK_DB")
+    }
+    os.environ["XDG_DATA_HOME"] = str(home / "data")
+    os.environ["XDG_STATE_HOME"] = str(home / "state")
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    os.environ.pop("INSDESK_DB", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server on loopback for the whole session (fails, never skips)."""

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import func, select
 
+from services.audit import log as audit_log
 from services.audit.log import list_events, verify_chain
 from services.errors import (
     BadRequest,
@@ -470,6 +471,9 @@ def test_document_types_configurable(db: Database) -> None:
         )
     with db.session() as s:
         assert [d.code for d in document_types(s)] == ["passeport"]
+        changes = list_events(s, kind=audit_log.CONFIG_CHANGED)
+    assert len(changes) == 1, "a configuration change is audited"
+    assert changes[0].actor == ADMIN.login and changes[0].details["after"] == ["passeport"]
     iid = create(db)
     refused(
         db,

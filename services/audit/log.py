@@ -56,6 +56,7 @@ USER_LOGIN_FAILED = "user.login_failed"
 AUDIT_EXPORTED = "audit.exported"
 AUDIT_VERIFIED = "audit.verified"
 DATA_PURGED = "data.purged"
+CONFIG_CHANGED = "config.changed"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -75,6 +76,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
         AUDIT_EXPORTED,
         AUDIT_VERIFIED,
         DATA_PURGED,
+        CONFIG_CHANGED,
     }
 )
 

@@ -34,7 +34,6 @@ __all__ = [
 SETTING_KEY = "document_types"
 # The audit log only accepts its known kinds; it has none for configuration changes yet, so
 # the change is audited only once services.audit.log defines CONFIG_CHANGED.
-_CONFIG_EVENT: str | None = getattr(audit_log, "CONFIG_CHANGED", None)
 
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -158,18 +157,17 @@ def set_document_types(
         setting.value = value
         session.add(setting)
     session.flush()
-    if _CONFIG_EVENT is not None:
-        audit_log.append_event(
-            session,
-            actor=actor.login,
-            kind=_CONFIG_EVENT,
-            identity_id=None,
-            details={
-                "setting": SETTING_KEY,
-                "before": [d.code for d in before],
-                "after": [d.code for d in new],
-            },
-        )
+    audit_log.append_event(
+        session,
+        actor=actor.login,
+        kind=audit_log.CONFIG_CHANGED,
+        identity_id=None,
+        details={
+            "setting": SETTING_KEY,
+            "before": [d.code for d in before],
+            "after": [d.code for d in new],
+        },
+    )
     return new
 
 

@@ -1,0 +1,42 @@
+"""services/ never imports Textual (nor Rich, nor the TUI): the core stays usable headless."""
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_importing_every_service_module_loads_no_textual_rich_or_tui() -> None:
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        import httpx  # httpx's optional CLI pulls in rich when it is installed: not ours to avoid
+        before = {m for m in sys.modules if m.split(".")[0] == "rich"}
+        import services
+        names = [m.name for m in pkgutil.walk_packages(services.__path__, "services.")
+                 if ".migrations" not in m.name]
+        for name in names:
+            importlib.import_module(name)
+        bad = sorted(
+            m for m in sys.modules
+            if m.split(".")[0] in {"textual", "tui"} or (m.split(".")[0] == "rich" and m not in before)
+        )
+        print(len(names))
+        print(",".join(bad))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert int(out[0]) >= 5, "the walk found too few modules: the test would prove nothing"
+    assert out[1] == "", f"services imported {out[1]}"
+
+
+def test_import_linter_contract_holds() -> None:
+    import shutil
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "lint-imports"
+    assert exe.exists() or shutil.which("lint-imports"), "import-linter is a dev dependency"
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 kept, 0 broken" in run.stdout

@@ -1,0 +1,23 @@
+"""Sub-commands of ``insdesk``; each module registers its own parsers."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tui.commands import audit, checks, identity, tui_cmds, users
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    """``--json`` is accepted at the end of any subcommand (cli.md conventions)."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="une réponse JSON sur la sortie standard",
+    )
+
+
+def register_all(sub: Any) -> None:
+    for module in (tui_cmds, checks, identity, audit, users):
+        module.register(sub)

@@ -1,0 +1,228 @@
+"""``identity create|show|edit|proof|flag|unflag|dequalify``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from services.errors import FieldIssue, InvalidData
+from services.identity import service
+from services.identity.status import Flag
+from services.identity.traits import check_traits
+from services.users import Right
+from tui.commands.checks import add_traits_options
+from tui.context import CliContext
+
+FLAGS = [f.value for f in Flag]
+
+
+def register(sub: Any) -> None:
+    from tui.commands import add_json
+
+    ident = sub.add_parser("identity", help="identités des patients").add_subparsers(
+        dest="identity_command", metavar="ACTION"
+    )
+
+    p = ident.add_parser("create", help="crée une identité provisoire (PROV)")
+    add_traits_options(p, required=True)
+    p.add_argument("--local-id", metavar="IPP", help="numéro patient du système du laboratoire")
+    p.add_argument("--used-name", metavar="NOM", help="nom utilisé")
+    p.add_argument("--used-first-name", metavar="PRÉNOM", help="prénom utilisé")
+    add_json(p)
+    p.set_defaults(handler=create)
+
+    p = ident.add_parser("show", help="affiche une identité")
+    p.add_argument("id", type=int, metavar="ID")
+    add_json(p)
+    p.set_defaults(handler=show)
+
+    p = ident.add_parser("edit", help="modifie des traits")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument(
+        "--expect-version", type=int, metavar="N", help="refuse si l'identité a changé entre-temps"
+    )
+    add_traits_options(p, required=False)
+    p.add_argument("--used-name", metavar="NOM")
+    p.add_argument("--used-first-name", metavar="PRÉNOM")
+    p.add_argument("--local-id", metavar="IPP")
+    add_json(p)
+    p.set_defaults(handler=edit)
+
+    p = ident.add_parser("proof", help="enregistre une pièce d'identité à haut niveau de confiance vérifiée")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--document", required=True, metavar="TYPE", help="type de pièce (liste configurée)")
+    p.add_argument("--expires", metavar="DATE", help="date d'expiration AAAA-MM-JJ")
+    add_json(p)
+    p.set_defaults(handler=proof)
+
+    p = ident.add_parser("flag", help="pose un attribut (douteuse, fictive, homonyme)")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--set", dest="flag", required=True, choices=FLAGS)
+    p.add_argument("--reason", metavar="MOTIF")
+    add_json(p)
+    p.set_defaults(handler=flag)
+
+    p = ident.add_parser("unflag", help="retire un attribut (superviseur)")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--flag", required=True, choices=FLAGS)
+    p.add_argument("--reason", required=True, metavar="MOTIF")
+    add_json(p)
+    p.set_defaults(handler=unflag)
+
+    p = ident.add_parser("dequalify", help="déqualifie une identité (superviseur)")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--reason", required=True, metavar="MOTIF")
+    add_json(p)
+    p.set_defaults(handler=dequalify)
+
+
+def parse_date_option(value: str | None, *, field: str, label: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        msg = f"{label} « {value} » n'est pas une date valide (format AAAA-MM-JJ)."
+        raise InvalidData(msg, errors=[FieldIssue(field, msg)]) from None
+
+
+def _status_line(c: Console, view: dict[str, Any]) -> None:
+    flags = ", ".join(view.get("flags", [])) or "aucun"
+    c.print(f"Identité n° {view['id']} — statut [bold]{view['status']}[/] — attributs : {flags}")
+
+
+def create(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.IDENTITY_WRITE)
+    traits = check_traits(
+        birth_name=args.birth_name,
+        first_names=args.first_names,
+        first_name=args.first_name,
+        sex=args.sex,
+        birth_date=args.birth_date,
+        birthplace=args.birthplace,
+    ).raise_if_invalid()
+    with ctx.db.transaction() as session:
+        identity = service.create_identity(
+            session,
+            actor=actor,
+            traits=traits,
+            local_id=args.local_id,
+            used_name=args.used_name,
+            used_first_name=args.used_first_name,
+        )
+        payload = {"id": identity.id, "status": str(identity.status), "version": identity.version}
+    ctx.out.result(payload, lambda c: c.print(f"[green]✓[/] Identité n° {payload['id']} créée (PROV)."))
+    return 0
+
+
+def show(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.IDENTITY_READ)
+    with ctx.db.session() as session:
+        identity = service.get_identity(session, actor=actor, identity_id=args.id)
+        view = service.identity_view(session, identity=identity)
+
+    def human(c: Console) -> None:
+        _status_line(c, view)
+        table = Table(show_header=False, box=None)
+        for key, value in view["traits"].items():
+            table.add_row(key, str(value))
+        c.print(table)
+        ins = view.get("ins")
+        if ins:
+            usable = "utilisable" if ins["usable"] else "non utilisable (identité non qualifiée)"
+            c.print(f"INS : {ins['matricule']} {ins['key']} ({ins['oid']}) — {usable}")
+        for p in view.get("proofs", []):
+            c.print(f"Pièce : {p}")
+        c.print(f"Appels INSi : {view.get('insi_calls', 0)}")
+
+    ctx.out.result(view, human)
+    return 0
+
+
+def edit(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.IDENTITY_WRITE)
+    changes = {
+        name: getattr(args, name)
+        for name in (
+            "birth_name",
+            "first_names",
+            "first_name",
+            "sex",
+            "birth_date",
+            "birthplace",
+            "used_name",
+            "used_first_name",
+            "local_id",
+        )
+        if getattr(args, name) is not None
+    }
+    with ctx.db.transaction() as session:
+        identity = service.edit_identity(
+            session, actor=actor, identity_id=args.id, expect_version=args.expect_version, **changes
+        )
+        payload = {"id": identity.id, "status": str(identity.status), "version": identity.version}
+    ctx.out.result(
+        payload,
+        lambda c: c.print(
+            f"[green]✓[/] Identité n° {payload['id']} modifiée "
+            f"(statut {payload['status']}, version {payload['version']})."
+        ),
+    )
+    return 0
+
+
+def proof(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.IDENTITY_WRITE)
+    expires = parse_date_option(args.expires, field="expires", label="La date d'expiration")
+    with ctx.db.transaction() as session:
+        identity = service.add_proof(
+            session, actor=actor, identity_id=args.id, document_type=args.document, expires=expires
+        )
+        payload = {"id": identity.id, "status": str(identity.status)}
+    ctx.out.result(payload, lambda c: c.print(f"[green]✓[/] Pièce enregistrée ; statut {payload['status']}."))
+    return 0
+
+
+def _flags_payload(identity: Any) -> dict[str, Any]:
+    flags = [f.value for f in Flag if getattr(identity, f"flag_{f.value}")]
+    return {"id": identity.id, "status": str(identity.status), "flags": flags}
+
+
+def flag(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.FLAG_SET)
+    with ctx.db.transaction() as session:
+        identity = service.set_flag(
+            session, actor=actor, identity_id=args.id, flag=Flag(args.flag), reason=args.reason
+        )
+        payload = _flags_payload(identity)
+    ctx.out.result(
+        payload, lambda c: c.print(f"[green]✓[/] Attribut « {args.flag} » posé ; statut {payload['status']}.")
+    )
+    return 0
+
+
+def unflag(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.FLAG_CLEAR)
+    with ctx.db.transaction() as session:
+        identity = service.clear_flag(
+            session, actor=actor, identity_id=args.id, flag=Flag(args.flag), reason=args.reason
+        )
+        payload = _flags_payload(identity)
+    ctx.out.result(
+        payload,
+        lambda c: c.print(f"[green]✓[/] Attribut « {args.flag} » retiré ; statut {payload['status']}."),
+    )
+    return 0
+
+
+def dequalify(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.DEQUALIFY)
+    with ctx.db.transaction() as session:
+        identity = service.dequalify(session, actor=actor, identity_id=args.id, reason=args.reason)
+        payload = {"id": identity.id, "status": str(identity.status)}
+    ctx.out.result(payload, lambda c: c.print(f"[green]✓[/] Identité n° {payload['id']} déqualifiée (PROV)."))
+    return 0

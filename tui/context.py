@@ -1,0 +1,102 @@
+"""What every command needs: the output channel, the database and the acting user."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from services.errors import AuthenticationFailed, InsdeskError, InvalidData
+from services.storage.db import Database, resolve_database_url
+from services.users import Actor, Right, require
+from services.users import login as login_user
+
+
+@dataclass
+class Output:
+    """Renders answers for people (French, rich, on stdout) or as one JSON object (``--json``)."""
+
+    json_mode: bool = False
+    console: Console = field(default_factory=lambda: Console(highlight=False))
+    err_console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+
+    def result(self, payload: dict[str, Any], human: Callable[[Console], None] | None = None) -> None:
+        if self.json_mode:
+            sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.flush()
+        elif human is not None:
+            human(self.console)
+        else:
+            self.console.print_json(data=payload, default=str)
+
+    def error(self, err: InsdeskError, *, usage: str | None = None) -> None:
+        self.err_console.print(f"[bold red]{err.title} :[/] {err.message}", soft_wrap=True)
+        if isinstance(err, InvalidData):
+            for issue in err.errors:
+                self.err_console.print(f"  • {issue.field} : {issue.message}", soft_wrap=True)
+        if usage and not self.json_mode:
+            self.err_console.print(usage.rstrip(), soft_wrap=True)
+        if self.json_mode:
+            payload: dict[str, Any] = {"error": err.as_dict()}
+            if isinstance(err, InvalidData):
+                payload["errors"] = [i.as_dict() for i in err.errors]
+                payload["warnings"] = [i.as_dict() for i in err.warnings]
+            sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+
+
+@dataclass
+class CliContext:
+    db_url_option: str | None
+    as_login: str | None
+    out: Output
+    _db: Database | None = None
+    _actor: Actor | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CliContext:
+        return cls(
+            db_url_option=getattr(args, "db", None),
+            as_login=getattr(args, "as_login", None),
+            out=Output(json_mode=bool(getattr(args, "json", False))),
+        )
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(resolve_database_url(self.db_url_option))
+        return self._db
+
+    def actor(self, right: Right | None = None) -> Actor:
+        """Authenticates the acting user (``--as`` / INSDESK_USER, INSDESK_PASSWORD or a prompt)."""
+        if self._actor is None:
+            login = self.as_login or os.environ.get("INSDESK_USER")
+            if not login:
+                raise AuthenticationFailed(
+                    "Utilisateur non indiqué : utilisez --as LOGIN ou la variable INSDESK_USER.",
+                    code="no_user",
+                )
+            password = os.environ.get("INSDESK_PASSWORD")
+            if password is None:
+                if sys.stdin.isatty():
+                    password = getpass.getpass(f"Mot de passe de {login} : ")
+                else:
+                    raise AuthenticationFailed(
+                        "Mot de passe non fourni : définissez INSDESK_PASSWORD.", code="no_password"
+                    )
+            self._actor = login_user(self.db, login=login, password=password)
+        if right is not None:
+            require(self._actor, right)
+        return self._actor
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
