@@ -384,7 +384,8 @@ def test_anchor_file_is_atomic_and_only_moves_forward(tmp_path: Path) -> None:
     f.path.write_text("{not json")
     with pytest.raises(ValueError):
         f.read()
-    assert f.write(Anchor(1, "d" * 64)) is True  # a corrupt anchor is replaced
+    assert f.write(Anchor(9, "d" * 64)) is False  # a corrupt anchor is kept as evidence
+    assert f.path.read_text() == "{not json"
 
 
 def test_verify_many_events_quickly(db: Database) -> None:

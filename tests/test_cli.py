@@ -360,3 +360,12 @@ def test_console_script_runs_and_prints_one_json_object(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {"valid": True, "matricule": "180032B020401", "key": "23", "errors": []}
+
+
+def test_audit_verify_with_corrupt_anchor_is_broken_not_a_crash(cli: Cli) -> None:
+    create(cli)
+    anchor = Path(cli.db_url.removeprefix("sqlite:///") + ".anchor")
+    assert anchor.exists(), "the anchor lives beside the SQLite file"
+    anchor.write_text("{not json")
+    code, out, _ = cli("audit", "verify", user="superviseur1")
+    assert code == 1 and out["ok"] is False and "ancrage" in out["reason"]

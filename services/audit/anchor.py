@@ -84,7 +84,9 @@ class AnchorFile:
             try:
                 current = self.read()
             except ValueError:
-                current = None  # a corrupt anchor is replaced
+                # A corrupt anchor is evidence (someone may have tried to hide removed events):
+                # keep it for `audit verify` to report, never overwrite it silently.
+                return False
             if current is not None and current.last_id > anchor.last_id:
                 return False
             if current == anchor:

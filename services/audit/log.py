@@ -345,7 +345,20 @@ def verify_chain(session: Session, *, anchor: Anchor | None = None) -> ChainRepo
 
 def verify_database(db: Database) -> ChainReport:
     """``verify_chain`` on a consistent snapshot of ``db``, against its anchor when present."""
-    anchor = db.read_anchor()
+    try:
+        anchor = db.read_anchor()
+    except (ValueError, OSError):  # an unreadable anchor is itself a sign of tampering
+        with db.session() as session:
+            report = verify_chain(session)
+        if not report.ok:
+            return report
+        return ChainReport(
+            ok=False,
+            events=report.events,
+            first_bad=None,
+            reason="Le fichier d'ancrage de la chaîne d'audit est illisible ou altéré : "
+            "la suppression des derniers évènements ne peut pas être exclue.",
+        )
     with db.session() as session:
         return verify_chain(session, anchor=anchor)
 
