@@ -30,7 +30,10 @@ async def test_login_then_search_by_keyboard(demo_db: Database) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, LoginScreen)
-        assert "identifiant ou mot de passe" in str(app.screen.query_one("#login-message", Static).content).lower()
+        assert (
+            "identifiant ou mot de passe"
+            in str(app.screen.query_one("#login-message", Static).content).lower()
+        )
 
         await pilot.press(*"accueil-demo", "enter")
         await app.workers.wait_for_complete()
