@@ -1,0 +1,504 @@
+"""The INSi teleservice client: SOAP 1.2 over mutual TLS, bounded retries, typed errors.
+
+In the style of the akismet client (style.md): an ``httpx.Client`` may be injected (tests pass
+``httpx.MockTransport`` or point at the simulator); otherwise the client builds its own with
+the establishment's certificate (:mod:`services.insi.tls`). Every transport failure becomes
+one of our errors (:mod:`services.insi.errors`), with a French message saying what to do:
+
+* ``httpx.ConnectError`` / ``ConnectTimeout`` -> :class:`InsiUnavailable` (connexion);
+  ``ReadTimeout`` -> :class:`InsiUnavailable` (réponse); HTTP 502/503/504 or an HTML page
+  -> :class:`InsiUnavailable`;
+* any TLS failure (server certificate not trusted, establishment certificate missing, expired
+  or refused) -> :class:`InsiTlsError`;
+* a SOAP Fault -> :class:`InsiFault`; malformed or unexpected content -> :class:`InsiProtocolError`.
+
+Automatic retries, with exponential backoff and within a total deadline, only where trying
+again is safe and useful: the ``desir_1020`` fault (temporarily unavailable), a connection that
+could not be opened, HTTP 502/503/504. Never for authentication or request errors.
+
+Each call returns an :class:`InsiExchange` (answer, raw request and response, duration,
+attempts, HTTP status) so that the caller stores it as received (EXI REC 07/08); a failed
+call's exchange is on the error (``err.exchanges``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from services.identity.traits import StrictTraits
+from services.insi.config import InsiConfig
+from services.insi.envelope import (
+    CONTENT_TYPE,
+    Envelope,
+    TraitsQuery,
+    VitaleQuery,
+    build_traits_request,
+    build_vitale_request,
+)
+from services.insi.errors import InsiError, InsiFault, InsiProtocolError, InsiTlsError, InsiUnavailable
+from services.insi.parse import (
+    InsiAnswer,
+    answer_from_envelope,
+    fault_from_element,
+    find_fault,
+    looks_like_html,
+    parse_xml,
+)
+from services.insi.tls import build_ssl_context
+
+logger = logging.getLogger(__name__)
+
+_UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class InsiExchange:
+    """One INSi call as it happened (traceability, EXI REC 07/08).
+
+    ``answer`` is None only for the exchange attached to an error (``err.exchanges``);
+    ``request_xml`` and ``response_xml`` are those of the last attempt; ``duration_ms``
+    covers every attempt, waits included.
+    """
+
+    operation: str
+    message_id: str
+    started_at: datetime.datetime
+    request_xml: str
+    response_xml: str | None
+    http_status: int | None
+    duration_ms: int
+    attempts: int
+    answer: InsiAnswer | None
+    error_code: str | None = None
+
+    @property
+    def cr(self) -> str | None:
+        return self.answer.cr if self.answer is not None else None
+
+
+# --- transport errors ------------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _tls_text(exc: BaseException) -> str | None:
+    """The TLS reason behind a transport error, if it is one."""
+    for item in _chain(exc):
+        if isinstance(item, ssl.SSLError):
+            return f"{item.reason or ''} {item}".strip()
+        text = str(item)
+        upper = text.upper()
+        if "SSL" in upper or "CERTIFICATE" in upper or "TLSV1" in upper:
+            return text
+    return None
+
+
+_CLIENT_ALERTS = (
+    ("CERTIFICATE_REQUIRED", " (aucun certificat présenté)"),
+    ("PEER_DID_NOT_RETURN_A_CERTIFICATE", " (aucun certificat présenté)"),
+    ("CERTIFICATE_EXPIRED", " (certificat expiré)"),
+    ("CERTIFICATE_REVOKED", " (certificat révoqué)"),
+    ("UNKNOWN_CA", " (certificat non reconnu)"),
+    ("BAD_CERTIFICATE", " (certificat non reconnu)"),
+    ("CERTIFICATE_UNKNOWN", " (certificat non reconnu)"),
+    ("UNSUPPORTED_CERTIFICATE", " (certificat non reconnu)"),
+    ("ACCESS_DENIED", " (accès refusé)"),
+)
+
+
+def tls_error(text: str) -> InsiTlsError:
+    """Classify a TLS failure: server certificate not trusted, or ours refused."""
+    upper = text.upper()
+    if "CERTIFICATE_VERIFY_FAILED" in upper or "CERTIFICATE VERIFY FAILED" in upper:
+        if "EXPIRED" in upper:
+            why = "son certificat a expiré"
+        elif "MISMATCH" in upper:
+            why = "son certificat ne correspond pas à l'adresse configurée"
+        else:
+            why = "son certificat n'est pas signé par une autorité de confiance"
+        return InsiTlsError(
+            f"Certificat du serveur INSi non reconnu ({why}) : la connexion a été interrompue par sécurité. "
+            "Vérifiez l'adresse du service et le fichier des autorités de certification configuré ; "
+            "inutile de réessayer avant.",
+            code="insi_tls_server_untrusted",
+            detail=text[:300],
+        )
+    for marker, precision in _CLIENT_ALERTS:
+        if marker in upper:
+            return InsiTlsError(
+                f"Certificat de l'établissement refusé par le serveur INSi{precision} : vérifiez que le "
+                "certificat logiciel IGC-Santé de l'établissement (CN INSI-AUTO ou INSI-MANU) est installé, "
+                "valide et non révoqué. Inutile de réessayer avant.",
+                code="insi_tls_client_refused",
+                detail=text[:300],
+            )
+    return InsiTlsError(
+        "Échec de la connexion sécurisée (TLS) avec le serveur INSi : vérifiez le certificat de "
+        "l'établissement et le fichier des autorités de certification configurés ; inutile de réessayer "
+        "avant. Si le problème persiste, contactez le support informatique.",
+        code="insi_tls_handshake",
+        detail=text[:300],
+    )
+
+
+def map_transport_error(exc: httpx.HTTPError, config: InsiConfig) -> InsiError:
+    """An httpx transport error as one of our errors, with a French message."""
+    detail = f"{type(exc).__name__}: {exc}"[:300]
+    tls = _tls_text(exc) if config.uses_tls else None
+    if tls is not None:
+        return tls_error(tls)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return InsiUnavailable(
+            f"Le serveur INSi ne répond pas (délai de connexion de {config.connect_timeout:g} s dépassé). "
+            "Vérifiez la connexion réseau de ce poste puis réessayez dans quelques minutes.",
+            kind="connect_timeout",
+            code="insi_timeout_connect",
+            detail=detail,
+        )
+    if isinstance(exc, httpx.ReadTimeout):
+        return InsiUnavailable(
+            "Le service INSi n'a pas répondu à temps "
+            f"(délai de réponse de {config.read_timeout:g} s dépassé). "
+            "Réessayez dans quelques minutes ; si cela se répète, le service est peut-être surchargé.",
+            kind="read_timeout",
+            code="insi_timeout_read",
+            detail=detail,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return InsiUnavailable(
+            "Délai dépassé pendant l'échange avec le service INSi. Réessayez dans quelques minutes.",
+            kind="network",
+            code="insi_timeout",
+            detail=detail,
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return InsiUnavailable(
+            "Connexion au service INSi impossible (serveur injoignable). Vérifiez la connexion réseau de ce "
+            "poste et l'adresse du service configurée, puis réessayez.",
+            kind="connect",
+            code="insi_connect",
+            detail=detail,
+        )
+    if isinstance(exc, httpx.TransportError):
+        hint = (
+            " Si cela se répète, le certificat de l'établissement a peut-être été refusé : vérifiez-le."
+            if config.uses_tls
+            else ""
+        )
+        return InsiUnavailable(
+            "La connexion avec le service INSi a été interrompue avant sa réponse. Vous pouvez réessayer."
+            + hint,
+            kind="network",
+            code="insi_network",
+            detail=detail,
+        )
+    return InsiUnavailable(
+        "Échange impossible avec le service INSi. Vous pouvez réessayer ; si le problème persiste, contactez "
+        "le support informatique.",
+        kind="network",
+        code="insi_network",
+        detail=detail,
+    )
+
+
+def _auto_retry(err: InsiError) -> bool:
+    """Retried automatically: the request certainly did not change anything and may succeed soon."""
+    if isinstance(err, InsiFault):
+        return err.retryable
+    if isinstance(err, InsiUnavailable):
+        return err.kind in ("connect", "connect_timeout") or (
+            err.kind == "http_status" and err.http_status in _UNAVAILABLE_STATUSES
+        )
+    return False
+
+
+# --- HTTP answers ----------------------------------------------------------------------------
+
+
+def interpret_response(status: int, body: bytes, content_type: str | None, config: InsiConfig) -> InsiAnswer:
+    """An HTTP answer into an :class:`InsiAnswer`, or the right error."""
+    if looks_like_html(body, content_type):
+        unavailable = status in _UNAVAILABLE_STATUSES or status >= 500
+        raise InsiUnavailable(
+            f"Le serveur a renvoyé une page web (HTTP {status}) au lieu d'une réponse INSi : "
+            + (
+                "le service est probablement en maintenance. Réessayez dans quelques minutes."
+                if unavailable
+                else "un proxy ou un portail s'interpose peut-être. Vérifiez l'adresse du service et le "
+                "réseau avec le support informatique avant de réessayer."
+            ),
+            kind="html",
+            code=f"insi_http_{status}",
+            http_status=status,
+            retryable=unavailable,
+            detail=body[:200].decode("utf-8", "replace"),
+        )
+    if body.lstrip()[:1] == b"<":
+        try:
+            root = parse_xml(body, max_bytes=config.max_response_bytes)
+        except InsiProtocolError:
+            if status not in _UNAVAILABLE_STATUSES:
+                raise
+        else:
+            fault = find_fault(root)
+            if fault is not None:
+                raise fault_from_element(fault)
+            if status == 200:
+                return answer_from_envelope(root)
+    if status in _UNAVAILABLE_STATUSES:
+        raise InsiUnavailable(
+            f"Le service INSi est indisponible (HTTP {status}). Réessayez dans quelques minutes.",
+            kind="http_status",
+            code=f"insi_http_{status}",
+            http_status=status,
+            retryable=True,
+        )
+    if status in (401, 403):
+        raise InsiTlsError(
+            f"Accès refusé par le serveur INSi (HTTP {status}) : le certificat de l'établissement n'est "
+            "peut-être pas autorisé. Vérifiez-le avec le support informatique ; inutile de réessayer avant.",
+            code=f"insi_http_{status}",
+        )
+    if status in (404, 405):
+        raise InsiUnavailable(
+            f"Adresse du service INSi incorrecte (HTTP {status}) : vérifiez l'URL configurée ; inutile de "
+            "réessayer avant.",
+            kind="http_status",
+            code=f"insi_http_{status}",
+            http_status=status,
+            retryable=False,
+        )
+    if status == 200:
+        raise InsiProtocolError(
+            "Réponse INSi inattendue : ce n'est pas du XML. Inutile de réessayer tel quel : si le problème "
+            "persiste, contactez le support informatique.",
+            code="insi_protocol_unexpected",
+            detail=body[:200].decode("utf-8", "replace"),
+        )
+    raise InsiProtocolError(
+        f"Réponse inattendue du service INSi (HTTP {status}). Si le problème persiste, contactez le support "
+        "informatique.",
+        code=f"insi_http_{status}",
+        detail=body[:200].decode("utf-8", "replace"),
+    )
+
+
+def build_http_client(config: InsiConfig) -> httpx.Client:
+    """An ``httpx.Client`` for ``config``: the mutual-TLS context for https (raises
+    :class:`InsiTlsError` when the certificate is missing, unreadable or expired)."""
+    verify: ssl.SSLContext | bool = build_ssl_context(config) if config.uses_tls else True
+    return httpx.Client(
+        verify=verify,
+        timeout=httpx.Timeout(
+            connect=config.connect_timeout,
+            read=config.read_timeout,
+            write=config.read_timeout,
+            pool=config.connect_timeout,
+        ),
+        trust_env=False,
+        proxy=config.proxy,
+        follow_redirects=False,
+    )
+
+
+def _decode(raw: bytes) -> str:
+    """The response as text for the record: UTF-8 (what INSi sends), else Latin-1 (lossless)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class InsiClient:
+    """Client of the INSi teleservice (``rechercherInsAvecTraitsIdentite``, ``rechercherInsAvecCarteVitale``).
+
+    ``http``: an injected client (its transport and TLS are then the caller's); otherwise one
+    is built from ``config`` and closed with this client. ``clock``/``sleep``/``now``/``new_id``
+    are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        config: InsiConfig,
+        *,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime.datetime] = _utcnow,
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
+        self.config = config
+        self._owns_http = http is None
+        self._http = http if http is not None else build_http_client(config)
+        self._clock = clock
+        self._sleep = sleep
+        self._now = now
+        self._new_id = new_id
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> InsiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- operations --------------------------------------------------------------------------
+
+    def search_traits(self, query: TraitsQuery | StrictTraits) -> InsiExchange:
+        """``rechercherInsAvecTraitsIdentite`` (one attempt of the search strategy)."""
+        traits_query = TraitsQuery.from_traits(query) if isinstance(query, StrictTraits) else query
+        return self._call(
+            lambda: build_traits_request(
+                self.config, traits_query, message_id=self._new_id(), now=self._now()
+            )
+        )
+
+    def search_vitale(self, query: VitaleQuery) -> InsiExchange:
+        """``rechercherInsAvecCarteVitale`` with the data read from a carte Vitale."""
+        return self._call(
+            lambda: build_vitale_request(self.config, query, message_id=self._new_id(), now=self._now())
+        )
+
+    # --- machinery ---------------------------------------------------------------------------
+
+    def _post(self, envelope: Envelope, remaining: float) -> tuple[int, bytes, str | None]:
+        config = self.config
+        timeout = httpx.Timeout(
+            connect=max(0.01, min(config.connect_timeout, remaining)),
+            read=max(0.01, min(config.read_timeout, remaining)),
+            write=max(0.01, min(config.read_timeout, remaining)),
+            pool=max(0.01, min(config.connect_timeout, remaining)),
+        )
+        headers = {
+            "Content-Type": f'{CONTENT_TYPE}; action="{envelope.action}"',
+            "Accept": "application/soap+xml, text/xml, application/xml",
+            "User-Agent": f"{config.software_name}/{config.software_version}",
+        }
+        try:
+            with self._http.stream(
+                "POST", config.endpoint.strip(), content=envelope.xml, headers=headers, timeout=timeout
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > config.max_response_bytes:
+                        raise InsiProtocolError(
+                            f"Réponse INSi refusée : trop volumineuse (plus de {config.max_response_bytes} "
+                            "octets). Inutile de réessayer : contactez le support informatique.",
+                            code="insi_protocol_too_large",
+                        )
+                    chunks.append(chunk)
+                return response.status_code, b"".join(chunks), response.headers.get("content-type")
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc, config) from exc
+        except ssl.SSLError as exc:  # a transport that lets it through
+            raise tls_error(f"{exc.reason or ''} {exc}") from exc
+
+    def _call(self, build: Callable[[], Envelope]) -> InsiExchange:
+        policy = self.config.retry
+        envelope = build()  # BadRequest here: nothing was sent
+        started_at = self._now()
+        start = self._clock()
+        deadline = start + policy.total_deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None = None
+            raw: bytes | None = None
+            try:
+                status, raw, content_type = self._post(envelope, deadline - self._clock())
+                answer = interpret_response(status, raw, content_type, self.config)
+            except InsiError as err:
+                elapsed = self._clock() - start
+                delay = policy.delay(attempt)
+                if (
+                    _auto_retry(err)
+                    and attempt < policy.max_attempts
+                    and elapsed + delay < policy.total_deadline
+                ):
+                    logger.warning(
+                        "INSi %s: %s (attempt %d/%d), retrying in %.1f s",
+                        envelope.operation,
+                        err.code,
+                        attempt,
+                        policy.max_attempts,
+                        delay,
+                    )
+                    self._sleep(delay)
+                    envelope = build()
+                    continue
+                exchange = self._exchange(envelope, started_at, start, attempt, status, raw, None, err.code)
+                if attempt > 1:
+                    err.detail = f"{err.detail or ''} ({attempt} tentatives)".strip()
+                err.exchanges = [exchange]
+                logger.warning(
+                    "INSi %s failed: %s after %d attempt(s), %d ms",
+                    envelope.operation,
+                    err.code,
+                    attempt,
+                    exchange.duration_ms,
+                )
+                raise
+            exchange = self._exchange(envelope, started_at, start, attempt, status, raw, answer, None)
+            logger.info(
+                "INSi %s: CR %s, HTTP %s, %d attempt(s), %d ms",
+                envelope.operation,
+                answer.cr,
+                status,
+                attempt,
+                exchange.duration_ms,
+            )
+            return exchange
+
+    def _exchange(
+        self,
+        envelope: Envelope,
+        started_at: datetime.datetime,
+        start: float,
+        attempts: int,
+        status: int | None,
+        raw: bytes | None,
+        answer: InsiAnswer | None,
+        error_code: str | None,
+    ) -> InsiExchange:
+        return InsiExchange(
+            operation=envelope.operation,
+            message_id=envelope.message_id,
+            started_at=started_at,
+            request_xml=envelope.text,
+            response_xml=_decode(raw) if raw is not None else None,
+            http_status=status,
+            duration_ms=max(0, round((self._clock() - start) * 1000)),
+            attempts=attempts,
+            answer=answer,
+            error_code=error_code,
+        )

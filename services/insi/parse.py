@@ -1,0 +1,503 @@
+"""Hardened parsing of INSi answers: ``RESULTAT`` and SOAP 1.2 Faults.
+
+Hardening: a size limit on the body; any DOCTYPE (so any entity, internal or external, and any
+"billion laughs" bomb) is refused; lxml runs with ``resolve_entities=False, no_network=True,
+load_dtd=False, huge_tree=False``.
+
+Namespace-robust (insi-protocol.md: real answers use the default namespace or ``ns2:``, vary
+the element order and omit optional elements): elements are matched by namespace and local
+name, never by prefix nor position; inside ``RESULTAT`` an unqualified element is accepted too.
+``INSHISTO`` may appear zero or more times, possibly equal to the active INS; ``Prenom`` may be
+absent; ``ListePrenom`` is space separated. Traits returned by INSi are authoritative: they go
+through :func:`~services.identity.traits.traits_from_insi` (warnings, never a refusal). The
+matricule is checked against its key: a wrong key means a corrupted answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from services.errors import FieldIssue, InvalidData
+from services.identity.matricule import (
+    OID_INS_NIA,
+    OID_INS_NIR,
+    OID_INS_NIR_DEMO,
+    OID_INS_NIR_TEST,
+    MatriculeINS,
+    compute_key,
+)
+from services.identity.traits import StrictTraits, traits_from_insi
+from services.insi.config import DEFAULT_MAX_RESPONSE_BYTES
+from services.insi.envelope import NS_RESULTAT, NS_SIRAM, NS_SOAP, NS_SOAP11
+from services.insi.errors import InsiFault, InsiProtocolError
+
+CR_FOUND = "00"
+CR_NONE = "01"
+CR_SEVERAL = "02"
+KNOWN_CR = (CR_FOUND, CR_NONE, CR_SEVERAL)
+KNOWN_OIDS = frozenset({OID_INS_NIR, OID_INS_NIA, OID_INS_NIR_TEST, OID_INS_NIR_DEMO})
+RETRYABLE_FAULTS = frozenset({"desir_1020"})
+
+_RESULT_NS = (NS_RESULTAT, None)
+_SOAP_NS = (NS_SOAP, NS_SOAP11)
+_MATRICULE = re.compile(r"[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{6}", re.ASCII)
+_KEY = re.compile(r"[0-9]{2}", re.ASCII)
+_XSD_DATE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:Z|[+-][0-9]{2}:[0-9]{2})?", re.ASCII)
+_OID = re.compile(r"[0-2](?:\.[0-9]+)+", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_DTD_MARKERS = (b"<!doctype", b"<!entity")
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InsHistoryEntry:
+    """An earlier matricule INS of the person (``INSHISTO``): kept as received (EXI REC 07/08)."""
+
+    matricule: MatriculeINS
+    oid: str
+    valid_from: datetime.date | None = None
+    valid_to: datetime.date | None = None
+
+    def as_cli_dict(self) -> dict[str, str | None]:
+        return {
+            "matricule": self.matricule.number,
+            "key": self.matricule.key,
+            "oid": self.oid,
+            "valid_from": self.valid_from.isoformat() if self.valid_from else None,
+            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
+        }
+
+
+@dataclass(frozen=True)
+class InsiIdentity:
+    """The identity INSi found (``INDIVIDU``): active INS, its OID, the strict traits (``TIQ``),
+    the history, and the warnings about anything odd in the traits (never a refusal)."""
+
+    matricule: MatriculeINS
+    oid: str
+    valid_from: datetime.date | None
+    valid_to: datetime.date | None
+    traits: StrictTraits
+    history: list[InsHistoryEntry] = field(default_factory=list)
+    warnings: list[FieldIssue] = field(default_factory=list)
+
+    @property
+    def is_nia(self) -> bool:
+        return self.oid == OID_INS_NIA
+
+    def ins_cli_dict(self) -> dict[str, str]:
+        return {"matricule": self.matricule.number, "key": self.matricule.key, "oid": self.oid}
+
+
+@dataclass(frozen=True)
+class InsiAnswer:
+    """``RESULTAT``: ``cr`` ``00`` one identity (``identity`` set), ``01`` none, ``02`` several."""
+
+    cr: str
+    label: str
+    identity: InsiIdentity | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.cr == CR_FOUND and self.identity is not None
+
+
+# --- hardened XML ----------------------------------------------------------------------------
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        dtd_validation=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+_REFUSED_DTD = (
+    "Réponse INSi refusée : elle contient une déclaration DOCTYPE ou des entités XML, ce qu'un serveur "
+    "INSi n'envoie pas (risque de sécurité). Inutile de réessayer : contactez le support informatique."
+)
+
+
+def _has_dtd_marker(body: bytes) -> bool:
+    """A DOCTYPE or ENTITY declaration, looked for in UTF-8 and in UTF-16/32 bodies."""
+    views = [body.lower()]
+    if b"\x00" in body[:4]:
+        for encoding in ("utf-32", "utf-16", "utf-16-le", "utf-16-be"):
+            try:
+                views.append(body.decode(encoding).lower().encode("utf-8", "replace"))
+                break
+            except UnicodeDecodeError:
+                continue
+    return any(marker in view for view in views for marker in _DTD_MARKERS)
+
+
+def parse_xml(body: bytes, *, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> etree._Element:
+    """Parse untrusted XML: size limit, no DOCTYPE/entities, no network. Raises :class:`InsiProtocolError`."""
+    if len(body) > max_bytes:
+        raise InsiProtocolError(
+            f"Réponse INSi refusée : trop volumineuse ({len(body)} octets, au plus {max_bytes}). "
+            "Inutile de réessayer : contactez le support informatique.",
+            code="insi_protocol_too_large",
+        )
+    if not body.strip():
+        raise InsiProtocolError(
+            "Réponse INSi vide. Vous pouvez réessayer ; si le problème persiste, contactez le support "
+            "informatique.",
+            code="insi_protocol_empty",
+            retryable=True,
+        )
+    if _has_dtd_marker(body):
+        raise InsiProtocolError(_REFUSED_DTD, code="insi_protocol_dtd")
+    try:
+        root = etree.fromstring(body, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise InsiProtocolError(
+            "Réponse INSi tronquée ou mal formée (XML illisible). Vous pouvez réessayer ; si le problème "
+            "persiste, contactez le support informatique.",
+            code="insi_protocol_malformed",
+            detail=str(exc)[:300],
+            retryable=True,
+        ) from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise InsiProtocolError(_REFUSED_DTD, code="insi_protocol_dtd")
+    for node in root.iter():
+        if isinstance(node, etree._Entity):
+            raise InsiProtocolError(_REFUSED_DTD, code="insi_protocol_dtd")
+    return root
+
+
+def looks_like_html(body: bytes, content_type: str | None = None) -> bool:
+    """An HTML page (proxy, portal, web server error) rather than a SOAP answer."""
+    if content_type and "html" in content_type.lower():
+        return True
+    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
+
+
+# --- element helpers -------------------------------------------------------------------------
+
+
+def _qname(element: etree._Element) -> tuple[str | None, str]:
+    q = etree.QName(element)
+    return q.namespace, q.localname
+
+
+def _elements(parent: etree._Element) -> Iterable[etree._Element]:
+    return (child for child in parent if isinstance(child.tag, str))
+
+
+def _children(
+    parent: etree._Element, name: str, namespaces: tuple[str | None, ...] = _RESULT_NS
+) -> list[etree._Element]:
+    found = []
+    for child in _elements(parent):
+        ns, local = _qname(child)
+        if local == name and ns in namespaces:
+            found.append(child)
+    return found
+
+
+def _child(
+    parent: etree._Element, name: str, namespaces: tuple[str | None, ...] = _RESULT_NS
+) -> etree._Element | None:
+    found = _children(parent, name, namespaces)
+    return found[0] if found else None
+
+
+def _text(
+    parent: etree._Element | None, name: str, namespaces: tuple[str | None, ...] = _RESULT_NS
+) -> str | None:
+    if parent is None:
+        return None
+    element = _child(parent, name, namespaces)
+    if element is None or element.text is None:
+        return None
+    text = element.text.strip()
+    return text or None
+
+
+def _unexpected(message: str, *, detail: str | None = None) -> InsiProtocolError:
+    return InsiProtocolError(
+        f"Réponse INSi inattendue : {message} Inutile de réessayer tel quel : si le problème persiste, "
+        "contactez le support informatique.",
+        code="insi_protocol_unexpected",
+        detail=detail,
+    )
+
+
+def _clean(text: str | None, limit: int = 300) -> str:
+    value = _CONTROL.sub(" ", text or "").strip()
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+# --- RESULTAT --------------------------------------------------------------------------------
+
+
+def _date(value: str | None, what: str) -> datetime.date | None:
+    if value is None:
+        return None
+    match = _XSD_DATE.fullmatch(value)
+    try:
+        if match is None:
+            raise ValueError(value)
+        return datetime.date.fromisoformat(match.group(1))
+    except ValueError:
+        raise _unexpected(f"date {what} illisible.", detail=_clean(value, 40)) from None
+
+
+def _matricule(number: str | None, key: str | None, what: str) -> MatriculeINS:
+    if number is None:
+        raise _unexpected(f"le matricule {what} est absent.")
+    number = number.upper()
+    if not _MATRICULE.fullmatch(number):
+        raise _unexpected(f"le matricule {what} n'a pas le format attendu (13 caractères).")
+    try:
+        expected = compute_key(number)
+    except InvalidData:
+        raise _unexpected(f"le matricule {what} n'a pas le format attendu.") from None
+    if key is None:
+        key = expected
+    elif not _KEY.fullmatch(key) or key != expected:
+        raise _unexpected(f"la clé du matricule {what} ne correspond pas au matricule (réponse altérée ?).")
+    return MatriculeINS(number, key)
+
+
+def _ins(
+    element: etree._Element, what: str
+) -> tuple[MatriculeINS, str, datetime.date | None, datetime.date | None]:
+    ident = _child(element, "IdIndividu")
+    if ident is None:
+        raise _unexpected(f"IdIndividu absent ({what}).")
+    matricule = _matricule(_text(ident, "NumIdentifiant"), _text(ident, "Cle"), what)
+    oid = _text(element, "OID")
+    if oid is None or not _OID.fullmatch(oid):
+        raise _unexpected(f"OID absent ou illisible ({what}).", detail=_clean(oid, 60))
+    return (
+        matricule,
+        oid,
+        _date(_text(element, "DateDeb"), "de début"),
+        _date(_text(element, "DateFin"), "de fin"),
+    )
+
+
+def _identity(individu: etree._Element) -> InsiIdentity:
+    active = _child(individu, "INSACTIF")
+    if active is None:
+        raise _unexpected("INSACTIF absent d'une réponse 00.")
+    matricule, oid, valid_from, valid_to = _ins(active, "actif")
+    history = []
+    for entry in _children(individu, "INSHISTO"):
+        h_matricule, h_oid, h_from, h_to = _ins(entry, "historique")
+        history.append(InsHistoryEntry(h_matricule, h_oid, h_from, h_to))
+
+    tiq = _child(individu, "TIQ")
+    if tiq is None:
+        raise _unexpected("traits d'identité (TIQ) absents d'une réponse 00.")
+    birth_name = _text(tiq, "NomNaissance")
+    first_name = _text(tiq, "Prenom")
+    first_names = _text(tiq, "ListePrenom") or first_name
+    sex = _text(tiq, "Sexe")
+    birth_date = _text(tiq, "DateNaissance")
+    missing = [
+        label
+        for label, value in (
+            ("nom de naissance", birth_name),
+            ("prénoms", first_names),
+            ("sexe", sex),
+            ("date de naissance", birth_date),
+        )
+        if value is None
+    ]
+    if missing or birth_name is None or first_names is None or sex is None or birth_date is None:
+        raise _unexpected(f"trait(s) absent(s) de la réponse : {', '.join(missing)}.")
+    try:
+        traits, warnings = traits_from_insi(
+            birth_name=birth_name,
+            first_names=first_names,
+            sex=sex,
+            birth_date=birth_date,
+            first_name=first_name,
+            birthplace=_text(tiq, "LieuNaissance"),
+        )
+    except InvalidData as exc:
+        raise _unexpected(exc.message) from None
+    warnings = list(warnings)
+    if oid not in KNOWN_OIDS:
+        warnings.append(FieldIssue("oid", f"OID renvoyé par l'INSi inhabituel : {oid}."))
+    return InsiIdentity(matricule, oid, valid_from, valid_to, traits, history, warnings)
+
+
+def parse_resultat(resultat: etree._Element) -> InsiAnswer:
+    """A ``RESULTAT`` element (any prefix) into an :class:`InsiAnswer`."""
+    cr = _child(resultat, "CR")
+    code = _text(cr, "CodeCR")
+    if code is None:
+        raise _unexpected("compte rendu (CodeCR) absent.")
+    if code not in KNOWN_CR:
+        raise _unexpected(f"code de compte rendu inconnu « {_clean(code, 10)} ».")
+    label = _clean(_text(cr, "LibelleCR"))
+    individu = _child(resultat, "INDIVIDU")
+    if code == CR_FOUND:
+        if individu is None:
+            raise _unexpected("réponse 00 sans identité (INDIVIDU absent).")
+        return InsiAnswer(code, label, _identity(individu))
+    return InsiAnswer(code, label, None)
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FaultAdvice:
+    headline: str
+    advice: str
+
+
+_FAULT_ADVICE = {
+    "desir_1020": _FaultAdvice(
+        "Le service INSi est momentanément indisponible.",
+        "Réessayez dans quelques minutes.",
+    ),
+    "desir_550": _FaultAdvice(
+        "L'INSi ne reconnaît pas le numéro d'autorisation (IDAM) de ce logiciel.",
+        "Vérifiez le numéro d'autorisation dans la configuration INSi ou contactez l'éditeur du logiciel ; "
+        "inutile de réessayer avant.",
+    ),
+    "desir_560": _FaultAdvice(
+        "Certificat de l'établissement refusé par le serveur INSi : son nom (CN) n'est pas accepté.",
+        "Installez le certificat logiciel IGC-Santé de l'établissement (CN INSI-AUTO ou INSI-MANU) ; "
+        "inutile de réessayer avant.",
+    ),
+    "insi_102": _FaultAdvice(
+        "Erreur technique du service INSi.",
+        "Inutile de relancer aussitôt : si l'erreur se répète, signalez-la au support informatique.",
+    ),
+}
+_GENERIC_ADVICE = _FaultAdvice(
+    "L'INSi a refusé la demande.",
+    "Inutile de réessayer telle quelle : vérifiez les données saisies ; si l'erreur se répète, contactez "
+    "le support informatique.",
+)
+
+
+def _local_value(text: str | None) -> str | None:
+    """``soap:siram_100`` -> ``siram_100`` (a QName as text)."""
+    if not text:
+        return None
+    return text.strip().rsplit(":", 1)[-1] or None
+
+
+def _reason(fault: etree._Element) -> str | None:
+    reason = _child(fault, "Reason", (NS_SOAP,))
+    if reason is None:
+        return _text(fault, "faultstring", (None, NS_SOAP11))  # SOAP 1.1
+    texts = _children(reason, "Text", (NS_SOAP,))
+    for text in texts:
+        if (text.get("{http://www.w3.org/XML/1998/namespace}lang") or "").lower().startswith("fr"):
+            return str(text.text or "")
+    return str(texts[0].text or "") if texts else None
+
+
+def fault_from_element(fault: etree._Element) -> InsiFault:
+    """A SOAP Fault element (1.2, or 1.1 for robustness) into an :class:`InsiFault`.
+
+    ``code`` is ``siram_NN/desir_NNNN`` (lowercase), from ``Code/Subcode/Value`` and
+    ``Detail/siram:Erreur/@code``.
+    """
+    code_element = _child(fault, "Code", (NS_SOAP,))
+    subcode_value: str | None = None
+    top_value: str | None = None
+    if code_element is not None:
+        top_value = _local_value(_text(code_element, "Value", (NS_SOAP,)))
+        subcode = _child(code_element, "Subcode", (NS_SOAP,))
+        if subcode is not None:
+            subcode_value = _local_value(_text(subcode, "Value", (NS_SOAP,)))
+    else:
+        top_value = _local_value(_text(fault, "faultcode", (None, NS_SOAP11)))
+    detail = _child(fault, "Detail", (NS_SOAP,))
+    if detail is None:
+        detail = _child(fault, "detail", (None, NS_SOAP11))
+    erreur = None
+    if detail is not None:
+        erreur = next((e for e in detail.iter() if isinstance(e.tag, str) and _qname(e)[1] == "Erreur"), None)
+        if erreur is not None and _qname(erreur)[0] not in (NS_SIRAM, None):
+            erreur = None
+    error_code = erreur.get("code").strip().lower() if erreur is not None and erreur.get("code") else None
+    severity = erreur.get("severite") if erreur is not None else None
+    message_id = erreur.get("messageID") if erreur is not None else None
+    error_text = _clean(erreur.text) if erreur is not None else ""
+
+    siram = subcode_value.lower() if subcode_value and subcode_value.lower().startswith("siram") else None
+    parts = [p for p in (siram, error_code) if p]
+    code = "/".join(parts) if parts else "soap_fault"
+    reason = _clean(_reason(fault))
+    server_message = " ".join(p for p in (reason, error_text) if p)
+    known = _FAULT_ADVICE.get(error_code or "", _GENERIC_ADVICE)
+    message = f"{known.headline} {known.advice} (erreur INSi {code}"
+    message += f" : « {server_message} »)" if server_message else ")"
+    return InsiFault(
+        message,
+        code=code,
+        siram_code=siram,
+        error_code=error_code,
+        severity=severity,
+        server_message=server_message,
+        retryable=error_code in RETRYABLE_FAULTS,
+        message_id=message_id,
+        detail=f"SOAP fault {top_value or '?'} / {subcode_value or '?'}: {server_message}",
+    )
+
+
+# --- whole answers ---------------------------------------------------------------------------
+
+
+def _body(root: etree._Element) -> etree._Element:
+    ns, local = _qname(root)
+    if local != "Envelope" or ns not in _SOAP_NS:
+        raise _unexpected("ce n'est pas une enveloppe SOAP.", detail=f"root {{{ns}}}{local}")
+    body = _child(root, "Body", (ns,))
+    if body is None:
+        raise _unexpected("enveloppe SOAP sans corps (Body).")
+    return body
+
+
+def find_fault(root: etree._Element) -> etree._Element | None:
+    """The SOAP Fault of a parsed envelope, if any."""
+    ns, local = _qname(root)
+    if local != "Envelope" or ns not in _SOAP_NS:
+        return None
+    body = _child(root, "Body", (ns,))
+    return _child(body, "Fault", (ns,)) if body is not None else None
+
+
+def answer_from_envelope(root: etree._Element) -> InsiAnswer:
+    """A parsed envelope into an answer; raises :class:`InsiFault` when it carries a Fault."""
+    body = _body(root)
+    fault = _child(body, "Fault", _SOAP_NS)
+    if fault is not None:
+        raise fault_from_element(fault)
+    resultat = _child(body, "RESULTAT", (NS_RESULTAT,))
+    if resultat is None:  # wrapped in some other element
+        resultat = next(body.iter(f"{{{NS_RESULTAT}}}RESULTAT"), None)
+    if resultat is None:
+        raise _unexpected("ni résultat (RESULTAT) ni erreur SOAP dans la réponse.")
+    return parse_resultat(resultat)
+
+
+def parse_response(body: bytes, *, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> InsiAnswer:
+    """Parse an INSi answer body; raises :class:`InsiFault` (a SOAP Fault) or
+    :class:`InsiProtocolError` (malformed, unexpected, DTD/entities, too large)."""
+    return answer_from_envelope(parse_xml(body, max_bytes=max_bytes))
