@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ def run_tui(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
     from fixtures.demo import DEMO_USERS, seed_demo
+    from services.insi_sim import InsiSimulator
     from services.storage.db import Database
     from tui.app import AppServices, InsdeskApp
 
@@ -37,17 +39,21 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
     for leftover in folder.glob("demo.db*"):
         leftover.unlink()
     db = Database(f"sqlite:///{db_file}")
+    simulator = InsiSimulator().start()
+    os.environ["INSDESK_INSI_URL"] = simulator.url
     try:
         counts = seed_demo(db)
         c = ctx.out.console
         c.print("[bold]insdesk — démonstration[/]")
         c.print(f"Base de démonstration : {db_file}")
+        c.print(f"Simulateur INSi local : {simulator.url}")
         c.print(f"Patients : {counts}")
         c.print("Comptes de démonstration (identifiant / mot de passe / rôle) :")
         for user in DEMO_USERS:
             c.print(f"  {user.login} / {user.password} / {user.role}")
         if not args.no_tui:
-            InsdeskApp(AppServices(db=db, site_name="Labo démo")).run()
+            InsdeskApp(AppServices(db=db, site_name="Labo démo", insi_label="simulateur")).run()
     finally:
+        simulator.stop()
         db.dispose()
     return 0
