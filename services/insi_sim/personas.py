@@ -10,10 +10,11 @@ Matching (traits search, ``RECSANSVITALE``): a persona matches when the birth na
 (one sent first name must be one of the persona's first names; several must equal the whole
 list, in order) and the birthplace, when sent, is equal.
 
-Matching (carte Vitale, ``RECVITALE``): ``MatriculeIndividu`` is the NIR read on the card: the
-persona's own matricule, or the holder's NIR of a card that lists the persona as a beneficiary
-(ayant droit); then the birth name and birth date must be equal, and ``RangNaissance``, when
-sent, must equal the beneficiary's rank when the card gives one.
+Matching (carte Vitale, ``RECVITALE``): ``MatriculeIndividu``, or else ``MatriculeOD`` (the
+holder's NIR), is the NIR read on the card: the persona's own matricule, or the holder's NIR
+of a card that lists the persona as a beneficiary (ayant droit); then the birth name and birth
+date must be equal, and ``RangNaissance``, when sent, must equal the beneficiary's rank when the
+card gives one.
 """
 
 from __future__ import annotations

@@ -324,10 +324,15 @@ def _vitale_search(element: Any, message_id: str) -> dict[str, Any]:
         "birth_date": one("DateNaissance"),
         "rank": one("RangNaissance"),
     }
+    # MatriculeIndividu (the beneficiary's own NIR) is on the card only for some beneficiaries;
+    # MatriculeOD (the ouvrant droit's NIR, the card holder's) is always there: both are optional
+    # in INSi_RECVITALE_INS.xsd (type Beneficiaire). Without the first, search by the second.
+    if traits["matricule"] is None and traits["matricule_od"] is not None:
+        traits["matricule"], traits["key"] = traits["matricule_od"], traits["key_od"]
     missing = [
         label
         for label, key in (
-            ("MatriculeIndividu/NumIdentifiant", "matricule"),
+            ("MatriculeIndividu/NumIdentifiant ou MatriculeOD/NumIdentifiant", "matricule"),
             ("NomNaissance", "birth_name"),
             ("DateNaissance", "birth_date"),
         )
