@@ -459,6 +459,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "insdesk-insi-sim/1"
     sys_version = ""
     timeout = 30
+    # Headers and body are two writes: with Nagle, the body waits for the client's delayed ACK
+    # (~40 ms per answer on a kept-alive connection).
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         self.server.simulator._handle_post(self)
