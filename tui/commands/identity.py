@@ -79,6 +79,10 @@ def register(sub: Any) -> None:
     add_json(p)
     p.set_defaults(handler=dequalify)
 
+    from tui.commands.insi import register_identity_insi
+
+    register_identity_insi(ident)
+
 
 def parse_date_option(value: str | None, *, field: str, label: str) -> dt.date | None:
     if value is None:
