@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tui.commands import audit, checks, identity, insi, insi_sim, tui_cmds, users
+from tui.commands import audit, checks, identity, insi, insi_sim, tui_cmds, users, vitale
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -19,5 +19,5 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def register_all(sub: Any) -> None:
-    for module in (tui_cmds, checks, identity, insi, audit, users, insi_sim):
+    for module in (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale):
         module.register(sub)
