@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual import on
 from textual.app import App
 from textual.binding import Binding
+from textual.command import CommandPalette
+from textual.reactive import reactive
+from textual.screen import ModalScreen
+from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from services.errors import InsdeskError
 from services.storage.db import Database
-from services.users import Actor
+from services.users import ROLE_LABELS, Actor
+from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
 from tui.screens.login import LoginScreen
+from tui.summary import IdentityContext, IdentitySummary
 
 
 @dataclass
@@ -25,21 +32,103 @@ class AppServices:
     site_name: str = "Laboratoire"
     insi_label: str = "non configuré"
     reader_label: str = "aucun lecteur"
+    insi: Any | None = None
+    """The INSi qualification service (F4); None: « Service INSi non configuré »."""
+    reader: Any | None = None
+    """The carte Vitale reader (F3); None: « Aucun lecteur »."""
+
+
+_KEY_NAMES = {
+    "escape": "Échap",
+    "enter": "Entrée",
+    "question_mark": "?",
+    "tab": "Tab",
+    "space": "Espace",
+    "delete": "Suppr",
+    "up": "↑",
+    "down": "↓",
+    "pageup": "Pg↑",
+    "pagedown": "Pg↓",
+}
+
+# Actions that act on the desk's data: hidden before login and under a modal.
+_DESK_ACTIONS = frozenset({"new_identity", "read_card", "insi", "proof", "history", "flags"})
 
 
 class InsdeskApp(App[None]):
     CSS_PATH = Path(__file__).parent / "insdesk.tcss"
     TITLE = "insdesk"
+    COMMANDS = {InsdeskCommands}
+    COMMAND_PALETTE_DISPLAY = "^P"
     BINDINGS = [
+        Binding("f2", "new_identity", "Nouveau", id="app.new", tooltip="Créer une nouvelle identité"),
+        Binding(
+            "f3",
+            "read_card",
+            "Carte Vitale",
+            id="app.card",
+            tooltip="Lire la carte Vitale et choisir le bénéficiaire",
+        ),
+        Binding("f4", "insi", "INSi", id="app.insi", tooltip="Interroger le téléservice INSi"),
+        Binding("f5", "proof", "Pièce", id="app.proof", tooltip="Enregistrer la pièce d'identité vérifiée"),
+        Binding("f6", "history", "Historique", id="app.history", tooltip="Historique de l'identité"),
+        Binding(
+            "f7",
+            "flags",
+            "Attributs",
+            id="app.flags",
+            tooltip="Attributs de l'identité (douteuse, fictive, homonyme), déqualification",
+        ),
+        Binding(
+            "question_mark,f1",
+            "help",
+            "Aide",
+            id="app.help",
+            tooltip="Les touches de l'écran",
+            key_display="?",
+            priority=True,
+        ),
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "Commandes",
+            id="app.palette",
+            tooltip="Chercher une action par son nom",
+            priority=True,
+        ),
+        Binding("ctrl+t", "toggle_theme", "Thème", id="app.theme", tooltip="Thème clair ou sombre"),
         Binding("ctrl+q", "quit", "Quitter", id="app.quit", tooltip="Quitter insdesk", priority=True),
     ]
+
+    insi_label: reactive[str] = reactive("non configuré")
+    """Shown in the status bar (« INSi : … »); the INSi flow assigns it."""
+    reader_label: reactive[str] = reactive("aucun lecteur")
+    """Shown in the status bar (« Lecteur : … »); the card reader flow assigns it."""
 
     def __init__(self, services: AppServices) -> None:
         super().__init__()
         self.services = services
         self.actor: Actor | None = None
+        self.set_reactive(InsdeskApp.insi_label, services.insi_label)
+        self.set_reactive(InsdeskApp.reader_label, services.reader_label)
+
+    def get_key_display(self, binding: Binding) -> str:
+        """Keys as the desk names them: « Échap », « Entrée », F2, ^S."""
+        if binding.key_display:
+            return binding.key_display
+        modifiers, key = binding.parse_key()
+        name = _KEY_NAMES.get(key)
+        if name is None:
+            if len(key) == 1 or (key.startswith("f") and key[1:].isdigit()):
+                name = key.upper()
+            else:
+                return super().get_key_display(binding)
+        if modifiers == ["ctrl"]:
+            return f"^{name}"
+        return "+".join([*modifiers, name])
 
     def on_mount(self) -> None:
+        self.theme = "textual-dark"
         self.sub_title = self.services.site_name
         self.push_screen(LoginScreen())
 
@@ -47,8 +136,139 @@ class InsdeskApp(App[None]):
         from tui.screens.home import HomeScreen
 
         self.actor = actor
-        self.sub_title = f"{self.services.site_name} · {actor.login} ({actor.role})"
+        self.sub_title = f"{self.services.site_name} · {actor.login} ({ROLE_LABELS[actor.role]})"
         self.switch_screen(HomeScreen())
+        self.refresh_bindings()
+
+    # -- which keys are live -----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _DESK_ACTIONS:
+            screen = self.screen
+            return self.actor is not None and (
+                not isinstance(screen, ModalScreen) or isinstance(screen, CommandPalette)
+            )
+        if action == "help":
+            # "?" is typed as text in a password or a free-text field (a reason).
+            focused = self.focused
+            return not (isinstance(focused, Input) and (focused.password or focused.has_class("free-text")))
+        return True
+
+    # -- the identity in front of the agent ----------------------------------------------------
+
+    def identity_context(self) -> IdentityContext | None:
+        screen = self.screen
+        if isinstance(screen, CommandPalette) and len(self.screen_stack) > 1:
+            screen = self.screen_stack[-2]
+        return screen if hasattr(screen, "current_identity") else None  # type: ignore[return-value]
+
+    def current_identity(self) -> IdentitySummary | None:
+        context = self.identity_context()
+        return context.current_identity() if context is not None else None
+
+    def _identity_or_warn(self) -> IdentitySummary | None:
+        summary = self.current_identity()
+        if summary is None:
+            self.notify(
+                "Sélectionnez d'abord une identité (ou enregistrez celle en cours de saisie).",
+                title="Aucune identité",
+                severity="warning",
+            )
+        return summary
+
+    def identity_changed(self, summary: IdentitySummary | None) -> None:
+        """Tell the screen below a modal that its identity changed (new badge at once)."""
+        if summary is None:
+            return
+        for screen in reversed(self.screen_stack):
+            if hasattr(screen, "identity_changed"):
+                screen.identity_changed(summary)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _back_to_home(self) -> None:
+        from tui.screens.home import HomeScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+
+    def open_identity(self, identity_id: int | None) -> None:
+        """The identity form, new (None) or on an existing identity, above the home screen."""
+        from tui.screens.identity_form import IdentityFormScreen
+
+        self._back_to_home()
+        self.push_screen(IdentityFormScreen(identity_id))
+
+    def action_new_identity(self) -> None:
+        self.open_identity(None)
+
+    def action_read_card(self) -> None:
+        if self.services.reader is None:
+            self.notify(
+                "Aucun lecteur de carte Vitale n'est configuré sur ce poste : saisissez les traits.",
+                title="Aucun lecteur",
+                severity="warning",
+            )
+            return
+        self.open_card_reader()
+
+    def open_card_reader(self) -> None:
+        """Hook for the carte Vitale flow (F3): the card's persons in a picker, Enter prefills."""
+        self.notify("La lecture de la carte Vitale n'est pas encore branchée.", title="Carte Vitale")
+
+    def action_insi(self) -> None:
+        if self.services.insi is None:
+            self.notify(
+                "Service INSi non configuré : l'identité reste provisoire ou validée.",
+                title="INSi",
+                severity="warning",
+            )
+            return
+        self.open_insi(self.current_identity())
+
+    def open_insi(self, summary: IdentitySummary | None) -> None:
+        """Hook for the INSi flow (F4) on the identity in front of the agent (may be None)."""
+        self.notify("L'interrogation INSi n'est pas encore branchée.", title="INSi")
+
+    def action_proof(self) -> None:
+        from tui.screens.proof_modal import ProofModal
+
+        summary = self._identity_or_warn()
+        if summary is not None:
+            self.push_screen(ProofModal(summary), callback=self.identity_changed)
+
+    def action_flags(self) -> None:
+        from tui.screens.flags_modal import FlagsModal
+
+        summary = self._identity_or_warn()
+        if summary is not None:
+            self.push_screen(FlagsModal(summary), callback=self.identity_changed)
+
+    def action_history(self) -> None:
+        from tui.screens.history import HistoryScreen
+
+        if isinstance(self.screen, HistoryScreen):
+            return
+        summary = self._identity_or_warn()
+        if summary is not None:
+            self.push_screen(HistoryScreen(summary))
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        self.push_screen(HelpScreen.for_screen(self.screen))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_command_palette(self) -> None:
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(CommandPalette(id="--command-palette", placeholder="Chercher une action…"))
+
+    # -- errors ----------------------------------------------------------------------------------
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -10,7 +10,9 @@ from textual.widgets import Button, Collapsible, Static
 
 
 class ErrorModal(ModalScreen[None]):
-    BINDINGS = [Binding("escape,enter", "dismiss_modal", "Fermer", id="error.close")]
+    BINDINGS = [
+        Binding("escape,enter", "dismiss_modal", "Fermer", id="error.close", tooltip="Fermer le message"),
+    ]
 
     def __init__(self, title: str, message: str, detail: str | None = None) -> None:
         super().__init__()

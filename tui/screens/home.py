@@ -1,24 +1,38 @@
-"""Home: as-you-type patient search with the status of each identity."""
+"""Home (reception): as-you-type patient search, the results and the selected identity."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.worker import get_current_worker
 
 from services.identity import service
+from tui.format import fr_date
+from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.summary import IdentitySummary, summarize
+from tui.widgets.badge import status_cell
+from tui.widgets.desk_input import DeskInput
+from tui.widgets.identity_card import IdentityCard
+from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
 
+SEARCH_DEBOUNCE_S = 0.15
+SEARCH_LIMIT = 100
+STATUS_COLUMN = 3
 
-@dataclass
+
+@dataclass(frozen=True)
 class Row:
     id: int
     birth_name: str
@@ -27,81 +41,256 @@ class Row:
     birthplace: str
     local_id: str
     status: str
-    flags: str
+    flags: tuple[str, ...]
 
 
-class HomeScreen(Screen[None]):
+class ResultsTable(DataTable[object]):
+    """The results; the focus stays in the search box (↑/↓ and Entrée act from there)."""
+
+    can_focus = False
+
+
+class HomeScreen(WorkerErrorsToApp, Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
+        Binding(
+            "enter",
+            "open_selected",
+            "Ouvrir",
+            id="home.open",
+            tooltip="Ouvrir l'identité sélectionnée",
+            key_display="Entrée",
+        ),
         Binding("escape", "clear_search", "Effacer", id="home.clear", tooltip="Effacer la recherche"),
+        Binding("up", "cursor(-1)", "Précédente", id="home.up", tooltip="Identité précédente", show=False),
+        Binding("down", "cursor(1)", "Suivante", id="home.down", tooltip="Identité suivante", show=False),
+        Binding("pageup", "cursor(-10)", show=False, id="home.pageup", tooltip="Dix identités plus haut"),
+        Binding("pagedown", "cursor(10)", show=False, id="home.pagedown", tooltip="Dix identités plus bas"),
     ]
 
+    @dataclass
     class ResultsReady(Message):
-        def __init__(self, query: str, rows: list[Row]) -> None:
-            super().__init__()
-            self.query = query
-            self.rows = rows
+        query: str
+        rows: list[Row]
+
+    @dataclass
+    class SummaryReady(Message):
+        summary: IdentitySummary
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._summary: IdentitySummary | None = None
+        self._loading_id: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield Input(id="search", placeholder="Rechercher : nom, prénom, date de naissance, IPP ou INS")
-        table: DataTable[str] = DataTable(id="results", cursor_type="row", zebra_stripes=True)
-        table.add_columns("Nom de naissance", "Prénoms", "Né(e) le", "Lieu", "IPP", "Statut", "Attributs")
-        yield table
-        yield Static("", id="search-status")
-        yield Footer()
+        yield StatusBar(id="status-bar")
+        with Horizontal(id="search-row"):
+            yield Label("Rechercher :", id="search-label")
+            yield DeskInput(
+                id="search",
+                placeholder="nom, prénom, date de naissance, IPP ou INS",
+                compact=True,
+                select_on_focus=False,
+            )
+        with Horizontal(id="home-body"):
+            with Vertical(id="results-box"):
+                table = ResultsTable(id="results", cursor_type="row", zebra_stripes=True)
+                table.add_columns("Nom de naissance", "Prénoms", "Né(e) le", "Statut", "IPP", "Lieu")
+                yield table
+                yield Static("", id="search-status")
+            yield IdentityCard(id="side-pane")
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def insdesk(self) -> InsdeskApp:
         return cast("InsdeskApp", self.app)
 
+    @property
+    def search_input(self) -> Input:
+        return self.query_one("#search", Input)
+
+    @property
+    def table(self) -> ResultsTable:
+        return self.query_one("#results", ResultsTable)
+
     def on_mount(self) -> None:
-        self.query_one("#search", Input).focus()
-        self._search("")
+        self.search_input.focus()
+        self.query_one("#search-status", Static).update(
+            "Tapez un nom, une date de naissance, un IPP ou un INS."
+        )
+
+    def on_screen_resume(self) -> None:
+        self.search_input.focus()
+        if self.search_input.value.strip():
+            self._search(self.search_input.value, 0.0)
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing anywhere goes to the search box."""
+        if event.is_printable and event.character and self.focused is not self.search_input:
+            self.search_input.focus()
+            self.search_input.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
+
+    # -- search ----------------------------------------------------------------------------------
 
     @on(Input.Changed, "#search")
     def _changed(self, event: Input.Changed) -> None:
-        self._search(event.value)
+        self._search(event.value, SEARCH_DEBOUNCE_S)
+
+    @on(Input.Submitted, "#search")
+    def _submitted(self) -> None:
+        self.action_open_selected()
 
     def action_clear_search(self) -> None:
-        self.query_one("#search", Input).value = ""
+        self.search_input.value = ""
+        self.search_input.focus()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="search")
-    def _search(self, query: str) -> None:
+    def _search(self, query: str, delay: float) -> None:
+        worker = get_current_worker()
+        if delay:
+            time.sleep(delay)  # debounce: a newer keystroke cancels this search
+        if worker.is_cancelled:
+            return
         actor = self.insdesk.actor
         assert actor is not None
         with self.insdesk.services.db.session() as session:
-            found = service.search_identities(session, actor=actor, query=query, limit=100)
+            found = service.search_identities(session, actor=actor, query=query, limit=SEARCH_LIMIT)
             rows = [
                 Row(
                     id=int(i.id or 0),
                     birth_name=i.birth_name,
                     first_names=i.first_names,
-                    birth_date=i.birth_date.strftime("%d/%m/%Y"),
+                    birth_date=fr_date(i.birth_date) + ("?" if i.birth_date_uncertain else ""),
                     birthplace=i.birthplace or "",
                     local_id=i.local_id or "",
                     status=str(i.status),
-                    flags=" ".join(f for f in ("douteuse", "fictive", "homonyme") if getattr(i, f"flag_{f}")),
+                    flags=tuple(f for f in ("douteuse", "fictive", "homonyme") if getattr(i, f"flag_{f}")),
                 )
                 for i in found
             ]
-        self.post_message(self.ResultsReady(query, rows))
+        if not worker.is_cancelled:
+            self.post_message(self.ResultsReady(query, rows))
 
     @on(ResultsReady)
     def _show(self, event: ResultsReady) -> None:
-        table = self.query_one("#results", DataTable)
+        table = self.table
+        selected = self._summary.id if self._summary is not None else None
         table.clear()
         for r in event.rows:
             table.add_row(
                 r.birth_name,
                 r.first_names,
                 r.birth_date,
-                r.birthplace,
+                status_cell(r.status, r.flags),
                 r.local_id,
-                r.status,
-                r.flags,
+                r.birthplace,
                 key=str(r.id),
             )
         n = len(event.rows)
-        self.query_one("#search-status", Static).update(
-            f"{n} identité{'s' if n > 1 else ''}" + (f" pour « {event.query} »" if event.query else "")
-        )
+        query = event.query.strip()
+        if not query:
+            text = "Tapez un nom, une date de naissance, un IPP ou un INS."
+        elif n == 0:
+            text = f"Aucune identité pour « {query} » : F2 pour en créer une."
+        else:
+            text = f"{n} identité{'s' if n > 1 else ''} pour « {query} »"
+            if n >= SEARCH_LIMIT:
+                text += " (précisez la recherche)"
+        self.query_one("#search-status", Static).update(text)
+        if n:
+            ids = [r.id for r in event.rows]
+            table.move_cursor(row=ids.index(selected) if selected in ids else 0)
+            self._select(ids[table.cursor_row], reload=True)
+        else:
+            self._set_summary(None)
+
+    # -- selection ---------------------------------------------------------------------------
+
+    def _selected_id(self) -> int | None:
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return int(str(key.value)) if key.value is not None else None
+
+    def action_cursor(self, delta: int) -> None:
+        table = self.table
+        if table.row_count == 0:
+            return
+        row = max(0, min(table.row_count - 1, table.cursor_row + delta))
+        if row != table.cursor_row:
+            table.move_cursor(row=row)
+            selected = self._selected_id()
+            if selected is not None:
+                self._select(selected)
+
+    @on(DataTable.RowSelected, "#results")
+    def _row_clicked(self, event: DataTable.RowSelected) -> None:
+        self.action_open_selected()
+
+    @on(DataTable.RowHighlighted, "#results")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        selected = self._selected_id()
+        if selected is not None:
+            self._select(selected)
+
+    def _select(self, identity_id: int, *, reload: bool = False) -> None:
+        """Load the summary of the selected identity (once: the cursor moves post several events)."""
+        if identity_id == self._loading_id:
+            return
+        if not reload and self._summary is not None and self._summary.id == identity_id:
+            return
+        self._loading_id = identity_id
+        self._load_summary(identity_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="card")
+    def _load_summary(self, identity_id: int) -> None:
+        worker = get_current_worker()
+        actor = self.insdesk.actor
+        assert actor is not None
+        with self.insdesk.services.db.session() as session:
+            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            summary = summarize(session, identity)
+        if not worker.is_cancelled:
+            self.post_message(self.SummaryReady(summary))
+
+    @on(SummaryReady)
+    def _summary_ready(self, event: SummaryReady) -> None:
+        if event.summary.id == self._loading_id:
+            self._loading_id = None
+        if event.summary.id == self._selected_id():
+            self._set_summary(event.summary)
+
+    def _set_summary(self, summary: IdentitySummary | None) -> None:
+        self._summary = summary
+        self.query_one(IdentityCard).show(summary)
+
+    def action_open_selected(self) -> None:
+        selected = self._selected_id()
+        if selected is None:
+            self.notify("Aucune identité sélectionnée : F2 pour en créer une.", severity="warning")
+            return
+        self.insdesk.open_identity(selected)
+
+    # -- IdentityContext -----------------------------------------------------------------------
+
+    def current_identity(self) -> IdentitySummary | None:
+        selected = self._selected_id()
+        if self._summary is not None and self._summary.id == selected:
+            return self._summary
+        return None
+
+    def identity_changed(self, summary: IdentitySummary) -> None:
+        table = self.table
+        key = str(summary.id)
+        if key in table.rows:
+            table.update_cell(
+                key, table.ordered_columns[STATUS_COLUMN].key, status_cell(summary.status, summary.flags)
+            )
+        if self._summary is not None and self._summary.id == summary.id:
+            self._set_summary(summary)

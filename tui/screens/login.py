@@ -13,12 +13,13 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from services.errors import AuthenticationFailed
 from services.users import Actor
 from services.users import login as login_user
+from tui.screens.worker_errors import WorkerErrorsToApp
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
 
 
-class LoginScreen(Screen[None]):
+class LoginScreen(WorkerErrorsToApp, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="login-box"):
@@ -29,7 +30,7 @@ class LoginScreen(Screen[None]):
             yield Input(id="password", password=True)
             yield Static("", id="login-message")
             yield Button("Se connecter", variant="primary", id="login-submit")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def insdesk(self) -> InsdeskApp:

@@ -1,0 +1,154 @@
+"""Flags (F7): set douteuse/fictive/homonyme with a reason; clear and déqualifier for those with the right."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+from textual.worker import Worker, WorkerState
+
+from services.identity import service
+from services.identity.status import Flag
+from services.users import Right
+from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.summary import IdentitySummary, summarize
+from tui.widgets.badge import FlagTags, StatusBadge
+
+if TYPE_CHECKING:
+    from tui.app import InsdeskApp
+
+# Reasons are mandatory for these (the service refuses without one anyway).
+_REASON_NEEDED = ("clear:", "dequalify")
+
+
+def flag_actions(summary: IdentitySummary, can: set[Right]) -> list[tuple[str, str]]:
+    """The (label, action) pairs offered to a user with the rights ``can``."""
+    actions: list[tuple[str, str]] = []
+    if Right.FLAG_SET in can:
+        actions += [
+            (f"Poser : {flag.label}", f"set:{flag.value}") for flag in Flag if flag.value not in summary.flags
+        ]
+    if Right.FLAG_CLEAR in can:
+        actions += [(f"Retirer : {Flag(f).label}", f"clear:{f}") for f in summary.flags]
+    if Right.DEQUALIFY in can and summary.status != "PROV":
+        actions.append(("Déqualifier (retour en identité provisoire)", "dequalify"))
+    return actions
+
+
+class FlagsModal(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
+    BINDINGS = [
+        Binding("ctrl+s", "apply", "Valider", id="flags.apply", tooltip="Appliquer l'action choisie"),
+        Binding("escape", "cancel", "Annuler", id="flags.cancel", tooltip="Fermer sans rien changer"),
+    ]
+
+    @dataclass
+    class Done(Message):
+        summary: IdentitySummary
+        text: str
+
+    def __init__(self, summary: IdentitySummary) -> None:
+        super().__init__()
+        self.summary = summary
+
+    @property
+    def insdesk(self) -> InsdeskApp:
+        return cast("InsdeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        actor = self.insdesk.actor
+        rights = {r for r in Right if actor is not None and actor.can(r)}
+        actions = flag_actions(self.summary, rights)
+        with Vertical(id="flags-box", classes="modal-box"):
+            yield Static(f"Attributs · {self.summary.title} (n°{self.summary.id})", classes="modal-title")
+            with Horizontal(id="flags-current"):
+                yield StatusBadge(self.summary.status)
+                tags = FlagTags()
+                yield tags
+            yield Static("" if self.summary.flags else "Aucun attribut.", id="flags-none")
+            yield Label("Action")
+            yield Select[str](actions, prompt="— choisir l'action —", id="flags-action", allow_blank=True)
+            yield Label("Motif")
+            yield Input(
+                id="flags-reason",
+                placeholder="obligatoire pour retirer un attribut ou déqualifier",
+                classes="free-text",
+            )
+            if not (Right.FLAG_CLEAR in rights and Right.DEQUALIFY in rights):
+                yield Static(
+                    "Retirer un attribut et déqualifier : réservé à la cellule d'identitovigilance.",
+                    classes="modal-hint",
+                )
+            yield Static("", id="flags-message")
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Valider (^S)", variant="primary", id="flags-apply")
+                yield Button("Annuler (Échap)", id="flags-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(FlagTags).set_flags(self.summary.flags)
+        self.query_one("#flags-action", Select).focus()
+
+    def _message(self, text: str) -> None:
+        self.query_one("#flags-message", Static).update(text)
+
+    @on(Select.Changed, "#flags-action")
+    def _chosen(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self._message("")
+            self.query_one("#flags-reason", Input).focus()
+
+    @on(Input.Submitted, "#flags-reason")
+    @on(Button.Pressed, "#flags-apply")
+    def action_apply(self) -> None:
+        action = self.query_one("#flags-action", Select).value
+        reason = self.query_one("#flags-reason", Input).value.strip()
+        if action is Select.NULL or not isinstance(action, str):
+            self._message("✗ Choisissez l'action.")
+            self.query_one("#flags-action", Select).focus()
+            return
+        if action.startswith(_REASON_NEEDED) and not reason:
+            self._message("✗ Le motif est obligatoire pour cette action.")
+            self.query_one("#flags-reason", Input).focus()
+            return
+        self._message("Enregistrement…")
+        self._apply(action, reason)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save")
+    def _apply(self, action: str, reason: str) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        common = {"actor": actor, "identity_id": self.summary.id, "expect_version": self.summary.version}
+        with self.insdesk.services.db.transaction() as session:
+            if action.startswith("set:"):
+                flag = Flag(action.removeprefix("set:"))
+                identity = service.set_flag(session, flag=flag, reason=reason or None, **common)  # type: ignore[arg-type]
+                text = f"Attribut posé : {flag.label}."
+            elif action.startswith("clear:"):
+                flag = Flag(action.removeprefix("clear:"))
+                identity = service.clear_flag(session, flag=flag, reason=reason, **common)  # type: ignore[arg-type]
+                text = f"Attribut retiré : {flag.label}."
+            else:
+                identity = service.dequalify(session, reason=reason, **common)  # type: ignore[arg-type]
+                text = "Identité déqualifiée : elle redevient provisoire."
+            summary = summarize(session, identity)
+        self.post_message(self.Done(summary, text))
+
+    @on(Done)
+    def _done(self, event: Done) -> None:
+        self.notify(event.text, title="Attributs")
+        self.dismiss(event.summary)
+
+    @on(Worker.StateChanged)
+    def _failed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "save" and event.state is WorkerState.ERROR:
+            self._message("✗ Rien n'a changé (voir le message).")
+
+    @on(Button.Pressed, "#flags-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

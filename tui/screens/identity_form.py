@@ -1,0 +1,639 @@
+"""The identity form: strict traits, complementary traits and IPP, checked as each field is left.
+
+New (F2) or on an existing identity (Entrée from the results). Every rule comes from the
+services (``check_traits``, ``check_used_name``, ``Cog.search``); the checks, the look-alike
+search and the save run in workers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from services.errors import FieldIssue, InvalidData
+from services.identity import service
+from services.identity.birthdate import BirthDate
+from services.identity.birthplace import load_cog
+from services.identity.traits import check_traits, check_used_name
+from services.users import Right
+from tui.format import STATUS_WORDS, fr_date
+from tui.lookalikes import LookAlike, candidates, find_lookalikes
+from tui.screens.lookalike_modal import LookAlikeChoice, LookAlikeModal
+from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.summary import IdentitySummary, summarize
+from tui.widgets.badge import FlagTags, StatusBadge
+from tui.widgets.desk_input import DeskInput
+from tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from tui.app import InsdeskApp
+
+STRICT = ("birth_name", "first_names", "first_name", "sex", "birth_date", "birthplace")
+COMPLEMENTARY = ("used_name", "used_first_name")
+ALL_FIELDS = (*STRICT, *COMPLEMENTARY, "local_id")
+
+FIELD_TEXT: dict[str, tuple[str, str]] = {
+    "birth_name": ("Nom de naissance", "ex. MARTIN"),
+    "first_names": ("Prénoms de naissance", "tous, dans l'ordre de la pièce"),
+    "first_name": ("Premier prénom", "vide : le premier de la liste"),
+    "sex": ("Sexe", "M ou F"),
+    "birth_date": ("Date de naissance", "JJ/MM/AAAA, MM/AAAA ou AAAA"),
+    "birthplace": ("Lieu de naissance", "commune ou pays : nom ou code INSEE"),
+    "used_name": ("Nom utilisé", "si différent du nom de naissance"),
+    "used_first_name": ("Prénom utilisé", "si différent"),
+    "local_id": ("IPP", "numéro patient du laboratoire"),
+}
+# Placeholders for the traits not being checked (only the checked field's issues are kept).
+_PLACEHOLDER = {
+    "birth_name": "A",
+    "first_names": "A",
+    "first_name": "",
+    "sex": "M",
+    "birth_date": "2000-01-01",
+}
+PLACE_DEBOUNCE_S = 0.15
+PLACE_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    normalized: str | None = None
+
+
+def _parse_birth(text: str) -> BirthDate | None:
+    try:
+        return BirthDate.parse(text)
+    except InvalidData:
+        return None
+
+
+def birth_date_input(value: BirthDate) -> str:
+    """How a stored birth date is typed back (an uncertain one with its unknown parts left out)."""
+    if value.precision == "year":
+        return f"{value.value.year:04d}"
+    if value.precision == "month":
+        return f"{value.value.month:02d}/{value.value.year:04d}"
+    return fr_date(value.value)
+
+
+def _messages(issues: list[FieldIssue], name: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for issue in issues:
+        if issue.field == name and issue.message not in out:
+            out.append(issue.message)
+    return tuple(out)
+
+
+def check_field(name: str, values: dict[str, str]) -> FieldResult:
+    """One field with the services' rules (``check_traits`` / ``check_used_name``)."""
+    value = values.get(name, "")
+    if name in COMPLEMENTARY:
+        normalized, errors, warnings = check_used_name(value, field=name)
+        return FieldResult(_messages(errors, name), _messages(warnings, name), normalized)
+    if name == "local_id":
+        return FieldResult(normalized=value.strip())
+    if name == "first_name" and not value.strip():
+        return FieldResult()
+    if name == "birthplace" and not value.strip():
+        return FieldResult()
+    given = dict(_PLACEHOLDER)
+    given[name] = value
+    if name == "first_name":
+        given["first_names"] = values.get("first_names", "") or "A"
+    if name == "birthplace":
+        given["birth_date"] = (
+            values.get("birth_date", "") if _parse_birth(values.get("birth_date", "")) else ""
+        )
+    result = check_traits(
+        birth_name=given["birth_name"],
+        first_names=given["first_names"],
+        first_name=given.get("first_name") or None,
+        sex=given["sex"],
+        birth_date=given["birth_date"],
+        birthplace=given.get("birthplace") or None,
+    )
+    errors = _messages(result.errors, name)
+    warnings = _messages(result.warnings, name)
+    normalized: str | None = None
+    if not errors and result.normalized is not None:
+        traits = result.normalized
+        normalized = {
+            "birth_name": traits.birth_name,
+            "first_names": traits.first_names_text,
+            "first_name": traits.first_name,
+            "sex": traits.sex,
+            "birth_date": value.strip(),
+            "birthplace": traits.birthplace or "",
+        }[name]
+    return FieldResult(errors, warnings, normalized)
+
+
+@dataclass
+class _Loaded:
+    summary: IdentitySummary
+    values: dict[str, str] = field(default_factory=dict)
+
+
+class PlaceOptions(OptionList):
+    """The COG places matching the birthplace typed (the focus stays in the field)."""
+
+    can_focus = False
+
+
+class IdentityFormScreen(WorkerErrorsToApp, Screen[None]):
+    HELP_TITLE = "Fiche identité : touches"
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Enregistrer", id="form.save", tooltip="Enregistrer l'identité"),
+        Binding("escape", "back", "Retour", id="form.back", tooltip="Revenir à la recherche"),
+        Binding("up", "move(-1)", show=False, id="form.up", tooltip="Champ ou lieu précédent"),
+        Binding("down", "move(1)", show=False, id="form.down", tooltip="Champ ou lieu suivant"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        summary: IdentitySummary
+        values: dict[str, str]
+
+    @dataclass
+    class FieldsChecked(Message):
+        values: dict[str, str]
+        results: dict[str, FieldResult]
+
+    @dataclass
+    class PlacesFound(Message):
+        query: str
+        options: list[tuple[str, str]]
+
+    @dataclass
+    class LookAlikesFound(Message):
+        values: dict[str, str]
+        matches: list[LookAlike]
+
+    @dataclass
+    class SaveRefused(Message):
+        message: str
+
+    @dataclass
+    class Saved(Message):
+        summary: IdentitySummary
+        values: dict[str, str]
+        created: bool
+
+    def __init__(self, identity_id: int | None = None) -> None:
+        super().__init__()
+        self.identity_id = identity_id
+        self._loaded: _Loaded | None = None
+        self._touched: set[str] = set()
+        self._programmatic: dict[str, str] = {}
+        self._leave_armed = False
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status-bar")
+        with Horizontal(id="form-header"):
+            yield Static("Nouvelle identité" if self.identity_id is None else "Chargement…", id="form-title")
+            yield StatusBadge(id="form-badge")
+            yield FlagTags(id="form-flags")
+        with VerticalScroll(id="form"):
+            yield Static("Traits stricts (pièce d'identité en main)", classes="form-section")
+            yield Static("", id="form-lock")
+            for name in STRICT:
+                yield from self._field(name)
+                if name == "birthplace":
+                    yield Static("", id="place-name", classes="field-message -info")
+                    yield PlaceOptions(id="place-options")
+            yield Static("Traits complémentaires (jamais recopiés)", classes="form-section")
+            for name in COMPLEMENTARY:
+                yield from self._field(name)
+            yield Static("Identifiant local", classes="form-section")
+            yield from self._field("local_id")
+        yield Static("", id="form-status")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def _field(self, name: str) -> ComposeResult:
+        label, placeholder = FIELD_TEXT[name]
+        with Horizontal(classes="field-row"):
+            yield Label(label, classes="field-label")
+            yield DeskInput(
+                id=f"f-{name}",
+                placeholder=placeholder,
+                compact=True,
+                max_length=1 if name == "sex" else 0,
+                select_on_focus=False,
+            )
+        yield Static("", id=f"m-{name}", classes="field-message")
+
+    @property
+    def insdesk(self) -> InsdeskApp:
+        return cast("InsdeskApp", self.app)
+
+    def input(self, name: str) -> Input:
+        return self.query_one(f"#f-{name}", Input)
+
+    def values(self) -> dict[str, str]:
+        return {name: self.input(name).value for name in ALL_FIELDS}
+
+    def on_mount(self) -> None:
+        self.query_one("#form-badge", StatusBadge).set_status(None)
+        self.query_one("#form-flags", FlagTags).set_flags(())
+        self.query_one("#place-options", PlaceOptions).display = False
+        for wid in ("#place-name", "#form-lock"):
+            self.query_one(wid, Static).display = False
+        for name in ALL_FIELDS:
+            self.query_one(f"#m-{name}", Static).display = False
+        self.input("birth_name").focus()
+        self._warm_up()
+        if self.identity_id is not None:
+            self._load(self.identity_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="warm-up")
+    def _warm_up(self) -> None:
+        load_cog().warm_up()
+
+    # -- load an existing identity ----------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def _load(self, identity_id: int) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        with self.insdesk.services.db.session() as session:
+            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            summary = summarize(session, identity)
+            traits = service.identity_traits(identity)
+        values = {
+            "birth_name": summary.birth_name,
+            "first_names": summary.first_names,
+            "first_name": summary.first_name,
+            "sex": summary.sex,
+            "birth_date": birth_date_input(traits.birth_date),
+            "birthplace": summary.birthplace or "",
+            "used_name": summary.used_name or "",
+            "used_first_name": summary.used_first_name or "",
+            "local_id": summary.local_id or "",
+        }
+        self.post_message(self.Loaded(summary, values))
+
+    @on(Loaded)
+    def _loaded_identity(self, event: Loaded) -> None:
+        self._loaded = _Loaded(event.summary, dict(event.values))
+        for name, value in event.values.items():
+            self._set_value(name, value)
+        self._show_summary(event.summary)
+        if event.summary.birthplace_name:
+            self._show_place(f"{event.summary.birthplace_name} ({event.summary.birthplace})")
+
+    def _set_value(self, name: str, value: str) -> None:
+        widget = self.input(name)
+        if widget.value != value:
+            self._programmatic[name] = value
+            widget.value = value
+
+    def _show_summary(self, summary: IdentitySummary) -> None:
+        self.identity_id = summary.id
+        self.query_one("#form-title", Static).update(f"Identité n°{summary.id} · {summary.title}")
+        self.query_one("#form-badge", StatusBadge).set_status(summary.status)
+        self.query_one("#form-flags", FlagTags).set_flags(summary.flags)
+        actor = self.insdesk.actor
+        locked = summary.status != "PROV" and not (actor and actor.can(Right.STRICT_EDIT_VERIFIED))
+        lock = self.query_one("#form-lock", Static)
+        lock.display = locked
+        lock.update(
+            f"Traits stricts verrouillés : identité {summary.status}. Seule la cellule "
+            "d'identitovigilance peut les modifier (F7 pour signaler un doute)."
+        )
+        for name in STRICT:
+            self.input(name).disabled = locked
+        if (locked and isinstance(self.focused, Input) and self.focused.disabled) or (
+            locked and self.focused is None
+        ):
+            self.input("used_name").focus()
+
+    # -- IdentityContext ---------------------------------------------------------------------------
+
+    def current_identity(self) -> IdentitySummary | None:
+        return self._loaded.summary if self._loaded is not None else None
+
+    def identity_changed(self, summary: IdentitySummary) -> None:
+        if self._loaded is not None and self._loaded.summary.id == summary.id:
+            self._loaded.summary = summary
+            self._show_summary(summary)
+            self._status(
+                f"Identité n°{summary.id} : {STATUS_WORDS.get(summary.status, summary.status).lower()}."
+            )
+
+    # -- field checks as each field is left ------------------------------------------------------
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "").removeprefix("f-")
+        if name not in ALL_FIELDS:
+            return
+        if self._programmatic.get(name) == event.value:
+            del self._programmatic[name]
+            return
+        self._touched.add(name)
+        self._leave_armed = False
+        if name == "sex" and event.value != event.value.upper():
+            self._set_value(name, event.value.upper())
+        if name == "birthplace":
+            self._show_place("")
+            if event.value.strip():
+                self._search_places(event.value, self.input("birth_date").value, PLACE_DEBOUNCE_S)
+            else:
+                self._hide_places()
+
+    @on(Input.Blurred)
+    def _blurred(self, event: Input.Blurred) -> None:
+        name = (event.input.id or "").removeprefix("f-")
+        if name not in self._touched:
+            return
+        fields = {name}
+        # A change may make a neighbour's message stale.
+        if name == "first_names" and "first_name" in self._touched:
+            fields.add("first_name")
+        if name == "birth_date" and "birthplace" in self._touched:
+            fields.add("birthplace")
+        self._check(self.values(), tuple(sorted(fields)))
+
+    @work(thread=True, exit_on_error=False, group="check")
+    def _check(self, values: dict[str, str], fields: tuple[str, ...]) -> None:
+        results = {name: check_field(name, values) for name in fields}
+        self.post_message(self.FieldsChecked(values, results))
+
+    @on(FieldsChecked)
+    def _show_checks(self, event: FieldsChecked) -> None:
+        for name, result in event.results.items():
+            self._show_field(name, result)
+            typed = event.values.get(name, "")
+            if (
+                result.normalized is not None
+                and result.normalized != typed
+                and self.input(name).value == typed
+                and name != "birth_date"
+            ):
+                self._set_value(name, result.normalized)
+
+    def _show_field(self, name: str, result: FieldResult) -> None:
+        message = self.query_one(f"#m-{name}", Static)
+        widget = self.input(name)
+        lines = [f"✗ {m}" for m in result.errors] + [f"⚠ {m}" for m in result.warnings]
+        message.update("\n".join(lines))
+        message.display = bool(lines)
+        message.set_class(bool(result.errors), "-error")
+        message.set_class(not result.errors and bool(result.warnings), "-warning")
+        widget.set_class(bool(result.errors), "-invalid")
+
+    # -- birthplace picker ----------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="places")
+    def _search_places(self, text: str, birth_date: str, delay: float) -> None:
+        worker = get_current_worker()
+        if delay:
+            time.sleep(delay)
+        if worker.is_cancelled:
+            return
+        born = _parse_birth(birth_date)
+        at = born.value if born is not None else None
+        places = load_cog().search(text, at=at, limit=PLACE_LIMIT)
+        options = []
+        for place in places:
+            label = f"{place.code}  {place.name}"
+            if place.is_country:
+                label += " (pays)"
+            if at is not None and not place.valid_at(at):
+                label += f" — {place.describe_period()}"
+            options.append((place.code, label))
+        if not worker.is_cancelled:
+            self.post_message(self.PlacesFound(text, options))
+
+    @on(PlacesFound)
+    def _places_found(self, event: PlacesFound) -> None:
+        if event.query != self.input("birthplace").value:
+            return
+        options = self.query_one("#place-options", PlaceOptions)
+        options.clear_options()
+        options.add_options([Option(label, id=code) for code, label in event.options])
+        options.display = bool(event.options) and self.focused is self.input("birthplace")
+        if event.options:
+            options.highlighted = 0
+
+    def _hide_places(self) -> None:
+        options = self.query_one("#place-options", PlaceOptions)
+        options.display = False
+
+    def _show_place(self, text: str) -> None:
+        place = self.query_one("#place-name", Static)
+        place.update(text)
+        place.display = bool(text)
+
+    def _pick_place(self) -> bool:
+        options = self.query_one("#place-options", PlaceOptions)
+        if not options.display or options.highlighted is None or options.option_count == 0:
+            return False
+        option = options.get_option_at_index(options.highlighted)
+        code = option.id or ""
+        self._set_value("birthplace", code)
+        self._touched.add("birthplace")
+        self._show_place(str(option.prompt).split("  ", 1)[-1])
+        self._hide_places()
+        return True
+
+    @on(OptionList.OptionSelected, "#place-options")
+    def _place_clicked(self, event: OptionList.OptionSelected) -> None:
+        self._pick_place()
+        self._check(self.values(), ("birthplace",))
+
+    def action_move(self, delta: int) -> None:
+        options = self.query_one("#place-options", PlaceOptions)
+        if self.focused is self.input("birthplace") and options.display and options.option_count:
+            current = options.highlighted or 0
+            options.highlighted = max(0, min(options.option_count - 1, current + delta))
+            return
+        if delta > 0:
+            self.focus_next()
+        else:
+            self.focus_previous()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        name = (event.input.id or "").removeprefix("f-")
+        if name == "birthplace":
+            self._pick_place()
+        if name == "local_id":
+            self.action_save()
+            return
+        self.focus_next()
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if event.widget is self.input("birthplace"):
+            self._hide_places()
+
+    # -- save -------------------------------------------------------------------------------------
+
+    def action_save(self, allow_lookalikes: bool = False) -> None:
+        self._hide_places()
+        self._status("Enregistrement…")
+        loaded = self._loaded
+        self._save(
+            self.values(),
+            loaded.summary.id if loaded else None,
+            loaded.summary.version if loaded else None,
+            dict(loaded.values) if loaded else {},
+            allow_lookalikes,
+        )
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#form-status", Static)
+        status.update(text)
+        status.set_class(error, "-error")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save")
+    def _save(
+        self,
+        values: dict[str, str],
+        identity_id: int | None,
+        version: int | None,
+        loaded: dict[str, str],
+        allow_lookalikes: bool,
+    ) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        db = self.insdesk.services.db
+        changed = (
+            {name for name in ALL_FIELDS if values[name] != loaded.get(name)} if loaded else set(ALL_FIELDS)
+        )
+        if not changed:
+            self.post_message(self.SaveRefused("Aucune modification à enregistrer."))
+            return
+        results = {name: check_field(name, values) for name in ALL_FIELDS if name in changed}
+        if any(r.errors for r in results.values()):
+            self.post_message(self.FieldsChecked(values, results))
+            self.post_message(
+                self.SaveRefused("Rien n'est enregistré : corrigez les champs signalés en rouge.")
+            )
+            return
+        if identity_id is None:
+            check = check_traits(
+                birth_name=values["birth_name"],
+                first_names=values["first_names"],
+                first_name=values["first_name"] or None,
+                sex=values["sex"],
+                birth_date=values["birth_date"],
+                birthplace=values["birthplace"] or None,
+            )
+            if not check.valid or check.normalized is None:
+                all_results = {
+                    n: FieldResult(_messages(check.errors, n), _messages(check.warnings, n)) for n in STRICT
+                }
+                self.post_message(self.FieldsChecked(values, all_results))
+                self.post_message(
+                    self.SaveRefused("Rien n'est enregistré : corrigez les champs signalés en rouge.")
+                )
+                return
+            traits = check.normalized
+            if not allow_lookalikes:
+                with db.session() as session:
+                    matches = find_lookalikes(traits, candidates(session, actor=actor, traits=traits))
+                if matches:
+                    self.post_message(self.LookAlikesFound(values, matches))
+                    return
+            with db.transaction() as session:
+                identity = service.create_identity(
+                    session,
+                    actor=actor,
+                    traits=traits,
+                    local_id=values["local_id"] or None,
+                    used_name=values["used_name"] or None,
+                    used_first_name=values["used_first_name"] or None,
+                )
+                summary = summarize(session, identity)
+            self.post_message(self.Saved(summary, values, created=True))
+            return
+        changes: dict[str, Any] = {}
+        for name in changed:
+            value = values[name].strip()
+            changes[name] = (
+                value if value or name in ("birth_name", "first_names", "sex", "birth_date") else None
+            )
+        with db.transaction() as session:
+            identity = service.edit_identity(
+                session, actor=actor, identity_id=identity_id, expect_version=version, **changes
+            )
+            summary = summarize(session, identity)
+        self.post_message(self.Saved(summary, values, created=False))
+
+    @on(SaveRefused)
+    def _refused(self, event: SaveRefused) -> None:
+        self._status(event.message, error=True)
+
+    @on(LookAlikesFound)
+    def _lookalikes(self, event: LookAlikesFound) -> None:
+        self._status("Identités ressemblantes : vérifiez avant de créer.")
+
+        def chosen(choice: LookAlikeChoice | None) -> None:
+            if choice is None:
+                self._status("Création suspendue : rien n'est enregistré.")
+            elif choice.create:
+                self.action_save(allow_lookalikes=True)
+            elif choice.open_id is not None:
+                self.insdesk.open_identity(choice.open_id)
+
+        self.app.push_screen(LookAlikeModal(event.values, event.matches), callback=chosen)
+
+    @on(Saved)
+    def _saved(self, event: Saved) -> None:
+        summary = event.summary
+        self._loaded = _Loaded(summary, dict(event.values))
+        self._touched.clear()
+        for name in ALL_FIELDS:
+            self._show_field(name, FieldResult())
+        self._show_summary(summary)
+        # The stored (normalised) values replace what was typed.
+        if event.created:
+            self._status(
+                f"Identité n°{summary.id} créée ({summary.status}). F5 : pièce d'identité · F4 : INSi."
+            )
+            self.notify(f"Identité n°{summary.id} créée.", title="Enregistré")
+        else:
+            self._status(f"Identité n°{summary.id} enregistrée ({summary.status}).")
+            self.notify(f"Identité n°{summary.id} modifiée.", title="Enregistré")
+        self._reload_values(summary.id)
+
+    def _reload_values(self, identity_id: int) -> None:
+        self._load(identity_id)
+
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "save" and event.state is WorkerState.ERROR:
+            self._status("Rien n'est enregistré (voir le message).", error=True)
+
+    # -- leave ---------------------------------------------------------------------------------
+
+    def _dirty(self) -> bool:
+        values = self.values()
+        if self._loaded is None:
+            return any(v.strip() for v in values.values())
+        return any(values[n] != self._loaded.values.get(n, "") for n in ALL_FIELDS)
+
+    def action_back(self) -> None:
+        if self._dirty() and not self._leave_armed:
+            self._leave_armed = True
+            self._status(
+                "Saisie non enregistrée : ^S pour enregistrer, Échap à nouveau pour abandonner.", error=True
+            )
+            return
+        self.dismiss(None)

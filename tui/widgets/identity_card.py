@@ -1,0 +1,65 @@
+"""The side pane of the home screen: the selected identity at a glance."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from tui.summary import IdentitySummary
+from tui.widgets.badge import FlagTags, StatusBadge
+
+
+class IdentityCard(VerticalScroll):
+    """Status badge, flags, birth, IPP, INS + OID (only when present), last proof."""
+
+    can_focus = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("Aucune identité sélectionnée", id="card-title")
+        yield StatusBadge(id="card-badge")
+        yield FlagTags(id="card-flags")
+        yield Static("", id="card-birth")
+        yield Static("", id="card-local-id")
+        yield Static("", id="card-ins")
+        yield Static("", id="card-proof")
+
+    def on_mount(self) -> None:
+        self.show(None)
+
+    def show(self, summary: IdentitySummary | None) -> None:
+        self.summary = summary
+        title = self.query_one("#card-title", Static)
+        badge = self.query_one("#card-badge", StatusBadge)
+        flags = self.query_one("#card-flags", FlagTags)
+        if summary is None:
+            title.update("Aucune identité sélectionnée")
+            badge.set_status(None)
+            flags.set_flags(())
+            for wid in ("#card-birth", "#card-local-id", "#card-ins", "#card-proof"):
+                self.query_one(wid, Static).update("")
+            return
+        title.update(summary.title)
+        badge.set_status(summary.status)
+        flags.set_flags(summary.flags)
+        born = "Née le" if summary.sex == "F" else "Né le" if summary.sex == "M" else "Né(e) le"
+        place = ""
+        if summary.birthplace:
+            place = (
+                f"\nà {summary.birthplace_name} ({summary.birthplace})"
+                if summary.birthplace_name
+                else (f"\nà {summary.birthplace}")
+            )
+        self.query_one("#card-birth", Static).update(f"{born} {summary.birth_date_text}{place}")
+        self.query_one("#card-local-id", Static).update(
+            f"IPP : {summary.local_id}" if summary.local_id else ""
+        )
+        ins = ""
+        if summary.ins:
+            ins = f"INS {summary.ins}"
+            if summary.oid:
+                ins += f"\nOID {summary.oid}\n({summary.oid_label})"
+            if not summary.ins_usable:
+                ins += "\nINS non transmissible : identité non qualifiée"
+        self.query_one("#card-ins", Static).update(ins)
+        self.query_one("#card-proof", Static).update(summary.last_proof or "Aucune pièce d'identité vérifiée")
