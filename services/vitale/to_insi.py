@@ -1,0 +1,452 @@
+"""From the carte Vitale to INSi (issue 4, item 5): a person chosen on the card feeds the carte
+Vitale INSi search (``RECVITALE``) or prefills the traits search; the capture channel is recorded.
+
+* :func:`prefill_from_card` — the traits a card person gives to prefill the identity form / the
+  traits search, with French warnings: the name on the card may be the **used** name (married
+  name...), the card holds one first name only, and the sex is derived from the NIR only when the
+  NIR is the person's own. The carte Vitale is not an identity document (RNIV): the agent confirms
+  every trait with the identity document before anything is created or searched.
+* :func:`search_insi_with_card` — ``RECVITALE`` for one card person: ``MatriculeOD`` is the
+  holder's NIR (first person of the card), ``MatriculeIndividu`` the person's own NIR when it
+  differs from the holder's, ``NomNaissance`` / ``DateNaissance`` as read, ``RangNaissance`` the
+  rank when the card gives one (else ``1``). The exchange is traced like every INSi call
+  (:mod:`services.insi.trace`: one ``insi_call`` row + one ``insi.call`` audit event, in a
+  transaction of its own, also when the call fails — the error is re-raised afterwards).
+* :func:`create_identity_from_card` — a PROV identity captured from the card (channel
+  ``carte_vitale``, in the ``identity.created`` audit event); given the ``00`` of the card search,
+  the identity is created with the INSi traits and the INS attached (PROV→RECUP, the channel stays
+  ``carte_vitale``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, TypedDict
+
+from services.errors import BadRequest
+from services.identity import service
+from services.identity.matricule import compact
+from services.identity.service import identity_flags
+from services.identity.status import check_insi_allowed
+from services.identity.traits import StrictTraits, check_traits
+from services.insi.client import InsiExchange
+from services.insi.config import InsiConfig
+from services.insi.envelope import TraitsQuery, VitaleQuery
+from services.insi.errors import InsiError
+from services.insi.parse import CR_FOUND, CR_SEVERAL, InsiIdentity
+from services.insi.trace import CallRecord, auth_mode, save_calls
+from services.storage.db import Database
+from services.storage.models import CaptureChannel, Identity
+from services.users import Actor, Right, require
+from services.vitale.model import CardPerson, CardRead
+
+__all__ = [
+    "ADVICE_CARD_NONE",
+    "ADVICE_CARD_SEVERAL",
+    "CardPrefill",
+    "CardSearchResult",
+    "VitaleSearcher",
+    "create_identity_from_card",
+    "prefill_from_card",
+    "search_insi_with_card",
+    "vitale_query",
+]
+
+ADVICE_CARD_NONE: Final = (
+    "L'INSi ne trouve aucune identité avec les données de la carte Vitale : faites la recherche par "
+    "traits à partir de la pièce d'identité du patient (nom de naissance, prénoms, sexe, date et lieu "
+    "de naissance)."
+)
+ADVICE_CARD_SEVERAL: Final = (
+    "L'INSi trouve plusieurs identités avec les données de la carte Vitale : vérifiez le rang de "
+    "naissance, ou faites la recherche par traits à partir de la pièce d'identité du patient."
+)
+
+WARNING_USED_NAME: Final = (
+    "Le nom lu sur la carte Vitale peut être le nom d'usage (nom d'époux...) : vérifiez le nom de "
+    "naissance sur la pièce d'identité."
+)
+WARNING_FIRST_NAMES: Final = (
+    "La carte Vitale ne porte que le prénom usuel : saisissez la liste complète des prénoms de "
+    "naissance figurant sur la pièce d'identité."
+)
+WARNING_BIRTHPLACE: Final = (
+    "La carte Vitale ne porte pas le lieu de naissance : saisissez-le à partir de la pièce d'identité."
+)
+WARNING_SEX_SHARED: Final = (
+    "Le numéro lu sur la carte pour cette personne est celui de l'assuré : le sexe n'a pas pu en être "
+    "déduit, saisissez-le à partir de la pièce d'identité."
+)
+WARNING_SEX_UNKNOWN: Final = (
+    "Le sexe n'a pas pu être déduit du numéro de la carte : saisissez-le à partir de la pièce d'identité."
+)
+WARNING_DATE_PARTIAL: Final = (
+    "La date de naissance de la carte est incomplète : vérifiez-la sur la pièce d'identité."
+)
+WARNING_DATE_UNREADABLE: Final = (
+    "La date de naissance de la carte est illisible : saisissez-la à partir de la pièce d'identité."
+)
+WARNING_CONFIRM: Final = (
+    "La carte Vitale n'est pas une pièce d'identité : confirmez chaque trait avec la pièce d'identité "
+    "du patient."
+)
+
+_SEX_BY_DIGIT: Final = {"1": "M", "3": "M", "7": "M", "2": "F", "4": "F", "8": "F"}
+_STRICT_OVERRIDES: Final = frozenset(
+    {"birth_name", "first_names", "first_name", "sex", "birth_date", "birthplace"}
+)
+_OTHER_OVERRIDES: Final = frozenset({"used_name", "used_first_name", "local_id"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefill
+
+
+class CardPrefill(TypedDict):
+    """Traits a card person prefills (None: to type from the identity document) + warnings."""
+
+    birth_name: str | None
+    first_names: str | None
+    first_name: str | None
+    sex: str | None
+    birth_date: str | None
+    birthplace: str | None
+    used_name: str | None
+    warnings: list[str]
+
+
+def _nir_matches_birth(nir: str, person: CardPerson) -> bool:
+    """The NIR's year (and month when both known) agree with the card birth date."""
+    raw = person.birth_date_raw
+    if len(nir) < 5 or len(raw) != 8 or not raw.isdigit():
+        return False
+    if nir[1:3] != raw[2:4]:
+        return False
+    nir_month, card_month = nir[3:5], raw[4:6]
+    if card_month == "00" or not nir_month.isdigit() or not 1 <= int(nir_month) <= 12:
+        return True
+    return nir_month == card_month
+
+
+def sex_from_nir(person: CardPerson, card: CardRead | None = None) -> str | None:
+    """``M``/``F`` from the first digit of the person's own NIR (1/3/7 → M, 2/4/8 → F); None when
+    the card gives no NIR, the holder's NIR (beneficiary), or one whose year/month of birth do not
+    agree with the person's birth date (then it is not the person's own number)."""
+    nir = compact(person.nir or "")
+    if not nir or (card is not None and card.shares_holder_nir(person)):
+        return None
+    if not _nir_matches_birth(nir, person):
+        return None
+    return _SEX_BY_DIGIT.get(nir[0])
+
+
+def prefill_from_card(person: CardPerson, *, card: CardRead | None = None) -> CardPrefill:
+    """Traits to prefill the identity form or the traits search from one card person.
+
+    The card name goes to ``birth_name`` **and** ``used_name``: it may be the used name, so the
+    agent must confirm the birth name with the identity document (warning). ``first_names`` is the
+    one first name of the card. ``birth_date`` is ISO, ``YYYY-MM`` / ``YYYY`` when partly unknown.
+    ``sex`` is derived from the person's own NIR (see :func:`sex_from_nir`); pass ``card`` to
+    recognise a beneficiary listed under the holder's NIR.
+    """
+    warnings = [WARNING_CONFIRM, WARNING_USED_NAME, WARNING_FIRST_NAMES, WARNING_BIRTHPLACE]
+    birth_date = person.birth_date_iso
+    if birth_date is None:
+        warnings.append(WARNING_DATE_UNREADABLE)
+    elif len(birth_date) != 10:
+        warnings.append(WARNING_DATE_PARTIAL)
+    sex = sex_from_nir(person, card)
+    if sex is None:
+        shared = card is not None and card.shares_holder_nir(person)
+        warnings.append(WARNING_SEX_SHARED if shared else WARNING_SEX_UNKNOWN)
+    name = person.name.strip() or None
+    first = person.first_name.strip() or None
+    return CardPrefill(
+        birth_name=name,
+        first_names=first,
+        first_name=first,
+        sex=sex,
+        birth_date=birth_date,
+        birthplace=None,
+        used_name=name,
+        warnings=warnings,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# RECVITALE search
+
+
+class VitaleSearcher(Protocol):
+    """What the card search needs from an INSi client (:class:`services.insi.InsiClient`)."""
+
+    def search_vitale(self, query: VitaleQuery) -> InsiExchange: ...
+
+
+@dataclass(frozen=True)
+class _VitaleTraceQuery(TraitsQuery):
+    """A ``RECVITALE`` query in the shape :mod:`services.insi.trace` records (``traits_sent``):
+    no first name nor sex is sent by this operation, the NIRs and the rank are."""
+
+    matricule_od: str = ""
+    matricule_individu: str | None = None
+    birth_rank: str = ""
+
+    @classmethod
+    def of(cls, query: VitaleQuery) -> _VitaleTraceQuery:
+        return cls(
+            birth_name=query.birth_name,
+            first_names="",
+            sex="",
+            birth_date=query.birth_date,
+            matricule_od=query.matricule_od,
+            matricule_individu=query.matricule_individu,
+            birth_rank=str(query.birth_rank),
+        )
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "matricule_od": self.matricule_od,
+            "matricule_individu": self.matricule_individu,
+            "birth_name": self.birth_name,
+            "birth_date": self.birth_date,
+            "birth_rank": self.birth_rank,
+        }
+
+
+@dataclass(frozen=True)
+class CardSearchResult:
+    """The answer of the card search for ``person_index``; ``identity`` set on ``00``."""
+
+    person_index: int
+    cr: str
+    label: str
+    identity: InsiIdentity | None
+    advice: str | None
+    query: VitaleQuery
+    call_ids: list[int] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return self.cr == CR_FOUND and self.identity is not None
+
+    def as_cli_dict(self) -> dict[str, Any]:
+        found = self.identity
+        return {
+            "person_index": self.person_index,
+            "cr": self.cr,
+            "label": self.label,
+            "ins": found.ins_cli_dict() if found is not None else None,
+            "traits": found.traits.as_dict() if found is not None else None,
+            "advice": self.advice,
+            "warnings": [w.as_dict() for w in found.warnings] if found is not None else [],
+            "calls": list(self.call_ids),
+        }
+
+
+def _person(card: CardRead, person_index: int) -> CardPerson:
+    if not 0 <= person_index < len(card.persons):
+        raise BadRequest(
+            f"Personne n° {person_index + 1} absente de la carte Vitale "
+            f"({len(card.persons)} personne(s) lue(s)).",
+            code="card_person_unknown",
+        )
+    return card.persons[person_index]
+
+
+def _card_date(raw: str) -> str:
+    """``AAAAMMJJ`` → ``AAAA-MM-JJ`` as the card stores it (``00`` kept: "lunar" date)."""
+    if len(raw) != 8 or not raw.isascii() or not raw.isdigit():
+        raise BadRequest(
+            "Date de naissance illisible sur la carte Vitale : faites la recherche par traits.",
+            code="card_birth_date",
+        )
+    return f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
+
+
+def vitale_query(card: CardRead, person_index: int) -> VitaleQuery:
+    """The ``RECVITALE`` query for one card person; BadRequest when the card lacks what it needs."""
+    person = _person(card, person_index)
+    holder = card.holder
+    holder_nir = compact(holder.nir or "") if holder is not None else ""
+    if not holder_nir:
+        raise BadRequest(
+            "La carte ne porte pas le numéro de l'assuré : faites la recherche par traits.",
+            code="card_nir_missing",
+        )
+    own = compact(person.nir or "")
+    name = person.name.strip()
+    if not name:
+        raise BadRequest("Nom illisible sur la carte Vitale.", code="card_name_missing")
+    return VitaleQuery(
+        matricule_od=holder_nir,
+        birth_name=name,
+        birth_date=_card_date(person.birth_date_raw),
+        birth_rank=person.rank if person.rank is not None else 1,
+        matricule_individu=own if own and own != holder_nir else None,
+    )
+
+
+def _config(client: VitaleSearcher) -> InsiConfig | None:
+    config = getattr(client, "config", None)
+    return config if isinstance(config, InsiConfig) else None
+
+
+def search_insi_with_card(
+    db: Database,
+    *,
+    actor: Actor,
+    client: VitaleSearcher,
+    card: CardRead,
+    person_index: int,
+    identity_id: int | None = None,
+    automatic: bool = False,
+) -> CardSearchResult:
+    """``RECVITALE`` for ``card.persons[person_index]``, traced (EXI REC 07/08) with
+    ``identity_id`` (may be None: the identity does not exist yet).
+
+    Before any call: ``PermissionDenied`` (Right.INSI_SEARCH), ``BadRequest`` (unknown person,
+    card data missing, douteuse/fictive identity). An ``InsiError`` (exit 3) is raised after the
+    failed exchange is stored.
+    """
+    require(actor, Right.INSI_SEARCH)
+    query = vitale_query(card, person_index)
+    if identity_id is not None:
+        with db.session() as session:
+            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            check_insi_allowed(identity_flags(identity))
+    trace_query = _VitaleTraceQuery.of(query)
+
+    def store(record: CallRecord) -> list[int]:
+        return save_calls(
+            db,
+            user_login=actor.login,
+            records=[record],
+            identity_id=identity_id,
+            automatic=automatic,
+            auth=auth_mode(_config(client)),
+        )
+
+    try:
+        exchange = client.search_vitale(query)
+    except InsiError as err:
+        store(CallRecord(trace_query, err.exchanges[-1] if err.exchanges else None, err.code))
+        raise
+    call_ids = store(CallRecord(trace_query, exchange, exchange.error_code))
+    answer = exchange.answer
+    cr = answer.cr if answer is not None else ""
+    found = answer.identity if answer is not None and answer.found else None
+    advice = None if found is not None else (ADVICE_CARD_SEVERAL if cr == CR_SEVERAL else ADVICE_CARD_NONE)
+    return CardSearchResult(
+        person_index=person_index,
+        cr=cr,
+        label=answer.label if answer is not None else "",
+        identity=found,
+        advice=advice,
+        query=query,
+        call_ids=call_ids,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity from the card
+
+
+def _card_traits(person: CardPerson, card: CardRead, overrides: Mapping[str, str | None]) -> StrictTraits:
+    prefill = prefill_from_card(person, card=card)
+    values: dict[str, str | None] = {
+        "birth_name": prefill["birth_name"],
+        "first_names": prefill["first_names"],
+        "first_name": None,
+        "sex": prefill["sex"],
+        "birth_date": prefill["birth_date"],
+        "birthplace": None,
+    }
+    values.update({k: v for k, v in overrides.items() if k in _STRICT_OVERRIDES})
+    return check_traits(
+        birth_name=values["birth_name"] or "",
+        first_names=values["first_names"] or "",
+        sex=values["sex"] or "",
+        birth_date=values["birth_date"] or "",
+        first_name=values["first_name"],
+        birthplace=values["birthplace"],
+    ).raise_if_invalid()
+
+
+def create_identity_from_card(
+    db: Database,
+    *,
+    actor: Actor,
+    card: CardRead,
+    person_index: int,
+    insi_result: CardSearchResult | None = None,
+    traits_overrides: Mapping[str, str | None] | None = None,
+) -> Identity:
+    """A PROV identity captured from ``card.persons[person_index]`` (channel ``carte_vitale``,
+    recorded in the ``identity.created`` audit event).
+
+    Without an INSi ``00``: the strict traits are the card's prefill corrected by
+    ``traits_overrides`` (what the agent typed from the identity document: ``birth_name``,
+    ``first_names``, ``sex``, ``birthplace``...), checked by the input rules (InvalidData, exit 2).
+    With the ``00`` of :func:`search_insi_with_card` for this person: the strict traits are
+    INSi's and the INS is attached in the same transaction (PROV→RECUP); strict overrides are then
+    refused (INSi's traits are authoritative). ``used_name``, ``used_first_name`` and ``local_id``
+    may always be given.
+    """
+    require(actor, Right.CARD_READ)
+    require(actor, Right.IDENTITY_WRITE)
+    person = _person(card, person_index)
+    overrides = dict(traits_overrides or {})
+    unknown = set(overrides) - _STRICT_OVERRIDES - _OTHER_OVERRIDES
+    if unknown:
+        raise BadRequest(f"Champ(s) inconnu(s) : {', '.join(sorted(unknown))}.", code="card_override_unknown")
+    found: InsiIdentity | None = None
+    if insi_result is not None:
+        if insi_result.person_index != person_index:
+            raise BadRequest(
+                "Le résultat INSi ne concerne pas la personne choisie sur la carte.",
+                code="card_person_mismatch",
+            )
+        if not insi_result.found:
+            raise BadRequest(
+                "La recherche INSi par carte Vitale n'a pas trouvé d'identité unique : aucun INS à "
+                "rattacher. Créez l'identité sans résultat INSi, à partir de la pièce d'identité.",
+                code="card_insi_not_found",
+            )
+        found = insi_result.identity
+        strict = sorted(set(overrides) & _STRICT_OVERRIDES)
+        if strict:
+            raise BadRequest(
+                "Les traits stricts renvoyés par l'INSi ne se corrigent pas à la création : "
+                f"{', '.join(strict)}.",
+                code="card_insi_traits_locked",
+            )
+    traits = found.traits if found is not None else _card_traits(person, card, overrides)
+    with db.transaction() as session:
+        identity = service.create_identity(
+            session,
+            actor=actor,
+            traits=traits,
+            local_id=overrides.get("local_id"),
+            used_name=overrides.get("used_name"),
+            used_first_name=overrides.get("used_first_name"),
+            channel=CaptureChannel.CARTE_VITALE,
+        )
+        if found is not None and insi_result is not None:
+            assert identity.id is not None
+            attach = service.attach_ins(
+                session,
+                actor=actor,
+                identity_id=identity.id,
+                matricule=found.matricule,
+                oid=found.oid,
+                insi_traits=found.traits,
+                history=[
+                    service.InsHistoryEntry(h.matricule, h.oid, h.valid_from, h.valid_to)
+                    for h in found.history
+                ],
+                insi_call_id=insi_result.call_ids[-1] if insi_result.call_ids else None,
+            )
+            identity = attach.identity
+    return identity
