@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -42,7 +42,6 @@ class IdentitySummary:
     last_proof: str = ""
     proofs: int = 0
     insi_calls: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def title(self) -> str:

@@ -310,11 +310,17 @@ class IdentityFormScreen(WorkerErrorsToApp, Screen[None]):
         actor = self.insdesk.actor
         locked = summary.status != "PROV" and not (actor and actor.can(Right.STRICT_EDIT_VERIFIED))
         lock = self.query_one("#form-lock", Static)
-        lock.display = locked
-        lock.update(
-            f"Traits stricts verrouillés : identité {summary.status}. Seule la cellule "
-            "d'identitovigilance peut les modifier (F7 pour signaler un doute)."
-        )
+        lock.display = summary.status != "PROV"
+        if locked:
+            lock.update(
+                f"Traits stricts verrouillés : identité {summary.status}. Seule la cellule "
+                "d'identitovigilance peut les modifier (F7 pour signaler un doute)."
+            )
+        else:
+            lock.update(
+                f"Identité {summary.status} : modifier un trait strict la fait repasser en identité "
+                "provisoire (PROV) et retire son INS."
+            )
         for name in STRICT:
             self.input(name).disabled = locked
         if (locked and isinstance(self.focused, Input) and self.focused.disabled) or (
@@ -369,7 +375,7 @@ class IdentityFormScreen(WorkerErrorsToApp, Screen[None]):
             fields.add("birthplace")
         self._check(self.values(), tuple(sorted(fields)))
 
-    @work(thread=True, exit_on_error=False, group="check")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="check")
     def _check(self, values: dict[str, str], fields: tuple[str, ...]) -> None:
         results = {name: check_field(name, values) for name in fields}
         self.post_message(self.FieldsChecked(values, results))
