@@ -289,10 +289,15 @@ def _invalidate_ins(
 def _apply_reset(
     session: Session, *, actor: Actor, identity: Identity, event: Event, reason: str | None
 ) -> None:
-    """Apply the status and INS effects of an event (EXI SI 07/09)."""
-    identity.status = next_status(identity.status, event)
+    """Apply the status and INS effects of an event (EXI SI 07/09), store the identity and
+    record the status change (if any) in the audit log."""
+    before = identity.status
+    identity.status = next_status(before, event)
     if not EFFECTS[event].keeps_ins:
         _invalidate_ins(session, actor=actor, identity=identity, event=event, reason=reason)
+    session.add(identity)
+    session.flush()
+    _status_changed(session, actor=actor, identity=identity, before=before, event=event, reason=reason)
 
 
 def _clean_local_id(session: Session, value: str | None, *, identity_id: int | None) -> str | None:
@@ -611,16 +616,6 @@ def edit_identity(
         _apply_reset(
             session, actor=actor, identity=identity, event=Event.STRICT_TRAIT_EDITED, reason=reason_text
         )
-        session.add(identity)
-        session.flush()
-        _status_changed(
-            session,
-            actor=actor,
-            identity=identity,
-            before=before_status,
-            event=Event.STRICT_TRAIT_EDITED,
-            reason=reason_text,
-        )
     return identity
 
 
@@ -736,7 +731,6 @@ def set_flag(
     _check_version(identity, expect_version)
     flags = check_flag_set(identity_flags(identity), target)
 
-    before_status = Status(identity.status)
     _set_flags(identity, flags)
     _touch(identity)
     session.add(identity)
@@ -751,11 +745,6 @@ def set_flag(
     if target in BLOCKING_FLAGS:
         event = Event.FLAG_DOUBTFUL_OR_FICTITIOUS
         _apply_reset(session, actor=actor, identity=identity, event=event, reason=reason_text)
-        session.add(identity)
-        session.flush()
-        _status_changed(
-            session, actor=actor, identity=identity, before=before_status, event=event, reason=reason_text
-        )
     return identity
 
 
@@ -826,16 +815,6 @@ def dequalify(
         details={"from": before_status.value, "reason": reason_text},
     )
     _apply_reset(session, actor=actor, identity=identity, event=Event.DEQUALIFIED, reason=reason_text)
-    session.add(identity)
-    session.flush()
-    _status_changed(
-        session,
-        actor=actor,
-        identity=identity,
-        before=before_status,
-        event=Event.DEQUALIFIED,
-        reason=reason_text,
-    )
     return identity
 
 
