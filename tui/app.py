@@ -20,6 +20,7 @@ from services.storage.db import Database
 from services.users import ROLE_LABELS, Actor
 from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
+from tui.screens.insi_screen import LateInsiAnswer
 from tui.screens.login import LoginScreen
 from tui.summary import IdentityContext, IdentitySummary
 
@@ -213,8 +214,18 @@ class InsdeskApp(App[None]):
         self.open_card_reader()
 
     def open_card_reader(self) -> None:
-        """Hook for the carte Vitale flow (F3): the card's persons in a picker, Enter prefills."""
-        self.notify("La lecture de la carte Vitale n'est pas encore branchée.", title="Carte Vitale")
+        """The carte Vitale flow (F3): the card's persons in a picker, Enter prefills the form."""
+        from tui.screens.card_picker import CardPickerScreen
+
+        self.push_screen(CardPickerScreen(), callback=self._card_person_chosen)
+
+    def _card_person_chosen(self, choice: Any) -> None:
+        from tui.screens.card_picker import CardPrefilledFormScreen
+
+        if choice is None:
+            return
+        self._back_to_home()
+        self.push_screen(CardPrefilledFormScreen(choice))
 
     def action_insi(self) -> None:
         if self.services.insi is None:
@@ -227,8 +238,21 @@ class InsdeskApp(App[None]):
         self.open_insi(self.current_identity())
 
     def open_insi(self, summary: IdentitySummary | None) -> None:
-        """Hook for the INSi flow (F4) on the identity in front of the agent (may be None)."""
-        self.notify("L'interrogation INSi n'est pas encore branchée.", title="INSi")
+        """The INSi flow (F4) on the identity in front of the agent (may be None: a warning)."""
+        from tui.screens.insi_screen import InsiScreen
+
+        summary = summary if summary is not None else self._identity_or_warn()
+        if summary is not None:
+            self.push_screen(InsiScreen(summary), callback=self.identity_changed)
+
+    @on(LateInsiAnswer)
+    def _late_insi_answer(self, event: LateInsiAnswer) -> None:
+        """INSi answered after the agent cancelled, and the INS was attached: say so."""
+        self.identity_changed(event.summary)
+        self.notify(
+            f"L'INSi a répondu après l'annulation : INS rattaché, identité {event.summary.status}.",
+            title="INSi",
+        )
 
     def action_proof(self) -> None:
         from tui.screens.proof_modal import ProofModal

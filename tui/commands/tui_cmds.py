@@ -29,8 +29,12 @@ def run_tui(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
     from fixtures.demo import DEMO_USERS, seed_demo
+    from services.insi import InsiClient
+    from services.insi.settings import load_insi_config
     from services.insi_sim import InsiSimulator
     from services.storage.db import Database
+    from services.users import Actor
+    from services.vitale.reader import SimulatedReader
     from tui.app import AppServices, InsdeskApp
 
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="insdesk-demo-"))
@@ -52,7 +56,20 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
         for user in DEMO_USERS:
             c.print(f"  {user.login} / {user.password} / {user.role}")
         if not args.no_tui:
-            InsdeskApp(AppServices(db=db, site_name="Labo démo", insi_label="simulateur")).run()
+
+            def insi_client(actor: Actor) -> InsiClient:
+                """A client per search, towards the simulator, the agent as ``Emetteur``."""
+                return InsiClient(load_insi_config(db, endpoint=simulator.url, emitter=actor.login))
+
+            services = AppServices(
+                db=db,
+                site_name="Labo démo",
+                insi_label="simulateur",
+                reader_label="simulé",
+                insi=insi_client,
+                reader=SimulatedReader(),
+            )
+            InsdeskApp(services).run()
     finally:
         simulator.stop()
         db.dispose()

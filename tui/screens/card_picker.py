@@ -1,0 +1,245 @@
+"""Carte Vitale (F3): the card is read in a worker, its persons listed; Entrée on a person opens
+the identity form prefilled from the card (``prefill_from_card``) with the card's warnings.
+
+The carte Vitale is not an identity document: every prefilled trait is to be confirmed with the
+identity document before saving (the form checks them as usual, look-alikes included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from services.errors import InsdeskError, InvalidData
+from services.identity.birthdate import BirthDate
+from services.vitale.model import CardPerson, CardRead, birth_date_text
+from services.vitale.to_insi import CardPrefill, prefill_from_card
+from tui.format import fr_date
+from tui.screens.identity_form import IdentityFormScreen, birth_date_input
+from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.summary import name_case
+
+if TYPE_CHECKING:
+    from tui.app import InsdeskApp
+
+READING_TEXT = "Lecture de la carte Vitale…"
+
+
+@dataclass(frozen=True)
+class CardChoice:
+    """The person chosen on the card (and the card, for the INSi card search later)."""
+
+    card: CardRead
+    person_index: int
+
+    @property
+    def person(self) -> CardPerson:
+        return self.card.persons[self.person_index]
+
+
+def person_birth_text(person: CardPerson) -> str:
+    """« 30/01/1991 », « 01/1991 (jour inconnu) », « illisible »."""
+    text = birth_date_text(person.birth_date_raw)
+    if text is None:
+        return "illisible"
+    if len(text) == 10:
+        return fr_date(BirthDate.parse(text).value)
+    if len(text) == 7:
+        return f"{text[5:7]}/{text[:4]} (jour inconnu)"
+    return f"{text} (date incomplète)"
+
+
+def person_line(card: CardRead, index: int) -> str:
+    """One row of the picker: name, first name, birth date, rank, holder or beneficiary."""
+    person = card.persons[index]
+    role = "assuré(e)" if index == 0 else "ayant droit"
+    rank = str(person.rank) if person.rank is not None else "—"
+    return (
+        f"{person.name:<22} {name_case(person.first_name):<16} {person_birth_text(person):<24} "
+        f"{rank:^4}  {role}"
+    )
+
+
+HEADER = f"{'Nom':<22} {'Prénom':<16} {'Né(e) le':<24} {'Rang':^4}  Qualité"
+
+
+class CardPickerScreen(WorkerErrorsToApp, ModalScreen[CardChoice | None]):
+    """Reads the card with ``AppServices.reader`` and lists its persons."""
+
+    HELP_TITLE = "Carte Vitale : touches"
+    DEFAULT_CSS = """
+    CardPickerScreen { align: center middle; }
+    CardPickerScreen #card-box { width: 90; }
+    CardPickerScreen #card-header { color: $text-muted; padding-left: 1; }
+    CardPickerScreen #card-persons { height: auto; max-height: 12; }
+    CardPickerScreen #card-message.-error { color: $error; }
+    """
+    BINDINGS = [
+        Binding("r", "reread", "Relire", id="card.reread", tooltip="Relire la carte (carte insérée)"),
+        Binding("escape", "cancel", "Annuler", id="card.cancel", tooltip="Fermer sans rien pré-remplir"),
+    ]
+
+    @dataclass
+    class CardReady(Message):
+        card: CardRead
+
+    @dataclass
+    class ReadFailed(Message):
+        title: str
+        message: str
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.card: CardRead | None = None
+        self.reading = False
+
+    @property
+    def insdesk(self) -> InsdeskApp:
+        return cast("InsdeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="card-box", classes="modal-box"):
+            yield Static("Carte Vitale · choisir le patient", classes="modal-title")
+            yield Static(READING_TEXT, id="card-message")
+            yield Static(HEADER, id="card-header")
+            yield OptionList(id="card-persons")
+            yield Static(
+                "Entrée : pré-remplir la fiche avec cette personne · R : relire · Échap : annuler\n"
+                "La carte Vitale n'est pas une pièce d'identité : confirmez chaque trait avec la pièce.",
+                classes="modal-hint",
+            )
+
+    def on_mount(self) -> None:
+        self.query_one("#card-header").display = False
+        self.query_one("#card-persons").display = False
+        self._start()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "reread":
+            return not self.reading
+        return True
+
+    def _message(self, text: str, *, error: bool = False) -> None:
+        message = self.query_one("#card-message", Static)
+        message.update(text)
+        message.set_class(error, "-error")
+
+    def _start(self) -> None:
+        self.reading = True
+        self.refresh_bindings()
+        self._message(READING_TEXT)
+        self._read()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="read")
+    def _read(self) -> None:
+        reader = self.insdesk.services.reader
+        try:
+            card = reader.read()
+        except InsdeskError as err:  # no card, card removed, mute card, reader absent...
+            self.post_message(self.ReadFailed(err.title, err.message))
+            return
+        self.post_message(self.CardReady(card))
+
+    @on(CardReady)
+    def _card_ready(self, event: CardReady) -> None:
+        self.reading = False
+        self.refresh_bindings()
+        self.card = event.card
+        persons = self.query_one("#card-persons", OptionList)
+        persons.clear_options()
+        persons.add_options(
+            [Option(person_line(event.card, i), id=str(i)) for i in range(len(event.card.persons))]
+        )
+        n = len(event.card.persons)
+        self.insdesk.reader_label = "carte lue"
+        if n == 0:
+            self._message("Aucune personne lue sur la carte : saisissez les traits (F2).", error=True)
+            return
+        self._message(f"{n} personne{'s' if n > 1 else ''} sur la carte : ↑/↓ puis Entrée.")
+        self.query_one("#card-header").display = True
+        persons.display = True
+        persons.highlighted = 0
+        persons.focus()
+
+    @on(ReadFailed)
+    def _read_failed(self, event: ReadFailed) -> None:
+        self.reading = False
+        self.refresh_bindings()
+        self.insdesk.reader_label = "pas de carte lue"
+        self._message(
+            f"{event.title} : {event.message}\nR : relire la carte · Échap : saisir les traits (F2).",
+            error=True,
+        )
+
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.reading = False
+            self.refresh_bindings()
+            self._message("La carte n'a pas pu être lue (voir le message).", error=True)
+
+    @on(OptionList.OptionSelected, "#card-persons")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        if self.card is not None and event.option.id is not None:
+            self.dismiss(CardChoice(self.card, int(event.option.id)))
+
+    def action_reread(self) -> None:
+        if not self.reading:
+            self._start()
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "read")
+        self.dismiss(None)
+
+
+def form_values(prefill: CardPrefill) -> dict[str, str]:
+    """The form's fields from the card prefill (birth date typed back as the form reads it)."""
+    values: dict[str, str] = {}
+    for name in ("birth_name", "first_names", "sex", "used_name"):
+        value = prefill.get(name)  # type: ignore[misc]
+        if isinstance(value, str) and value:
+            values[name] = value
+    born = prefill.get("birth_date")
+    if born:
+        with contextlib.suppress(InvalidData):
+            values["birth_date"] = birth_date_input(BirthDate.parse(born))
+    return values
+
+
+class CardPrefilledFormScreen(IdentityFormScreen):
+    """The new-identity form (F2) prefilled from a card person, with the card's warnings."""
+
+    def __init__(self, choice: CardChoice) -> None:
+        super().__init__(None)
+        self.choice = choice
+        self.prefill = prefill_from_card(choice.person, card=choice.card)
+
+    def on_mount(self) -> None:
+        # Runs before IdentityFormScreen.on_mount: fill once the form is set up.
+        self.call_after_refresh(self._apply_prefill)
+
+    def _apply_prefill(self) -> None:
+        values = form_values(self.prefill)
+        for name, value in values.items():
+            self.input(name).value = value  # typed by the card: checked like typed text
+        self._check(self.values(), tuple(sorted(n for n in values if n != "used_name")))
+        person = self.choice.person
+        lines = [f"Pré-rempli depuis la carte Vitale ({person.name} {name_case(person.first_name)}) :"]
+        lines += [f"⚠ {w}" for w in self.prefill["warnings"]]
+        self._status("\n".join(lines))
+        self.query_one("#form-status", Static).add_class("-warning")
+        for name in ("sex", "birth_date", "birthplace"):
+            if name not in values:
+                self.input(name).focus()
+                break

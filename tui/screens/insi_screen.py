@@ -1,0 +1,434 @@
+"""INSi (F4): the identity's strict traits searched with the téléservice, the answer side by side.
+
+The search runs in a worker (``qualify_with_insi``: the certified strategy, every exchange traced)
+behind « Interrogation du téléservice INSi… »; Échap cancels. Then:
+
+* ``00``, same traits: the INS is attached (PROV→RECUP, VALI→QUAL), the badge updates at once;
+* ``00``, other traits: *Saisie locale* and *Réponse INSi* in two columns, the differing traits
+  marked « ≠ » (and highlighted); Entrée accepts INSi's traits (attached from that same answer,
+  no second call, guarded by the identity's version), Échap rejects (nothing changes);
+* ``01``/``02``: what to try next;
+* a fault: the French message, whether trying again makes sense, R to try again when it does;
+* douteuse/fictive (or traits the input rules refuse): the service's refusal, no call made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Footer, LoadingIndicator, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from services.errors import InsdeskError
+from services.identity import service
+from services.identity.matricule import MatriculeINS
+from services.identity.traits import StrictTraits
+from services.insi.errors import InsiError
+from services.insi.qualify import QualifyResult, check_qualify_allowed, qualify_with_insi
+from services.users import Actor
+from tui.format import STATUS_WORDS, fr_date, ins_text
+from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.summary import IdentitySummary, summarize
+from tui.widgets.badge import StatusBadge
+
+if TYPE_CHECKING:
+    from tui.app import InsdeskApp
+
+WAITING_TEXT = "Interrogation du téléservice INSi…"
+
+TRAIT_LABELS: dict[str, str] = {
+    "birth_name": "Nom de naissance",
+    "first_names": "Prénoms de naissance",
+    "first_name": "Premier prénom",
+    "sex": "Sexe",
+    "birth_date": "Date de naissance",
+    "birthplace": "Lieu de naissance",
+}
+
+RETRY_YES = "Réessayer a un sens : R pour relancer l'interrogation (ou plus tard)."
+RETRY_NO = (
+    "Réessayer ne changera rien tant que la cause n'est pas corrigée : l'identité reste dans son "
+    "statut actuel ; prévenez le référent informatique si cela persiste."
+)
+
+
+@contextmanager
+def insi_client(source: Any, actor: Actor) -> Iterator[Any]:
+    """The INSi client of ``AppServices.insi``: a client (has ``search_traits``) used as is, or
+    a factory ``source(actor)`` whose client is closed afterwards."""
+    if hasattr(source, "search_traits") or hasattr(source, "search_vitale"):
+        yield source
+        return
+    client = source(actor)
+    try:
+        yield client
+    finally:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
+
+
+def trait_texts(traits: StrictTraits) -> dict[str, str]:
+    """The strict traits as the desk reads them (« — » when absent)."""
+    data = traits.as_dict()
+    birth = traits.birth_date
+    born = fr_date(birth.value)
+    if birth.uncertain:
+        born = {
+            "year": f"{birth.value.year:04d}",
+            "month": f"{birth.value.month:02d}/{birth.value.year:04d}",
+        }.get(getattr(birth, "precision", ""), born) + " (incertaine)"
+    first_names = data.get("first_names")
+    return {
+        "birth_name": str(data.get("birth_name") or "—"),
+        "first_names": " ".join(first_names) if isinstance(first_names, list) else str(first_names or "—"),
+        "first_name": str(data.get("first_name") or "—"),
+        "sex": str(data.get("sex") or "—"),
+        "birth_date": born,
+        "birthplace": str(data.get("birthplace") or "—"),
+    }
+
+
+def comparison_table(local: dict[str, str], insi: dict[str, str], differing: set[str]) -> Table:
+    """Two columns, *Saisie locale* / *Réponse INSi*; a differing trait is marked « ≠ » (a
+    symbol, not the colour alone) and highlighted."""
+    table = Table(box=None, show_edge=False, pad_edge=False, expand=True)
+    table.add_column("", no_wrap=True, width=2)
+    table.add_column("Trait", no_wrap=True)
+    table.add_column("Saisie locale")
+    table.add_column("Réponse INSi")
+    for name, label in TRAIT_LABELS.items():
+        if name in differing:
+            style = "bold reverse"
+            table.add_row(
+                Text("≠", style="bold"),
+                Text(label, style="bold"),
+                Text(local.get(name, "—"), style=style),
+                Text(insi.get(name, "—"), style=style),
+            )
+        else:
+            table.add_row("=", label, local.get(name, "—"), insi.get(name, "—"))
+    return table
+
+
+class Phase(Enum):
+    CALLING = "calling"
+    DIFFERENCES = "differences"
+    ACCEPTING = "accepting"
+    DONE = "done"
+    FAULT = "fault"
+
+
+class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
+    """F4 on one identity; dismisses with the identity's new summary when it changed."""
+
+    HELP_TITLE = "INSi : touches"
+    DEFAULT_CSS = """
+    InsiScreen { align: center middle; }
+    InsiScreen #insi-box { width: 90; }
+    InsiScreen #insi-wait { height: 1; margin-bottom: 1; }
+    InsiScreen #insi-spinner { width: 6; height: 1; min-height: 1; }
+    InsiScreen #insi-waiting { width: 1fr; }
+    InsiScreen #insi-headline { text-style: bold; margin-bottom: 1; }
+    InsiScreen #insi-compare { height: auto; margin-bottom: 1; }
+    InsiScreen #insi-advice { margin-bottom: 1; }
+    InsiScreen #insi-advice.-error { color: $error; }
+    InsiScreen #insi-keys { color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding(
+            "enter",
+            "accept",
+            "Accepter les traits INSi",
+            id="insi.accept",
+            tooltip="La pièce d'identité confirme les traits INSi : ils remplacent la saisie",
+        ),
+        Binding("enter", "close", "Fermer", id="insi.close", tooltip="Fermer"),
+        Binding("r", "retry", "Réessayer", id="insi.retry", tooltip="Relancer l'interrogation INSi"),
+        Binding("escape", "cancel", "Annuler", id="insi.cancel", tooltip="Annuler l'interrogation en cours"),
+        Binding(
+            "escape",
+            "reject",
+            "Refuser",
+            id="insi.reject",
+            tooltip="Refuser les traits INSi : rien n'est modifié",
+        ),
+        Binding("escape", "close", "Fermer", id="insi.escape", tooltip="Fermer"),
+    ]
+
+    @dataclass
+    class Answered(Message):
+        result: QualifyResult
+        summary: IdentitySummary
+        local: dict[str, str]
+        insi: dict[str, str] | None
+
+    @dataclass
+    class Failed(Message):
+        title: str
+        message: str
+        retryable: bool
+        insi_fault: bool
+        detail: str | None = None
+
+    @dataclass
+    class Accepted(Message):
+        summary: IdentitySummary
+
+    def __init__(self, summary: IdentitySummary) -> None:
+        super().__init__()
+        self.summary = summary
+        self.phase = Phase.CALLING
+        self.retryable = False
+        self.changed: IdentitySummary | None = None
+        self.result: QualifyResult | None = None
+
+    @property
+    def insdesk(self) -> InsdeskApp:
+        return cast("InsdeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="insi-box", classes="modal-box"):
+            yield Static(f"INSi · {self.summary.title} (n°{self.summary.id})", classes="modal-title")
+            yield StatusBadge(self.summary.status, id="insi-badge")
+            with Horizontal(id="insi-wait"):
+                yield LoadingIndicator(id="insi-spinner")
+                yield Static(WAITING_TEXT + " (Échap pour annuler)", id="insi-waiting")
+            yield Static("", id="insi-headline")
+            yield Static("", id="insi-compare")
+            yield Static("", id="insi-advice")
+            yield Static("", id="insi-keys")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self._start()
+
+    # -- which keys are live -----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "accept":
+            return self.phase is Phase.DIFFERENCES
+        if action == "cancel":
+            return self.phase is Phase.CALLING
+        if action == "reject":
+            return self.phase is Phase.DIFFERENCES
+        if action == "close":
+            return self.phase in (Phase.DONE, Phase.FAULT)
+        if action == "retry":
+            return self.phase is Phase.FAULT and self.retryable
+        return True
+
+    def _set_phase(self, phase: Phase, keys: str) -> None:
+        self.phase = phase
+        self.query_one("#insi-wait").display = phase in (Phase.CALLING, Phase.ACCEPTING)
+        self.query_one("#insi-keys", Static).update(keys)
+        self.refresh_bindings()
+
+    def _show(self, headline: str = "", advice: str = "", *, error: bool = False) -> None:
+        self.query_one("#insi-headline", Static).update(headline)
+        advice_widget = self.query_one("#insi-advice", Static)
+        advice_widget.update(advice)
+        advice_widget.set_class(error, "-error")
+
+    # -- the search ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self.query_one("#insi-waiting", Static).update(WAITING_TEXT + " (Échap pour annuler)")
+        self.query_one("#insi-compare", Static).update("")
+        self._show()
+        self._set_phase(Phase.CALLING, "Échap : annuler")
+        self._query(self.summary.id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="insi")
+    def _query(self, identity_id: int) -> None:
+        worker = get_current_worker()
+        app = self.insdesk
+        actor = app.actor
+        assert actor is not None
+        db = app.services.db
+        try:
+            check_qualify_allowed(db, actor=actor, identity_id=identity_id)
+            with insi_client(app.services.insi, actor) as client:
+                result = qualify_with_insi(db, actor=actor, identity_id=identity_id, client=client)
+        except InsiError as err:
+            if not worker.is_cancelled:
+                self.post_message(self.Failed(err.title, err.message, err.retryable, True, err.detail))
+            return
+        except InsdeskError as err:  # refused before any call: douteuse/fictive, traits, rights
+            if not worker.is_cancelled:
+                self.post_message(self.Failed(err.title, err.message, False, False, err.detail))
+            return
+        with db.session() as session:
+            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            summary = summarize(session, identity)
+            local = trait_texts(service.identity_traits(identity))
+        insi = trait_texts(result.insi_traits) if result.insi_traits is not None else None
+        if worker.is_cancelled:
+            if result.attached:  # the answer came after Échap: the INS is attached all the same
+                app.post_message(LateInsiAnswer(summary))
+            return
+        self.post_message(self.Answered(result, summary, local, insi))
+
+    @on(Answered)
+    def _answered(self, event: Answered) -> None:
+        result = event.result
+        self.result = result
+        attempts = ", ".join(f"{a.first_names} → {a.cr}" for a in result.attempts)
+        tried = f"\nEssais (prénoms envoyés → réponse) : {attempts}" if len(result.attempts) > 1 else ""
+        self.insdesk.insi_label = self.insdesk.services.insi_label
+        if result.attached:
+            self._identity_updated(event.summary)
+            ins = ins_text(result.ins["matricule"], result.ins["key"]) if result.ins else ""
+            self._show(
+                f"Réponse {result.cr} : identité trouvée, INS {ins} rattaché.",
+                f"{STATUS_WORDS.get(result.status, result.status)} ({result.status})."
+                + (" F5 : pièce d'identité pour la qualifier." if result.status == "RECUP" else "")
+                + tried,
+            )
+            if event.insi is not None:
+                self.query_one("#insi-compare", Static).update(
+                    comparison_table(event.local, event.insi, set())
+                )
+            self._set_phase(Phase.DONE, "Entrée ou Échap : fermer")
+            return
+        if result.differences and event.insi is not None:
+            differing = {d.field for d in result.differences}
+            names = ", ".join(
+                TRAIT_LABELS.get(f, f).lower() for f in sorted(differing, key=list(TRAIT_LABELS).index)
+            )
+            self.query_one("#insi-compare", Static).update(
+                comparison_table(event.local, event.insi, differing)
+            )
+            self._show(
+                f"Réponse {result.cr} : identité trouvée, mais {len(differing)} trait(s) "
+                f"diffèrent ({names}).",
+                (result.advice or "") + tried,
+            )
+            self._set_phase(
+                Phase.DIFFERENCES,
+                "Entrée : la pièce d'identité confirme les traits INSi (ils remplacent la saisie) · "
+                "Échap : refuser (rien n'est modifié)",
+            )
+            return
+        self._show(
+            f"Réponse {result.cr} : {result.label or 'aucune identité unique'}.",
+            (result.advice or "L'identité n'est pas modifiée.") + tried,
+        )
+        self._set_phase(Phase.DONE, "Échap : fermer (l'identité n'est pas modifiée)")
+
+    @on(Failed)
+    def _failed(self, event: Failed) -> None:
+        self.retryable = event.retryable
+        self.query_one("#insi-compare", Static).update("")
+        if event.insi_fault:
+            self.insdesk.insi_label = "en erreur" if not event.retryable else "injoignable"
+            advice = f"{event.message}\n\n{RETRY_YES if event.retryable else RETRY_NO}"
+            headline = f"{event.title} : l'identité n'est pas modifiée."
+        else:
+            advice = event.message
+            headline = f"{event.title} : aucun appel INSi n'a été fait."
+        self._show(headline, advice, error=True)
+        keys = "R : réessayer · Échap : fermer" if event.retryable else "Échap : fermer"
+        self._set_phase(Phase.FAULT, keys)
+
+    # -- accept or reject the INSi traits --------------------------------------------------------
+
+    def action_accept(self) -> None:
+        if self.phase is Phase.DIFFERENCES and self.result is not None:
+            self.query_one("#insi-waiting", Static).update("Enregistrement des traits INSi…")
+            self._set_phase(Phase.ACCEPTING, "")
+            self._accept(self.result)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="accept")
+    def _accept(self, result: QualifyResult) -> None:
+        """Attach the INS of the answer already received (no second call), INSi's traits
+        replacing the local ones; refused if the identity changed since (its version)."""
+        actor = self.insdesk.actor
+        assert actor is not None and result.ins is not None
+        with self.insdesk.services.db.transaction() as session:
+            attach = service.attach_ins(
+                session,
+                actor=actor,
+                identity_id=result.identity_id,
+                matricule=MatriculeINS(number=result.ins["matricule"], key=result.ins["key"]),
+                oid=result.ins["oid"],
+                insi_traits=result.insi_traits,
+                history=result.history,
+                insi_call_id=result.call_ids[-1] if result.call_ids else None,
+                accept_insi_traits=True,
+                expect_version=result.version,
+            )
+            summary = summarize(session, attach.identity)
+        self.post_message(self.Accepted(summary))
+
+    @on(Accepted)
+    def _accepted(self, event: Accepted) -> None:
+        summary = event.summary
+        self._identity_updated(summary)
+        self._show(
+            "Traits INSi confirmés : ils remplacent la saisie, INS rattaché.",
+            f"{STATUS_WORDS.get(summary.status, summary.status)} ({summary.status})."
+            + (" F5 : pièce d'identité pour la qualifier." if summary.status == "RECUP" else ""),
+        )
+        self.query_one("#insi-compare", Static).update("")
+        self._set_phase(Phase.DONE, "Entrée ou Échap : fermer")
+
+    def _identity_updated(self, summary: IdentitySummary) -> None:
+        self.changed = summary
+        self.query_one("#insi-badge", StatusBadge).set_status(summary.status)
+        self.insdesk.identity_changed(summary)  # the badge below changes at once
+
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        if event.state is not WorkerState.ERROR:
+            return
+        # The App shows the error; this screen says nothing was changed by it.
+        if event.worker.group == "accept":
+            self._show("Traits INSi non enregistrés (voir le message) : rien n'est modifié.", error=True)
+            self._set_phase(Phase.DIFFERENCES, "Entrée : réessayer d'accepter · Échap : refuser")
+        elif event.worker.group == "insi":
+            self._show("L'interrogation INSi n'a pas abouti (voir le message).", error=True)
+            self._set_phase(Phase.DONE, "Échap : fermer")
+
+    # -- retry, cancel, reject, close ---------------------------------------------------------
+
+    def action_retry(self) -> None:
+        if self.phase is Phase.FAULT and self.retryable:
+            self._start()
+
+    def action_cancel(self) -> None:
+        if self.phase is Phase.CALLING:
+            self.workers.cancel_group(self, "insi")
+            self.notify("Interrogation INSi annulée.", title="INSi", severity="warning")
+            self.dismiss(self.changed)
+
+    def action_reject(self) -> None:
+        if self.phase is Phase.DIFFERENCES:
+            self.notify(
+                "Traits INSi refusés : rien n'est modifié. Le patient doit faire corriger l'erreur.",
+                title="INSi",
+            )
+            self.dismiss(self.changed)
+
+    def action_close(self) -> None:
+        if self.phase in (Phase.DONE, Phase.FAULT):
+            self.dismiss(self.changed)
+
+
+@dataclass
+class LateInsiAnswer(Message):
+    """INSi answered after Échap and the INS was attached: the App refreshes the badge."""
+
+    summary: IdentitySummary
