@@ -323,9 +323,15 @@ class IdentityFormScreen(WorkerErrorsToApp, Screen[None]):
             )
         for name in STRICT:
             self.input(name).disabled = locked
-        if (locked and isinstance(self.focused, Input) and self.focused.disabled) or (
-            locked and self.focused is None
-        ):
+        if locked:
+            self._ensure_editable_focus()
+            # disabling the focused field moves the focus later on: check again after that
+            self.call_after_refresh(self._ensure_editable_focus)
+
+    def _ensure_editable_focus(self) -> None:
+        """Never leave the keyboard on a locked field or on the scroll container."""
+        focused = self.focused
+        if not (isinstance(focused, Input) and not focused.disabled):
             self.input("used_name").focus()
 
     # -- IdentityContext ---------------------------------------------------------------------------
