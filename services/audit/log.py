@@ -57,6 +57,12 @@ AUDIT_EXPORTED = "audit.exported"
 AUDIT_VERIFIED = "audit.verified"
 DATA_PURGED = "data.purged"
 CONFIG_CHANGED = "config.changed"
+LOINC_IMPORTED = "loinc.imported"
+CATALOG_IMPORTED = "catalog.imported"
+CATALOG_CHANGED = "catalog.changed"
+REPORT_IMPORTED = "report.imported"
+REPORT_VERDICT_CHANGED = "report.verdict_changed"
+REPORT_SENT = "report.sent"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -77,6 +83,12 @@ EVENT_KINDS: frozenset[str] = frozenset(
         AUDIT_VERIFIED,
         DATA_PURGED,
         CONFIG_CHANGED,
+        LOINC_IMPORTED,
+        CATALOG_IMPORTED,
+        CATALOG_CHANGED,
+        REPORT_IMPORTED,
+        REPORT_VERDICT_CHANGED,
+        REPORT_SENT,
     }
 )
 

@@ -396,3 +396,8 @@ INSTANCE_UUID_KEY = "instance_uuid"
 
 def new_instance_uuid() -> str:
     return str(uuid.uuid4())
+
+
+# The results tables (issue #6) live in their own module; importing it here registers them on
+# the metadata that Alembic and ``create_all`` use. Kept last: it imports the helpers above.
+import services.results.models  # noqa: E402, F401
