@@ -73,6 +73,11 @@ def _text(app, selector: str) -> str:  # type: ignore[no-untyped-def]
     return str(app.screen.query_one(selector, Static).render())
 
 
+def _badge(home) -> str:  # type: ignore[no-untyped-def]
+    """The status badge of the home screen's side pane."""
+    return str(home.query_one(IdentityCard).query_one("#card-badge", StatusBadge).render())
+
+
 def _plain(app, selector: str) -> str:  # type: ignore[no-untyped-def]
     """A Static's Rich content (a table) as plain text."""
     console = Console(width=100, file=io.StringIO(), record=True)
@@ -130,7 +135,7 @@ async def test_adrtrois_00_recup_then_proof_qual(demo_db: Database, insi: InsiSi
         assert app.screen is home
         summary = home.current_identity()
         assert summary is not None and summary.status == "RECUP" and summary.ins
-        assert "RECUP" in str(home.query_one(IdentityCard).render()) or summary.status == "RECUP"
+        assert "RECUP" in _badge(home)
 
         # F5: the identity document → QUAL, the badge follows.
         await pilot.press("f5")
@@ -145,6 +150,7 @@ async def test_adrtrois_00_recup_then_proof_qual(demo_db: Database, insi: InsiSi
         assert app.screen is home
         summary = home.current_identity()
         assert summary is not None and summary.status == "QUAL"
+        assert "QUAL · Identité qualifiée" in _badge(home)
         assert _identity(demo_db, "ADRTROIS").status == "QUAL"
 
 
@@ -159,6 +165,7 @@ async def test_leroy_vali_becomes_qual(demo_db: Database, insi: InsiSimulator) -
         # The badge below already changed.
         summary = home.current_identity()  # type: ignore[attr-defined]
         assert summary is not None and summary.status == "QUAL"
+        assert "QUAL" in _badge(home)
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is home

@@ -49,15 +49,15 @@ class CardChoice:
 
 
 def person_birth_text(person: CardPerson) -> str:
-    """« 30/01/1991 », « 01/1991 (jour inconnu) », « illisible »."""
+    """« 30/01/1991 », « --/01/1991 » (day unknown), « --/--/1991 », « illisible »."""
     text = birth_date_text(person.birth_date_raw)
     if text is None:
         return "illisible"
     if len(text) == 10:
         return fr_date(BirthDate.parse(text).value)
     if len(text) == 7:
-        return f"{text[5:7]}/{text[:4]} (jour inconnu)"
-    return f"{text} (date incomplète)"
+        return f"--/{text[5:7]}/{text[:4]}"
+    return f"--/--/{text[:4]}"
 
 
 def person_line(card: CardRead, index: int) -> str:
@@ -65,13 +65,11 @@ def person_line(card: CardRead, index: int) -> str:
     person = card.persons[index]
     role = "assuré(e)" if index == 0 else "ayant droit"
     rank = str(person.rank) if person.rank is not None else "—"
-    return (
-        f"{person.name:<22} {name_case(person.first_name):<16} {person_birth_text(person):<24} "
-        f"{rank:^4}  {role}"
-    )
+    first = name_case(person.first_name)
+    return f"{person.name:<20} {first:<14} {person_birth_text(person):<10}  {rank:^4}  {role}"
 
 
-HEADER = f"{'Nom':<22} {'Prénom':<16} {'Né(e) le':<24} {'Rang':^4}  Qualité"
+HEADER = f"{'Nom':<20} {'Prénom':<14} {'Né(e) le':<10}  {'Rang':^4}  Qualité"
 
 
 class CardPickerScreen(WorkerErrorsToApp, ModalScreen[CardChoice | None]):
@@ -115,7 +113,7 @@ class CardPickerScreen(WorkerErrorsToApp, ModalScreen[CardChoice | None]):
             yield Static(HEADER, id="card-header")
             yield OptionList(id="card-persons")
             yield Static(
-                "Entrée : pré-remplir la fiche avec cette personne · R : relire · Échap : annuler\n"
+                "Entrée : pré-remplir la fiche · R : relire la carte · Échap : annuler\n"
                 "La carte Vitale n'est pas une pièce d'identité : confirmez chaque trait avec la pièce.",
                 classes="modal-hint",
             )

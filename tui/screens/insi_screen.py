@@ -101,6 +101,11 @@ def trait_texts(traits: StrictTraits) -> dict[str, str]:
     }
 
 
+def _trait_order(name: str) -> int:
+    order = list(TRAIT_LABELS)
+    return order.index(name) if name in order else len(order)
+
+
 def comparison_table(local: dict[str, str], insi: dict[str, str], differing: set[str]) -> Table:
     """Two columns, *Saisie locale* / *Réponse INSi*; a differing trait is marked « ≠ » (a
     symbol, not the colour alone) and highlighted."""
@@ -138,6 +143,9 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
     DEFAULT_CSS = """
     InsiScreen { align: center middle; }
     InsiScreen #insi-box { width: 90; }
+    InsiScreen #insi-title-row { height: auto; margin-bottom: 1; }
+    InsiScreen #insi-title { width: 1fr; text-style: bold; }
+    InsiScreen #insi-badge { width: auto; }
     InsiScreen #insi-wait { height: 1; margin-bottom: 1; }
     InsiScreen #insi-spinner { width: 6; height: 1; min-height: 1; }
     InsiScreen #insi-waiting { width: 1fr; }
@@ -201,8 +209,9 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="insi-box", classes="modal-box"):
-            yield Static(f"INSi · {self.summary.title} (n°{self.summary.id})", classes="modal-title")
-            yield StatusBadge(self.summary.status, id="insi-badge")
+            with Horizontal(id="insi-title-row"):
+                yield Static(f"INSi · {self.summary.title} (n°{self.summary.id})", id="insi-title")
+                yield StatusBadge(self.summary.status, id="insi-badge")
             with Horizontal(id="insi-wait"):
                 yield LoadingIndicator(id="insi-spinner")
                 yield Static(WAITING_TEXT + " (Échap pour annuler)", id="insi-waiting")
@@ -236,6 +245,11 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
         self.query_one("#insi-keys", Static).update(keys)
         self.refresh_bindings()
 
+    def _compare(self, table: Table | None) -> None:
+        compare = self.query_one("#insi-compare", Static)
+        compare.update(table if table is not None else "")
+        compare.display = table is not None
+
     def _show(self, headline: str = "", advice: str = "", *, error: bool = False) -> None:
         self.query_one("#insi-headline", Static).update(headline)
         advice_widget = self.query_one("#insi-advice", Static)
@@ -246,7 +260,7 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
 
     def _start(self) -> None:
         self.query_one("#insi-waiting", Static).update(WAITING_TEXT + " (Échap pour annuler)")
-        self.query_one("#insi-compare", Static).update("")
+        self._compare(None)
         self._show()
         self._set_phase(Phase.CALLING, "Échap : annuler")
         self._query(self.summary.id)
@@ -294,23 +308,21 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
             self._show(
                 f"Réponse {result.cr} : identité trouvée, INS {ins} rattaché.",
                 f"{STATUS_WORDS.get(result.status, result.status)} ({result.status})."
-                + (" F5 : pièce d'identité pour la qualifier." if result.status == "RECUP" else "")
+                + (
+                    " Fermez, puis F5 : pièce d'identité pour la qualifier."
+                    if result.status == "RECUP"
+                    else ""
+                )
                 + tried,
             )
             if event.insi is not None:
-                self.query_one("#insi-compare", Static).update(
-                    comparison_table(event.local, event.insi, set())
-                )
+                self._compare(comparison_table(event.local, event.insi, set()))
             self._set_phase(Phase.DONE, "Entrée ou Échap : fermer")
             return
         if result.differences and event.insi is not None:
             differing = {d.field for d in result.differences}
-            names = ", ".join(
-                TRAIT_LABELS.get(f, f).lower() for f in sorted(differing, key=list(TRAIT_LABELS).index)
-            )
-            self.query_one("#insi-compare", Static).update(
-                comparison_table(event.local, event.insi, differing)
-            )
+            names = ", ".join(TRAIT_LABELS.get(f, f).lower() for f in sorted(differing, key=_trait_order))
+            self._compare(comparison_table(event.local, event.insi, differing))
             self._show(
                 f"Réponse {result.cr} : identité trouvée, mais {len(differing)} trait(s) "
                 f"diffèrent ({names}).",
@@ -331,7 +343,7 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
     @on(Failed)
     def _failed(self, event: Failed) -> None:
         self.retryable = event.retryable
-        self.query_one("#insi-compare", Static).update("")
+        self._compare(None)
         if event.insi_fault:
             self.insdesk.insi_label = "en erreur" if not event.retryable else "injoignable"
             advice = f"{event.message}\n\n{RETRY_YES if event.retryable else RETRY_NO}"
@@ -380,9 +392,9 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
         self._show(
             "Traits INSi confirmés : ils remplacent la saisie, INS rattaché.",
             f"{STATUS_WORDS.get(summary.status, summary.status)} ({summary.status})."
-            + (" F5 : pièce d'identité pour la qualifier." if summary.status == "RECUP" else ""),
+            + (" Fermez, puis F5 : pièce d'identité pour la qualifier." if summary.status == "RECUP" else ""),
         )
-        self.query_one("#insi-compare", Static).update("")
+        self._compare(None)
         self._set_phase(Phase.DONE, "Entrée ou Échap : fermer")
 
     def _identity_updated(self, summary: IdentitySummary) -> None:
