@@ -30,6 +30,7 @@ from services.users import Actor
 from services.vitale.reader import SimulatedReader
 from tests.test_tui_support import demo_db, demo_template, login, make_app, settle, type_text
 from tui.screens.card_picker import CardPickerScreen, CardPrefilledFormScreen
+from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.insi_screen import RETRY_NO, RETRY_YES, WAITING_TEXT, InsiScreen, Phase
 from tui.screens.proof_modal import ProofModal
@@ -166,6 +167,12 @@ async def test_leroy_vali_becomes_qual(demo_db: Database, insi: InsiSimulator) -
         summary = home.current_identity()  # type: ignore[attr-defined]
         assert summary is not None and summary.status == "QUAL"
         assert "QUAL" in _badge(home)
+        await pilot.press("question_mark")  # the keys of this screen
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is screen
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is home
@@ -242,6 +249,40 @@ async def test_differences_refused_with_escape(demo_db: Database, insi: InsiSimu
                 "PROV",
                 None,
             )
+
+
+async def test_identity_changed_elsewhere_before_enter_writes_nothing(
+    demo_db: Database, insi: InsiSimulator
+) -> None:
+    ident = _lefebvre(demo_db)
+    app = desk(demo_db, insi)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await login(pilot)
+        screen = await _f4_on(pilot, "lefebvre")
+        assert screen.phase is Phase.DIFFERENCES
+        # Another desk edits the identity while the agent compares with the document.
+        with Database.transaction(demo_db) as session:
+            service.edit_identity(session, actor=RECEPTION, identity_id=ident, used_name="DURAND")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.phase is Phase.FAULT and screen.retryable
+        assert "modifiée sur un autre poste" in _text(app, "#insi-headline")
+        with Database.session(demo_db) as session:
+            identity = session.get(Identity, ident)
+            assert identity is not None
+            assert (identity.birth_name, identity.status, identity.ins_matricule) == (
+                "LEFEBVRE",
+                "PROV",
+                None,
+            )
+        await pilot.press("r")  # search again on the identity as it is now
+        await settle(pilot)
+        assert screen.phase is Phase.DIFFERENCES
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.phase is Phase.DONE
+        assert _identity(demo_db, "LEFEVRE").status == "RECUP"
+        assert _calls(demo_db, ident) == 2
 
 
 async def test_01_says_what_to_try_next(demo_db: Database, insi: InsiSimulator) -> None:

@@ -142,6 +142,7 @@ class CardPickerScreen(WorkerErrorsToApp, ModalScreen[CardChoice | None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="read")
     def _read(self) -> None:
         reader = self.insdesk.services.reader
+        assert reader is not None  # F3 opens the picker only with a reader configured
         try:
             card = reader.read()
         except InsdeskError as err:  # no card, card removed, mute card, reader absent...
@@ -205,7 +206,7 @@ def form_values(prefill: CardPrefill) -> dict[str, str]:
     """The form's fields from the card prefill (birth date typed back as the form reads it)."""
     values: dict[str, str] = {}
     for name in ("birth_name", "first_names", "sex", "used_name"):
-        value = prefill.get(name)  # type: ignore[misc]
+        value = prefill.get(name)
         if isinstance(value, str) and value:
             values[name] = value
     born = prefill.get("birth_date")

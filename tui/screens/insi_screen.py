@@ -31,7 +31,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from services.errors import InsdeskError
+from services.errors import ConcurrentUpdate, InsdeskError
 from services.identity import service
 from services.identity.matricule import MatriculeINS
 from services.identity.traits import StrictTraits
@@ -58,6 +58,7 @@ TRAIT_LABELS: dict[str, str] = {
 }
 
 RETRY_YES = "Réessayer a un sens : R pour relancer l'interrogation (ou plus tard)."
+RETRY_CHANGED = "R : relancer l'interrogation INSi sur l'identité à jour."
 RETRY_NO = (
     "Réessayer ne changera rien tant que la cause n'est pas corrigée : l'identité reste dans son "
     "statut actuel ; prévenez le référent informatique si cela persiste."
@@ -188,7 +189,9 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
         title: str
         message: str
         retryable: bool
-        insi_fault: bool
+        kind: str
+        """``insi`` (a fault, no change), ``before`` (refused before any call), ``changed`` (the
+        identity changed on another desk: nothing written), ``accept`` (INSi traits not written)."""
         detail: str | None = None
 
     @dataclass
@@ -278,11 +281,15 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
                 result = qualify_with_insi(db, actor=actor, identity_id=identity_id, client=client)
         except InsiError as err:
             if not worker.is_cancelled:
-                self.post_message(self.Failed(err.title, err.message, err.retryable, True, err.detail))
+                self.post_message(self.Failed(err.title, err.message, err.retryable, "insi", err.detail))
+            return
+        except ConcurrentUpdate as err:  # after the call: the identity changed on another desk
+            if not worker.is_cancelled:
+                self.post_message(self.Failed(err.title, err.message, True, "changed", err.detail))
             return
         except InsdeskError as err:  # refused before any call: douteuse/fictive, traits, rights
             if not worker.is_cancelled:
-                self.post_message(self.Failed(err.title, err.message, False, False, err.detail))
+                self.post_message(self.Failed(err.title, err.message, False, "before", err.detail))
             return
         with db.session() as session:
             identity = service.get_identity(session, actor=actor, identity_id=identity_id)
@@ -344,12 +351,17 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
     def _failed(self, event: Failed) -> None:
         self.retryable = event.retryable
         self._compare(None)
-        if event.insi_fault:
+        advice = event.message
+        if event.kind == "insi":
             self.insdesk.insi_label = "en erreur" if not event.retryable else "injoignable"
             advice = f"{event.message}\n\n{RETRY_YES if event.retryable else RETRY_NO}"
             headline = f"{event.title} : l'identité n'est pas modifiée."
+        elif event.kind == "changed":
+            headline = "Identité modifiée sur un autre poste pendant l'interrogation : rien n'est enregistré."
+            advice = f"{event.message}\n\n{RETRY_CHANGED}"
+        elif event.kind == "accept":
+            headline = f"{event.title} : traits INSi non enregistrés, rien n'est modifié."
         else:
-            advice = event.message
             headline = f"{event.title} : aucun appel INSi n'a été fait."
         self._show(headline, advice, error=True)
         keys = "R : réessayer · Échap : fermer" if event.retryable else "Échap : fermer"
@@ -369,20 +381,27 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
         replacing the local ones; refused if the identity changed since (its version)."""
         actor = self.insdesk.actor
         assert actor is not None and result.ins is not None
-        with self.insdesk.services.db.transaction() as session:
-            attach = service.attach_ins(
-                session,
-                actor=actor,
-                identity_id=result.identity_id,
-                matricule=MatriculeINS(number=result.ins["matricule"], key=result.ins["key"]),
-                oid=result.ins["oid"],
-                insi_traits=result.insi_traits,
-                history=result.history,
-                insi_call_id=result.call_ids[-1] if result.call_ids else None,
-                accept_insi_traits=True,
-                expect_version=result.version,
-            )
-            summary = summarize(session, attach.identity)
+        try:
+            with self.insdesk.services.db.transaction() as session:
+                attach = service.attach_ins(
+                    session,
+                    actor=actor,
+                    identity_id=result.identity_id,
+                    matricule=MatriculeINS(number=result.ins["matricule"], key=result.ins["key"]),
+                    oid=result.ins["oid"],
+                    insi_traits=result.insi_traits,
+                    history=result.history,
+                    insi_call_id=result.call_ids[-1] if result.call_ids else None,
+                    accept_insi_traits=True,
+                    expect_version=result.version,
+                )
+                summary = summarize(session, attach.identity)
+        except ConcurrentUpdate as err:
+            self.post_message(self.Failed(err.title, err.message, True, "changed", err.detail))
+            return
+        except InsdeskError as err:  # e.g. the traits of a QUAL identity are locked (rights)
+            self.post_message(self.Failed(err.title, err.message, False, "accept", err.detail))
+            return
         self.post_message(self.Accepted(summary))
 
     @on(Accepted)
@@ -408,8 +427,9 @@ class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
             return
         # The App shows the error; this screen says nothing was changed by it.
         if event.worker.group == "accept":
+            self._compare(None)
             self._show("Traits INSi non enregistrés (voir le message) : rien n'est modifié.", error=True)
-            self._set_phase(Phase.DIFFERENCES, "Entrée : réessayer d'accepter · Échap : refuser")
+            self._set_phase(Phase.DONE, "Échap : fermer")
         elif event.worker.group == "insi":
             self._show("L'interrogation INSi n'a pas abouti (voir le message).", error=True)
             self._set_phase(Phase.DONE, "Échap : fermer")
