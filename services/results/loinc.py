@@ -1,0 +1,764 @@
+"""LOINC codes and the French LOINC biology value set (ANS SMT "LOINC Biologie FR").
+
+- ``check_loinc_code``: format ``NNNNN-C`` and the mod-10 check digit;
+- ``read_value_set``: reads the SMT file (``.xlsx`` through python-calamine, ``.csv`` with ``;``
+  or ``,``, UTF-8 with or without BOM, or Latin-1/Windows-1252), finding the columns by header
+  name (accents, case, spacing and known variants tolerated), for the 15-column layout of
+  ``LOINCFR_JeuDeValeurs.xlsx`` and the 11-column layout of the published excerpt;
+- ``import_value_set``: replaces the active version in ONE transaction, reports the codes that
+  disappeared, re-validates the catalogue (and lets the gate recompute its verdicts), audited
+  ``loinc.imported``;
+- ``search_value_set``: code prefix or accent-insensitive French label words (the biologist's
+  inline fix).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from services.audit.log import LOINC_IMPORTED, append_event
+from services.errors import BadRequest
+from services.results.models import LoincCode, LoincCodePublic, LoincStatus, LoincVersion
+from services.users import Actor, Right, require
+
+if TYPE_CHECKING:
+    from services.storage.db import Database
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: reading counts rows, then storing counts them again (total = 2 × rows)."""
+
+# ---------------------------------------------------------------------------------------------
+# Codes and check digit
+
+_LOINC_RE = re.compile(r"^(\d{1,7})-(\d)$")
+
+
+def loinc_check_digit(body: str) -> int:
+    """The mod-10 check digit of the numeric part of a LOINC code (``"2345"`` → 7).
+
+    From the right, the digits in odd positions are doubled; all the digits of the results and
+    of the other positions are summed; the check digit is ``(10 − sum mod 10) mod 10``.
+    """
+    if not body.isdigit() or not body.isascii():
+        raise ValueError(f"not a LOINC code body: {body!r}")
+    total = 0
+    for position, char in enumerate(reversed(body), start=1):
+        digit = int(char)
+        if position % 2 == 1:
+            digit *= 2
+            digit = digit // 10 + digit % 10
+        total += digit
+    return (10 - total % 10) % 10
+
+
+def normalize_loinc_code(code: object) -> str:
+    """The code as text, trimmed (spaces inside, e.g. ``"2345 - 7"``, are removed)."""
+    if code is None:
+        return ""
+    if isinstance(code, float) and code.is_integer():
+        code = int(code)
+    return re.sub(r"\s+", "", str(code))
+
+
+def check_loinc_code(code: object) -> str | None:
+    """``None`` when ``code`` is a well-formed LOINC code with the right check digit, else why (French)."""
+    text = normalize_loinc_code(code)
+    if not text:
+        return "Code LOINC absent."
+    match = _LOINC_RE.match(text)
+    if match is None or not text.isascii():
+        return f"Code LOINC « {text} » mal formé : attendu des chiffres, un tiret et une clé (ex. 2345-7)."
+    body, check = match.groups()
+    expected = loinc_check_digit(body)
+    if int(check) != expected:
+        return f"Clé du code LOINC « {text} » incorrecte : {check} au lieu de {expected}."
+    return None
+
+
+def with_check_digit(body: str) -> str:
+    """``"2345"`` → ``"2345-7"``."""
+    return f"{body}-{loinc_check_digit(body)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Text helpers
+
+
+def fold(text: str) -> str:
+    """Lowercase without accents (``"Sérum/Plasma"`` → ``"serum/plasma"``); œ/æ expanded."""
+    text = text.replace("œ", "oe").replace("Œ", "OE").replace("æ", "ae").replace("Æ", "AE")
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def norm_header(value: object) -> str:
+    """A header cell as ``snake_case`` ASCII (``"Libellé français"`` → ``"libelle_francais"``)."""
+    text = fold(str(value or "")).replace("\ufeff", "")
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text)]
+
+
+# ---------------------------------------------------------------------------------------------
+# French property (grandeur), status and scale
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9/]+", "", fold(text))
+
+
+_PROPERTY_FR: dict[str, str] = {
+    "masse/volume": "MCnc",
+    "concentrationmassique": "MCnc",
+    "moles/volume": "SCnc",
+    "mole/volume": "SCnc",
+    "substance/volume": "SCnc",
+    "quantitedematiere/volume": "SCnc",
+    "concentrationdesubstance": "SCnc",
+    "nombre/volume": "NCnc",
+    "concentrationennombre": "NCnc",
+    "activitecatalytique/volume": "CCnc",
+    "activiteenzymatique/volume": "CCnc",
+    "unitesarbitraires/volume": "ACnc",
+    "unitearbitraire/volume": "ACnc",
+    "unites/volume": "ACnc",
+    "fractionvolumique": "VFr",
+    "fractionmassique": "MFr",
+    "fractionnumerique": "NFr",
+    "fractiondenombre": "NFr",
+    "fractionmolaire": "SFr",
+    "fractiondesubstance": "SFr",
+    "fractiondemoles": "SFr",
+    "fractiondactivitecatalytique": "CFr",
+    "fraction": "Fr",
+    "masse/masse": "MCnt",
+    "contenumassique": "MCnt",
+    "moles/masse": "SCnt",
+    "contenuensubstance": "SCnt",
+    "activitecatalytique/masse": "CCnt",
+    "unitesarbitraires/masse": "ACnt",
+    "titre": "Titr",
+    "temps": "Time",
+    "duree": "Time",
+    "tempsrelatif": "RelTime",
+    "rapport": "Ratio",
+    "ratio": "Ratio",
+    "rapportdemoles": "SRto",
+    "rapportmolaire": "SRto",
+    "rapportdemasses": "MRto",
+    "rapportmassique": "MRto",
+    "rapportdevolumes": "VRto",
+    "rapportdenombres": "NRto",
+    "masse": "Mass",
+    "massedentite": "EntMass",
+    "masseentite": "EntMass",
+    "volume": "Vol",
+    "volumedentite": "EntVol",
+    "volumeentite": "EntVol",
+    "debitvolumique": "VRat",
+    "volume/temps": "VRat",
+    "debitmassique": "MRat",
+    "masse/temps": "MRat",
+    "debitdesubstance": "SRat",
+    "moles/temps": "SRat",
+    "activitecatalytique/temps": "CRat",
+    "debitvolumique/surface": "ArVRat",
+    "volume/temps/surface": "ArVRat",
+    "osmolalite": "Osmol",
+    "osmolarite": "Osmol",
+    "logconcentration": "LogCnc",
+    "ph": "LogCnc",
+    "pression": "Pres",
+    "pressionpartielle": "PPres",
+    "vitesse": "Vel",
+    "longueur": "Len",
+    "temperature": "Temp",
+    "presenceouseuil": "PrThr",
+    "presence/seuil": "PrThr",
+    "presence": "PrThr",
+    "identiteoupresence": "Prid",
+    "presenceouidentite": "Prid",
+    "identite": "Prid",
+    "type": "Type",
+    "impression": "Imp",
+    "interpretation": "Imp",
+    "arbitraire": "Arb",
+    "nombre": "Num",
+    "viscosite": "Visc",
+    "aspect": "Aspect",
+    "catalytiqueconcentration": "CCnc",
+}
+
+_LOINC_PROPERTIES = {
+    code.casefold(): code
+    for code in [
+        "ACnc",
+        "ACnt",
+        "Angle",
+        "Arb",
+        "ArVRat",
+        "Aspect",
+        "CCnc",
+        "CCnt",
+        "CFr",
+        "CRat",
+        "Diam",
+        "EntMass",
+        "EntVol",
+        "Fr",
+        "Imp",
+        "Len",
+        "LnCnc",
+        "LogCnc",
+        "Mass",
+        "MCnc",
+        "MCnt",
+        "MFr",
+        "MRat",
+        "MRto",
+        "NCnc",
+        "NFr",
+        "NRto",
+        "Num",
+        "Osmol",
+        "PPres",
+        "Pres",
+        "PrThr",
+        "Prid",
+        "Ratio",
+        "RelMCnc",
+        "RelTime",
+        "SCnc",
+        "SCnt",
+        "SFr",
+        "SRat",
+        "SRto",
+        "Temp",
+        "Time",
+        "Titr",
+        "Type",
+        "Vel",
+        "VFr",
+        "Visc",
+        "Vol",
+        "VRat",
+        "VRto",
+    ]
+}
+
+
+def property_code(grandeur: str | None) -> str | None:
+    """The LOINC property code of a French ``grandeur`` (``"Masse/Volume"`` → ``"MCnc"``), or None."""
+    if not grandeur or not grandeur.strip():
+        return None
+    text = grandeur.strip()
+    if text.casefold() in _LOINC_PROPERTIES:
+        return _LOINC_PROPERTIES[text.casefold()]
+    key = _key(text)
+    if key in _PROPERTY_FR:
+        return _PROPERTY_FR[key]
+    # "Masse / Volume", "masse par volume", "Concentration de masse" …
+    key = key.replace("par", "/")
+    return _PROPERTY_FR.get(key)
+
+
+_STATUS_FR: dict[str, LoincStatus] = {
+    "": LoincStatus.ACTIVE,
+    "active": LoincStatus.ACTIVE,
+    "actif": LoincStatus.ACTIVE,
+    "active(e)": LoincStatus.ACTIVE,
+    "valide": LoincStatus.ACTIVE,
+    "trial": LoincStatus.TRIAL,
+    "essai": LoincStatus.TRIAL,
+    "enessai": LoincStatus.TRIAL,
+    "test": LoincStatus.TRIAL,
+    "discouraged": LoincStatus.DISCOURAGED,
+    "deconseille": LoincStatus.DISCOURAGED,
+    "deconseillee": LoincStatus.DISCOURAGED,
+    "decourage": LoincStatus.DISCOURAGED,
+    "deprecated": LoincStatus.DEPRECATED,
+    "obsolete": LoincStatus.DEPRECATED,
+    "deprecie": LoincStatus.DEPRECATED,
+    "depreciee": LoincStatus.DEPRECATED,
+    "perime": LoincStatus.DEPRECATED,
+    "retire": LoincStatus.DEPRECATED,
+    "supprime": LoincStatus.DEPRECATED,
+    "del": LoincStatus.DEPRECATED,
+}
+
+
+def parse_status(value: str | None) -> LoincStatus | None:
+    """LOINC or French status → ``LoincStatus`` (empty = ACTIVE); None when unknown."""
+    key = re.sub(r"[^a-z]+", "", fold(value or ""))
+    return _STATUS_FR.get(key)
+
+
+_QUANTITATIVE_SCALES = {"qn", "numerique", "quantitatif", "quantitative", "numeric"}
+
+
+def is_quantitative(scale: str | None) -> bool:
+    """True for the LOINC Qn scale (French ``Numérique``)."""
+    return _key(scale or "") in _QUANTITATIVE_SCALES
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout
+
+# canonical field → accepted (normalised) header names
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "code": ("code_loinc", "loinc", "code", "loinc_num", "loinc_code", "code_loinc_fr", "num_loinc"),
+    "label_fr": (
+        "libelle_francais",
+        "libelle_francais_ref",
+        "libelle_fr",
+        "libelle",
+        "libelle_loinc",
+        "libelle_long",
+        "libelle_long_francais",
+        "libelle_francais_de_reference",
+        "nom_francais",
+    ),
+    "component_en": ("composant_anglais", "composant_en", "component"),
+    "component_fr": ("composant_francais", "composant", "composant_fr"),
+    "synonyms": ("synonymes", "synonyme"),
+    "property_fr": ("grandeur", "propriete", "property"),
+    "time_aspect": ("temps", "aspect_temporel", "time_aspct", "time"),
+    "system": ("milieu_biologique", "milieu", "systeme", "system", "milieu_biologique_echantillon"),
+    "scale": ("echelle", "scale", "scale_typ", "type_d_echelle"),
+    "method": ("technique", "methode", "method", "method_typ"),
+    "chapter": ("chapitre", "chapter", "classe"),
+    "validated": ("date_de_validation", "date_validation"),
+    "version_vp": ("version_vp", "version_jdv", "version"),
+    "status": ("statut", "status", "etat"),
+    "version_fixed": ("version_item_corrige", "version_item_corrigee"),
+}
+_ALIASES = {alias: name for name, aliases in _FIELDS.items() for alias in aliases}
+_REQUIRED = ("code", "label_fr", "property_fr")
+_LAYOUT_11 = [
+    "code",
+    "label_fr",
+    "component_en",
+    "component_fr",
+    "synonyms",
+    "property_fr",
+    "time_aspect",
+    "system",
+    "scale",
+    "method",
+    "chapter",
+]
+_LAYOUT_15 = [*_LAYOUT_11, "validated", "version_vp", "status", "version_fixed"]
+_HEADER_SCAN_ROWS = 20
+
+
+def _match_header(cells: Sequence[object]) -> dict[str, int] | None:
+    """``{field: column index}`` when ``cells`` is a value-set header row, else None."""
+    found: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        name = _ALIASES.get(norm_header(cell))
+        if name is not None and name not in found:
+            found[name] = index
+    if all(f in found for f in _REQUIRED):
+        return found
+    return None
+
+
+def layout_name(columns: dict[str, int]) -> str:
+    names = set(columns)
+    if names >= set(_LAYOUT_15):
+        return "15 colonnes"
+    if names >= set(_LAYOUT_11):
+        return "11 colonnes"
+    return f"{len(names)} colonnes reconnues"
+
+
+def _unknown_layout(path: Path, seen: Sequence[object]) -> BadRequest:
+    shown = ", ".join(str(c) for c in seen if str(c or "").strip())[:300] or "(vide)"
+    return BadRequest(
+        f"Format du fichier « {path.name} » non reconnu : il faut au moins les colonnes code_loinc, "
+        f"libelle_francais (ou libelle_francais_ref) et grandeur. En-tête trouvé : {shown}.",
+        code="unknown_layout",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class Rejection:
+    row: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "reason": self.reason}
+
+
+@dataclass
+class ParsedValueSet:
+    """What a value-set file holds, before it touches the database."""
+
+    version: str
+    layout: str
+    source_file: str
+    codes: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    data_rows: int = 0
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else Windows-1252/Latin-1."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")  # Latin-1 as Windows writes it (œ, ’, € …)
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def sniff_delimiter(text: str) -> str:
+    """``;``, ``,`` or tab: the most frequent in the first lines."""
+    head = "\n".join(text.splitlines()[:_HEADER_SCAN_ROWS])
+    counts = {d: head.count(d) for d in (";", ",", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ";"
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+    text = decode_text(path.read_bytes())
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    for number, row in enumerate(reader, start=1):
+        yield number, list(row)
+
+
+def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+    from python_calamine import CalamineWorkbook
+
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises its own error types
+        raise BadRequest(
+            f"Classeur « {path.name} » illisible : {exc}", code="unreadable_file", detail=repr(exc)
+        ) from exc
+    first_header: list[object] = []
+    for name in workbook.sheet_names:
+        sheet = workbook.get_sheet_by_name(name)
+        rows = sheet.to_python(skip_empty_area=False)
+        for row in rows[:_HEADER_SCAN_ROWS]:
+            if _match_header(row) is not None:
+                yield from enumerate(rows, start=1)
+                return
+        if not first_header and rows:
+            first_header = list(rows[0])
+    yield 1, first_header
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+    suffix = path.suffix.casefold()
+    if suffix in (".xlsx", ".xlsm", ".xls", ".ods"):
+        return _xlsx_rows(path)
+    if suffix in (".csv", ".txt", ".tsv"):
+        return _csv_rows(path)
+    raise BadRequest(
+        f"Fichier « {path.name} » : format attendu .xlsx ou .csv (jeu de valeurs LOINC du SMT).",
+        code="unknown_layout",
+    )
+
+
+def read_value_set(
+    path: str | Path, *, version: str | None = None, progress: Progress | None = None
+) -> ParsedValueSet:
+    """Reads and checks a value-set file; raises ``BadRequest`` when the layout is not recognised."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadRequest(f"Fichier introuvable : {path}", code="file_not_found")
+    rows = list(_rows(path))
+    header_at = next((i for i, (_, r) in enumerate(rows[:_HEADER_SCAN_ROWS]) if _match_header(r)), None)
+    if header_at is None:
+        raise _unknown_layout(path, rows[0][1] if rows else [])
+    columns = _match_header(rows[header_at][1])
+    assert columns is not None
+    data = rows[header_at + 1 :]
+    total = len(data)
+    parsed = ParsedValueSet(version="", layout=layout_name(columns), source_file=path.name)
+    seen: dict[str, int] = {}
+    versions: set[str] = set()
+
+    def cell(row: Sequence[object], name: str) -> str:
+        index = columns.get(name)
+        if index is None or index >= len(row):
+            return ""
+        return _cell_text(row[index])
+
+    for done, (number, row) in enumerate(data, start=1):
+        if progress is not None and (done % 2000 == 0 or done == total):
+            progress(done, 2 * total)
+        if not any(_cell_text(v) for v in row):
+            continue
+        parsed.data_rows += 1
+        code = normalize_loinc_code(cell(row, "code"))
+        problem = check_loinc_code(code)
+        if problem is not None:
+            parsed.rejected.append(Rejection(number, problem))
+            continue
+        if code in seen:
+            parsed.rejected.append(Rejection(number, f"Code {code} en double (déjà ligne {seen[code]})."))
+            continue
+        label = cell(row, "label_fr")
+        if not label:
+            parsed.rejected.append(Rejection(number, f"Code {code} sans libellé français."))
+            continue
+        raw_status = cell(row, "status")
+        status = parse_status(raw_status)
+        if status is None:
+            parsed.rejected.append(
+                Rejection(
+                    number,
+                    f"Code {code} : statut « {raw_status} » inconnu "
+                    "(attendu actif, essai, déconseillé, obsolète "
+                    "ou ACTIVE, TRIAL, DISCOURAGED, DEPRECATED).",
+                )
+            )
+            continue
+        seen[code] = number
+        grandeur = cell(row, "property_fr")
+        vp = cell(row, "version_vp")
+        if vp:
+            versions.add(vp)
+        parsed.codes.append(
+            {
+                "code": code,
+                "label_fr": label[:1000],
+                "component_fr": cell(row, "component_fr")[:1000] or None,
+                "property_fr": grandeur[:255] or None,
+                "property": property_code(grandeur),
+                "time_aspect": cell(row, "time_aspect")[:64] or None,
+                "system": cell(row, "system")[:255] or None,
+                "scale": cell(row, "scale")[:32] or None,
+                "method": cell(row, "method")[:255] or None,
+                "chapter": cell(row, "chapter")[:255] or None,
+                "status": status,
+            }
+        )
+    if version and version.strip():
+        parsed.version = version.strip()
+    elif versions:
+        parsed.version = max(versions, key=_natural_key)
+    else:
+        parsed.version = path.stem
+    parsed.version = parsed.version[:64]
+    return parsed
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+@dataclass
+class ImportReport:
+    imported: int
+    version: str
+    rejected: list[Rejection] = field(default_factory=list)
+    disappeared: list[str] = field(default_factory=list)
+    layout: str = ""
+    catalog_changed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "version": self.version,
+            "rejected": [r.as_dict() for r in self.rejected],
+            "disappeared": list(self.disappeared),
+        }
+
+
+_INSERT_CHUNK = 5000
+
+
+def import_value_set(
+    db: Database,
+    *,
+    actor: Actor,
+    path: str | Path,
+    version: str | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Imports the value set: the previous active version is replaced in one transaction.
+
+    Raises ``BadRequest`` (exit 2, nothing changed) for an unrecognised layout or a file with no
+    importable row; rows with a bad code are rejected and reported with their 1-based row number
+    (header = 1). The catalogue is re-validated against the new version in the same transaction.
+    """
+    require(actor, Right.LOINC)
+    parsed = read_value_set(path, version=version, progress=progress)
+    if not parsed.codes:
+        raise BadRequest(
+            f"Aucune ligne importable dans « {parsed.source_file} » "
+            f"({len(parsed.rejected)} rejetée(s)) : le jeu de valeurs en place est conservé.",
+            code="nothing_to_import",
+        )
+    total = len(parsed.codes)
+    from services.results import catalog  # here: catalog imports this module
+
+    with db.transaction() as session:
+        old_codes = set(session.exec(select(LoincCode.code)).all())
+        session.execute(sa.delete(LoincCode))
+        session.execute(sa.update(LoincVersion).values(active=False))
+        version_row = LoincVersion(
+            version=parsed.version,
+            source_file=parsed.source_file[:255],
+            imported_by=actor.login,
+            rows=total,
+            active=True,
+        )
+        session.add(version_row)
+        session.flush()
+        table = LoincCode.__table__  # type: ignore[attr-defined]
+        for start in range(0, total, _INSERT_CHUNK):
+            chunk = [{**c, "version_id": version_row.id} for c in parsed.codes[start : start + _INSERT_CHUNK]]
+            session.execute(sa.insert(table), chunk)
+            if progress is not None:
+                progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
+        new_codes = {c["code"] for c in parsed.codes}
+        disappeared = sorted(old_codes - new_codes, key=_natural_key)
+        changed = catalog.revalidate_all(session)
+        append_event(
+            session,
+            actor=actor.login,
+            kind=LOINC_IMPORTED,
+            details={
+                "version": parsed.version,
+                "source_file": parsed.source_file,
+                "layout": parsed.layout,
+                "imported": total,
+                "rejected": len(parsed.rejected),
+                "disappeared": len(disappeared),
+                "disappeared_codes": disappeared[:200],
+                "catalog_changed": changed[:200],
+            },
+        )
+    return ImportReport(
+        imported=total,
+        version=parsed.version,
+        rejected=parsed.rejected,
+        disappeared=disappeared,
+        layout=parsed.layout,
+        catalog_changed=changed,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Look-ups and search
+
+
+def active_version(session: Session) -> LoincVersion | None:
+    return session.exec(select(LoincVersion).where(col(LoincVersion.active).is_(True))).first()
+
+
+def get_code(session: Session, code: str) -> LoincCode | None:
+    return session.get(LoincCode, normalize_loinc_code(code))
+
+
+_search_cache: dict[tuple[str, int], list[tuple[str, str, str, str]]] = {}
+
+
+def _search_index(session: Session, version: LoincVersion) -> list[tuple[str, str, str, str]]:
+    """(code, folded label + component + system, folded label, status) of the active version, cached."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, sa.Engine) else bind.engine
+    key = (str(engine.url), version.id or 0)
+    cached = _search_cache.get(key)
+    if cached is not None:
+        return cached
+    rows = session.exec(
+        select(LoincCode.code, LoincCode.label_fr, LoincCode.component_fr, LoincCode.status)
+    ).all()
+    index = []
+    for code, label, component, status in rows:
+        folded = fold(label)
+        index.append((code, f"{folded} {fold(component or '')}", folded, str(status)))
+    _search_cache.clear()
+    _search_cache[key] = index
+    return index
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9]+", fold(text)) if w]
+
+
+def search_value_set(session: Session, text: str, limit: int = 20) -> list[LoincCodePublic]:
+    """Codes of the active value set whose code starts with ``text`` or whose French label holds
+    every word of ``text`` (accents and case ignored; word prefixes match: ``"gluc ser"``).
+
+    Active codes first, then trial, discouraged, deprecated; then labels starting with the first
+    word; then shorter labels.
+    """
+    query = text.strip()
+    if not query:
+        return []
+    if re.fullmatch(r"\d[\d\s-]*", query):
+        prefix = re.sub(r"\s+", "", query)
+        found = session.exec(
+            select(LoincCode)
+            .where(col(LoincCode.code).startswith(prefix))
+            .order_by(sa.func.length(LoincCode.code), LoincCode.code)
+            .limit(limit)
+        ).all()
+        return [LoincCodePublic.model_validate(c) for c in found]
+    version = active_version(session)
+    if version is None:
+        return []
+    words = _words(query)
+    if not words:
+        return []
+    patterns = [re.compile(r"(?:^|[^a-z0-9])" + re.escape(w)) for w in words]
+    rank = {s.value: i for i, s in enumerate(LoincStatus)}
+    hits: list[tuple[Any, ...]] = []
+    for code, haystack, label, status in _search_index(session, version):
+        if all(p.search(haystack) for p in patterns):
+            hits.append((rank.get(status, 9), not label.startswith(words[0]), len(label), code))
+    hits.sort()
+    codes = [h[3] for h in hits[:limit]]
+    if not codes:
+        return []
+    by_code = {c.code: c for c in session.exec(select(LoincCode).where(col(LoincCode.code).in_(codes))).all()}
+    return [LoincCodePublic.model_validate(by_code[c]) for c in codes if c in by_code]
+
+
+def codes_by_status(session: Session, codes: Iterable[str]) -> dict[str, LoincStatus]:
+    wanted = list({normalize_loinc_code(c) for c in codes})
+    if not wanted:
+        return {}
+    rows = session.exec(select(LoincCode.code, LoincCode.status).where(col(LoincCode.code).in_(wanted))).all()
+    return {code: LoincStatus(status) for code, status in rows}
