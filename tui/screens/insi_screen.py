@@ -1,7 +1,9 @@
 """INSi (F4): the identity's strict traits searched with the téléservice, the answer side by side.
 
 The search runs in a worker (``qualify_with_insi``: the certified strategy, every exchange traced)
-behind « Interrogation du téléservice INSi… »; Échap cancels. Then:
+behind « Interrogation du téléservice INSi… »; Échap stops waiting (a request already sent
+cannot be recalled: its answer is still traced and, on a ``00`` with the same traits, the INS is
+attached as the service rules — the desk then says so, :class:`LateInsiAnswer`). Then:
 
 * ``00``, same traits: the INS is attached (PROV→RECUP, VALI→QUAL), the badge updates at once;
 * ``00``, other traits: *Saisie locale* and *Réponse INSi* in two columns, the differing traits
