@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tui.commands import audit, checks, identity, insi, insi_sim, tui_cmds, users, vitale
+from tui.commands import (
+    audit,
+    checks,
+    identity,
+    insi,
+    insi_sim,
+    results_cda,
+    tui_cmds,
+    users,
+    vitale,
+)
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -19,5 +29,6 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def register_all(sub: Any) -> None:
-    for module in (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale):
+    modules = (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale)
+    for module in (*modules, results_cda):  # last: it attaches to any `results` parser
         module.register(sub)

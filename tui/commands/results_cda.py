@@ -1,0 +1,141 @@
+"""``results cda`` and ``results send`` (cli.md; services in ``services.results.cda`` / ``outbox``).
+
+* ``results cda REPORT_ID --out FILE``: writes the CDA R2 CR-BIO of a ready (or already sent)
+  report, after checking it against the ANS CDA schema and the CR-BIO 2024.01 schematron; exit 1
+  when the report is blocked (or unknown), 3 when the validation engine cannot run.
+* ``results send [REPORT_ID…|--all-ready] [--outbox DIR]``: hands ready reports to the file-drop
+  outbox (``--outbox``, else ``INSDESK_OUTBOX``, else ``outbox/`` in the user data folder); they
+  become ``sent`` (audited ``report.sent``). ``{"sent": [id], "refused": [{"id", "reason"}]}``,
+  exit 1 when a report was refused, 3 when the outbox cannot be written.
+
+Both act as a user with the right ``RESULTS`` (biologist, admin). They attach to the ``results``
+command when ``tui.commands.results`` registered it first, else create it; ``send`` is added
+only when that module has none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from services.errors import BadRequest, NegativeAnswer
+from services.results.cda import build_cda, cda_report_from_db
+from services.results.outbox import FileDropSender, send_reports
+from services.results.validate import default_validator
+from services.users import Right
+from tui.context import CliContext
+
+
+def _results_actions(sub: Any) -> Any:
+    """The sub-commands of ``results`` (created when nobody registered ``results`` yet)."""
+    parser = sub.choices.get("results")
+    if parser is None:
+        parser = sub.add_parser("results", help="résultats de biologie et Mon Espace Santé")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="results_command", metavar="ACTION")
+
+
+def register(sub: Any) -> None:
+    from tui.commands import add_json
+
+    actions = _results_actions(sub)
+    if "cda" not in actions.choices:
+        p = actions.add_parser("cda", help="écrit le CDA R2 CR-BIO d'un compte rendu prêt")
+        p.add_argument("report_id", type=int, metavar="REPORT_ID", help="numéro du compte rendu")
+        p.add_argument("--out", required=True, metavar="FICHIER", help="fichier XML à écrire")
+        add_json(p)
+        p.set_defaults(handler=cda)
+    if "send" not in actions.choices:
+        p = actions.add_parser("send", help="envoie les comptes rendus prêts (dépôt de fichiers)")
+        p.add_argument(
+            "report_ids", type=int, nargs="*", metavar="REPORT_ID", help="numéros des comptes rendus"
+        )
+        p.add_argument("--all-ready", action="store_true", help="tous les comptes rendus prêts")
+        p.add_argument(
+            "--outbox",
+            metavar="DOSSIER",
+            help="dossier de dépôt (sinon INSDESK_OUTBOX, sinon outbox/ dans le dossier de données)",
+        )
+        add_json(p)
+        p.set_defaults(handler=send)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise BadRequest(
+            f"Écriture de {path} impossible : {err.strerror or err}.", code="write_failed"
+        ) from err
+
+
+def cda(ctx: CliContext, args: argparse.Namespace) -> int:
+    ctx.actor(Right.RESULTS)
+    with ctx.db.session() as session:
+        view = cda_report_from_db(session, args.report_id)
+    xml = build_cda(view)
+    verdict = default_validator().validate(xml)
+    if not verdict.ok:
+        raise NegativeAnswer(
+            f"Le CDA du compte rendu n° {args.report_id} n'est pas conforme (XSD/schématron CR-BIO) : "
+            "il n'a pas été écrit.",
+            code="cda_invalid",
+            detail=verdict.summary(),
+        )
+    out = Path(args.out)
+    _write_atomically(out, xml)
+    payload = {"path": str(out)}
+
+    def human(c: Console) -> None:
+        c.print(
+            f"[green]✓[/] CDA CR-BIO du compte rendu n° {args.report_id} (version {view.version}) "
+            f"écrit dans {out} · conforme au schéma et au schématron CR-BIO 2024.01"
+        )
+
+    ctx.out.result(payload, human)
+    return 0
+
+
+def send(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.RESULTS)
+    sender = FileDropSender(args.outbox)
+    result = send_reports(
+        ctx.db, actor=actor, sender=sender, report_ids=args.report_ids, all_ready=args.all_ready
+    )
+    payload = result.as_dict()
+
+    def human(c: Console) -> None:
+        if result.sent:
+            c.print(f"[green]✓[/] {len(result.sent)} compte(s) rendu(s) envoyé(s) vers {sender.folder}")
+            for report_id in result.sent:
+                c.print(f"  n° {report_id} → {result.references.get(report_id, '')}")
+        elif not result.refused:
+            c.print("Aucun compte rendu prêt à envoyer.")
+        if result.refused:
+            table = Table(title="Refusés", title_justify="left")
+            table.add_column("n°", justify="right")
+            table.add_column("raison")
+            for item in result.refused:
+                table.add_row(str(item["id"]), str(item["reason"]))
+            c.print(table)
+
+    ctx.out.result(payload, human)
+    return 1 if result.refused else 0
