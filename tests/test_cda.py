@@ -357,6 +357,9 @@ def report_nia_microbiology() -> CdaReport:
         "2160-0", "Créatinine [Masse/Volume] Sérum/Plasma ; Numérique", None, "Chimie", status="aborted"
     )
     odd = _obs("14749-6", "Glucose [Moles/Volume] Sérum/Plasma", Text("hémolysé"), "Chapitre inconnu")
+    interval = _obs(
+        "2093-3", "Cholestérol [Masse/Volume] Sérum/Plasma", parse_value("SN", "1.5-2", "g/L"), "Biochimie"
+    )
     return CdaReport(
         set_id=str(uuid.UUID(int=2)),
         version=3,
@@ -364,7 +367,9 @@ def report_nia_microbiology() -> CdaReport:
         lab=lab_from_settings({}),
         requests=(
             CdaRequest(label="ECBU", specimen="prélèvement urinaire sur sonde", observations=(culture,)),
-            CdaRequest(label="Sérologies", collected_at=T0, observations=(serology, ratio, pending, odd)),
+            CdaRequest(
+                label="Sérologies", collected_at=T0, observations=(serology, ratio, pending, odd, interval)
+            ),
         ),
         created_at=T1,
     )
@@ -554,6 +559,10 @@ def test_value_and_range_parsing() -> None:
     assert parse_value("NM", "12", None) == Quantity("12", "1")
     assert parse_value("SN", ">= 90", "mL/min") == QuantityRange("90", None, "mL/min", True)
     assert parse_value("NM", "hémolysé", "g/L") == Text("hémolysé")
+    assert parse_value("SN", "=12.5", "g/L") == Quantity("12.5", "g/L")
+    assert parse_value("SN", "10-20", "U/L") == QuantityRange("10", "20", "U/L", True)
+    assert parse_value("SN", "<0.5", "mg/L") == QuantityRange(None, "0.5", "mg/L", False)
+    assert parse_value("SN", "1:64", None) == Text("1:64")
     assert parse_value("CE", "260373001^Détecté^SCT", None) == Coded(
         "260373001", "2.16.840.1.113883.6.96", "Détecté"
     )
@@ -565,6 +574,7 @@ def test_value_and_range_parsing() -> None:
     rr = parse_reference_range("négatif")
     assert rr is not None and rr.text == "négatif" and rr.low is None
     assert interpretation_code("h") == "H" and interpretation_code("?") is None
+    assert interpretation_code("?,HH,A") == "HH"
     assert chapter_for("Biochimie").code == "18719-5"
     assert chapter_for("Hématologie").code == "18723-7"
     assert chapter_for("Immuno-hématologie").code == "18717-9"

@@ -103,6 +103,7 @@ _NAMESPACE: Final = uuid.UUID("6f1c2f0e-8f5b-4a52-9c1e-3a1d1a0b55c0")
 
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _COMPARATOR_RE = re.compile(r"^\s*(<=|>=|≤|≥|<|>)\s*(.+?)\s*$")
+_SN_RANGE_RE = re.compile(r"\s*([+-]?[0-9.,]+)\s*-\s*([+-]?[0-9.,]+)\s*")
 _RANGE_RE = re.compile(
     r"^\s*\[?\s*(?P<low>[+-]?[0-9]+(?:[.,][0-9]+)?)\s*(?:-|–|à|a|\.\.|;|/)\s*"
     r"(?P<high>[+-]?[0-9]+(?:[.,][0-9]+)?)\s*\]?\s*(?P<unit>[^\s()]*)\s*$"
@@ -213,7 +214,8 @@ class Quantity:
 
 @dataclass(frozen=True)
 class QuantityRange:
-    """A censored numeric result: ``<x`` (high only), ``>x`` (low only); inclusive for ``≤``/``≥``."""
+    """A censored numeric result: ``<x`` (high only), ``>x`` (low only), inclusive for ``≤``/``≥``;
+    or an interval ``a-b`` (HL7 SN with ``-`` separator, both bounds inclusive)."""
 
     low: str | None
     high: str | None
@@ -222,6 +224,8 @@ class QuantityRange:
 
     @property
     def shown(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"{self.low} – {self.high}"
         if self.high is not None:
             return ("≤ " if self.inclusive else "< ") + self.high
         return ("≥ " if self.inclusive else "> ") + (self.low or "")
@@ -434,12 +438,18 @@ _FLAG_ALIASES: Final = {"+": "POS", "-": "NEG", ">": ">", "<": "<", "NORMAL": "N
 
 
 def interpretation_code(flag: str | None) -> str | None:
-    """The HL7 ObservationInterpretation code of an abnormal flag (HL7 OBX-8 / HPRIM), or None."""
+    """The HL7 ObservationInterpretation code of an abnormal flag (HL7 OBX-8 / HPRIM), or None.
+
+    Several flags (``H,A``: the parsers join OBX-8 repetitions with commas) give the first one of
+    the CI-SIS value set."""
     if not flag:
         return None
-    value = flag.strip().upper()
-    value = _FLAG_ALIASES.get(value, value)
-    return value if value in _interpretations() else None
+    for part in flag.split(","):
+        value = part.strip().upper()
+        value = _FLAG_ALIASES.get(value, value)
+        if value in _interpretations():
+            return value
+    return None
 
 
 def interpretation_label(code: str | None) -> str:
@@ -478,9 +488,16 @@ def parse_value(
     text = value.strip()
     ucum = (unit or "").strip() or "1"
     if kind in ("NM", "SN", ""):
-        number = _decimal(text)
+        number = _decimal(text.removeprefix("="))
         if number is not None:
             return Quantity(number, ucum)
+        between = _SN_RANGE_RE.fullmatch(text)
+        if (
+            between
+            and (low := _decimal(between[1])) is not None
+            and (high := _decimal(between[2])) is not None
+        ):
+            return QuantityRange(low, high, ucum, inclusive=True)
         m = _COMPARATOR_RE.match(text)
         if m and (bound := _decimal(m.group(2))) is not None:
             op = m.group(1)
