@@ -840,3 +840,12 @@ def test_cli_results_cda_and_send(
     assert len(list(outbox.glob("*_1.xml"))) == 1
     code, payload = _cli(db, monkeypatch, capsys, "results", "send", "--all-ready", "--outbox", str(outbox))
     assert (code, payload) == (0, {"sent": [], "refused": []})
+
+
+
+def test_units_shown_to_people_in_the_pdf() -> None:
+    from services.results.pdf import display_unit
+
+    assert display_unit("10*9/L") == "10^9/L"
+    assert display_unit("umol/L") == "µmol/L"
+    assert display_unit("mmol/L") == "mmol/L"

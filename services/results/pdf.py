@@ -13,6 +13,7 @@ The output is deterministic for a given report (creation date = the report's).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import TYPE_CHECKING, Final
 
@@ -25,7 +26,7 @@ from services.vitale import datamatrix
 if TYPE_CHECKING:
     from services.results.cda import CdaReport
 
-__all__ = ["ins_datamatrix", "ins_in_clear", "render_report_pdf"]
+__all__ = ["display_unit", "ins_datamatrix", "ins_in_clear", "render_report_pdf"]
 
 _REPLACEMENTS: Final = {
     "\u2018": "'",
@@ -64,6 +65,12 @@ def latin1(text: str) -> str:
                 ch = "?"
         out.append(ch)
     return "".join(out)
+
+
+def display_unit(ucum: str) -> str:
+    """A UCUM code as people read it: ``10*9/L`` → ``10^9/L``, ``umol/L`` → ``µmol/L``."""
+    text = re.sub(r"10\*(-?[0-9]+)", r"10^\1", ucum)
+    return re.sub(r"(?<![A-Za-z])u(?=(?:mol|g|L|U|m|s)\b)", "µ", text)
 
 
 def ins_in_clear(report: CdaReport) -> str:
@@ -190,7 +197,7 @@ def render_report_pdf(report: CdaReport) -> bytes:
                     row = table.row()
                     row.cell(latin1(obs.label))
                     row.cell(latin1(obs.shown_value))
-                    row.cell(latin1(obs.shown_unit))
+                    row.cell(latin1(display_unit(obs.shown_unit)))
                     row.cell(latin1(obs.reference_range.shown if obs.reference_range else ""))
                     row.cell(latin1(interpretation_label(obs.interpretation) or (obs.flag or "")))
                     row.cell(obs.loinc)
