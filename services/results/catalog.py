@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import io
 import re
 from collections.abc import Iterable, Sequence
@@ -167,39 +168,65 @@ def blocking(problems: Iterable[Problem]) -> list[Problem]:
 # The MES gate hook ------------------------------------------------------------------------------
 
 
-def notify_gate(session: Session, local_codes: Sequence[str]) -> Any:
-    """Lets the MES gate recompute the verdicts of the reports using ``local_codes`` (same transaction).
-
-    Calls ``services.results.gate.recompute_for_local_codes(session, codes)`` when that module and
-    function exist, and returns what it returns (None otherwise).
-    """
-    codes = sorted(set(local_codes))
-    if not codes:
-        return None
+def _gate_function(name: str) -> Any:
+    """``services.results.gate.<name>`` when that module and function exist, else None."""
     try:
         gate = importlib.import_module("services.results.gate")
     except ModuleNotFoundError as exc:
         if exc.name == "services.results.gate":
             return None
         raise
-    recompute = getattr(gate, "recompute_for_local_codes", None)
+    return getattr(gate, name, None)
+
+
+def _call_gate(function: Any, *args: Any, actor: str | None) -> Any:
+    try:
+        accepts_actor = "actor" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins, C functions
+        accepts_actor = False
+    return function(*args, actor=actor) if accepts_actor else function(*args)
+
+
+def notify_gate(session: Session, local_codes: Sequence[str], *, actor: str | None = None) -> Any:
+    """Lets the MES gate recompute the verdicts of the reports using ``local_codes`` (same transaction).
+
+    Calls ``services.results.gate.recompute_for_local_codes(session, codes)`` when that module and
+    function exist and returns what it returns (a ``GateUpdate``: ``released``, ``blocked``…),
+    None otherwise or when there is no code.
+    """
+    codes = sorted(set(local_codes))
+    if not codes:
+        return None
+    recompute = _gate_function("recompute_for_local_codes")
     if recompute is None:
         return None
-    return recompute(session, codes)
+    return _call_gate(recompute, session, codes, actor=actor)
 
 
-def revalidate_all(session: Session) -> list[str]:
+def notify_gate_all(session: Session, changed: Sequence[str], *, actor: str | None = None) -> Any:
+    """After a new value set: every report may change (a LOINC sent in the message is checked
+    against the value set too), so the gate recomputes them all (``gate.recompute_all``), or at
+    least those of the changed mappings."""
+    recompute_all = _gate_function("recompute_all")
+    if recompute_all is not None:
+        return _call_gate(recompute_all, session, actor=actor)
+    return notify_gate(session, changed, actor=actor)
+
+
+def revalidate_all(session: Session, *, actor: str | None = None, notify: bool = True) -> list[str]:
     """Re-checks every mapping (after a value-set import); returns the local codes whose problems
-    changed, after letting the gate recompute their reports."""
+    changed (the gate recomputes their reports unless ``notify`` is False)."""
     changed: list[str] = []
     for entry in session.exec(select(CatalogEntry)).all():
-        problems = [p.as_dict() for p in validate_mapping(session, entry)]
+        with session.no_autoflush:
+            problems = [p.as_dict() for p in validate_mapping(session, entry)]
         if problems != list(entry.problems or []):
             entry.problems = problems
             session.add(entry)
             changed.append(entry.local_code)
     session.flush()
-    notify_gate(session, changed)
+    if notify:
+        notify_gate(session, changed, actor=actor)
     return changed
 
 
@@ -221,6 +248,8 @@ class CatalogReport:
     problems: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    gate: Any = None
+    """What the gate's recomputation returned (``GateUpdate``), if the gate exists."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"imported": self.imported, "problems": list(self.problems), "rejected": list(self.rejected)}
@@ -308,7 +337,8 @@ def import_catalog(db: Database, *, actor: Actor, path: str | Path) -> CatalogRe
         existing = {e.local_code: e for e in session.exec(select(CatalogEntry)).all()}
         now = utcnow()
         for row in rows:
-            problems = validate_mapping(session, row)
+            with session.no_autoflush:
+                problems = validate_mapping(session, row)
             stored = [p.as_dict() for p in problems]
             entry = existing.get(row.local_code)
             values = {"label": row.label, "unit": row.unit, "specimen": row.specimen, "loinc": row.loinc}
@@ -338,7 +368,7 @@ def import_catalog(db: Database, *, actor: Actor, path: str | Path) -> CatalogRe
                 for p in problems
             )
         session.flush()
-        notify_gate(session, report.changed)
+        report.gate = notify_gate(session, report.changed, actor=actor.login)
         counts: dict[str, int] = {}
         for problem in report.problems:
             counts[problem["code"]] = counts.get(problem["code"], 0) + 1
@@ -421,7 +451,8 @@ def set_mapping(
             entry.unit = unit.strip()[:64] or None
         if label is not None and label.strip():
             entry.label = label.strip()[:255]
-    problems = validate_mapping(session, entry)
+    with session.no_autoflush:  # one UPDATE (one version step) for the whole change
+        problems = validate_mapping(session, entry)
     entry.problems = [p.as_dict() for p in problems]
     entry.updated_by = actor.login
     entry.updated_at = utcnow()
@@ -437,6 +468,6 @@ def set_mapping(
             "after": {"loinc": entry.loinc, "unit": entry.unit, "problems": [p.code for p in problems]},
         },
     )
-    gate_result = notify_gate(session, [local_code])
+    gate_result = notify_gate(session, [local_code], actor=actor.login)
     session.refresh(entry)
     return MappingChange(entry=CatalogEntryPublic.model_validate(entry), problems=problems, gate=gate_result)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import unicodedata
@@ -68,7 +69,7 @@ def normalize_loinc_code(code: object) -> str:
         return ""
     if isinstance(code, float) and code.is_integer():
         code = int(code)
-    return re.sub(r"\s+", "", str(code))
+    return "".join(str(code).split())
 
 
 def check_loinc_code(code: object) -> str | None:
@@ -260,6 +261,7 @@ _LOINC_PROPERTIES = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def property_code(grandeur: str | None) -> str | None:
     """The LOINC property code of a French ``grandeur`` (``"Masse/Volume"`` → ``"MCnc"``), or None."""
     if not grandeur or not grandeur.strip():
@@ -300,6 +302,7 @@ _STATUS_FR: dict[str, LoincStatus] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def parse_status(value: str | None) -> LoincStatus | None:
     """LOINC or French status → ``LoincStatus`` (empty = ACTIVE); None when unknown."""
     key = re.sub(r"[^a-z]+", "", fold(value or ""))
@@ -420,6 +423,8 @@ class ParsedValueSet:
 
 
 def _cell_text(value: object) -> str:
+    if type(value) is str:
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -524,10 +529,11 @@ def read_value_set(
     for done, (number, row) in enumerate(data, start=1):
         if progress is not None and (done % 2000 == 0 or done == total):
             progress(done, 2 * total)
-        if not any(_cell_text(v) for v in row):
+        raw_code = cell(row, "code")
+        if not raw_code and not any(_cell_text(v) for v in row):
             continue
         parsed.data_rows += 1
-        code = normalize_loinc_code(cell(row, "code"))
+        code = normalize_loinc_code(raw_code)
         problem = check_loinc_code(code)
         if problem is not None:
             parsed.rejected.append(Rejection(number, problem))
@@ -593,6 +599,8 @@ class ImportReport:
     disappeared: list[str] = field(default_factory=list)
     layout: str = ""
     catalog_changed: list[str] = field(default_factory=list)
+    gate: Any = None
+    """What the gate's recomputation returned (``GateUpdate``), if the gate exists."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -652,7 +660,8 @@ def import_value_set(
                 progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
         new_codes = {c["code"] for c in parsed.codes}
         disappeared = sorted(old_codes - new_codes, key=_natural_key)
-        changed = catalog.revalidate_all(session)
+        changed = catalog.revalidate_all(session, notify=False)
+        gate_update = catalog.notify_gate_all(session, changed, actor=actor.login)
         append_event(
             session,
             actor=actor.login,
@@ -675,6 +684,7 @@ def import_value_set(
         disappeared=disappeared,
         layout=parsed.layout,
         catalog_changed=changed,
+        gate=gate_update,
     )
 
 

@@ -203,8 +203,6 @@ _DIMENSIONLESS = frozenset(
         "Num",
         "Arb",
         "MCnt",
-        "ACnc",
-        "Imp",
     ]
 )
 _BY_DIMENSION: dict[tuple[tuple[str, float], ...], frozenset[str]] = {
@@ -281,7 +279,7 @@ def unit_properties(code: str) -> frozenset[str]:
     if code == "[pH]":
         return frozenset({"LogCnc"})
     if _ANNOTATION_ONLY.match(code) or code == "1":
-        return _DIMENSIONLESS
+        return _DIMENSIONLESS | {"ACnc"}  # {index}, {ratio}: an index may stand for a concentration
     arbitrary = bool(_ARBITRARY.search(code)) or (
         "{" in code and "1.73" not in code and not code.startswith("{")
     )

@@ -12,6 +12,7 @@ from tui.commands import (
     insi,
     insi_sim,
     results_cda,
+    results_ref,
     tui_cmds,
     users,
     vitale,
@@ -29,6 +30,6 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def register_all(sub: Any) -> None:
-    modules = (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale)
+    modules = (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale, results_ref)
     for module in (*modules, results_cda):  # last: it attaches to any `results` parser
         module.register(sub)
