@@ -235,6 +235,15 @@ def _status_changed(
     )
 
 
+def _results_changed(session: Session, *, actor: Actor, identity: Identity) -> None:
+    """Verdicts are always current (cli.md): recompute, in this transaction, the MES gate verdicts
+    of the lab reports this identity has or may now match (status, flags, local id, INS)."""
+    from services.results.gate import recompute_for_identity  # lazy: results imports the models
+
+    if identity.id is not None:
+        recompute_for_identity(session, identity.id, actor=actor.login)
+
+
 def _ins_value(identity: Identity) -> dict[str, str] | None:
     if identity.ins_matricule is None:
         return None
@@ -385,6 +394,7 @@ def create_identity(
             "channel": channel.value,
         },
     )
+    _results_changed(session, actor=actor, identity=identity)
     return identity
 
 
@@ -616,6 +626,7 @@ def edit_identity(
         _apply_reset(
             session, actor=actor, identity=identity, event=Event.STRICT_TRAIT_EDITED, reason=reason_text
         )
+    _results_changed(session, actor=actor, identity=identity)
     return identity
 
 
@@ -702,6 +713,7 @@ def add_proof(
         reason=None,
         document=doc.code,
     )
+    _results_changed(session, actor=actor, identity=identity)
     return identity
 
 
@@ -745,6 +757,7 @@ def set_flag(
     if target in BLOCKING_FLAGS:
         event = Event.FLAG_DOUBTFUL_OR_FICTITIOUS
         _apply_reset(session, actor=actor, identity=identity, event=event, reason=reason_text)
+    _results_changed(session, actor=actor, identity=identity)
     return identity
 
 
@@ -781,6 +794,7 @@ def clear_flag(
         identity_id=identity.id,
         details={"flag": target.value, "reason": reason_text, "flags": _flag_list(flags)},
     )
+    _results_changed(session, actor=actor, identity=identity)
     return identity
 
 
@@ -815,6 +829,7 @@ def dequalify(
         details={"from": before_status.value, "reason": reason_text},
     )
     _apply_reset(session, actor=actor, identity=identity, event=Event.DEQUALIFIED, reason=reason_text)
+    _results_changed(session, actor=actor, identity=identity)
     return identity
 
 
@@ -1014,6 +1029,7 @@ def attach_ins(
         reason=None,
         insi_call_id=insi_call_id,
     )
+    _results_changed(session, actor=actor, identity=identity)
     return AttachResult(identity, differences, attached=True)
 
 

@@ -11,6 +11,7 @@ from tui.commands import (
     identity,
     insi,
     insi_sim,
+    results,
     results_cda,
     results_ref,
     tui_cmds,
@@ -30,6 +31,6 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def register_all(sub: Any) -> None:
-    modules = (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale, results_ref)
+    modules = (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale, results_ref, results)
     for module in (*modules, results_cda):  # last: it attaches to any `results` parser
         module.register(sub)

@@ -1,0 +1,488 @@
+"""Importing lab results: format detection, one transaction per file, versions, the inbox.
+
+:func:`import_results` parses a whole file first (HL7 v2 ORU^R01 or HPRIM Santé, told apart by
+their content: ``MSH``/``FHS``/``BHS`` or ``H|~^\\&``), so that a malformed file is refused whole
+(:class:`~services.results.parsed.MalformedResults`, exit 2, with the line and the reason)
+before anything is written; a file with no ORU^R01 message and no HPRIM patient block is
+refused the same way. Then every report is stored in the caller's transaction with its
+requests and results, its gate verdict (``services.results.gate``) and a ``report.imported``
+audit event: any failure rolls the whole file back. Comments: a result's go to
+``observation.comments``; those of the report (NTE after PID, HPRIM ``C`` after ``P``) and of a
+request (NTE after OBR) have no column of their own and are kept in ``patient_traits`` under
+``report_comments`` and ``request_comments`` (by request seq), besides the raw text.
+
+Versions: a report is known by its ``source_key`` (sender + the lab's dossier number, see the
+parsers). Importing a report whose key exists:
+
+* with the same clinical content (``ParsedReport.content_digest``: the same file again, or the
+  same report under a new message id) changes nothing (``unchanged``);
+* with a different content and a message time not older than the stored version's, replaces it
+  (``replaced``): its requests and results are rewritten, ``version_number`` goes up by one,
+  ``set_id`` (the CDA setId) is kept, the verdict is recomputed (a ``sent`` report becomes
+  ``ready``/``blocked`` again: the new version has to be sent);
+* with an older message time is ignored (``stale``): a late copy never overwrites a correction.
+
+:func:`process_inbox` / :func:`watch_inbox` import the files a lab system drops in a folder and
+move each one to ``done/``, or to ``rejected/`` beside a ``<name>.reason.txt`` saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, delete, select
+
+from services.audit.log import REPORT_IMPORTED, append_event
+from services.errors import BadRequest, InsdeskError
+from services.results import gate
+from services.results.hl7 import looks_like_hl7, parse_hl7
+from services.results.hprim import looks_like_hprim, parse_hprim
+from services.results.models import LabReport, LabRequest, Observation, ReportFormat, ReportStatus
+from services.results.parsed import MalformedResults, ParsedReport, decode_text
+from services.storage.models import utcnow
+from services.users import Actor, Right, require
+
+if TYPE_CHECKING:
+    from services.storage.db import Database
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "ImportResult",
+    "InboxOutcome",
+    "detect_format",
+    "import_file",
+    "import_results",
+    "parse_results",
+    "process_inbox",
+    "watch_inbox",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES: Final = 64 * 1024 * 1024
+"""A results file larger than this is refused (a lab export is a few megabytes at most)."""
+
+_DONE: Final = "done"
+_REJECTED: Final = "rejected"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def detect_format(text: str) -> ReportFormat:
+    """HL7 v2 or HPRIM Santé, from the first non-blank line; MalformedResults when neither."""
+    if looks_like_hl7(text):
+        return ReportFormat.HL7
+    if looks_like_hprim(text):
+        return ReportFormat.HPRIM
+    raise MalformedResults(
+        "ni un message HL7 v2 (en-tête MSH) ni un fichier HPRIM Santé (en-tête H|~^\\&) : "
+        "format de résultats non reconnu.",
+        line=1 if text.strip() else None,
+        code="results_unknown_format",
+    )
+
+
+def parse_results(data: bytes | str, *, source: str | None = None) -> list[ParsedReport]:
+    """Every report of a results file (format detected from the content).
+
+    Raises MalformedResults (exit 2) for a malformed file or one without any report.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise MalformedResults(
+            f"fichier trop volumineux ({len(data)} octets, {MAX_FILE_BYTES} au plus).",
+            line=None,
+            code="results_too_large",
+        )
+    text = decode_text(data)
+    if not text.strip():
+        raise MalformedResults("fichier vide : aucun compte rendu.", line=None, code="results_empty")
+    fmt = detect_format(text)
+    reports = parse_hl7(text, source=source) if fmt is ReportFormat.HL7 else parse_hprim(text, source=source)
+    if not reports:  # pragma: no cover - the parsers already refuse an empty file
+        raise MalformedResults("aucun compte rendu dans le fichier.", line=None, code="results_empty")
+    return reports
+
+
+# ---------------------------------------------------------------------------------------------
+# Storing
+
+
+@dataclass
+class ImportResult:
+    """``results import`` (cli.md): ``{reports, observations, ready, blocked}`` plus details."""
+
+    reports: int = 0
+    observations: int = 0
+    ready: int = 0
+    blocked: int = 0
+    sent: int = 0
+    created: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    report_ids: list[int] = field(default_factory=list)
+    format: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reports": self.reports,
+            "observations": self.observations,
+            "ready": self.ready,
+            "blocked": self.blocked,
+            "sent": self.sent,
+            "created": self.created,
+            "replaced": self.replaced,
+            "unchanged": self.unchanged,
+            "stale": self.stale,
+            "report_ids": list(self.report_ids),
+            "format": self.format,
+        }
+
+
+def _message_at(report: LabReport) -> datetime | None:
+    """The message time of a stored version (re-read from its raw text)."""
+    try:
+        parsed = parse_results(report.raw)
+    except InsdeskError:
+        return None
+    for candidate in parsed:
+        if candidate.source_key == report.source_key:
+            return candidate.message_at
+    return None
+
+
+def _stored_digest(report: LabReport) -> str | None:
+    try:
+        parsed = parse_results(report.raw)
+    except InsdeskError:
+        return None
+    for candidate in parsed:
+        if candidate.source_key == report.source_key:
+            return candidate.content_digest()
+    return None
+
+
+def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> None:
+    requests = [
+        LabRequest(
+            report_id=report_id,
+            seq=r.seq,
+            code=r.code,
+            label=r.label,
+            specimen=r.specimen,
+            collected_at=r.collected_at,
+            placer_id=r.placer_id,
+            filler_id=r.filler_id,
+        )
+        for r in parsed.requests
+    ]
+    session.add_all(requests)
+    session.flush()
+    rows: list[dict[str, Any]] = []
+    for request_row, request in zip(requests, parsed.requests, strict=True):
+        for obs in request.observations:
+            rows.append(
+                {
+                    "report_id": report_id,
+                    "request_id": request_row.id,
+                    "seq": obs.seq,
+                    "local_code": obs.local_code,
+                    "label": obs.label,
+                    "coding_system": obs.coding_system,
+                    "loinc_in_message": obs.loinc_in_message,
+                    "value_type": obs.value_type or None,
+                    "value": obs.value,
+                    "unit": obs.unit,
+                    "reference_range": obs.reference_range,
+                    "abnormal_flag": obs.abnormal_flag,
+                    "result_status": obs.result_status,
+                    "comments": list(obs.comments),
+                    "observed_at": obs.observed_at,
+                }
+            )
+    if rows:
+        session.execute(sa.insert(Observation.__table__), rows)  # type: ignore[attr-defined]
+
+
+def _report_fields(parsed: ParsedReport) -> dict[str, Any]:
+    traits = dict(parsed.patient_traits)
+    if parsed.comments:
+        traits["report_comments"] = list(parsed.comments)
+    request_comments = {str(r.seq): list(r.comments) for r in parsed.requests if r.comments}
+    if request_comments:
+        traits["request_comments"] = request_comments
+    if parsed.patient_ins_oid:
+        traits["ins_oid"] = parsed.patient_ins_oid
+    return {
+        "format": ReportFormat(parsed.format),
+        "patient_local_ids": list(parsed.patient_local_ids),
+        "patient_ins": parsed.patient_ins,
+        "patient_traits": traits,
+        "raw": parsed.raw,
+    }
+
+
+def _store_one(
+    session: Session,
+    parsed: ParsedReport,
+    *,
+    actor: Actor,
+    source: str | None,
+    ctx: gate.GateContext,
+    result: ImportResult,
+) -> LabReport:
+    existing = session.exec(
+        select(LabReport).where(LabReport.source_key == parsed.source_key).with_for_update()
+    ).first()
+    previous_status: str | None = None
+    if existing is not None:
+        if _stored_digest(existing) == parsed.content_digest():
+            result.unchanged += 1
+            return existing
+        stored_at = _message_at(existing)
+        if stored_at is not None and parsed.message_at is not None and parsed.message_at < stored_at:
+            result.stale += 1
+            return existing
+        previous_status = ReportStatus(existing.status).value
+        session.execute(delete(Observation).where(col(Observation.report_id) == existing.id))
+        session.execute(delete(LabRequest).where(col(LabRequest.report_id) == existing.id))
+        for name, value in _report_fields(parsed).items():
+            setattr(existing, name, value)
+        existing.version_number += 1
+        existing.received_at = utcnow()
+        existing.sent_at = None  # a new version has to be sent again (same setId, next version)
+        report = existing
+        result.replaced += 1
+    else:
+        report = LabReport(source_key=parsed.source_key, **_report_fields(parsed))
+        result.created += 1
+    session.add(report)
+    session.flush()
+    report_id = int(report.id or 0)
+    _insert_children(session, report_id, parsed)
+
+    observations = list(parsed.observations())
+    verdict = gate.evaluate(session, report, observations, ctx=ctx)
+    if existing is None:
+        gate.apply_verdict(session, report, verdict, actor=actor.login, cause="import", audit_change=False)
+    else:
+        gate.apply_verdict(session, report, verdict, actor=actor.login, cause="new_version")
+    append_event(
+        session,
+        actor=actor.login,
+        kind=REPORT_IMPORTED,
+        identity_id=report.identity_id,
+        details={
+            "report_id": report_id,
+            "source_key": report.source_key,
+            "format": parsed.format,
+            "version": report.version_number,
+            "replaced": existing is not None,
+            "previous_status": previous_status,
+            "message_id": parsed.message_id,
+            "file": source,
+            "observations": len(observations),
+            "status": ReportStatus(report.status).value,
+            "reasons": [{"code": r.code, "observation": r.observation} for r in verdict.reasons],
+        },
+    )
+    return report
+
+
+def import_results(
+    session: Session, *, actor: Actor, data: bytes | str, source: str | None = None
+) -> ImportResult:
+    """Import one results file in the caller's transaction (Right.RESULTS).
+
+    MalformedResults (exit 2) before any write when the file is malformed or holds no report.
+    """
+    require(actor, Right.RESULTS)
+    parsed_reports = parse_results(data, source=source)
+    result = ImportResult(format=parsed_reports[0].format)
+    ctx = gate.GateContext(session)
+    ctx.prefetch(o.local_code for r in parsed_reports for o in r.observations())
+    seen: set[str] = set()
+    for parsed in parsed_reports:
+        if parsed.source_key in seen:
+            raise MalformedResults(
+                "deux comptes rendus du fichier portent le même numéro de dossier "
+                f"(« {parsed.source_key.rsplit(':', 1)[-1]} ») : fichier incohérent.",
+                line=parsed.line,
+            )
+        seen.add(parsed.source_key)
+        report = _store_one(session, parsed, actor=actor, source=source, ctx=ctx, result=result)
+        result.reports += 1
+        result.observations += parsed.observation_count
+        result.report_ids.append(int(report.id or 0))
+        status = ReportStatus(report.status)
+        if status is ReportStatus.READY:
+            result.ready += 1
+        elif status is ReportStatus.BLOCKED:
+            result.blocked += 1
+        else:
+            result.sent += 1
+    return result
+
+
+def import_file(db: Database, *, actor: Actor, path: str | Path) -> ImportResult:
+    """Read ``path`` and import it in one transaction of its own."""
+    require(actor, Right.RESULTS)
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise MalformedResults(
+                f"fichier trop volumineux ({size} octets, {MAX_FILE_BYTES} au plus).",
+                line=None,
+                code="results_too_large",
+            )
+        data = file.read_bytes()
+    except OSError as exc:
+        raise BadRequest(
+            f"Fichier de résultats illisible : {file} ({exc.strerror or type(exc).__name__}).",
+            code="file_unreadable",
+        ) from None
+    with db.transaction() as session:
+        return import_results(session, actor=actor, data=data, source=file.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Watched inbox
+
+
+@dataclass(frozen=True)
+class InboxOutcome:
+    """What happened to one file of the inbox."""
+
+    name: str
+    ok: bool
+    moved_to: str | None
+    result: ImportResult | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.name,
+            "ok": self.ok,
+            "moved_to": self.moved_to,
+            "result": self.result.as_dict() if self.result is not None else None,
+            "error": self.error,
+        }
+
+
+def _unique_target(folder: Path, name: str) -> Path:
+    target = folder / name
+    if not target.exists():
+        return target
+    stem, suffix = os.path.splitext(name)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+    return folder / f"{stem}.{stamp}{suffix}"
+
+
+def _candidates(folder: Path, *, settle_seconds: float) -> list[Path]:
+    now = time.time()
+    files: list[tuple[float, str, Path]] = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.startswith(".") or name.endswith((".tmp", ".part", ".partial", ".reason.txt", "~")):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            mtime = entry.stat().st_mtime
+        except OSError:
+            continue
+        if now - mtime < settle_seconds:
+            continue  # still being written
+        files.append((mtime, name, entry))
+    files.sort()
+    return [path for _m, _n, path in files]
+
+
+def process_inbox(
+    db: Database, folder: str | Path, *, actor: Actor, settle_seconds: float = 1.0
+) -> list[InboxOutcome]:
+    """Import every file waiting in ``folder`` (oldest first), one transaction per file.
+
+    Imported: moved to ``done/``. Refused (malformed, no report, bad input): moved to
+    ``rejected/`` with ``<name>.reason.txt`` (the French reason, with the line). Any other
+    error (database unavailable, permission…) leaves the file where it is for the next pass.
+    Files starting with ``.`` or ending with ``.tmp``/``.part`` are skipped (writers drop files
+    under such a name and rename them when complete), and so are files modified less than
+    ``settle_seconds`` ago.
+    """
+    require(actor, Right.RESULTS)
+    inbox = Path(folder)
+    done, rejected = inbox / _DONE, inbox / _REJECTED
+    done.mkdir(parents=True, exist_ok=True)
+    rejected.mkdir(parents=True, exist_ok=True)
+    outcomes: list[InboxOutcome] = []
+    for path in _candidates(inbox, settle_seconds=settle_seconds):
+        try:
+            result = import_file(db, actor=actor, path=path)
+        except BadRequest as err:
+            target = _unique_target(rejected, path.name)
+            os.replace(path, target)
+            reason = err.message + ("\n" if not err.message.endswith("\n") else "")
+            target.with_name(target.name + ".reason.txt").write_text(reason, encoding="utf-8")
+            log.info("results inbox: %s rejected (%s)", path.name, err.code)
+            outcomes.append(InboxOutcome(path.name, False, str(target), error=err.message))
+            continue
+        except InsdeskError as err:
+            log.warning("results inbox: %s left in place (%s)", path.name, err.code)
+            outcomes.append(InboxOutcome(path.name, False, None, error=err.message))
+            continue
+        target = _unique_target(done, path.name)
+        os.replace(path, target)
+        log.info("results inbox: %s imported (%d reports)", path.name, result.reports)
+        outcomes.append(InboxOutcome(path.name, True, str(target), result=result))
+    return outcomes
+
+
+def watch_inbox(
+    db: Database,
+    folder: str | Path,
+    *,
+    actor: Actor,
+    interval: float = 2.0,
+    settle_seconds: float = 1.0,
+    stop: threading.Event | None = None,
+    on_outcome: Callable[[InboxOutcome], None] | None = None,
+    max_passes: int | None = None,
+) -> list[InboxOutcome]:
+    """Watch ``folder``: process it every ``interval`` seconds until ``stop`` is set (or after
+    ``max_passes`` passes). Returns every outcome; ``on_outcome`` sees each one as it happens."""
+    stop = stop or threading.Event()
+    outcomes: list[InboxOutcome] = []
+    passes = 0
+    while not stop.is_set():
+        for outcome in process_inbox(db, folder, actor=actor, settle_seconds=settle_seconds):
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+        passes += 1
+        if max_passes is not None and passes >= max_passes:
+            break
+        stop.wait(interval)
+    return outcomes
+
+
+def report_ids_for(session: Session, source_keys: Sequence[str]) -> dict[str, int]:
+    """Stored report ids by source key (helper for tools and tests)."""
+    if not source_keys:
+        return {}
+    rows = session.exec(
+        select(LabReport.source_key, LabReport.id).where(col(LabReport.source_key).in_(list(source_keys)))
+    ).all()
+    return {key: int(rid) for key, rid in rows if rid is not None}

@@ -1,0 +1,218 @@
+"""``results import|list|watch`` and ``stats`` (cli.md).
+
+* ``results import FILE``: HL7 v2 ORU^R01 or HPRIM Santé (detected from the content), one
+  transaction; a malformed file, or one without any report, is refused whole (exit 2, the line
+  and the reason). ``{"reports", "observations", "ready", "blocked"}`` (+ details).
+* ``results list [--status blocked|ready|sent]``: the reports and their MES gate verdict.
+* ``results watch DIR [--once] [--interval S]``: the lab system's export folder; each file is
+  imported and moved to ``done/``, or to ``rejected/`` with ``<name>.reason.txt``.
+* ``stats`` (supervisor): identities per status, qualification rate, reports per verdict and
+  blocked reports per reason code.
+
+``results cda`` and ``results send`` live in ``tui.commands.results_cda``, which attaches them to
+the ``results`` parser registered here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from services.results.gate import list_reports
+from services.results.ingest import InboxOutcome, import_file, process_inbox, watch_inbox
+from services.stats import desk_stats
+from services.users import Right
+from tui.context import CliContext
+
+STATUSES = ("blocked", "ready", "sent")
+_STATUS_LABELS = {"ready": "[green]prêt[/]", "blocked": "[red]bloqué[/]", "sent": "[blue]envoyé[/]"}
+
+
+def _results_actions(sub: Any) -> Any:
+    parser = sub.choices.get("results")
+    if parser is None:
+        parser = sub.add_parser("results", help="résultats de biologie et Mon Espace Santé")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="results_command", metavar="ACTION")
+
+
+def register(sub: Any) -> None:
+    from tui.commands import add_json
+
+    actions = _results_actions(sub)
+    p = actions.add_parser("import", help="importe un fichier de résultats (HL7 ORU^R01 ou HPRIM Santé)")
+    p.add_argument("file", metavar="FICHIER")
+    add_json(p)
+    p.set_defaults(handler=results_import)
+
+    p = actions.add_parser("list", help="comptes rendus et verdict du contrôle Mon Espace Santé")
+    p.add_argument("--status", choices=STATUSES, help="seulement les comptes rendus de ce statut")
+    add_json(p)
+    p.set_defaults(handler=results_list)
+
+    p = actions.add_parser(
+        "watch", help="surveille un dossier de dépôt du SIL et importe chaque fichier (done/, rejected/)"
+    )
+    p.add_argument("folder", metavar="DOSSIER")
+    p.add_argument("--once", action="store_true", help="traite les fichiers présents puis s'arrête")
+    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="secondes entre deux passages")
+    p.add_argument(
+        "--settle", type=float, default=1.0, metavar="S", help="âge minimal d'un fichier avant import"
+    )
+    add_json(p)
+    p.set_defaults(handler=results_watch)
+
+    p = sub.add_parser("stats", help="statistiques de l'identitovigilance et des envois (superviseur)")
+    add_json(p)
+    p.set_defaults(handler=stats)
+
+
+def results_import(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.RESULTS)
+    result = import_file(ctx.db, actor=actor, path=args.file)
+    payload = result.as_dict()
+
+    def human(c: Console) -> None:
+        fmt = "HL7 ORU^R01" if result.format == "hl7" else "HPRIM Santé"
+        c.print(
+            f"[green]✓ Fichier importé[/] ({fmt}) : {result.reports} compte(s) rendu(s), "
+            f"{result.observations} résultat(s) — [green]{result.ready} prêt(s)[/], "
+            f"[red]{result.blocked} bloqué(s)[/]" + (f", {result.sent} déjà envoyé(s)" if result.sent else "")
+        )
+        details = []
+        if result.created:
+            details.append(f"{result.created} nouveau(x)")
+        if result.replaced:
+            details.append(f"{result.replaced} remplacé(s) par une nouvelle version")
+        if result.unchanged:
+            details.append(f"{result.unchanged} déjà importé(s), inchangé(s)")
+        if result.stale:
+            details.append(f"{result.stale} ignoré(s) : version plus ancienne que celle enregistrée")
+        if details:
+            c.print("  " + " · ".join(details))
+        if result.blocked:
+            c.print("  Détail des blocages : insdesk results list --status blocked")
+
+    ctx.out.result(payload, human)
+    return 0
+
+
+def results_list(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.RESULTS)
+    with ctx.db.session() as session:
+        reports = list_reports(session, actor=actor, status=args.status)
+    payload = {"reports": reports}
+
+    def human(c: Console) -> None:
+        if not reports:
+            c.print("Aucun compte rendu.")
+            return
+        table = Table(title="Comptes rendus et contrôle Mon Espace Santé", title_justify="left")
+        table.add_column("n°", justify="right")
+        table.add_column("identité", justify="right")
+        table.add_column("n° local")
+        table.add_column("statut")
+        table.add_column("motifs de blocage")
+        for item in reports:
+            reasons = "\n".join(
+                f"{r['code']}" + (f" [{r['observation']}]" if r["observation"] else "") + f" — {r['message']}"
+                for r in item["reasons"]
+            )
+            table.add_row(
+                str(item["id"]),
+                str(item["patient_id"]) if item["patient_id"] is not None else "—",
+                item["local_id"] or "—",
+                _STATUS_LABELS.get(item["status"], item["status"]),
+                reasons,
+            )
+        c.print(table)
+
+    ctx.out.result(payload, human)
+    return 0
+
+
+def _outcome_line(c: Console, outcome: InboxOutcome) -> None:
+    if outcome.ok and outcome.result is not None:
+        r = outcome.result
+        c.print(
+            f"[green]✓[/] {outcome.name} : {r.reports} compte(s) rendu(s), {r.ready} prêt(s), "
+            f"{r.blocked} bloqué(s) → {outcome.moved_to}"
+        )
+    elif outcome.moved_to:
+        c.print(f"[red]✗[/] {outcome.name} refusé → {outcome.moved_to} : {outcome.error}", soft_wrap=True)
+    else:
+        c.print(f"[yellow]![/] {outcome.name} laissé en place : {outcome.error}", soft_wrap=True)
+
+
+def results_watch(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.RESULTS)
+    if args.once:
+        outcomes = process_inbox(ctx.db, args.folder, actor=actor, settle_seconds=max(0.0, args.settle))
+    else:
+        stop = threading.Event()
+        printer = None if ctx.out.json_mode else (lambda o: _outcome_line(ctx.out.console, o))
+        if not ctx.out.json_mode:
+            ctx.out.console.print(f"Surveillance de {args.folder} (Ctrl+C pour arrêter)…")
+        try:
+            outcomes = watch_inbox(
+                ctx.db,
+                args.folder,
+                actor=actor,
+                interval=max(0.1, args.interval),
+                settle_seconds=max(0.0, args.settle),
+                stop=stop,
+                on_outcome=printer,
+            )
+        except KeyboardInterrupt:
+            stop.set()
+            return 0
+    payload = {
+        "files": [o.as_dict() for o in outcomes],
+        "imported": sum(1 for o in outcomes if o.ok),
+        "rejected": sum(1 for o in outcomes if not o.ok and o.moved_to),
+    }
+
+    def human(c: Console) -> None:
+        if not outcomes:
+            c.print("Aucun fichier à importer.")
+        for outcome in outcomes:
+            _outcome_line(c, outcome)
+
+    ctx.out.result(payload, human)
+    return 0
+
+
+def stats(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.STATS)
+    with ctx.db.session() as session:
+        payload = desk_stats(session, actor=actor)
+
+    def human(c: Console) -> None:
+        by_status = payload["by_status"]
+        c.print(
+            f"Identités : {payload['identities']} — "
+            + " · ".join(f"{k} {v}" for k, v in by_status.items())
+            + f" — taux de qualification {payload['qualification_rate']:.1%}"
+        )
+        reports = payload["reports"]
+        c.print(
+            f"Comptes rendus : [green]{reports['ready']} prêt(s)[/] · "
+            f"[red]{reports['blocked']} bloqué(s)[/] · [blue]{reports['sent']} envoyé(s)[/]"
+        )
+        blocked = {k: v for k, v in payload["blocked_by_reason"].items() if v}
+        if blocked:
+            table = Table(title="Comptes rendus bloqués par motif", title_justify="left")
+            table.add_column("motif")
+            table.add_column("comptes rendus", justify="right")
+            for code, count in sorted(blocked.items(), key=lambda kv: (-kv[1], kv[0])):
+                table.add_row(code, str(count))
+            c.print(table)
+
+    ctx.out.result(payload, human)
+    return 0
