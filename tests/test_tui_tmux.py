@@ -94,7 +94,8 @@ class Tmux:
                 return screen
             previous = screen
             if self.pane("#{pane_dead}") == "1":
-                if ready(screen):  # the last words of a process that ended
+                screen = self.capture()  # the last words of the process, written after that capture
+                if ready(screen):
                     return screen
                 pytest.fail(f"insdesk exited while waiting for {what}:\n{self.capture(history=True)}")
             if time.monotonic() > deadline:

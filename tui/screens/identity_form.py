@@ -512,6 +512,7 @@ class IdentityFormScreen(WorkerErrorsToApp, Screen[None]):
         status = self.query_one("#form-status", Static)
         status.update(text)
         status.set_class(error, "-error")
+        status.remove_class("-warning")  # a warning (the card's) is for its own message only
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="save")
     def _save(
