@@ -840,7 +840,77 @@ def test_cli_results_cda_and_send(
     assert len(list(outbox.glob("*_1.xml"))) == 1
     code, payload = _cli(db, monkeypatch, capsys, "results", "send", "--all-ready", "--outbox", str(outbox))
     assert (code, payload) == (0, {"sent": [], "refused": []})
+    code, payload = _cli(db, monkeypatch, capsys, "results", "send", "--outbox", str(outbox))
+    assert code == 2 and payload["error"]["code"] == "usage"
 
+
+# --- end to end: real result files through import, gate, CDA -----------------------------------
+
+RESULTS = ROOT / "fixtures" / "results"
+
+
+def test_imported_reports_make_conforming_cda(
+    sqlite_url: str, validator: CdaValidator, tmp_path: Path
+) -> None:
+    """ORU^R01 of fixtures/results (value set and catalogue imported, CRP given its unit, the
+    uncoded conclusion left out), two QUAL patients (INS-NIR and INS-NIA): both reports pass the
+    gate, and their CDA passes the XSD and the CR-BIO schematron."""
+    from services.results.catalog import import_catalog
+    from services.results.ingest import import_file
+    from services.results.loinc import import_value_set
+
+    db = Database(sqlite_url)
+    admin = Actor("admin", Role.ADMIN)
+    nia = "8620369123004"
+    with db.transaction() as session:
+        add_user(session, login="admin", role=Role.ADMIN, password="admin-secret-1", actor=None)
+        session.add_all(
+            [
+                Identity(
+                    birth_name="MARTIN",
+                    first_names="CLAIRE ANNE",
+                    first_name="CLAIRE",
+                    sex="F",
+                    birth_date=dt.date(1985, 6, 21),
+                    birthplace="75115",
+                    local_id="IPP-1001",
+                    status=Status.QUAL,
+                    ins_matricule="2850675112345",
+                    ins_key="92",
+                    ins_oid=OID_INS_NIR,
+                ),
+                Identity(
+                    birth_name="DURAND",
+                    first_names="PIERRE LOUIS",
+                    first_name="PIERRE",
+                    sex="M",
+                    birth_date=dt.date(1962, 3, 7),
+                    birthplace="69123",
+                    local_id="IPP-1002",
+                    status=Status.QUAL,
+                    ins_matricule=nia,
+                    ins_key=compute_key(nia),
+                    ins_oid=OID_INS_NIA,
+                ),
+            ]
+        )
+    import_value_set(db, actor=admin, path=RESULTS / "jdv_loinc_extrait_tests.csv")
+    import_catalog(db, actor=admin, path=RESULTS / "catalogue_biomed.csv")
+    raw = (RESULTS / "oru_labo_a_biomed.hl7").read_bytes()
+    segments = [s for s in raw.split(b"\r") if not s.startswith(b"OBX|3|TX|CONCL")]
+    fixed = b"\r".join(segments).replace(b"|3.1||<5|", b"|3.1|mg/L|<5|")
+    path = tmp_path / "oru.hl7"
+    path.write_bytes(fixed)
+    result = import_file(db, actor=admin, path=path)
+    assert (result.reports, result.ready, result.blocked) == (2, 2, 0), result.as_dict()
+    with db.session() as session:
+        views = [cda_report_from_db(session, rid) for rid in result.report_ids]
+    assert sum(len(v.observations) for v in views) == result.observations
+    assert {v.patient.ins.oid for v in views} == {OID_INS_NIR, OID_INS_NIA}
+    for view in views:
+        xml = build_cda(view)
+        _assert_conforms(validator, xml)
+        assert view.patient.ins.matricule.encode() in xml
 
 
 def test_units_shown_to_people_in_the_pdf() -> None:
