@@ -262,6 +262,10 @@ class IdentityProof(IdentityProofBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     checked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Optional scan of the document (sensitive; migration 0003): purged by
+    # ``services.supervision.retention`` at most 5 years after the patient's last visit.
+    scan: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    scan_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class IdentityProofPublic(IdentityProofBase):
@@ -361,6 +365,9 @@ class AuditEvent(AuditEventBase, table=True):
         sa.Index("ix_audit_event_identity_id", "identity_id"),
         sa.Index("ix_audit_event_at", "at"),
         sa.Index("ix_audit_event_kind", "kind"),
+        # Supervisor review (issue #7, migration 0003): per-agent / per-kind pages in id order.
+        sa.Index("ix_audit_event_actor_id", "actor", "id"),
+        sa.Index("ix_audit_event_kind_id", "kind", "id"),
     )
 
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
