@@ -1,0 +1,460 @@
+"""Exports of the identity-verification log and of the dashboard (CSV, PDF), each audited.
+
+``export_log`` reads the events in one consistent snapshot, writes them to a temporary file
+beside ``out``, appends one ``audit.exported`` event (filter, format, number of rows written,
+anchor) in its own transaction, and only then moves the file into place: an export that could
+not be audited leaves no file. ``events`` in the result is exactly the number of data rows.
+
+The chain anchor (head id + hash, read in the same snapshot as the rows) is printed in the PDF
+and recorded in the ``audit.exported`` event; the CSV keeps to a header row plus one row per
+event (columns ``id, time, agent, kind, identity, patient, summary, details, hash``; ``time``
+in Europe/Paris ISO 8601, ``details`` the event's JSON) so that scripts can count rows, and
+each row carries the event's chain hash.
+
+Right: ``Right.AUDIT_EXPORT`` (supervisor, admin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from services.audit import log as audit
+from services.audit.anchor import Anchor
+from services.audit.log import ChainReport, append_event, verify_database
+from services.errors import BadRequest
+from services.storage.db import Database
+from services.storage.models import AuditEvent
+from services.supervision.dashboard import Dashboard, Period, compute_dashboard
+from services.supervision.review import PARIS, REVIEW_KINDS, _patients, day_bounds, summarize
+from services.users import Actor, Right, require
+
+__all__ = ["CSV_COLUMNS", "ExportResult", "Format", "export_dashboard", "export_log"]
+
+Format = Literal["csv", "pdf"]
+CSV_COLUMNS = ("id", "time", "agent", "kind", "identity", "patient", "summary", "details", "hash")
+_FORMATS = ("csv", "pdf")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    events: int
+    anchor: Anchor
+    chain: ChainReport | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``audit export --json`` answer (cli.md: exactly ``path`` and ``events``)."""
+        return {"path": str(self.path), "events": self.events}
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    at: datetime
+    agent: str | None
+    kind: str
+    identity_id: int | None
+    patient: str | None
+    summary: str
+    details: dict[str, Any]
+    hash: str
+
+    def csv(self) -> list[str]:
+        return [
+            str(self.id),
+            self.at.astimezone(PARIS).isoformat(timespec="seconds"),
+            self.agent or "",
+            self.kind,
+            "" if self.identity_id is None else str(self.identity_id),
+            self.patient or "",
+            self.summary,
+            json.dumps(self.details, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+            self.hash,
+        ]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in _FORMATS:
+        raise BadRequest(f"Format d'export inconnu « {fmt} » : csv ou pdf.", code="bad_format")
+
+
+def _check_range(date_from: date | None, date_to: date | None) -> None:
+    if date_from and date_to and date_from > date_to:
+        raise BadRequest("La date de début est postérieure à la date de fin.", code="bad_range")
+
+
+def _read_rows(
+    db: Database, *, date_from: date | None, date_to: date | None, agent: str | None
+) -> tuple[list[_Row], Anchor]:
+    t = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    start, end = day_bounds(date_from, date_to)
+    conds: list[Any] = [t.kind.in_(REVIEW_KINDS)]
+    if start is not None:
+        conds.append(t.at >= start)
+    if end is not None:
+        conds.append(t.at < end)
+    if agent:
+        conds.append(t.actor == agent)
+    stmt = (
+        sa.select(t.id, t.at, t.actor, t.kind, t.identity_id, t.details, t.hash).where(*conds).order_by(t.id)
+    )
+    with db.session() as session:
+        head = session.execute(sa.text("SELECT last_id, last_hash FROM audit_head WHERE id = 1")).one()
+        anchor = Anchor(last_id=int(head[0]), last_hash=str(head[1]))
+        raw = session.execute(stmt.execution_options(yield_per=5000)).all()
+        names = _patients(session, (r.identity_id for r in raw if r.identity_id is not None))
+    rows = [
+        _Row(
+            id=int(r.id),
+            at=r.at,
+            agent=r.actor,
+            kind=r.kind,
+            identity_id=r.identity_id,
+            patient=names.get(r.identity_id) if r.identity_id is not None else None,
+            summary=summarize(r.kind, r.details if isinstance(r.details, dict) else {}),
+            details=r.details if isinstance(r.details, dict) else {},
+            hash=r.hash,
+        )
+        for r in raw
+    ]
+    return rows, anchor
+
+
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A temporary path beside ``out``, moved onto ``out`` when the block succeeds."""
+    out = Path(out)
+    if out.parent and not out.parent.exists():
+        raise BadRequest(f"Le dossier {out.parent} n'existe pas.", code="bad_path")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, out)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def export_log(
+    db: Database,
+    *,
+    actor: Actor,
+    fmt: Format,
+    out: Path,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    agent: str | None = None,
+) -> ExportResult:
+    """Export the identity-verification log (``REVIEW_KINDS``: identity creations, changes,
+    proofs, flags, INSi calls, status changes), dates inclusive (Europe/Paris days)."""
+    require(actor, Right.AUDIT_EXPORT)
+    _check_format(fmt)
+    _check_range(date_from, date_to)
+    out = Path(out)
+    rows, anchor = _read_rows(db, date_from=date_from, date_to=date_to, agent=agent)
+    chain: ChainReport | None = None
+    filt = {
+        "from": date_from.isoformat() if date_from else None,
+        "to": date_to.isoformat() if date_to else None,
+        "agent": agent,
+    }
+    with _staged(out) as tmp:
+        if fmt == "csv":
+            _write_csv(tmp, rows)
+        else:
+            chain = verify_database(db)
+            _write_log_pdf(tmp, rows, actor=actor, filt=filt, anchor=anchor, chain=chain)
+        with db.transaction() as session:
+            append_event(
+                session,
+                actor=actor.login,
+                kind=audit.AUDIT_EXPORTED,
+                details={
+                    "what": "log",
+                    "format": fmt,
+                    "filter": filt,
+                    "events": len(rows),
+                    "file": out.name,
+                    "anchor": anchor.as_dict(),
+                    "chain_ok": chain.ok if chain is not None else None,
+                },
+            )
+    return ExportResult(path=out.resolve(), events=len(rows), anchor=anchor, chain=chain)
+
+
+def _write_csv(path: Path, rows: Sequence[_Row]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter=",", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(row.csv())
+
+
+# ---------------------------------------------------------------------------------------------
+# PDF
+
+
+def _pdf() -> Any:
+    from fpdf import FPDF
+
+    from services.results.pdf import latin1
+
+    class _Pdf(FPDF):
+        def footer(self) -> None:
+            self.set_y(-10)
+            self.set_font("helvetica", "", 7)
+            self.cell(0, 5, latin1(f"insdesk - page {self.page_no()}/{{nb}}"), align="C")
+
+    pdf = _Pdf(orientation="L", unit="mm", format="A4")
+    pdf.alias_nb_pages()
+    pdf.set_auto_page_break(auto=True, margin=14)
+    pdf.add_page()
+    return pdf
+
+
+def _line(pdf: Any, text: str, *, size: float = 9, style: str = "", height: float = 5) -> None:
+    from fpdf.enums import XPos, YPos
+
+    from services.results.pdf import latin1
+
+    pdf.set_font("helvetica", style, size)
+    pdf.multi_cell(0, height, latin1(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _header(pdf: Any, title: str, *, actor: Actor, lines: Sequence[str]) -> None:
+    now = datetime.now(PARIS).strftime("%d/%m/%Y %H:%M")
+    _line(pdf, title, size=14, style="B", height=8)
+    _line(pdf, f"Édité le {now} par {actor.login}")
+    for text in lines:
+        _line(pdf, text)
+    pdf.ln(2)
+
+
+def _table(pdf: Any, widths: Sequence[float], head: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from services.results.pdf import latin1
+
+    def head_row() -> None:
+        pdf.set_font("helvetica", "B", 7.5)
+        for w, h in zip(widths, head, strict=True):
+            pdf.cell(w, 5, latin1(h), border=1)
+        pdf.ln()
+
+    head_row()
+    pdf.set_font("helvetica", "", 7)
+    for row in rows:
+        if pdf.get_y() > pdf.h - 20:
+            pdf.add_page()
+            head_row()
+            pdf.set_font("helvetica", "", 7)
+        for w, value in zip(widths, row, strict=True):
+            text = latin1(value)
+            while text and pdf.get_string_width(text) > w - 1.5:
+                text = text[:-2] + "~"
+            pdf.cell(w, 4.5, text, border=1)
+        pdf.ln()
+
+
+def _write_log_pdf(
+    path: Path,
+    rows: Sequence[_Row],
+    *,
+    actor: Actor,
+    filt: dict[str, Any],
+    anchor: Anchor,
+    chain: ChainReport,
+) -> None:
+    pdf = _pdf()
+    # Also in the (uncompressed) document information, for scripts checking the anchor.
+    pdf.set_keywords(f"audit-anchor {anchor.last_id} {anchor.last_hash}")
+    fr = ", ".join(
+        [
+            f"du {filt['from'] or 'début'} au {filt['to'] or 'ce jour'}",
+            f"agent : {filt['agent'] or 'tous'}",
+        ]
+    )
+    if chain.ok:
+        status = f"Chaîne d'audit intègre ({chain.events} évènements vérifiés)"
+    else:
+        status = f"CHAÎNE D'AUDIT ROMPUE au n° {chain.first_bad} : {chain.reason or ''}"
+    _header(
+        pdf,
+        "Journal d'identitovigilance",
+        actor=actor,
+        lines=[
+            f"Filtre : {fr}",
+            f"Évènements exportés : {len(rows)}",
+            f"État de la chaîne (insdesk audit verify) : {status}",
+            f"Ancre : dernier évènement n° {anchor.last_id}, empreinte {anchor.last_hash}",
+        ],
+    )
+    _table(
+        pdf,
+        (14, 34, 24, 40, 14, 44, 107),
+        ("N°", "Date", "Agent", "Type", "Id.", "Patient", "Détail"),
+        [
+            (
+                str(r.id),
+                r.at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S"),
+                r.agent or "",
+                r.kind,
+                "" if r.identity_id is None else str(r.identity_id),
+                r.patient or "",
+                r.summary,
+            )
+            for r in rows
+        ],
+    )
+    pdf.output(str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Dashboard export
+
+
+def _dashboard_rows(dash: Dashboard) -> list[tuple[str, str, str, str]]:
+    """Long format: (section, key, metric, value)."""
+    out: list[tuple[str, str, str, str]] = []
+    for p in dash.rate:
+        key = p.period.isoformat()
+        out += [
+            ("qualification_rate", key, "identities", str(p.identities)),
+            ("qualification_rate", key, "qual", str(p.qual)),
+            ("qualification_rate", key, "rate", f"{p.rate:.4f}"),
+        ]
+    for a in dash.agents:
+        out += [
+            ("agent", a.agent, "created", str(a.created)),
+            ("agent", a.agent, "created_qual", str(a.created_qual)),
+            ("agent", a.agent, "rate", f"{a.rate:.4f}"),
+            ("agent", a.agent, "qualified", str(a.qualified)),
+        ]
+    for c in dash.channels:
+        out += [
+            ("channel", c.channel, "identities", str(c.identities)),
+            ("channel", c.channel, "qual", str(c.qual)),
+            ("channel", c.channel, "rate", f"{c.rate:.4f}"),
+        ]
+    for b in dash.blocked:
+        key = b.period.isoformat()
+        out += [
+            ("blocked_reports", key, "received", str(b.received)),
+            ("blocked_reports", key, "blocked", str(b.blocked)),
+        ]
+        out += [("blocked_reports", key, code, str(n)) for code, n in sorted(b.by_reason.items())]
+    return out
+
+
+def export_dashboard(
+    db: Database,
+    *,
+    actor: Actor,
+    fmt: Format,
+    out: Path,
+    by: Period = "day",
+    since: date | None = None,
+    until: date | None = None,
+) -> ExportResult:
+    """Export the dashboard figures; CSV columns ``section, key, metric, value`` (``events`` =
+    data rows); audited like ``export_log`` (``what: dashboard``)."""
+    require(actor, Right.AUDIT_EXPORT)
+    _check_format(fmt)
+    _check_range(since, until)
+    out = Path(out)
+    with db.session() as session:
+        dash = compute_dashboard(session, by=by, since=since, until=until)
+    anchor = db.audit_head()
+    rows = _dashboard_rows(dash)
+    with _staged(out) as tmp:
+        if fmt == "csv":
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh, lineterminator="\r\n")
+                writer.writerow(("section", "key", "metric", "value"))
+                writer.writerows(rows)
+        else:
+            _write_dashboard_pdf(tmp, dash, actor=actor, anchor=anchor)
+        with db.transaction() as session:
+            append_event(
+                session,
+                actor=actor.login,
+                kind=audit.AUDIT_EXPORTED,
+                details={
+                    "what": "dashboard",
+                    "format": fmt,
+                    "filter": {"by": by, "since": dash.since.isoformat(), "until": until},
+                    "events": len(rows),
+                    "file": out.name,
+                    "anchor": anchor.as_dict(),
+                },
+            )
+    return ExportResult(path=out.resolve(), events=len(rows), anchor=anchor)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f} %".replace(".", ",")
+
+
+def _write_dashboard_pdf(path: Path, dash: Dashboard, *, actor: Actor, anchor: Anchor) -> None:
+    pdf = _pdf()
+    pdf.set_keywords(f"audit-anchor {anchor.last_id} {anchor.last_hash}")
+    words = {"day": "jour", "week": "semaine", "month": "mois"}
+    _header(
+        pdf,
+        "Tableau de bord d'identitovigilance",
+        actor=actor,
+        lines=[
+            f"Depuis le {dash.since.isoformat()}, par {words[dash.by]}",
+            f"Ancre du journal d'audit : n° {anchor.last_id}, empreinte {anchor.last_hash}",
+        ],
+    )
+    _line(pdf, "Taux de qualification (identités QUAL / identités)", style="B")
+    _table(
+        pdf,
+        (40, 40, 40, 40),
+        ("Période", "Identités", "QUAL", "Taux"),
+        [(p.period.isoformat(), str(p.identities), str(p.qual), _pct(p.rate)) for p in dash.rate],
+    )
+    pdf.ln(3)
+    _line(pdf, "Par agent", style="B")
+    _table(
+        pdf,
+        (50, 40, 40, 40, 40),
+        ("Agent", "Créées", "dont QUAL", "Taux", "Qualifications"),
+        [(a.agent, str(a.created), str(a.created_qual), _pct(a.rate), str(a.qualified)) for a in dash.agents],
+    )
+    pdf.ln(3)
+    _line(pdf, "Par canal de saisie", style="B")
+    _table(
+        pdf,
+        (50, 40, 40, 40),
+        ("Canal", "Identités", "QUAL", "Taux"),
+        [(c.channel, str(c.identities), str(c.qual), _pct(c.rate)) for c in dash.channels],
+    )
+    pdf.ln(3)
+    _line(pdf, "Comptes rendus bloqués (verdict actuel, par date de réception)", style="B")
+    _table(
+        pdf,
+        (40, 30, 30, 170),
+        ("Période", "Reçus", "Bloqués", "Motifs"),
+        [
+            (
+                b.period.isoformat(),
+                str(b.received),
+                str(b.blocked),
+                ", ".join(f"{c} {n}" for c, n in sorted(b.by_reason.items())),
+            )
+            for b in dash.blocked
+        ],
+    )
+    pdf.output(str(path))
