@@ -202,7 +202,15 @@ def _conditions(session: Session, flt: ReviewFilter) -> list[Any] | None:
             conds.append(t.details["error_code"].as_string().is_(None))
     if not kinds:
         return None
-    conds.append(t.kind.in_(kinds) if len(kinds) > 1 else t.kind == kinds[0])
+    if len(kinds) == 1:
+        conds.append(t.kind == kinds[0])
+    elif len(kinds) <= 3:
+        conds.append(t.kind.in_(kinds))
+    else:
+        # Many kinds (the default): an IN list would make the planner merge several ranges of
+        # the (kind, id) index and sort them; excluding the other kinds keeps an id-ordered scan.
+        others = sorted(audit.EVENT_KINDS - set(kinds))
+        conds.append(t.kind.not_in(others) if others else sa.true())
     return conds
 
 
@@ -404,11 +412,13 @@ def count_events(session: Session, flt: ReviewFilter | None = None) -> int:
 
 @dataclass(frozen=True)
 class AnomalyThresholds:
-    """``repeated_searches``: failed INSi searches (01/02) of one identity that make an anomaly
-    (one search = the consecutive calls of one strategy run); ``burst_count`` qualifications by
-    one agent within ``burst_window``."""
+    """``repeated_searches``: failed INSi searches (01/02) of one identity that make an anomaly;
+    one search = the calls of one strategy run: consecutive audit ids (a run is saved in one
+    transaction, appends are serialised) less than ``search_gap`` apart. ``burst_count``
+    qualifications by one agent within ``burst_window``."""
 
     repeated_searches: int = 2
+    search_gap: timedelta = timedelta(seconds=5)
     burst_count: int = 20
     burst_window: timedelta = timedelta(minutes=10)
 
@@ -541,12 +551,15 @@ def anomalies(
                 )
             )
 
-    # Repeated 01/02: one search = a run of consecutive insi.call ids for one identity (a
-    # strategy run is saved in one transaction, and appends are serialised).
+    # Repeated 01/02: one search = a run of consecutive insi.call ids for one identity, close
+    # in time (see AnomalyThresholds).
     if conds is not None:
-        failed = sa.select(t.identity_id).where(
-            *conds, t.identity_id.is_not(None), t.details["cr"].as_string().in_(("01", "02"))
+        failed_stmt = (
+            sa.select(t.identity_id)
+            .where(*conds, t.identity_id.is_not(None), t.details["cr"].as_string().in_(("01", "02")))
+            .distinct()
         )
+        failed = [int(i) for i in session.execute(failed_stmt).scalars()]
         stmt = (
             sa.select(t.id, t.at, t.actor, t.identity_id, t.details)
             .where(*conds, t.identity_id.in_(failed))
@@ -555,7 +568,8 @@ def anomalies(
         runs: dict[int, list[list[Any]]] = defaultdict(list)
         for r in session.execute(stmt):
             id_runs = runs[int(r.identity_id)]
-            if id_runs and id_runs[-1][-1].id == r.id - 1:
+            prev = id_runs[-1][-1] if id_runs else None
+            if prev is not None and prev.id == r.id - 1 and r.at - prev.at < th.search_gap:
                 id_runs[-1].append(r)
             else:
                 id_runs.append([r])

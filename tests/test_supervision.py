@@ -1,0 +1,297 @@
+"""Supervisor review (issue #7): filters, anomalies, INSi drill-down, dashboard figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services.audit.log import INSI_CALL, append_event, verify_database
+from services.identity import service as svc
+from services.identity.matricule import OID_INS_NIR
+from services.storage.db import Database
+from services.storage.models import AuditEvent, InsiCall, Role
+from services.supervision import dashboard as dash
+from services.supervision import review as rv
+from services.users import Actor
+from tests.test_identity_service import NEXT_YEAR, RECEPTION, SUPERVISOR, make_traits, matricule
+
+RAPIDE = Actor("rapide", Role.RECEPTION)
+NAMES = ["ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO"]
+
+
+def today() -> datetime:
+    return datetime.now(rv.PARIS)
+
+
+def create(db: Database, name: str, actor: Actor = RECEPTION, **kw: object) -> int:
+    with db.transaction() as s:
+        identity = svc.create_identity(s, actor=actor, traits=make_traits(birth_name=name, **kw))
+        assert identity.id is not None
+        return identity.id
+
+
+def insi(db: Database, iid: int, crs: Sequence[str], actor: Actor = RECEPTION) -> list[int]:
+    """One INSi search (its attempts in one transaction, as ``save_calls`` does)."""
+    ids: list[int] = []
+    with db.transaction() as s:
+        for cr in crs:
+            call = InsiCall(
+                identity_id=iid,
+                user_login=actor.login,
+                operation="rechercherInsAvecTraitsIdentite",
+                cr=cr,
+                request_xml=f"<soap:Envelope>req {iid}</soap:Envelope>",
+                response_xml=f"<soap:Envelope>CR {cr}</soap:Envelope>",
+            )
+            s.add(call)
+            s.flush()
+            assert call.id is not None
+            ids.append(call.id)
+            append_event(
+                s,
+                actor=actor.login,
+                kind=INSI_CALL,
+                identity_id=iid,
+                details={"call_id": call.id, "cr": cr, "error_code": None, "automatic": False},
+            )
+    return ids
+
+
+def attach(db: Database, iid: int, body: str, actor: Actor = RECEPTION, **kw: object) -> None:
+    kw.setdefault("insi_traits", None)
+    with db.transaction() as s:
+        svc.attach_ins(s, actor=actor, identity_id=iid, matricule=matricule(body), oid=OID_INS_NIR, **kw)  # type: ignore[arg-type]
+
+
+def proof(db: Database, iid: int, actor: Actor = RECEPTION) -> None:
+    with db.transaction() as s:
+        svc.add_proof(s, actor=actor, identity_id=iid, document_type="passeport", expires=NEXT_YEAR)
+
+
+@dataclass
+class Seeded:
+    db: Database
+    ids: dict[str, int]
+
+
+def seed(db: Database, *, burst: int = 4) -> Seeded:
+    ids: dict[str, int] = {}
+    # ALPHA: INSi traits differing, accepted → traits_differ.
+    ids["ALPHA"] = a = create(db, "ALPHA")
+    call = insi(db, a, ["00"])[0]
+    with db.transaction() as s:
+        svc.attach_ins(
+            s,
+            actor=RECEPTION,
+            identity_id=a,
+            matricule=matricule("2850675115101"),
+            oid=OID_INS_NIR,
+            insi_traits=make_traits(birth_name="ALPHA", birthplace="75115"),
+            insi_call_id=call,
+            accept_insi_traits=True,
+        )
+    # BRAVO: proof without INSi (PROV→VALI), then flagged douteuse (VALI→PROV: downgrade).
+    ids["BRAVO"] = b = create(db, "BRAVO")
+    proof(db, b)
+    with db.transaction() as s:
+        svc.set_flag(s, actor=RECEPTION, identity_id=b, flag="douteuse", reason="pièce suspecte")
+    # CHARLIE: RECUP, then a strict trait edited by a supervisor (→ PROV).
+    ids["CHARLIE"] = c = create(db, "CHARLIE")
+    insi(db, c, ["00"])
+    attach(db, c, "2850675115102")
+    with db.transaction() as s:
+        svc.edit_identity(s, actor=SUPERVISOR, identity_id=c, birth_name="CHARLY", reason="erreur de saisie")
+    # DELTA: two searches without a unique answer (01 then 02) → repeated.
+    ids["DELTA"] = d = create(db, "DELTA")
+    insi(db, d, ["01", "01", "01"])
+    with db.transaction() as s:  # the agent changes something and tries again
+        svc.edit_identity(s, actor=RECEPTION, identity_id=d, used_name="DELTA-NOUVEAU")
+    insi(db, d, ["02"])
+    # ECHO: one search of three attempts ending in 00 → nothing.
+    ids["ECHO"] = e = create(db, "ECHO")
+    insi(db, e, ["01", "01", "00"])
+    # RAPIDE qualifies `burst` identities in a row (INSi then proof: no other anomaly).
+    for n in range(burst):
+        iid = create(db, f"RAPIDE{chr(65 + n)}", actor=RAPIDE)
+        insi(db, iid, ["00"], actor=RAPIDE)
+        attach(db, iid, f"28506751152{n:02d}", actor=RAPIDE)
+        proof(db, iid, actor=RAPIDE)
+        ids[f"RAPIDE{n}"] = iid
+    return Seeded(db, ids)
+
+
+@pytest.fixture
+def db(sqlite_url: str, tmp_path: Path) -> Iterator[Database]:
+    database = Database(sqlite_url, anchor_path=tmp_path / "anchor.json")
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def any_db(db_url: str, tmp_path: Path) -> Iterator[Database]:
+    database = Database(db_url, anchor_path=tmp_path / "anchor.json")
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+TH = rv.AnomalyThresholds(burst_count=4, burst_window=timedelta(minutes=10))
+
+
+def test_each_anomaly_kind_is_surfaced(any_db: Database) -> None:
+    seeded = seed(any_db)
+    ids = seeded.ids
+    with any_db.session() as s:
+        found = rv.anomalies(s, rv.ReviewFilter(), thresholds=TH)
+    by_kind: dict[str, list[rv.Anomaly]] = {}
+    for a in found:
+        by_kind.setdefault(a.kind, []).append(a)
+    assert set(by_kind) == set(rv.ANOMALY_KINDS)
+    assert [a.identity_id for a in by_kind[rv.TRAITS_DIFFER]] == [ids["ALPHA"]]
+    assert "birthplace" in by_kind[rv.TRAITS_DIFFER][0].message
+    assert [a.identity_id for a in by_kind[rv.STATUS_DOWNGRADE]] == [ids["BRAVO"]]
+    assert [a.identity_id for a in by_kind[rv.PROOF_WITHOUT_INSI]] == [ids["BRAVO"]]
+    assert [a.identity_id for a in by_kind[rv.STRICT_EDIT_VERIFIED]] == [ids["CHARLIE"]]
+    assert by_kind[rv.STRICT_EDIT_VERIFIED][0].agent == SUPERVISOR.login
+    repeated = by_kind[rv.REPEATED_NO_MATCH]
+    assert [a.identity_id for a in repeated] == [ids["DELTA"]]  # ECHO's one search is not repeated
+    assert len(repeated[0].event_ids) == 4 and "01/02" in repeated[0].message
+    burst = by_kind[rv.QUALIFICATION_BURST]
+    assert len(burst) == 1 and burst[0].agent == "rapide" and len(burst[0].event_ids) == 4
+    # Newest first.
+    assert [a.at for a in found] == sorted((a.at for a in found), reverse=True)
+    # Default thresholds (20 in 10 min): no burst for 4 qualifications.
+    with any_db.session() as s:
+        assert not [a for a in rv.anomalies(s) if a.kind == rv.QUALIFICATION_BURST]
+        # Filters narrow the anomalies too.
+        only = rv.anomalies(s, rv.ReviewFilter(agent="rapide"), thresholds=TH)
+        assert {a.kind for a in only} == {rv.QUALIFICATION_BURST}
+        assert (
+            rv.anomalies(s, rv.ReviewFilter(patient="delta"), thresholds=TH)[0].kind == rv.REPEATED_NO_MATCH
+        )
+    assert verify_database(any_db).ok
+
+
+def test_review_rows_filters_and_marks(db: Database) -> None:
+    seeded = seed(db)
+    ids = seeded.ids
+    d = today().date()
+    with db.session() as s:
+        total = s.execute(sa.select(sa.func.count()).select_from(AuditEvent)).scalar()
+        rows = rv.review_events(s, rv.ReviewFilter(), limit=1000)
+        assert len(rows) == total == rv.count_events(s)  # every event here is an identity event
+        assert [r.id for r in rows] == sorted((r.id for r in rows), reverse=True)
+        page = rv.review_events(s, rv.ReviewFilter(), limit=5, offset=5)
+        assert [r.id for r in page] == [r.id for r in rows[5:10]]
+
+        # Agent, dates (inclusive Paris days), patient, kinds, outcome.
+        by_agent = rv.review_events(s, rv.ReviewFilter(agent="rapide"), limit=1000)
+        assert by_agent and {r.agent for r in by_agent} == {"rapide"}
+        same_day = rv.review_events(s, rv.ReviewFilter(date_from=d, date_to=d), limit=1000)
+        assert len(same_day) == total
+        assert rv.review_events(s, rv.ReviewFilter(date_to=d - timedelta(days=1))) == []
+        assert rv.review_events(s, rv.ReviewFilter(date_from=d + timedelta(days=1))) == []
+        delta = rv.review_events(s, rv.ReviewFilter(patient="del"), limit=1000)
+        assert {r.identity_id for r in delta} == {ids["DELTA"]}
+        assert delta[0].patient == "DELTA CLAIRE"
+        assert {r.identity_id for r in rv.review_events(s, rv.ReviewFilter(patient=f"#{ids['ECHO']}"))} == {
+            ids["ECHO"]
+        }
+        assert rv.review_events(s, rv.ReviewFilter(patient="ZZZ")) == []
+        assert {r.identity_id for r in rv.review_events(s, rv.ReviewFilter(identity_id=ids["BRAVO"]))} == {
+            ids["BRAVO"]
+        }
+        proofs = rv.review_events(s, rv.ReviewFilter(kinds=("identity.proof_added",)), limit=1000)
+        assert proofs and {r.kind for r in proofs} == {"identity.proof_added"}
+        failed = rv.review_events(s, rv.ReviewFilter(outcome="01"), limit=1000)
+        assert len(failed) == 5 and {r.outcome for r in failed} == {"01"}
+        assert len(rv.review_events(s, rv.ReviewFilter(outcome="02"))) == 1
+        assert rv.count_events(s, rv.ReviewFilter(outcome="01", patient="ECHO")) == 2
+
+        # Row-level anomaly marks, and aggregate ones from anomalies().
+        bravo = {r.kind: r for r in rv.review_events(s, rv.ReviewFilter(identity_id=ids["BRAVO"]))}
+        assert bravo["identity.proof_added"].anomaly_reasons == (rv.PROOF_WITHOUT_INSI,)
+        downgrade = [
+            r for r in rv.review_events(s, rv.ReviewFilter(identity_id=ids["BRAVO"])) if r.is_anomaly
+        ]
+        assert {x for r in downgrade for x in r.anomaly_reasons} == {
+            rv.PROOF_WITHOUT_INSI,
+            rv.STATUS_DOWNGRADE,
+        }
+        found = rv.anomalies(s, thresholds=TH)
+        marked = rv.review_events(s, rv.ReviewFilter(patient="DELTA"), known_anomalies=found)
+        assert all(r.is_anomaly for r in marked if r.kind == INSI_CALL)
+        assert any("Statut VALI → PROV" in r.summary for r in downgrade)
+
+
+def test_insi_exchange_drill_down(db: Database) -> None:
+    iid = create(db, "FOXTROT")
+    call_id = insi(db, iid, ["01"])[0]
+    with db.session() as s:
+        row = rv.review_events(s, rv.ReviewFilter(kinds=(INSI_CALL,)))[0]
+        assert row.insi_call_id == call_id and row.outcome == "01"
+        ex = rv.insi_exchange(s, call_id)
+        assert ex is not None and not ex.purged
+        assert ex.request_xml == f"<soap:Envelope>req {iid}</soap:Envelope>"
+        assert ex.response_xml == "<soap:Envelope>CR 01</soap:Envelope>"
+        assert rv.insi_exchange(s, 999) is None
+
+
+def test_bad_outcome_filter(db: Database) -> None:
+    with db.session() as s, pytest.raises(ValueError):
+        rv.review_events(s, rv.ReviewFilter(outcome="maybe"))
+
+
+def test_review_query_plans_use_indexes(db: Database) -> None:
+    """The page queries are index range scans in id order (no full sort)."""
+    seed(db, burst=1)
+    d = today().date()
+    with db.session() as s:
+        for flt in (
+            rv.ReviewFilter(agent="rapide", date_from=d, date_to=d),
+            rv.ReviewFilter(date_from=d, date_to=d),
+            rv.ReviewFilter(kinds=("identity.proof_added",)),
+        ):
+            conds = rv._conditions(s, flt)
+            assert conds is not None
+            t = AuditEvent.__table__.c  # type: ignore[attr-defined]
+            stmt = sa.select(t.id).where(*conds).order_by(t.id.desc()).limit(50)
+            sql = str(stmt.compile(s.get_bind(), compile_kwargs={"literal_binds": True}))
+            plan = " | ".join(str(r[-1]) for r in s.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
+            assert "SEARCH audit_event USING" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+
+
+def test_dashboard_figures(db: Database) -> None:
+    seeded = seed(db)
+    d = today().date()
+    with db.session() as s:
+        points = dash.qualification_rate(s, by="day", since=d - timedelta(days=2))
+        assert [p.period for p in points] == [d - timedelta(days=2), d - timedelta(days=1), d]
+        last = points[-1]
+        assert last.identities == len(seeded.ids)
+        assert last.qual == 4  # the four RAPIDE identities
+        assert last.rate == pytest.approx(4 / len(seeded.ids))
+        assert points[0].identities == 0
+        weeks = dash.qualification_rate(s, by="week", since=d)
+        assert weeks[-1].qual == 4 and weeks[-1].period.weekday() == 0
+        months = dash.qualification_rate(s, by="month", since=d)
+        assert months[-1].period.day == 1
+        agents = {a.agent: a for a in dash.qualification_by_agent(s)}
+        assert agents["rapide"].created == 4 and agents["rapide"].created_qual == 4
+        assert agents["rapide"].qualified == 4 and agents["rapide"].rate == 1.0
+        assert agents["accueil1"].created == 5 and agents["accueil1"].created_qual == 0
+        channels = {c.channel: c for c in dash.qualification_by_channel(s)}
+        assert channels["manual"].identities == len(seeded.ids)
+        blocked = dash.blocked_by_reason(s, by="day", since=d)
+        assert blocked[-1].received == 0
+        full = dash.compute_dashboard(s, by="week").as_dict()
+        assert full["qualification_rate"][-1]["qual"] == 4
