@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_INSI_XML_DAYS",
     "DEFAULT_SCANS_YEARS",
     "MAX_SCANS_YEARS",
+    "PURGE_RIGHT",
     "PurgeReport",
     "purge",
     "retention_settings",
@@ -49,6 +50,7 @@ DEFAULT_SCANS_YEARS: Final = 5
 DEFAULT_INSI_XML_DAYS: Final = 90
 SETTING_INSI_XML_DAYS: Final = "retention.insi_xml_days"
 SETTING_SCANS_YEARS: Final = "retention.scans_years"
+PURGE_RIGHT: Final = Right.CONFIG
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def purge(
     now: datetime | None = None,
 ) -> PurgeReport:
     """Purge what is past its retention period (see the module docstring); audited."""
-    require(actor, Right.CONFIG)
+    require(actor, PURGE_RIGHT)
     now = now or utcnow()
     with db.transaction() as session:
         default_days, default_years = retention_settings(session)

@@ -1,13 +1,17 @@
-"""``audit verify``: the tamper-evident audit chain."""
+"""``audit verify``: the tamper-evident audit chain; ``audit export`` / ``audit dashboard``:
+audited CSV/PDF exports (issue #7); ``audit purge``: the retention purge (admin)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from services.audit.log import verify_database
+from services.supervision import export as sv_export
+from services.supervision import retention
 from services.users import Right
 from tui.context import CliContext
 
@@ -21,6 +25,33 @@ def register(sub: Any) -> None:
     p = audit.add_parser("verify", help="vérifie la chaîne d'audit")
     add_json(p)
     p.set_defaults(handler=verify)
+
+    p = audit.add_parser("export", help="exporte le journal d'identitovigilance (CSV ou PDF)")
+    p.add_argument("--format", dest="fmt", required=True, choices=("csv", "pdf"))
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--from", dest="date_from", metavar="AAAA-MM-JJ")
+    p.add_argument("--to", dest="date_to", metavar="AAAA-MM-JJ")
+    p.add_argument("--agent", metavar="LOGIN")
+    add_json(p)
+    p.set_defaults(handler=export)
+
+    p = audit.add_parser("dashboard", help="exporte le tableau de bord (CSV ou PDF)")
+    p.add_argument("--format", dest="fmt", required=True, choices=("csv", "pdf"))
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--by", default="day", choices=("day", "week", "month"))
+    p.add_argument("--since", metavar="AAAA-MM-JJ")
+    p.add_argument("--until", metavar="AAAA-MM-JJ")
+    add_json(p)
+    p.set_defaults(handler=dashboard)
+
+    p = audit.add_parser(
+        "purge", help="purge les scans de pièces et les échanges INSi bruts hors durée de conservation"
+    )
+    p.add_argument("--insi-xml-days", type=int, metavar="N")
+    p.add_argument("--scans-years", type=int, metavar="N")
+    p.add_argument("--dry-run", action="store_true")
+    add_json(p)
+    p.set_defaults(handler=purge)
 
 
 def verify(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -38,3 +69,69 @@ def verify(ctx: CliContext, args: argparse.Namespace) -> int:
 
     ctx.out.result(payload, human)
     return 0 if report.ok else 1
+
+
+def export(ctx: CliContext, args: argparse.Namespace) -> int:
+    from tui.commands.identity import parse_date_option
+
+    actor = ctx.actor(Right.AUDIT_EXPORT)
+    date_from = parse_date_option(args.date_from, field="from", label="La date de début")
+    date_to = parse_date_option(args.date_to, field="to", label="La date de fin")
+    result = sv_export.export_log(
+        ctx.db,
+        actor=actor,
+        fmt=args.fmt,
+        out=Path(args.out),
+        date_from=date_from,
+        date_to=date_to,
+        agent=args.agent,
+    )
+
+    def human(c: Console) -> None:
+        c.print(f"[green]✓ Journal exporté[/] : {result.events} évènements → {result.path}")
+        c.print(f"  Ancre : n° {result.anchor.last_id}, empreinte {result.anchor.last_hash}")
+
+    ctx.out.result(result.as_dict(), human)
+    return 0
+
+
+def dashboard(ctx: CliContext, args: argparse.Namespace) -> int:
+    from tui.commands.identity import parse_date_option
+
+    actor = ctx.actor(Right.AUDIT_EXPORT)
+    since = parse_date_option(args.since, field="since", label="La date de début")
+    until = parse_date_option(args.until, field="until", label="La date de fin")
+    result = sv_export.export_dashboard(
+        ctx.db, actor=actor, fmt=args.fmt, out=Path(args.out), by=args.by, since=since, until=until
+    )
+
+    def human(c: Console) -> None:
+        c.print(f"[green]✓ Tableau de bord exporté[/] : {result.events} lignes → {result.path}")
+
+    ctx.out.result({"path": str(result.path), "rows": result.events}, human)
+    return 0
+
+
+def purge(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(retention.PURGE_RIGHT)
+    report = retention.purge(
+        ctx.db,
+        actor=actor,
+        insi_xml_days=args.insi_xml_days,
+        scans_years=args.scans_years,
+        dry_run=args.dry_run,
+    )
+
+    def human(c: Console) -> None:
+        verb = "seraient purgés" if report.dry_run else "purgés"
+        c.print(f"Échanges INSi bruts de plus de {report.insi_xml_days} jours {verb} : {report.insi_calls}")
+        c.print(
+            f"Scans de pièces (dernière venue il y a plus de {report.scans_years} ans) {verb} : "
+            f"{report.scans}"
+        )
+        if not report.dry_run:
+            ids = ", ".join(str(i) for i in report.audit_events)
+            c.print(f"[green]✓ Purge tracée[/] dans le journal d'audit (évènements n° {ids})")
+
+    ctx.out.result(report.as_dict(), human)
+    return 0

@@ -1,0 +1,226 @@
+"""``insdesk audit export`` / ``audit dashboard`` and the export services (issue #7)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.audit.log import AUDIT_EXPORTED, list_events, verify_database
+from services.errors import BadRequest, PermissionDenied
+from services.storage.db import Database
+from services.storage.models import Role
+from services.supervision import export as ex
+from services.supervision.review import PARIS, REVIEW_KINDS
+from services.users import Actor
+from tests.test_cli import Cli, cli, create  # noqa: F401  (cli is a fixture)
+from tests.test_identity_service import SUPERVISOR
+
+ADMIN = Actor("admin", Role.ADMIN)
+
+
+def paris_today() -> str:
+    return datetime.now(PARIS).date().isoformat()
+
+
+def seeded(cli: Cli) -> list[int]:  # noqa: F811
+    ids = [create(cli, name=name) for name in ("MARTIN", "DURAND", "PETIT")]
+    code, _, _ = cli("identity", "proof", str(ids[0]), "--document", "passeport", user="accueil1")
+    assert code == 0
+    code, _, _ = cli("identity", "flag", str(ids[1]), "--set", "homonyme", user="accueil1")
+    assert code == 0
+    return ids
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_csv_export_rows_header_audited_chain_ok(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    ids = seeded(cli)
+    out = tmp_path / "journal.csv"
+    day = paris_today()
+    code, payload, _ = cli(
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+        "--from",
+        day,
+        "--to",
+        day,
+        user="superviseur1",
+    )
+    assert code == 0, payload
+    assert set(payload) == {"path", "events"}
+    assert Path(payload["path"]) == out.resolve()
+    rows = read_csv(out)
+    with out.open(encoding="utf-8") as fh:
+        header = fh.readline().strip().split(",")
+    assert header[:6] == ["id", "time", "agent", "kind", "identity", "details"] or {
+        "id",
+        "time",
+        "agent",
+        "kind",
+        "identity",
+        "details",
+    } <= set(header)
+    assert payload["events"] == len(rows)
+    db = Database(cli.db_url)
+    try:
+        with db.session() as s:
+            expected = [e for e in list_events(s, tz=PARIS) if e.kind in REVIEW_KINDS]
+            exported = list_events(s, kind=AUDIT_EXPORTED)
+        assert [int(r["id"]) for r in rows] == [e.id for e in expected]
+        assert {int(r["identity"]) for r in rows} == set(ids)
+        assert {r["kind"] for r in rows} >= {
+            "identity.created",
+            "identity.proof_added",
+            "identity.status_changed",
+            "identity.flag_set",
+        }
+        assert all(r["agent"] == "accueil1" for r in rows)
+        first = next(r for r in rows if r["kind"] == "identity.created")
+        assert json.loads(first["details"])["traits"]["birth_name"] == "MARTIN"
+        assert first["hash"] == expected[0].hash
+        # The export is audited with the filter, format and the number of rows written.
+        assert len(exported) == 1
+        ev = exported[0]
+        assert ev.actor == "superviseur1"
+        assert ev.details["format"] == "csv" and ev.details["events"] == len(rows)
+        assert ev.details["filter"] == {"from": day, "to": day, "agent": None}
+        assert verify_database(db).ok
+    finally:
+        db.dispose()
+    code, verify, _ = cli("audit", "verify", user="superviseur1")
+    assert code == 0 and verify["ok"] is True
+
+
+def test_export_filters_dates_and_agent(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    seeded(cli)
+    out = tmp_path / "x.csv"
+    yesterday = (datetime.now(PARIS).date() - timedelta(days=1)).isoformat()
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(out), "--to", yesterday, user="admin"
+    )
+    assert (code, payload["events"]) == (0, 0)
+    assert read_csv(out) == [] and out.read_text(encoding="utf-8").startswith("id,time,agent,kind,identity")
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(out), "--agent", "superviseur1", user="admin"
+    )
+    assert (code, payload["events"]) == (0, 0)
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(out), "--agent", "accueil1", user="admin"
+    )
+    assert code == 0 and payload["events"] == len(read_csv(out)) > 0
+    # Exports themselves and user events are not part of the identity-verification log.
+    assert not {r["kind"] for r in read_csv(out)} & {"audit.exported", "user.added"}
+
+
+def test_pdf_export_prints_anchor_and_chain_status(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    seeded(cli)
+    out = tmp_path / "journal.pdf"
+    code, payload, _ = cli("audit", "export", "--format", "pdf", "--out", str(out), user="superviseur1")
+    assert code == 0 and payload["events"] > 0
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF")
+    db = Database(cli.db_url)
+    try:
+        with db.session() as s:
+            (event,) = list_events(s, kind=AUDIT_EXPORTED)
+    finally:
+        db.dispose()
+    anchor = event.details["anchor"]
+    assert event.details["format"] == "pdf" and event.details["chain_ok"] is True
+    assert event.details["events"] == payload["events"]
+    assert f"audit-anchor {anchor['last_id']} {anchor['last_hash']}".encode() in data
+
+
+def test_export_rights_and_bad_input(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    seeded(cli)
+    out = tmp_path / "x.csv"
+    for user in ("accueil1", "bio1"):
+        code, payload, _ = cli("audit", "export", "--format", "csv", "--out", str(out), user=user)
+        assert code == 4, payload
+    assert not out.exists()
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(out), "--from", "2024-13-01", user="superviseur1"
+    )
+    assert code == 1 and payload["errors"][0]["field"] == "from"
+    code, payload, _ = cli(
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+        "--from",
+        "2024-02-02",
+        "--to",
+        "2024-02-01",
+        user="superviseur1",
+    )
+    assert code == 2
+    code, payload, _ = cli("audit", "export", "--format", "xls", "--out", str(out), user="superviseur1")
+    assert code == 2
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(tmp_path / "nope" / "x.csv"), user="superviseur1"
+    )
+    assert code == 2
+    assert not out.exists()
+
+
+def test_dashboard_export_cli_and_service(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    seeded(cli)
+    out = tmp_path / "tableau.csv"
+    code, payload, _ = cli("audit", "dashboard", "--format", "csv", "--out", str(out), user="superviseur1")
+    assert code == 0, payload
+    rows = read_csv(out)
+    assert payload["rows"] == len(rows) > 0
+    assert {r["section"] for r in rows} >= {"qualification_rate", "agent", "channel", "blocked_reports"}
+    today = paris_today()
+    ident = [r for r in rows if r["section"] == "qualification_rate" and r["key"] == today]
+    assert {r["metric"]: r["value"] for r in ident}["identities"] == "3"
+    pdf = tmp_path / "tableau.pdf"
+    code, payload, _ = cli(
+        "audit", "dashboard", "--format", "pdf", "--out", str(pdf), "--by", "week", user="admin"
+    )
+    assert code == 0 and pdf.read_bytes().startswith(b"%PDF")
+    code, _, _ = cli("audit", "dashboard", "--format", "pdf", "--out", str(pdf), user="accueil1")
+    assert code == 4
+    db = Database(cli.db_url)
+    try:
+        with db.session() as s:
+            exported = list_events(s, kind=AUDIT_EXPORTED)
+        assert [e.details["what"] for e in exported] == ["dashboard", "dashboard"]
+        assert verify_database(db).ok
+    finally:
+        db.dispose()
+
+
+def test_service_refuses_without_right_and_unaudited_export_leaves_no_file(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(sqlite_url, anchor_path=tmp_path / "a.json")
+    try:
+        with pytest.raises(PermissionDenied):
+            ex.export_log(db, actor=Actor("x", Role.RECEPTION), fmt="csv", out=tmp_path / "a.csv")
+        with pytest.raises(BadRequest):
+            ex.export_log(db, actor=SUPERVISOR, fmt="xml", out=tmp_path / "a.csv")  # type: ignore[arg-type]
+
+        def boom(*a: object, **k: object) -> None:
+            raise RuntimeError("audit failed")
+
+        monkeypatch.setattr(ex, "append_event", boom)
+        with pytest.raises(RuntimeError):
+            ex.export_log(db, actor=ADMIN, fmt="csv", out=tmp_path / "b.csv")
+        assert not (tmp_path / "b.csv").exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.csv")] == []
+    finally:
+        db.dispose()
