@@ -32,7 +32,7 @@ from sqlmodel import Session
 
 from services.audit import log as audit
 from services.storage.models import AuditEvent, Identity, Status
-from services.supervision.review import PARIS
+from services.supervision.review import PARIS, _id_bounds
 
 __all__ = [
     "AgentFigures",
@@ -213,22 +213,33 @@ def qualification_rate(
     at = AuditEvent.__table__.c  # type: ignore[attr-defined]
     first = _start(period_start(since, by))
 
-    before_stmt = sa.select(sa.func.count()).where(it.created_at < first)
-    created_before = int(session.execute(before_stmt).scalar() or 0)
+    # Counts at the start of the first period = current counts minus what happened since: only
+    # the events since ``since`` are read (an id range found on the ``at`` index).
+    since_ids = _id_bounds(session, first, None)
+    after = [at.kind == audit.IDENTITY_STATUS_CHANGED, at.at >= first]
+    if since_ids is not None:
+        after.append(at.id >= since_ids[0])
     cday = _day_expr(session, it.created_at)
     created = session.execute(
         sa.select(cday, sa.func.count()).where(it.created_at >= first).group_by(cday)
     ).all()
+    table = Identity.__table__  # type: ignore[attr-defined]
+    created_now = int(session.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
+    created_before = created_now - sum(int(n) for _, n in created)
 
     to_q = sa.case((at.details["to"].as_string() == Status.QUAL.value, 1), else_=0)
     from_q = sa.case((at.details["from"].as_string() == Status.QUAL.value, 1), else_=0)
     delta = sa.func.sum(to_q - from_q)
-    base = sa.select(delta).where(at.kind == audit.IDENTITY_STATUS_CHANGED, at.at < first)
-    qual_before = int(session.execute(base).scalar() or 0)
     eday = _day_expr(session, at.at)
-    deltas = session.execute(
-        sa.select(eday, delta).where(at.kind == audit.IDENTITY_STATUS_CHANGED, at.at >= first).group_by(eday)
-    ).all()
+    deltas = (
+        session.execute(sa.select(eday, delta).where(*after).group_by(eday)).all()
+        if since_ids is not None
+        else []
+    )
+    qual_now = int(
+        session.execute(sa.select(sa.func.count()).where(it.status == Status.QUAL.value)).scalar() or 0
+    )
+    qual_before = qual_now - sum(int(n or 0) for _, n in deltas)
 
     created_per: dict[date, int] = defaultdict(int)
     for day, n in created:
@@ -260,7 +271,11 @@ def qualification_by_agent(session: Session, *, since: date | None = None) -> li
         at.kind == audit.IDENTITY_STATUS_CHANGED, at.details["to"].as_string() == Status.QUAL.value
     )
     if since is not None:
-        stmt = stmt.where(at.at >= _start(since))
+        bounds = _id_bounds(session, _start(since), None)
+        if bounds is None:
+            stmt = stmt.where(sa.false())
+        else:
+            stmt = stmt.where(at.at >= _start(since), at.id >= bounds[0])
     qualified = {str(a or "?"): int(n) for a, n in session.execute(stmt.group_by(at.actor))}
     agents = sorted(set(created) | set(qualified))
     return [
