@@ -24,8 +24,8 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-def db(sqlite_url: str, tmp_path: Path) -> Iterator[Database]:
-    database = Database(sqlite_url, anchor_path=tmp_path / "anchor.json")
+def db(db_url: str, tmp_path: Path) -> Iterator[Database]:
+    database = Database(db_url, anchor_path=tmp_path / "anchor.json")
     try:
         yield database
     finally:
