@@ -18,6 +18,8 @@ from services.storage.models import AuditEvent, InsiCall, Role
 from services.supervision import dashboard as dash
 from services.supervision import review as rv
 from services.users import Actor
+from tests.test_cli import Cli, cli  # noqa: F401  (cli is a fixture)
+from tests.test_cli import create as cli_create
 from tests.test_identity_service import NEXT_YEAR, RECEPTION, SUPERVISOR, make_traits, matricule
 
 RAPIDE = Actor("rapide", Role.RECEPTION)
@@ -295,3 +297,25 @@ def test_dashboard_figures(db: Database) -> None:
         assert blocked[-1].received == 0
         full = dash.compute_dashboard(s, by="week").as_dict()
         assert full["qualification_rate"][-1]["qual"] == 4
+
+
+def test_review_page_and_cli(cli: Cli) -> None:  # noqa: F811
+    iid = cli_create(cli, name="MARTIN")
+    code, _, _ = cli("identity", "proof", str(iid), "--document", "passeport", user="accueil1")
+    assert code == 0
+    code, out, _ = cli("audit", "review", user="superviseur1")
+    assert code == 0, out
+    assert set(out) == {"anomalies", "events", "total"}
+    assert [a["kind"] for a in out["anomalies"]] == [rv.PROOF_WITHOUT_INSI]
+    assert out["total"] == len(out["events"]) == 3
+    assert out["events"][0]["kind"] == "identity.status_changed"
+    proof_row = next(e for e in out["events"] if e["kind"] == "identity.proof_added")
+    assert proof_row["is_anomaly"] and proof_row["patient"].startswith("MARTIN")
+    code, out, _ = cli("audit", "review", "--kind", "identity.created", "--limit", "1", user="superviseur1")
+    assert code == 0 and out["total"] == 1 and out["events"][0]["kind"] == "identity.created"
+    code, out, _ = cli("audit", "review", "--outcome", "01", user="superviseur1")
+    assert code == 0 and out["events"] == []
+    code, out, _ = cli("audit", "review", "--from", "demain", user="superviseur1")
+    assert code == 1
+    code, out, _ = cli("audit", "review", user="accueil1")
+    assert code == 4

@@ -38,12 +38,14 @@ __all__ = [
     "AnomalyThresholds",
     "InsiExchangeView",
     "ReviewFilter",
+    "ReviewPage",
     "ReviewRow",
     "anomalies",
     "count_events",
     "day_bounds",
     "insi_exchange",
     "review_events",
+    "review_page",
     "summarize",
 ]
 
@@ -707,3 +709,39 @@ def insi_exchange(session: Session, call_id: int) -> InsiExchangeView | None:
         request_xml=call.request_xml,
         response_xml=call.response_xml,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# One call for the screen
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    """What the review screen shows: anomalies first, then one page of events (newest first)."""
+
+    anomalies: list[Anomaly]
+    rows: list[ReviewRow]
+    total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "anomalies": [a.as_dict() for a in self.anomalies],
+            "events": [r.as_dict() for r in self.rows],
+            "total": self.total,
+        }
+
+
+def review_page(
+    session: Session,
+    flt: ReviewFilter | None = None,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    thresholds: AnomalyThresholds | None = None,
+    with_anomalies: bool = True,
+) -> ReviewPage:
+    """``anomalies`` + ``review_events`` (rows marked with them) + ``count_events``."""
+    flt = flt or ReviewFilter()
+    found = anomalies(session, flt, thresholds=thresholds) if with_anomalies else []
+    rows = review_events(session, flt, limit=limit, offset=offset, known_anomalies=found)
+    return ReviewPage(anomalies=found, rows=rows, total=count_events(session, flt))

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from services.audit.log import verify_database
 from services.supervision import export as sv_export
-from services.supervision import retention
+from services.supervision import retention, review
 from services.users import Right
 from tui.context import CliContext
 
@@ -34,6 +34,18 @@ def register(sub: Any) -> None:
     p.add_argument("--agent", metavar="LOGIN")
     add_json(p)
     p.set_defaults(handler=export)
+
+    p = audit.add_parser("review", help="revue du journal d'identitovigilance : anomalies puis évènements")
+    p.add_argument("--agent", metavar="LOGIN")
+    p.add_argument("--from", dest="date_from", metavar="AAAA-MM-JJ")
+    p.add_argument("--to", dest="date_to", metavar="AAAA-MM-JJ")
+    p.add_argument("--patient", metavar="NOM|#ID")
+    p.add_argument("--kind", action="append", metavar="KIND")
+    p.add_argument("--outcome", choices=review.OUTCOMES)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    add_json(p)
+    p.set_defaults(handler=review_cmd)
 
     p = audit.add_parser("dashboard", help="exporte le tableau de bord (CSV ou PDF)")
     p.add_argument("--format", dest="fmt", required=True, choices=("csv", "pdf"))
@@ -134,4 +146,38 @@ def purge(ctx: CliContext, args: argparse.Namespace) -> int:
             c.print(f"[green]✓ Purge tracée[/] dans le journal d'audit (évènements n° {ids})")
 
     ctx.out.result(report.as_dict(), human)
+    return 0
+
+
+def review_cmd(ctx: CliContext, args: argparse.Namespace) -> int:
+    from services.errors import BadRequest
+    from tui.commands.identity import parse_date_option
+
+    ctx.actor(Right.STATS)
+    if args.limit < 1 or args.offset < 0:
+        raise BadRequest("--limit doit être positif et --offset positif ou nul.", code="bad_page")
+    flt = review.ReviewFilter(
+        agent=args.agent,
+        date_from=parse_date_option(args.date_from, field="from", label="La date de début"),
+        date_to=parse_date_option(args.date_to, field="to", label="La date de fin"),
+        patient=args.patient,
+        kinds=tuple(args.kind) if args.kind else None,
+        outcome=args.outcome,
+    )
+    with ctx.db.session() as session:
+        page = review.review_page(session, flt, limit=args.limit, offset=args.offset)
+
+    def human(c: Console) -> None:
+        c.print(f"[bold]Anomalies[/] : {len(page.anomalies)}")
+        for a in page.anomalies:
+            who = f" · {a.agent}" if a.agent else ""
+            ident = f" · identité n° {a.identity_id}" if a.identity_id is not None else ""
+            c.print(f"  [red]![/] {a.label}{who}{ident} — {a.message}")
+        c.print(f"[bold]Évènements[/] : {len(page.rows)} sur {page.total}")
+        for r in page.rows:
+            mark = "[red]![/] " if r.is_anomaly else "  "
+            when = r.at.astimezone(review.PARIS).strftime("%d/%m/%Y %H:%M")
+            c.print(f"{mark}n° {r.id} {when} {r.agent or '-'} {r.patient or ''} — {r.summary}")
+
+    ctx.out.result(page.as_dict(), human)
     return 0
