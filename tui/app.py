@@ -11,13 +11,14 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.reactive import reactive
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from services.errors import InsdeskError
 from services.storage.db import Database
-from services.users import ROLE_LABELS, Actor
+from services.storage.models import Role
+from services.users import ROLE_LABELS, Actor, Right
 from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
 from tui.screens.insi_screen import LateInsiAnswer
@@ -81,6 +82,13 @@ class InsdeskApp(App[None]):
             tooltip="Attributs de l'identité (douteuse, fictive, homonyme), déqualification",
         ),
         Binding(
+            "f8",
+            "results",
+            "Résultats",
+            id="app.results",
+            tooltip="Résultats bloqués pour Mon Espace Santé",
+        ),
+        Binding(
             "question_mark,f1",
             "help",
             "Aide",
@@ -135,20 +143,34 @@ class InsdeskApp(App[None]):
 
     def logged_in(self, actor: Actor) -> None:
         from tui.screens.home import HomeScreen
+        from tui.screens.results_blocked import ResultsBlockedScreen
 
         self.actor = actor
         self.sub_title = f"{self.services.site_name} · {actor.login} ({ROLE_LABELS[actor.role]})"
-        self.switch_screen(HomeScreen())
+        # A biologist works on the results; the other roles start at the reception search (F8).
+        self.switch_screen(ResultsBlockedScreen() if actor.role == Role.BIOLOGIST else HomeScreen())
         self.refresh_bindings()
 
     # -- which keys are live -----------------------------------------------------------------
 
+    def _working_screen(self) -> Screen[object]:
+        """The screen the agent works on (the one under the command palette when it is open)."""
+        screen = self.screen
+        if isinstance(screen, CommandPalette) and len(self.screen_stack) > 1:
+            return self.screen_stack[-2]
+        return screen
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _DESK_ACTIONS:
-            screen = self.screen
-            return self.actor is not None and (
-                not isinstance(screen, ModalScreen) or isinstance(screen, CommandPalette)
-            )
+        if action in _DESK_ACTIONS or action == "results":
+            screen = self._working_screen()
+            if self.actor is None or isinstance(screen, ModalScreen):
+                return False
+            if action == "results":
+                from tui.screens.results_blocked import ResultsBlockedScreen
+
+                allowed = self.actor.can(Right.RESULTS) or self.actor.can(Right.STATS)
+                return allowed and not isinstance(screen, ResultsBlockedScreen)
+            return getattr(screen, "DESK_ACTIONS", True) is not False
         if action == "help":
             # "?" is typed as text in a password or a free-text field (a reason).
             focused = self.focused
@@ -276,6 +298,16 @@ class InsdeskApp(App[None]):
         summary = self._identity_or_warn()
         if summary is not None:
             self.push_screen(HistoryScreen(summary))
+
+    def action_results(self) -> None:
+        """« Résultats bloqués » (F8), above the current screen (back to it if already open)."""
+        from tui.screens.results_blocked import ResultsBlockedScreen
+
+        if any(isinstance(s, ResultsBlockedScreen) for s in self.screen_stack):
+            while not isinstance(self.screen, ResultsBlockedScreen):
+                self.pop_screen()
+            return
+        self.push_screen(ResultsBlockedScreen())
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

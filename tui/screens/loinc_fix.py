@@ -1,0 +1,312 @@
+"""The LOINC fix (from a report's result): search the value set, pick a code, map the local code.
+
+Results as you type (``search_value_set``: a code prefix, or the words of the French label), in
+a worker. Entrée maps the highlighted code (or the code typed, when nothing is listed): the
+mapping is checked first (``validate_mapping``) and refused with the French message when it
+would still block (invalid, not in the value set, deprecated, unit incompatible) — nothing
+changes then. Otherwise ``set_mapping`` stores it, audited, and the gate recomputes the
+verdicts in the same transaction; the modal returns the reports released.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Final, cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from services.results.catalog import blocking, get_entry, set_mapping, validate_mapping
+from services.results.loinc import normalize_loinc_code, search_value_set
+from services.users import Right, require
+from tui.screens.results_blocked import clip
+from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_input import DeskInput
+
+if TYPE_CHECKING:
+    from tui.app import InsdeskApp
+
+SEARCH_DEBOUNCE_S = 0.15
+SEARCH_LIMIT = 30
+LABEL_WIDTH = 45
+_CODE_TYPED = re.compile(r"^\s*\d{1,7}-\d\s*$")
+STATUS_WORDS: Final = {
+    "ACTIVE": "actif",
+    "TRIAL": "essai",
+    "DISCOURAGED": "déconseillé",
+    "DEPRECATED": "obsolète",
+}
+STATUS_STYLES: Final = {"DISCOURAGED": "dark_orange", "DEPRECATED": "red"}
+
+
+def released_sentence(n: int) -> str:
+    """« 3 comptes rendus débloqués pour MES » (from the gate's recomputation)."""
+    if n == 0:
+        return "Correspondance enregistrée ; aucun compte rendu débloqué (d'autres motifs restent)."
+    if n == 1:
+        return "1 compte rendu débloqué pour MES"
+    return f"{n} comptes rendus débloqués pour MES"
+
+
+@dataclass(frozen=True)
+class FixTarget:
+    """The result whose local code gets a new LOINC mapping."""
+
+    report_id: int
+    local_code: str
+    label: str
+    unit: str | None
+    """The result's unit (used for a new catalogue entry, or one without unit)."""
+    entry_version: int | None
+    """The catalogue entry's version when read (None: not in the catalogue yet)."""
+    entry_unit: str | None
+    specimen: str | None
+    current: str
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FixResult:
+    local_code: str
+    loinc: str
+    released: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Hit:
+    code: str
+    label: str
+    status: str
+
+
+class HitsTable(DataTable[object]):
+    """The value-set codes found; the focus stays in the search box (↑/↓ and Entrée act from there)."""
+
+    can_focus = False
+
+
+class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalScreen first: its CSS
+    BINDINGS = [
+        Binding("escape", "cancel", "Annuler", id="loinc.cancel", tooltip="Fermer sans rien changer"),
+        Binding("up", "cursor(-1)", show=False, id="loinc.up", tooltip="Code précédent"),
+        Binding("down", "cursor(1)", show=False, id="loinc.down", tooltip="Code suivant"),
+        Binding("pageup", "cursor(-5)", show=False, id="loinc.pageup", tooltip="Cinq codes plus haut"),
+        Binding("pagedown", "cursor(5)", show=False, id="loinc.pagedown", tooltip="Cinq codes plus bas"),
+    ]
+
+    @dataclass
+    class Found(Message):
+        query: str
+        hits: list[Hit]
+
+    @dataclass
+    class Refused(Message):
+        code: str
+        messages: list[str]
+
+    @dataclass
+    class Applied(Message):
+        result: FixResult
+
+    def __init__(self, target: FixTarget) -> None:
+        super().__init__()
+        self.target = target
+        self._hits: list[Hit] = []
+        self._busy = False
+
+    @property
+    def insdesk(self) -> InsdeskApp:
+        return cast("InsdeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        t = self.target
+        with Vertical(id="loinc-box", classes="modal-box"):
+            yield Static(f"Code LOINC de « {t.label} » ({t.local_code})", classes="modal-title")
+            unit = t.entry_unit or t.unit
+            facts = [
+                f"Actuel : {t.current or 'aucun'}",
+                f"Unité : {unit or '—'}",
+                f"Prélèvement : {t.specimen or '—'}",
+            ]
+            if t.entry_version is None:
+                facts.append("nouveau dans le catalogue")
+            yield Static(" · ".join(facts), id="loinc-facts")
+            if t.problems:
+                yield Static(Text("\n".join(t.problems)), id="loinc-problem")
+            with Horizontal(id="loinc-search-row"):
+                yield Label("Rechercher :", id="loinc-search-label")
+                yield DeskInput(
+                    _first_word(t.label),
+                    id="loinc-search",
+                    placeholder="code LOINC ou mots du libellé",
+                    compact=True,
+                )
+            table = HitsTable(id="loinc-hits", cursor_type="row", zebra_stripes=True)
+            table.add_column("Code", key="code", width=8)
+            table.add_column("Libellé", key="label", width=LABEL_WIDTH)
+            table.add_column("Statut", key="status", width=11)
+            yield table
+            yield Static("", id="loinc-message")
+            yield Static("↑↓ choisir · Entrée : associer ce code · Échap : annuler", classes="modal-hint")
+
+    @property
+    def search_input(self) -> DeskInput:
+        return self.query_one("#loinc-search", DeskInput)
+
+    @property
+    def table(self) -> HitsTable:
+        return self.query_one("#loinc-hits", HitsTable)
+
+    def on_mount(self) -> None:
+        self.search_input.focus()
+        self._search(self.search_input.value, 0.0)
+
+    def action_cancel(self) -> None:
+        if not self._busy:
+            self.dismiss(None)
+
+    def _message(self, text: str | Text, *, error: bool = False) -> None:
+        message = self.query_one("#loinc-message", Static)
+        message.update(text)
+        message.set_class(error, "-error")
+
+    # -- search ----------------------------------------------------------------------------------
+
+    @on(DeskInput.Changed, "#loinc-search")
+    def _changed(self, event: DeskInput.Changed) -> None:
+        self._search(event.value, SEARCH_DEBOUNCE_S)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="search")
+    def _search(self, query: str, delay: float) -> None:
+        worker = get_current_worker()
+        if delay:
+            time.sleep(delay)  # debounce: a newer keystroke cancels this search
+        if worker.is_cancelled:
+            return
+        with self.insdesk.services.db.session() as session:
+            found = search_value_set(session, query, limit=SEARCH_LIMIT)
+            hits = [Hit(c.code, c.label_fr, str(c.status)) for c in found]
+        if not worker.is_cancelled:
+            self.post_message(self.Found(query, hits))
+
+    @on(Found)
+    def _found(self, event: Found) -> None:
+        if event.query != self.search_input.value:
+            return
+        self._hits = event.hits
+        table = self.table
+        table.clear()
+        for hit in event.hits:
+            table.add_row(
+                hit.code,
+                clip(hit.label, LABEL_WIDTH),
+                Text(STATUS_WORDS.get(hit.status, hit.status), style=STATUS_STYLES.get(hit.status, "")),
+                key=hit.code,
+            )
+        if event.hits:
+            table.move_cursor(row=0)
+        query = event.query.strip()
+        n = len(event.hits)
+        if not query:
+            self._message("Tapez un code LOINC ou des mots du libellé français.")
+        elif n == 0:
+            hint = " : Entrée pour l'essayer tel quel" if _CODE_TYPED.match(query) else ""
+            self._message(f"Aucun code du jeu de valeurs pour « {query} »{hint}.")
+        else:
+            more = " (précisez la recherche)" if n >= SEARCH_LIMIT else ""
+            self._message(f"{n} code{'s' if n > 1 else ''} pour « {query} »{more}")
+
+    def action_cursor(self, delta: int) -> None:
+        table = self.table
+        if table.row_count:
+            table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + delta)))
+
+    # -- pick --------------------------------------------------------------------------------------
+
+    def chosen_code(self) -> str | None:
+        """The highlighted code, else the code typed (tried as it is)."""
+        table = self.table
+        if table.row_count and self._hits and 0 <= table.cursor_row < len(self._hits):
+            return self._hits[table.cursor_row].code
+        query = self.search_input.value
+        return normalize_loinc_code(query) if _CODE_TYPED.match(query) else None
+
+    @on(DeskInput.Submitted, "#loinc-search")
+    def _submitted(self) -> None:
+        if self._busy:
+            return
+        code = self.chosen_code()
+        if code is None:
+            self._message("Choisissez un code dans la liste (↑↓) ou tapez un code LOINC complet.", error=True)
+            return
+        self._busy = True
+        self._message(f"Association de {self.target.local_code} à {code}…")
+        self._apply(code)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="apply")
+    def _apply(self, code: str) -> None:
+        t = self.target
+        actor = self.insdesk.actor
+        assert actor is not None
+        try:
+            require(actor, Right.CATALOG)
+            with self.insdesk.services.db.transaction() as session:
+                entry = get_entry(session, t.local_code)
+                unit = entry.unit if entry is not None and entry.unit else t.unit
+                specimen = entry.specimen if entry is not None else None
+                candidate = SimpleNamespace(loinc=code, unit=unit, specimen=specimen)
+                refused = blocking(validate_mapping(session, candidate))
+                if refused:
+                    self.post_message(self.Refused(code, [p.message for p in refused]))
+                    return  # nothing written: the transaction commits nothing
+                change = set_mapping(
+                    session,
+                    actor=actor,
+                    local_code=t.local_code,
+                    loinc=code,
+                    expect_version=t.entry_version,
+                    unit=unit if entry is None or not entry.unit else None,
+                    label=t.label if entry is None else None,
+                )
+                gate = change.gate
+                released = list(gate.released) if gate is not None else []
+                warnings = [p.message for p in change.problems if not p.blocking]
+        finally:
+            self._busy = False
+        self.post_message(
+            self.Applied(FixResult(t.local_code, change.entry.loinc or code, released, warnings))
+        )
+
+    @on(Worker.StateChanged)
+    def _apply_failed(self, event: Worker.StateChanged) -> None:
+        """The error modal says why (``WorkerErrorsToApp``); this box says that nothing changed."""
+        if event.worker.group == "apply" and event.state is WorkerState.ERROR:
+            self._message("Correspondance non enregistrée : rien n'a changé.", error=True)
+
+    @on(Refused)
+    def _refused(self, event: Refused) -> None:
+        text = Text(f"{event.code} refusé : ", style="bold")
+        text.append(" ".join(event.messages))
+        self._message(text, error=True)
+        self.app.bell()
+
+    @on(Applied)
+    def _applied(self, event: Applied) -> None:
+        self.dismiss(event.result)
+
+
+def _first_word(label: str) -> str:
+    """The label's first word, to start the search with (« Potassium (sang total) » → Potassium)."""
+    words = re.findall(r"[^\W\d_]{3,}", label)
+    return words[0] if words else ""

@@ -1,0 +1,347 @@
+"""One report (from « Résultats bloqués »): its verdict, each result with its LOINC mapping and problem.
+
+On a result whose LOINC mapping is the problem, ``l`` (or Entrée) opens the LOINC fix modal;
+after a fix the report is read again (its verdict is recomputed by the gate in the same
+transaction as the mapping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from sqlmodel import col, select
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from services.errors import NotFound
+from services.results.catalog import get_entry
+from services.results.loinc import get_code
+from services.results.models import LabReport, Observation
+from services.storage.models import Identity
+from services.users import Right, require
+from tui.format import fr_datetime
+from tui.screens.loinc_fix import FixResult, FixTarget, LoincFixModal, released_sentence
+from tui.screens.results_blocked import (
+    LOINC_PROBLEMS,
+    clip,
+    patient_name,
+    reason_label,
+    status_text,
+)
+from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from tui.app import InsdeskApp
+
+LABEL_WIDTH = 22
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    key: str
+    local_code: str
+    label: str
+    value: str
+    unit: str
+    reference_range: str
+    loinc: str
+    """The mapping used: the catalogue's, else the message's (``LN``), else ""."""
+    loinc_source: str
+    """``catalogue``, ``message`` or ""."""
+    loinc_label: str
+    problems: tuple[tuple[str, str], ...]
+    """(reason code, French message) from the gate's verdict."""
+    entry_version: int | None
+    entry_unit: str | None
+    specimen: str | None
+
+    @property
+    def loinc_problem(self) -> bool:
+        return any(code in LOINC_PROBLEMS for code, _ in self.problems)
+
+    def fix_target(self, report_id: int) -> FixTarget:
+        return FixTarget(
+            report_id=report_id,
+            local_code=self.local_code,
+            label=self.label,
+            unit=self.unit or None,
+            entry_version=self.entry_version,
+            entry_unit=self.entry_unit,
+            specimen=self.specimen,
+            current=self.loinc if self.loinc_source == "catalogue" else "",
+            problems=tuple(message for code, message in self.problems if code in LOINC_PROBLEMS),
+        )
+
+
+@dataclass(frozen=True)
+class ReportView:
+    id: int
+    patient: str
+    local_id: str
+    received: str
+    status: str
+    report_reasons: tuple[tuple[str, str], ...]
+    observations: tuple[ObservationRow, ...]
+
+
+def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
+    """The report as the screen shows it (in a worker; Right.RESULTS)."""
+    require(actor, Right.RESULTS)
+    report = session.get(LabReport, report_id)
+    if report is None:
+        raise NotFound(f"Compte rendu n°{report_id} introuvable.", code="report_not_found")
+    identity = session.get(Identity, report.identity_id) if report.identity_id is not None else None
+    local_ids = [str(x) for x in report.patient_local_ids or []]
+    if identity is not None:
+        patient = patient_name(identity.birth_name, identity.first_name)
+        local_id = identity.local_id if identity.local_id in local_ids else ""
+    else:
+        traits = report.patient_traits or {}
+        firsts = traits.get("first_names") or []
+        patient = patient_name(traits.get("birth_name"), firsts[0] if firsts else None)
+        patient += " (non rapproché)"
+    local_id = (local_id if identity is not None else "") or (local_ids[0] if local_ids else "")
+    reasons = [
+        (str(r.get("code")), r.get("observation"), str(r.get("message") or "")) for r in report.reasons or []
+    ]
+    observations = session.exec(
+        select(Observation)
+        .where(Observation.report_id == report_id)
+        .order_by(col(Observation.request_id), col(Observation.seq), col(Observation.id))
+    ).all()
+    rows: list[ObservationRow] = []
+    entries: dict[str, Any] = {}
+    for obs in observations:
+        code = obs.local_code or ""
+        if code and code not in entries:
+            entries[code] = get_entry(session, code)
+        entry = entries.get(code)
+        loinc, source = "", ""
+        if entry is not None and entry.loinc:
+            loinc, source = entry.loinc, "catalogue"
+        elif obs.loinc_in_message:
+            loinc, source = obs.loinc_in_message, "message"
+        known = get_code(session, loinc) if loinc else None
+        value = obs.value or ""
+        if obs.abnormal_flag and obs.abnormal_flag != "N":
+            value += f" ({obs.abnormal_flag})"
+        rows.append(
+            ObservationRow(
+                key=str(obs.id),
+                local_code=code,
+                label=obs.label or (entry.label if entry is not None else "") or code,
+                value=value,
+                unit=obs.unit or "",
+                reference_range=obs.reference_range or "",
+                loinc=loinc,
+                loinc_source=source,
+                loinc_label=known.label_fr if known is not None else "",
+                problems=tuple((c, m) for c, o, m in reasons if o is not None and o == code),
+                entry_version=int(entry.version) if entry is not None else None,
+                entry_unit=entry.unit if entry is not None else None,
+                specimen=entry.specimen if entry is not None else None,
+            )
+        )
+    return ReportView(
+        id=int(report.id or 0),
+        patient=patient,
+        local_id=local_id,
+        received=fr_datetime(report.received_at),
+        status=str(report.status),
+        report_reasons=tuple((c, m) for c, o, m in reasons if o is None),
+        observations=tuple(rows),
+    )
+
+
+class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its CSS applies
+    HELP_TITLE = "Compte rendu : touches"
+    DESK_ACTIONS = False
+    BINDINGS = [
+        Binding(
+            "l",
+            "fix_loinc",
+            "Corriger LOINC",
+            id="report.fix_loinc",
+            key_display="l",
+            tooltip="Corriger le code LOINC du résultat sélectionné",
+        ),
+        Binding(
+            "escape", "back", "Retour", id="report.back", tooltip="Revenir à la liste des comptes rendus"
+        ),
+        Binding("ctrl+r", "reload", "Actualiser", id="report.reload", tooltip="Relire le compte rendu"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        view: ReportView
+
+    def __init__(self, report_id: int) -> None:
+        super().__init__()
+        self.report_id = report_id
+        self.view: ReportView | None = None
+
+    @property
+    def insdesk(self) -> InsdeskApp:
+        return cast("InsdeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status-bar")
+        with Horizontal(id="report-header"):
+            yield Static(f"Compte rendu n°{self.report_id}", id="report-title")
+            yield Static("", id="report-status")
+        yield Static("", id="report-reasons")
+        table: DataTable[object] = DataTable(id="observations", cursor_type="row", zebra_stripes=True)
+        table.add_column("Code", key="code")
+        table.add_column("Libellé", key="label", width=LABEL_WIDTH)
+        table.add_column("Valeur", key="value")
+        table.add_column("Unité", key="unit")
+        table.add_column("LOINC", key="loinc")
+        table.add_column("Problème", key="problem")
+        yield table
+        yield Static("Chargement…", id="observation-detail")
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def table(self) -> DataTable[object]:
+        return self.query_one("#observations", DataTable)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self._load()
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def action_reload(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def _load(self) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        with self.insdesk.services.db.session() as session:
+            view = load_report(session, actor, self.report_id)
+        self.post_message(self.Loaded(view))
+
+    @on(Loaded)
+    def _loaded(self, event: Loaded) -> None:
+        view = event.view
+        selected = self.selected()
+        self.view = view
+        title = f"Compte rendu n°{view.id} · {view.patient}"
+        if view.local_id:
+            title += f" · {view.local_id}"
+        title += f" · reçu le {view.received}"
+        self.query_one("#report-title", Static).update(title)
+        self.query_one("#report-status", Static).update(status_text(view.status))
+        reasons = self.query_one("#report-reasons", Static)
+        reasons.update(
+            Text("\n").join(
+                Text.assemble((reason_label(code), "bold"), " : ", message)
+                for code, message in view.report_reasons
+            )
+        )
+        reasons.display = bool(view.report_reasons)
+        table = self.table
+        table.clear()
+        for row in view.observations:
+            if row.problems:
+                problem = Text(
+                    ", ".join(dict.fromkeys(reason_label(c) for c, _ in row.problems)), style="red"
+                )
+            else:
+                problem = Text("conforme", style="green3")
+            loinc = row.loinc + (" (msg)" if row.loinc_source == "message" else "") if row.loinc else "—"
+            table.add_row(
+                row.local_code,
+                clip(row.label, LABEL_WIDTH),
+                row.value,
+                row.unit,
+                loinc,
+                problem,
+                key=row.key,
+            )
+        keys = [r.key for r in view.observations]
+        if keys:
+            if selected is not None and selected.key in keys:
+                table.move_cursor(row=keys.index(selected.key))
+            else:
+                first = next((i for i, r in enumerate(view.observations) if r.problems), 0)
+                table.move_cursor(row=first)
+        self._show_detail()
+
+    def selected(self) -> ObservationRow | None:
+        if self.view is None or not self.view.observations:
+            return None
+        row = self.table.cursor_row
+        if 0 <= row < len(self.view.observations):
+            return self.view.observations[row]
+        return None
+
+    @on(DataTable.RowHighlighted, "#observations")
+    def _highlighted(self) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#observation-detail", Static)
+        row = self.selected()
+        self.refresh_bindings()
+        if row is None:
+            detail.update("Aucun résultat dans ce compte rendu." if self.view is not None else "Chargement…")
+            return
+        text = Text()
+        text.append(f"{row.local_code} · {row.label}", style="bold")
+        value = " ".join(v for v in (row.value, row.unit) if v)
+        if value:
+            text.append(f" · {value}")
+        if row.reference_range:
+            text.append(f" (réf. {row.reference_range})", style="dim")
+        text.append("\nLOINC : ")
+        if row.loinc:
+            text.append(row.loinc, style="bold")
+            source = "catalogue" if row.loinc_source == "catalogue" else "message du laboratoire"
+            text.append(f" ({source})" + (f" · {row.loinc_label}" if row.loinc_label else ""))
+        else:
+            text.append("aucun", style="bold")
+        for _code, message in row.problems:
+            text.append("\n")
+            text.append(message, style="red")
+        if row.loinc_problem:
+            text.append("\nl ou Entrée : corriger le code LOINC de ", style="dim")
+            text.append(row.local_code, style="dim bold")
+        detail.update(text)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "fix_loinc":
+            row = self.selected() if self.is_mounted else None
+            actor = self.insdesk.actor
+            return row is not None and row.loinc_problem and actor is not None and actor.can(Right.CATALOG)
+        return True
+
+    @on(DataTable.RowSelected, "#observations")
+    def _row_selected(self) -> None:
+        row = self.selected()
+        if row is not None and row.loinc_problem:
+            self.action_fix_loinc()
+
+    def action_fix_loinc(self) -> None:
+        row = self.selected()
+        if row is None or not row.loinc_problem or self.view is None:
+            return
+        self.app.push_screen(LoincFixModal(row.fix_target(self.view.id)), callback=self._fixed)
+
+    def _fixed(self, result: FixResult | None) -> None:
+        if result is None:
+            return
+        self.notify(released_sentence(len(result.released)), title=f"{result.local_code} → {result.loinc}")
+        for warning in result.warnings:
+            self.notify(warning, title="Avertissement", severity="warning")
+        self._load()
