@@ -21,7 +21,8 @@ Measured (median / p95 over `--runs` random filters each):
   shown on top), then the first page ``review_events(limit=100)`` and ``count_events`` (the pager);
 - the same for "all agents, last 7 days, every kind" (the screen's default view);
 - the dashboard: ``compute_dashboard(by="month", since=two years ago)`` (qualification rate per
-  month, per agent, per channel, blocked reports), and each of its parts.
+  month, per agent, per channel, blocked reports), each of its parts, and the screen's default
+  ``compute_dashboard()`` (by day, last 30 days).
 """
 
 from __future__ import annotations
@@ -329,6 +330,7 @@ def measure_dashboard(db: Database, runs: int) -> dict[str, dict[str, float]]:
         "whole dashboard (by month, 2 years)": lambda s: dashboard.compute_dashboard(
             s, by="month", since=since
         ),
+        "whole dashboard (default: by day, 30 days)": lambda s: dashboard.compute_dashboard(s),
     }
     for run in range(runs):
         for label, fn in parts.items():

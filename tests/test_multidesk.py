@@ -366,8 +366,7 @@ def test_two_desks_same_identities_no_lost_update_valid_chain(
         )
         assert run.returncode == 0, run.stdout + run.stderr
         assert json.loads(run.stdout) == {"ok": True, "events": head + n, "first_bad": None}
-
-    assert elapsed < 60, f"the two desks took {elapsed:.1f} s"
+    print(f"{backend}: the two desks ran {ROUNDS} rounds in {elapsed:.1f} s")
 
 
 if __name__ == "__main__":  # the worker: python -m tests.test_multidesk SHARED DESK ID,ID
