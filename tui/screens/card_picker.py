@@ -72,7 +72,7 @@ def person_line(card: CardRead, index: int) -> str:
 HEADER = f"{'Nom':<20} {'Prénom':<14} {'Né(e) le':<10}  {'Rang':^4}  Qualité"
 
 
-class CardPickerScreen(WorkerErrorsToApp, ModalScreen[CardChoice | None]):
+class CardPickerScreen(ModalScreen[CardChoice | None], WorkerErrorsToApp):
     """Reads the card with ``AppServices.reader`` and lists its persons."""
 
     HELP_TITLE = "Carte Vitale : touches"

@@ -42,7 +42,7 @@ def flag_actions(summary: IdentitySummary, can: set[Right]) -> list[tuple[str, s
     return actions
 
 
-class FlagsModal(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
+class FlagsModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     BINDINGS = [
         Binding("ctrl+s", "apply", "Valider", id="flags.apply", tooltip="Appliquer l'action choisie"),
         Binding("escape", "cancel", "Annuler", id="flags.cancel", tooltip="Fermer sans rien changer"),

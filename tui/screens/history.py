@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tui.app import InsdeskApp
 
 
-class HistoryScreen(WorkerErrorsToApp, Screen[None]):
+class HistoryScreen(Screen[None], WorkerErrorsToApp):
     HELP_TITLE = "Historique : touches"
     BINDINGS = [
         Binding("escape", "back", "Retour", id="history.back", tooltip="Revenir à l'écran précédent"),

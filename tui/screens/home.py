@@ -50,7 +50,7 @@ class ResultsTable(DataTable[object]):
     can_focus = False
 
 
-class HomeScreen(WorkerErrorsToApp, Screen[None]):
+class HomeScreen(Screen[None], WorkerErrorsToApp):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding(

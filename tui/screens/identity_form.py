@@ -153,7 +153,7 @@ class PlaceOptions(OptionList):
     can_focus = False
 
 
-class IdentityFormScreen(WorkerErrorsToApp, Screen[None]):
+class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
     HELP_TITLE = "Fiche identité : touches"
     BINDINGS = [
         Binding("ctrl+s", "save", "Enregistrer", id="form.save", tooltip="Enregistrer l'identité"),

@@ -139,7 +139,7 @@ class Phase(Enum):
     FAULT = "fault"
 
 
-class InsiScreen(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
+class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     """F4 on one identity; dismisses with the identity's new summary when it changed."""
 
     HELP_TITLE = "INSi : touches"

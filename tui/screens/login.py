@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tui.app import InsdeskApp
 
 
-class LoginScreen(WorkerErrorsToApp, Screen[None]):
+class LoginScreen(Screen[None], WorkerErrorsToApp):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="login-box"):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tui.app import InsdeskApp
 
 
-class ProofModal(WorkerErrorsToApp, ModalScreen[IdentitySummary | None]):
+class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     BINDINGS = [
         Binding("ctrl+s", "save", "Enregistrer", id="proof.save", tooltip="Enregistrer la pièce vérifiée"),
         Binding("escape", "cancel", "Annuler", id="proof.cancel", tooltip="Fermer sans enregistrer"),

@@ -13,7 +13,12 @@ from textual.worker import Worker, WorkerState
 
 
 class WorkerErrorsToApp(DOMNode):
-    """Mixin for a Screen: forward ``Worker.StateChanged`` in the ERROR state to the App."""
+    """Mixin for a Screen: forward ``Worker.StateChanged`` in the ERROR state to the App.
+
+    List it AFTER ``Screen``/``ModalScreen`` in the bases: Textual builds a widget's CSS type
+    chain from the first base only, so a screen listing this mixin first loses the default
+    styles of ``Screen`` (background, layout, the dimmed backdrop of modals).
+    """
 
     @on(Worker.StateChanged)
     def _forward_worker_error(self, event: Worker.StateChanged) -> None:
