@@ -224,3 +224,32 @@ def test_service_refuses_without_right_and_unaudited_export_leaves_no_file(
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.csv")] == []
     finally:
         db.dispose()
+
+
+def test_export_streams_in_batches_on_both_engines(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.identity import service as svc
+    from tests.test_identity_service import RECEPTION, make_traits
+
+    monkeypatch.setattr(ex, "_BATCH", 2)
+    db = Database(db_url, anchor_path=tmp_path / "a.json")
+    try:
+        for name in ("AA", "BB", "CC", "DD", "EE"):
+            with db.transaction() as s:
+                svc.create_identity(s, actor=RECEPTION, traits=make_traits(birth_name=name))
+        result = ex.export_log(db, actor=SUPERVISOR, fmt="csv", out=tmp_path / "x.csv")
+        rows = read_csv(tmp_path / "x.csv")
+        assert result.events == len(rows) == 5
+        assert [r["patient"] for r in rows] == [
+            "AA CLAIRE",
+            "BB CLAIRE",
+            "CC CLAIRE",
+            "DD CLAIRE",
+            "EE CLAIRE",
+        ]
+        pdf = ex.export_log(db, actor=SUPERVISOR, fmt="pdf", out=tmp_path / "x.pdf", agent="accueil1")
+        assert pdf.events == 5 and pdf.chain is not None and pdf.chain.ok
+        assert verify_database(db).ok
+    finally:
+        db.dispose()

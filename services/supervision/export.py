@@ -21,13 +21,14 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from services.audit import log as audit
 from services.audit.anchor import Anchor
@@ -44,6 +45,7 @@ __all__ = ["CSV_COLUMNS", "ExportResult", "Format", "export_dashboard", "export_
 Format = Literal["csv", "pdf"]
 CSV_COLUMNS = ("id", "time", "agent", "kind", "identity", "patient", "summary", "details", "hash")
 _FORMATS = ("csv", "pdf")
+_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,7 @@ def _check_range(date_from: date | None, date_to: date | None) -> None:
         raise BadRequest("La date de début est postérieure à la date de fin.", code="bad_range")
 
 
-def _read_rows(
-    db: Database, *, date_from: date | None, date_to: date | None, agent: str | None
-) -> tuple[list[_Row], Anchor]:
+def _log_stmt(*, date_from: date | None, date_to: date | None, agent: str | None) -> Any:
     t = AuditEvent.__table__.c  # type: ignore[attr-defined]
     start, end = day_bounds(date_from, date_to)
     conds: list[Any] = [t.kind.in_(REVIEW_KINDS)]
@@ -106,29 +106,33 @@ def _read_rows(
         conds.append(t.at < end)
     if agent:
         conds.append(t.actor == agent)
-    stmt = (
+    return (
         sa.select(t.id, t.at, t.actor, t.kind, t.identity_id, t.details, t.hash).where(*conds).order_by(t.id)
     )
-    with db.session() as session:
-        head = session.execute(sa.text("SELECT last_id, last_hash FROM audit_head WHERE id = 1")).one()
-        anchor = Anchor(last_id=int(head[0]), last_hash=str(head[1]))
-        raw = session.execute(stmt.execution_options(yield_per=5000)).all()
-        names = _patients(session, (r.identity_id for r in raw if r.identity_id is not None))
-    rows = [
-        _Row(
-            id=int(r.id),
-            at=r.at,
-            agent=r.actor,
-            kind=r.kind,
-            identity_id=r.identity_id,
-            patient=names.get(r.identity_id) if r.identity_id is not None else None,
-            summary=summarize(r.kind, r.details if isinstance(r.details, dict) else {}),
-            details=r.details if isinstance(r.details, dict) else {},
-            hash=r.hash,
-        )
-        for r in raw
-    ]
-    return rows, anchor
+
+
+def _read_anchor(session: Session) -> Anchor:
+    head = session.execute(sa.text("SELECT last_id, last_hash FROM audit_head WHERE id = 1")).one()
+    return Anchor(last_id=int(head[0]), last_hash=str(head[1]))
+
+
+def _iter_rows(session: Session, stmt: Any) -> Iterator[_Row]:
+    """The rows of ``stmt``, streamed in batches (patients looked up per batch)."""
+    for batch in session.execute(stmt.execution_options(yield_per=_BATCH)).partitions():
+        names = _patients(session, (r.identity_id for r in batch if r.identity_id is not None))
+        for r in batch:
+            details = r.details if isinstance(r.details, dict) else {}
+            yield _Row(
+                id=int(r.id),
+                at=r.at,
+                agent=r.actor,
+                kind=r.kind,
+                identity_id=r.identity_id,
+                patient=names.get(r.identity_id) if r.identity_id is not None else None,
+                summary=summarize(r.kind, details),
+                details=details,
+                hash=r.hash,
+            )
 
 
 @contextlib.contextmanager
@@ -163,19 +167,25 @@ def export_log(
     _check_format(fmt)
     _check_range(date_from, date_to)
     out = Path(out)
-    rows, anchor = _read_rows(db, date_from=date_from, date_to=date_to, agent=agent)
-    chain: ChainReport | None = None
+    chain: ChainReport | None = verify_database(db) if fmt == "pdf" else None
     filt = {
         "from": date_from.isoformat() if date_from else None,
         "to": date_to.isoformat() if date_to else None,
         "agent": agent,
     }
+    stmt = _log_stmt(date_from=date_from, date_to=date_to, agent=agent)
     with _staged(out) as tmp:
-        if fmt == "csv":
-            _write_csv(tmp, rows)
-        else:
-            chain = verify_database(db)
-            _write_log_pdf(tmp, rows, actor=actor, filt=filt, anchor=anchor, chain=chain)
+        # One snapshot for the anchor and the rows; the CSV is streamed (large logs).
+        with db.session() as session:
+            anchor = _read_anchor(session)
+            rows_iter = _iter_rows(session, stmt)
+            if fmt == "csv":
+                count = _write_csv(tmp, rows_iter)
+            else:
+                assert chain is not None
+                rows = list(rows_iter)
+                count = len(rows)
+                _write_log_pdf(tmp, rows, actor=actor, filt=filt, anchor=anchor, chain=chain)
         with db.transaction() as session:
             append_event(
                 session,
@@ -185,21 +195,24 @@ def export_log(
                     "what": "log",
                     "format": fmt,
                     "filter": filt,
-                    "events": len(rows),
+                    "events": count,
                     "file": out.name,
                     "anchor": anchor.as_dict(),
                     "chain_ok": chain.ok if chain is not None else None,
                 },
             )
-    return ExportResult(path=out.resolve(), events=len(rows), anchor=anchor, chain=chain)
+    return ExportResult(path=out.resolve(), events=count, anchor=anchor, chain=chain)
 
 
-def _write_csv(path: Path, rows: Sequence[_Row]) -> None:
+def _write_csv(path: Path, rows: Iterable[_Row]) -> int:
+    count = 0
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, delimiter=",", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow(row.csv())
+            count += 1
+    return count
 
 
 # ---------------------------------------------------------------------------------------------
