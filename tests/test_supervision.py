@@ -104,8 +104,8 @@ def seed(db: Database, *, burst: int = 4) -> Seeded:
         svc.set_flag(s, actor=RECEPTION, identity_id=b, flag="douteuse", reason="pièce suspecte")
     # CHARLIE: RECUP, then a strict trait edited by a supervisor (→ PROV).
     ids["CHARLIE"] = c = create(db, "CHARLIE")
-    insi(db, c, ["00"])
-    attach(db, c, "2850675115102")
+    call = insi(db, c, ["00"])[0]
+    attach(db, c, "2850675115102", insi_call_id=call)
     with db.transaction() as s:
         svc.edit_identity(s, actor=SUPERVISOR, identity_id=c, birth_name="CHARLY", reason="erreur de saisie")
     # DELTA: two searches without a unique answer (01 then 02) → repeated.
@@ -114,14 +114,15 @@ def seed(db: Database, *, burst: int = 4) -> Seeded:
     with db.transaction() as s:  # the agent changes something and tries again
         svc.edit_identity(s, actor=RECEPTION, identity_id=d, used_name="DELTA-NOUVEAU")
     insi(db, d, ["02"])
-    # ECHO: one search of three attempts ending in 00 → nothing.
+    # ECHO: one search of three attempts ending in 00, never attached (traits differ,
+    # not confirmed) → insi_not_attached, but not repeated.
     ids["ECHO"] = e = create(db, "ECHO")
     insi(db, e, ["01", "01", "00"])
     # RAPIDE qualifies `burst` identities in a row (INSi then proof: no other anomaly).
     for n in range(burst):
         iid = create(db, f"RAPIDE{chr(65 + n)}", actor=RAPIDE)
-        insi(db, iid, ["00"], actor=RAPIDE)
-        attach(db, iid, f"28506751152{n:02d}", actor=RAPIDE)
+        call = insi(db, iid, ["00"], actor=RAPIDE)[0]
+        attach(db, iid, f"28506751152{n:02d}", actor=RAPIDE, insi_call_id=call)
         proof(db, iid, actor=RAPIDE)
         ids[f"RAPIDE{n}"] = iid
     return Seeded(db, ids)
@@ -163,6 +164,7 @@ def test_each_anomaly_kind_is_surfaced(any_db: Database) -> None:
     assert [a.identity_id for a in by_kind[rv.PROOF_WITHOUT_INSI]] == [ids["BRAVO"]]
     assert [a.identity_id for a in by_kind[rv.STRICT_EDIT_VERIFIED]] == [ids["CHARLIE"]]
     assert by_kind[rv.STRICT_EDIT_VERIFIED][0].agent == SUPERVISOR.login
+    assert [a.identity_id for a in by_kind[rv.INSI_NOT_ATTACHED]] == [ids["ECHO"]]
     repeated = by_kind[rv.REPEATED_NO_MATCH]
     assert [a.identity_id for a in repeated] == [ids["DELTA"]]  # ECHO's one search is not repeated
     assert len(repeated[0].event_ids) == 4 and "01/02" in repeated[0].message

@@ -76,9 +76,11 @@ STATUS_DOWNGRADE: Final = "status_downgrade"
 STRICT_EDIT_VERIFIED: Final = "strict_edit_verified"
 PROOF_WITHOUT_INSI: Final = "proof_without_insi"
 QUALIFICATION_BURST: Final = "qualification_burst"
+INSI_NOT_ATTACHED: Final = "insi_not_attached"
 
 ANOMALY_LABELS: Final[Mapping[str, str]] = {
     TRAITS_DIFFER: "Traits INSi différents des traits locaux",
+    INSI_NOT_ATTACHED: "Réponse INSi 00 non rattachée (traits différents non confirmés ?)",
     REPEATED_NO_MATCH: "Recherches INSi répétées sans résultat (01/02)",
     STATUS_DOWNGRADE: "Rétrogradation de statut",
     STRICT_EDIT_VERIFIED: "Trait strict modifié sur une identité vérifiée",
@@ -552,6 +554,43 @@ def anomalies(
                     f"Revérification : {details_of(r.details).get('reverify')}",
                 )
             )
+
+    # INSi 00 answers that were never attached: the traits differed and the agent did not
+    # confirm them (or the attachment was refused). ``attach_ins`` records the call it used.
+    if conds is not None:
+        stmt = sa.select(t.id, t.at, t.actor, t.identity_id, t.details).where(
+            *conds, t.identity_id.is_not(None), t.details["cr"].as_string() == "00"
+        )
+        found_00 = [
+            r
+            for r in session.execute(stmt)
+            if not details_of(r.details).get("automatic") and not details_of(r.details).get("reverify")
+        ]
+        if found_00:
+            attached: set[int] = set()
+            identity_ids = sorted({int(r.identity_id) for r in found_00})
+            for chunk in range(0, len(identity_ids), 500):
+                att = sa.select(t.details).where(
+                    t.kind == audit.IDENTITY_INS_ATTACHED,
+                    t.identity_id.in_(identity_ids[chunk : chunk + 500]),
+                )
+                for (d,) in session.execute(att):
+                    call = details_of(d).get("insi_call_id")
+                    if isinstance(call, int):
+                        attached.add(call)
+            for r in found_00:
+                if details_of(r.details).get("call_id") not in attached:
+                    out.append(
+                        Anomaly(
+                            INSI_NOT_ATTACHED,
+                            r.at,
+                            r.actor,
+                            r.identity_id,
+                            (int(r.id),),
+                            f"Appel INSi n° {details_of(r.details).get('call_id')} : identité trouvée (00) "
+                            "mais INS non rattaché",
+                        )
+                    )
 
     # Repeated 01/02: one search = a run of consecutive insi.call ids for one identity, close
     # in time (see AnomalyThresholds).
