@@ -55,6 +55,9 @@ _KEY_NAMES = {
 
 # Actions that act on the desk's data: hidden before login and under a modal.
 _DESK_ACTIONS = frozenset({"new_identity", "read_card", "insi", "proof", "history", "flags"})
+# Supervision screens (F9, F10): Right.STATS (supervisor, admin).
+_SUPERVISION_ACTIONS = frozenset({"review_log", "dashboard"})
+_SUPERVISION_SCREENS = {"review_log": "ReviewLogScreen", "dashboard": "DashboardScreen"}
 
 
 class InsdeskApp(App[None]):
@@ -87,6 +90,20 @@ class InsdeskApp(App[None]):
             "Résultats",
             id="app.results",
             tooltip="Résultats bloqués pour Mon Espace Santé",
+        ),
+        Binding(
+            "f9",
+            "review_log",
+            "Journal",
+            id="app.review_log",
+            tooltip="Journal d'identitovigilance : anomalies, évènements, échanges INSi",
+        ),
+        Binding(
+            "f10",
+            "dashboard",
+            "Tableau de bord",
+            id="app.dashboard",
+            tooltip="Tableau de bord : taux de qualification, agents, canaux, résultats bloqués",
         ),
         Binding(
             "question_mark,f1",
@@ -171,6 +188,11 @@ class InsdeskApp(App[None]):
                 allowed = self.actor.can(Right.RESULTS) or self.actor.can(Right.STATS)
                 return allowed and not isinstance(screen, ResultsBlockedScreen)
             return getattr(screen, "DESK_ACTIONS", True) is not False
+        if action in _SUPERVISION_ACTIONS:
+            screen = self._working_screen()
+            if self.actor is None or isinstance(screen, ModalScreen) or not self.actor.can(Right.STATS):
+                return False
+            return type(screen).__name__ != _SUPERVISION_SCREENS[action]
         if action == "help":
             # "?" is typed as text in a password or a free-text field (a reason).
             focused = self.focused
@@ -308,6 +330,26 @@ class InsdeskApp(App[None]):
                 self.pop_screen()
             return
         self.push_screen(ResultsBlockedScreen())
+
+    def _open_supervision(self, screen_type: type[Screen[Any]]) -> None:
+        """A supervision screen above the current one, or back to it when already open."""
+        if any(isinstance(s, screen_type) for s in self.screen_stack):
+            while not isinstance(self.screen, screen_type):
+                self.pop_screen()
+            return
+        self.push_screen(screen_type())
+
+    def action_review_log(self) -> None:
+        """« Journal d'identitovigilance » (F9)."""
+        from tui.screens.review_log import ReviewLogScreen
+
+        self._open_supervision(ReviewLogScreen)
+
+    def action_dashboard(self) -> None:
+        """« Tableau de bord » (F10)."""
+        from tui.screens.dashboard import DashboardScreen
+
+        self._open_supervision(DashboardScreen)
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

@@ -1,0 +1,303 @@
+"""The supervisor's screens by keyboard (Pilot) on a real seeded SQLite database, and their snapshots.
+
+The demo database (``fixtures/demo.py``) already holds proofs recorded without any INSi call
+(the VALI/QUAL patients). On top of it (``review_db``, at a fixed instant): superviseur1
+déqualifies DUBOIS Jean-Pierre (RECUP → PROV: a status downgrade); accueil1 searches MARTIN
+Paul twice at the INSi without a unique answer (01, then 02 after an edit: repeated 01/02), the
+raw XML kept; one older call on NGUYEN whose XML was purged.
+
+superviseur1 → F9 « Journal d'identitovigilance »: the chain line (intègre ✓ and the count),
+the anomalies first with their French reasons, the filter by agent, Entrée → the detail and
+the raw INSi exchange (or « XML purgé »), x → an audited CSV export; F10 « Tableau de bord »:
+the qualification rate, per agent and channel, an export; a reception agent has neither key.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from sqlmodel import col, select
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Static
+
+from services.audit.log import AUDIT_EXPORTED, INSI_CALL, append_event
+from services.identity import service
+from services.storage.db import Database
+from services.storage.models import AuditEvent, Identity, InsiCall, Role
+from services.users import Actor
+from tests.test_tui_support import SEED_AT, demo_db, demo_template, login, make_app, settle, type_text
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.home import HomeScreen
+from tui.screens.review_detail import ReviewDetailScreen
+from tui.screens.review_log import ExportModal, ReviewLogScreen
+
+__all__ = ["demo_db", "demo_template"]  # fixtures
+
+SUPERVISOR = Actor("superviseur1", Role.SUPERVISOR)
+RECEPTION = Actor("accueil1", Role.RECEPTION)
+SEEDED_AT = SEED_AT + timedelta(minutes=20)
+
+
+def _identity_id(session: Any, local_id: str) -> int:
+    identity = session.exec(select(Identity).where(Identity.local_id == local_id)).one()
+    return int(identity.id)
+
+
+def _insi_call(session: Any, identity_id: int, cr: str, *, purged: bool = False) -> int:
+    call = InsiCall(
+        identity_id=identity_id,
+        user_login=RECEPTION.login,
+        operation="rechercherInsAvecTraitsIdentite",
+        cr=cr,
+        duration_ms=120,
+        request_xml=None if purged else f"<soap:Envelope><ins:Traits id='{identity_id}'/></soap:Envelope>",
+        response_xml=None if purged else f"<soap:Envelope><CR>{cr}</CR></soap:Envelope>",
+    )
+    session.add(call)
+    session.flush()
+    assert call.id is not None
+    append_event(
+        session,
+        actor=RECEPTION.login,
+        kind=INSI_CALL,
+        identity_id=identity_id,
+        details={"call_id": call.id, "cr": cr, "error_code": None, "automatic": False},
+    )
+    return call.id
+
+
+@pytest.fixture
+def review_db(demo_db: Database) -> Database:
+    """The demo database plus a déqualification, repeated 01/02 and a purged exchange."""
+    with time_machine.travel(SEEDED_AT, tick=False):
+        with demo_db.transaction() as session:
+            nguyen = _identity_id(session, "IPP-0005")
+            _insi_call(session, nguyen, "01", purged=True)
+        with demo_db.transaction() as session:
+            dubois = _identity_id(session, "IPP-0003")
+            service.dequalify(session, actor=SUPERVISOR, identity_id=dubois, reason="homonymie suspectée")
+        with demo_db.transaction() as session:
+            paul = _identity_id(session, "IPP-0002")
+            _insi_call(session, paul, "01")
+        with demo_db.transaction() as session:
+            service.edit_identity(session, actor=RECEPTION, identity_id=paul, used_name="MARTINEZ")
+        with demo_db.transaction() as session:
+            _insi_call(session, paul, "02")
+    return demo_db
+
+
+def _text(app: Any, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def _rows(app: Any) -> list[list[str]]:
+    table = app.screen.query_one("#review-events", DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def _exports(db: Database) -> int:
+    with Database.session(db) as session:
+        return len(session.exec(select(AuditEvent.id).where(col(AuditEvent.kind) == AUDIT_EXPORTED)).all())
+
+
+async def _goto_row(pilot: Pilot[Any], predicate: Any) -> None:
+    rows = _rows(pilot.app)
+    index = next(i for i, row in enumerate(rows) if predicate(row))
+    table = pilot.app.screen.query_one("#review-events", DataTable)
+    await pilot.press(*(["up"] * table.cursor_row), *(["down"] * index))
+
+
+async def _export(pilot: Pilot[Any], path: Path) -> None:
+    await pilot.press("x")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ExportModal)
+    assert pilot.app.focused is not None and pilot.app.focused.id == "export-path"
+    await type_text(pilot, str(path))  # the proposed path is selected: typing replaces it
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database) -> None:
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        assert isinstance(app.screen, HomeScreen)  # the supervisor also works at the desk
+        await pilot.press("f9")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewLogScreen)
+
+        chain = _text(app, "#chain-state")
+        assert "Chaîne d'audit intègre ✓" in chain and "évènements" in chain
+
+        rows = _rows(app)
+        n_anomalies = sum(1 for r in rows if r[2] == "⚠ anomalie")
+        assert n_anomalies >= 3
+        assert all(r[2] == "⚠ anomalie" for r in rows[:n_anomalies])  # anomalies first
+        reasons = " ".join(r[3] for r in rows[:n_anomalies])
+        for expected in (
+            "Rétrogradation de statut",
+            "Recherches INSi répétées sans résultat (01/02)",
+            "Pièce enregistrée sans appel INSi",
+        ):
+            assert expected in reasons
+        assert any("Appel INSi 02" in r[3] for r in rows[n_anomalies:])
+        assert f"{n_anomalies} anomalies" in _text(app, "#review-status")
+
+        # Filter by agent: only superviseur1's events (the déqualification and its status change).
+        await pilot.press("slash")
+        assert app.focused is not None and app.focused.id == "review-agent"
+        await type_text(pilot, "superviseur1")
+        await pilot.press("enter")
+        await settle(pilot)
+        rows = _rows(app)
+        assert rows and all(r[1] == "supervise…" for r in rows)  # clipped at 80 columns
+        assert next(r for r in rows if r[2] == "⚠ anomalie")[3].startswith("Rétrogradation de statut")
+        assert "agent superviseur1" in _text(app, "#review-status")
+
+        # Entrée on the anomaly: its event in French.
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewDetailScreen)
+        detail = _text(app, "#event-detail")
+        assert "Statut RECUP → PROV" in detail and "homonymie suspectée" in detail
+        assert "⚠ Rétrogradation de statut" in detail
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewLogScreen)
+
+        # Back to every agent; the 02 call of MARTIN Paul: the raw exchange.
+        await pilot.press("slash")
+        await pilot.press("backspace", "enter")  # the text is selected on focus: empty it, apply
+        await settle(pilot)
+        await _goto_row(pilot, lambda r: "Appel INSi 02" in r[3])
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewDetailScreen)
+        exchange = _text(app, "#insi-exchange")
+        assert "Échange INSi brut" in exchange and "<CR>02</CR>" in exchange and "Requête" in exchange
+        await pilot.press("escape")
+        await settle(pilot)
+
+        # The purged one (NGUYEN's 01): « XML purgé ».
+        await _goto_row(pilot, lambda r: "Appel INSi 01" in r[3] and r[2].startswith("NGUYEN"))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "XML purgé" in _text(app, "#insi-exchange")
+        await pilot.press("escape")
+        await settle(pilot)
+
+        await pilot.press("escape")  # back to the desk
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+
+
+async def test_review_log_export_writes_an_audited_file(review_db: Database, tmp_path: Path) -> None:
+    out = tmp_path / "journal.csv"
+    before = _exports(review_db)
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        await pilot.press("f9")
+        await settle(pilot)
+        await _export(pilot, out)
+        assert isinstance(app.screen, ReviewLogScreen)
+        with out.open(encoding="utf-8") as fh:
+            data = list(csv.reader(fh))
+        assert data[0][:4] == ["id", "time", "agent", "kind"] and len(data) > 10
+        notices = [n.message for n in app._notifications]
+        assert any(f"{len(data) - 1} lignes écrites dans {out}" in m for m in notices)
+        assert _exports(review_db) == before + 1
+
+
+async def test_dashboard_rate_tables_and_export(review_db: Database, tmp_path: Path) -> None:
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        await pilot.press("f10")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        rate = _text(app, "#dash-rate")
+        assert "Taux de qualification" in rate and "%" in rate and "identités" in rate
+        agents = app.screen.query_one("#dash-agents", DataTable)
+        assert "accueil1" in [str(agents.get_row_at(i)[0]) for i in range(agents.row_count)]
+        channels = app.screen.query_one("#dash-channels", DataTable)
+        assert channels.row_count >= 1
+        assert "bloqués" in _text(app, "#dash-blocked")
+
+        # F9 from the dashboard, F10 again: back to the dashboard (not a second one).
+        await pilot.press("f9")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewLogScreen)
+        await pilot.press("f10")
+        await settle(pilot)
+        await pilot.press("f10")
+        await settle(pilot)
+        assert sum(isinstance(s, DashboardScreen) for s in app.screen_stack) == 1
+
+        before = _exports(review_db)
+        out = tmp_path / "tableau.csv"
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportModal)
+        await type_text(pilot, str(out))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert out.read_text(encoding="utf-8").startswith("section,key,metric,value")
+        assert _exports(review_db) == before + 1
+
+
+async def test_reception_has_no_supervision_keys(review_db: Database) -> None:
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot)
+        enabled = {k for k, b in app.screen.active_bindings.items() if b.enabled}
+        assert "f9" not in enabled and "f10" not in enabled
+        await pilot.press("f9", "f10")
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen)
+
+
+# -- snapshots -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[None]:
+    with time_machine.travel(SEED_AT + timedelta(minutes=45), tick=False):
+        yield
+
+
+async def _steady(pilot: Pilot[Any]) -> None:
+    await settle(pilot)
+    for screen in pilot.app.screen_stack:
+        for widget in screen.query(Input):
+            widget.cursor_blink = False
+    await pilot.pause()
+
+
+def test_snapshot_review_log(snap_compare: Any, review_db: Database, frozen_clock: None) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.logged_in(SUPERVISOR)  # type: ignore[attr-defined]
+        await settle(pilot)
+        await pilot.press("f9")
+        await _steady(pilot)
+
+    assert snap_compare(make_app(review_db), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_snapshot_dashboard(snap_compare: Any, review_db: Database, frozen_clock: None) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.logged_in(SUPERVISOR)  # type: ignore[attr-defined]
+        await settle(pilot)
+        await pilot.press("f10")
+        await _steady(pilot)
+
+    assert snap_compare(make_app(review_db), terminal_size=(80, 24), run_before=run_before)
