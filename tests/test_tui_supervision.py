@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import time_machine
 from sqlmodel import col, select
 from textual.pilot import Pilot
@@ -301,3 +302,51 @@ def test_snapshot_dashboard(snap_compare: Any, review_db: Database, frozen_clock
         await _steady(pilot)
 
     assert snap_compare(make_app(review_db), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_review_log_outcome_filter_and_paging(
+    review_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tui.screens.review_log.PAGE_SIZE", 10)
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        await pilot.press("f9")
+        await settle(pilot)
+        status = _text(app, "#review-status")
+        assert "évènements 1–10 sur 27 (page 1/3)" in status
+        first_page = [r for r in _rows(app) if r[2] != "⚠ anomalie"]
+        await pilot.press("n")
+        await settle(pilot)
+        assert "évènements 11–20 sur 27 (page 2/3)" in _text(app, "#review-status")
+        rows = _rows(app)
+        assert rows and all(r[2] != "⚠ anomalie" for r in rows)  # anomalies: on the first page
+        assert rows != first_page
+        await pilot.press("n", "n")  # no page 4
+        await settle(pilot)
+        assert "évènements 21–27 sur 27 (page 3/3)" in _text(app, "#review-status")
+        await pilot.press("p", "p", "p")
+        await settle(pilot)
+        assert "(page 1/3)" in _text(app, "#review-status")
+
+        # Issue « 02 plusieurs »: ⇥ from the agent box to the last list, Entrée, ↓ ×3, Entrée.
+        await pilot.press("slash", "tab", "tab", "tab", "tab")
+        assert app.focused is not None and app.focused.id == "review-outcome"
+        await pilot.press("enter", "down", "down", "down", "enter")
+        await settle(pilot)
+        events = [r for r in _rows(app) if r[2] != "⚠ anomalie"]
+        assert len(events) == 1 and "Appel INSi 02" in events[0][3]
+        assert "évènements 1–1 sur 1" in _text(app, "#review-status")
+
+
+async def test_review_log_shows_a_broken_chain(review_db: Database) -> None:
+    with Database.session(review_db) as session:
+        session.execute(sa.text("UPDATE audit_event SET details = '{\"falsifié\": true}' WHERE id = 12"))
+        session.commit()
+    app = make_app(review_db)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        await pilot.press("f9")
+        await settle(pilot)
+        chain = _text(app, "#chain-state")
+        assert "Chaîne d'audit ROMPUE ✗" in chain and "n° 12" in chain
