@@ -114,7 +114,7 @@ async def _goto_row(pilot: Pilot[Any], predicate: Any) -> None:
     await pilot.press(*(["up"] * table.cursor_row), *(["down"] * index))
 
 
-async def _export(pilot: Pilot[Any], path: Path) -> None:
+async def _export(pilot: Pilot[Any], path: str) -> None:
     await pilot.press("x")
     await settle(pilot)
     assert isinstance(pilot.app.screen, ExportModal)
@@ -201,7 +201,10 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
         assert isinstance(app.screen, HomeScreen)
 
 
-async def test_review_log_export_writes_an_audited_file(review_db: Database, tmp_path: Path) -> None:
+async def test_review_log_export_writes_an_audited_file(
+    review_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative path is typed: short to type
     out = tmp_path / "journal.csv"
     before = _exports(review_db)
     app = make_app(review_db)
@@ -209,17 +212,35 @@ async def test_review_log_export_writes_an_audited_file(review_db: Database, tmp
         await login(pilot, "superviseur1", "superviseur-demo")
         await pilot.press("f9")
         await settle(pilot)
-        await _export(pilot, out)
+        await _export(pilot, "journal.csv")
         assert isinstance(app.screen, ReviewLogScreen)
         with out.open(encoding="utf-8") as fh:
             data = list(csv.reader(fh))
         assert data[0][:4] == ["id", "time", "agent", "kind"] and len(data) > 10
         notices = [n.message for n in app._notifications]
-        assert any(f"{len(data) - 1} lignes écrites dans {out}" in m for m in notices)
+        assert any(f"{len(data) - 1} lignes écrites dans {out.resolve()}" in m for m in notices)
         assert _exports(review_db) == before + 1
 
+        # PDF: ⇧Tab to the format, ↓ picks PDF (the path follows), then the file.
+        await pilot.press("x")
+        await settle(pilot)
+        await pilot.press("shift+tab", "enter", "down", "enter")
+        await settle(pilot)
+        path_box = app.screen.query_one("#export-path", Input)
+        assert path_box.value.endswith(".pdf") and app.focused is path_box
+        pdf = tmp_path / "journal.pdf"
+        await pilot.press("home", "shift+end")  # select the proposed path: typing replaces it
+        await type_text(pilot, pdf.name)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert pdf.read_bytes().startswith(b"%PDF")
+        assert _exports(review_db) == before + 2
 
-async def test_dashboard_rate_tables_and_export(review_db: Database, tmp_path: Path) -> None:
+
+async def test_dashboard_rate_tables_and_export(
+    review_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     app = make_app(review_db)
     async with app.run_test(size=(80, 24)) as pilot:
         await login(pilot, "superviseur1", "superviseur-demo")
@@ -249,7 +270,7 @@ async def test_dashboard_rate_tables_and_export(review_db: Database, tmp_path: P
         await pilot.press("x")
         await settle(pilot)
         assert isinstance(app.screen, ExportModal)
-        await type_text(pilot, str(out))
+        await type_text(pilot, out.name)
         await pilot.press("enter")
         await settle(pilot)
         assert out.read_text(encoding="utf-8").startswith("section,key,metric,value")
