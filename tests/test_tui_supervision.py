@@ -32,7 +32,16 @@ from services.identity import service
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Identity, InsiCall, Role
 from services.users import Actor
-from tests.test_tui_support import SEED_AT, demo_db, demo_template, login, make_app, settle, type_text
+from tests.test_tui_support import (
+    SEED_AT,
+    ThreadRecorder,
+    demo_db,
+    demo_template,
+    login,
+    make_app,
+    settle,
+    type_text,
+)
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.home import HomeScreen
 from tui.screens.review_detail import ReviewDetailScreen
@@ -255,6 +264,14 @@ async def test_dashboard_rate_tables_and_export(
         assert channels.row_count >= 1
         assert "bloqués" in _text(app, "#dash-blocked")
 
+        # By week (⇧Tab to the period list): the figures follow.
+        await pilot.press("shift+tab")
+        assert app.focused is not None and app.focused.id == "dash-by"
+        await pilot.press("enter", "down", "enter")
+        await settle(pilot)
+        assert "Qualif. (12 semaines)" in str(list(agents.columns.values())[-1].label)
+        assert "Taux de qualification" in _text(app, "#dash-rate")
+
         # F9 from the dashboard, F10 again: back to the dashboard (not a second one).
         await pilot.press("f9")
         await settle(pilot)
@@ -275,6 +292,24 @@ async def test_dashboard_rate_tables_and_export(
         await settle(pilot)
         assert out.read_text(encoding="utf-8").startswith("section,key,metric,value")
         assert _exports(review_db) == before + 1
+
+
+async def test_no_database_call_on_the_event_loop(
+    review_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        recorder = ThreadRecorder(review_db, monkeypatch)
+        await pilot.press("f9")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewDetailScreen)
+        await pilot.press("f10")
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert recorder.threads and recorder.on_main_thread() == []
 
 
 async def test_reception_has_no_supervision_keys(review_db: Database) -> None:
