@@ -118,7 +118,15 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
     HELP_TITLE = "Journal d'identitovigilance : touches"
     DESK_ACTIONS = False
     BINDINGS = [
-        Binding("enter", "open_selected", "Détail", id="review.open", tooltip="Détail de l'évènement"),
+        # Priority: before the list's own Entrée, so that the footer and « ? » show it.
+        Binding(
+            "enter",
+            "open_selected",
+            "Détail",
+            id="review.open",
+            tooltip="Détail de l'évènement et échange INSi brut",
+            priority=True,
+        ),
         Binding(
             "slash", "filters", "Filtres", id="review.filters", key_display="/", tooltip="Aller aux filtres"
         ),
@@ -128,7 +136,12 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
             "x", "export", "Exporter", id="review.export", tooltip="Exporter le journal filtré (CSV, PDF)"
         ),
         Binding(
-            "ctrl+r", "reload", "Actualiser", id="review.reload", tooltip="Relire le journal et la chaîne"
+            "ctrl+r",
+            "reload",
+            "Actualiser",
+            id="review.reload",
+            tooltip="Relire le journal et la chaîne",
+            show=False,
         ),
         Binding("escape", "back", "Retour", id="review.back", tooltip="Revenir à l'écran précédent"),
     ]
@@ -194,6 +207,8 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         typing = isinstance(self.focused, Input)
+        if action == "open_selected":
+            return self.is_mounted and self.focused is self.table  # Entrée in a filter applies it
         if action == "back":
             return not isinstance(self.focused, Input | Select)  # Échap there: back to the list
         if action in ("page", "export", "filters") and typing:
@@ -408,8 +423,6 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
     def action_open_selected(self) -> None:
         from tui.screens.review_detail import ReviewDetailScreen
 
-        if isinstance(self.focused, Input):
-            return  # Input.Submitted applies the filter
         chosen = self.selected()
         if chosen is None:
             self.notify("Aucun évènement sélectionné.", severity="warning")
