@@ -369,3 +369,31 @@ def test_audit_verify_with_corrupt_anchor_is_broken_not_a_crash(cli: Cli) -> Non
     anchor.write_text("{not json")
     code, out, _ = cli("audit", "verify", user="superviseur1")
     assert code == 1 and out["ok"] is False and "ancrage" in out["reason"]
+
+
+def test_audit_verify_against_a_copied_anchor(cli: Cli, tmp_path: Path) -> None:
+    """A copy of the anchor kept elsewhere still reveals removed last events."""
+    create(cli)
+    own = Path(cli.db_url.removeprefix("sqlite:///") + ".anchor")
+    copy = tmp_path / "central.anchor"
+    copy.write_bytes(own.read_bytes())
+    code, out, _ = cli("audit", "verify", "--anchor", str(copy), user="superviseur1")
+    assert code == 0 and out["ok"] is True
+    engine = sa.create_engine(cli.db_url)
+    with engine.begin() as conn:
+        last = conn.execute(sa.text("select max(id) from audit_event")).scalar_one()
+        anchored = json.loads(copy.read_text())["last_id"]
+        assert anchored <= last
+        conn.execute(sa.text("delete from audit_event where id >= :i"), {"i": anchored})
+        conn.execute(
+            sa.text(
+                "update audit_head set last_id = :i - 1, last_hash = (select hash from audit_event "
+                "where id = :i - 1) where id = 1"
+            ),
+            {"i": anchored},
+        )
+    engine.dispose()
+    code, out, _ = cli("audit", "verify", "--anchor", str(copy), user="superviseur1")
+    assert code == 1 and out["ok"] is False
+    code, out, _ = cli("audit", "verify", "--anchor", str(tmp_path / "missing.anchor"), user="superviseur1")
+    assert code == 1 and out["ok"] is False

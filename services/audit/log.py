@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import Enum
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from services.audit.anchor import Anchor
+from services.audit.anchor import Anchor, AnchorFile
 from services.storage.db import mark_audit_appended
 from services.storage.models import AuditEvent, AuditHead, utcnow
 
@@ -355,10 +355,19 @@ def verify_chain(session: Session, *, anchor: Anchor | None = None) -> ChainRepo
     return ChainReport(True, count, None, None)
 
 
-def verify_database(db: Database) -> ChainReport:
-    """``verify_chain`` on a consistent snapshot of ``db``, against its anchor when present."""
+def verify_database(db: Database, *, anchor_path: Path | None = None) -> ChainReport:
+    """``verify_chain`` on a consistent snapshot of ``db``, against its anchor when present.
+
+    ``anchor_path`` checks against another anchor file instead of this desk's own (e.g. a copy
+    kept elsewhere, or another desk's): a missing file is an error, not "no anchor".
+    """
     try:
-        anchor = db.read_anchor()
+        if anchor_path is not None:
+            anchor = AnchorFile(anchor_path).read()
+            if anchor is None:
+                raise FileNotFoundError(str(anchor_path))
+        else:
+            anchor = db.read_anchor()
     except (ValueError, OSError):  # an unreadable anchor is itself a sign of tampering
         with db.session() as session:
             report = verify_chain(session)

@@ -23,6 +23,9 @@ def register(sub: Any) -> None:
         dest="audit_command", metavar="ACTION"
     )
     p = audit.add_parser("verify", help="vérifie la chaîne d'audit")
+    p.add_argument(
+        "--anchor", metavar="FICHIER", help="vérifie contre ce fichier d'ancrage (copie, autre poste)"
+    )
     add_json(p)
     p.set_defaults(handler=verify)
 
@@ -68,7 +71,7 @@ def register(sub: Any) -> None:
 
 def verify(ctx: CliContext, args: argparse.Namespace) -> int:
     ctx.actor(Right.AUDIT_VERIFY)
-    report = verify_database(ctx.db)
+    report = verify_database(ctx.db, anchor_path=Path(args.anchor) if args.anchor else None)
     payload = report.as_dict()
 
     def human(c: Console) -> None:
