@@ -32,6 +32,7 @@ from services.supervision.review import (
 )
 from services.users import require
 from tui.format import fr_datetime
+from tui.screens.review_log import KIND_LABELS
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.status_bar import StatusBar
 
@@ -170,7 +171,7 @@ class ReviewDetailScreen(Screen[None], WorkerErrorsToApp):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#detail-scroll").focus()
+        self.query_one("#detail-scroll").focus()  # ↑/↓, Pg↑/Pg↓ scroll long XML
         self._load()
 
     def action_back(self) -> None:
@@ -211,7 +212,9 @@ class ReviewDetailScreen(Screen[None], WorkerErrorsToApp):
     def _loaded(self, event: Loaded) -> None:
         d = event.detail
         self.query_one("#detail-title", Static).update(
-            Text.assemble(("Évènement n° ", "bold"), (str(d.id), "bold"), f" · {d.kind}")
+            Text.assemble(
+                ("Évènement n° ", "bold"), (str(d.id), "bold"), f" · {KIND_LABELS.get(d.kind, d.kind)}"
+            )
         )
         self.query_one("#event-detail", Static).update(detail_text(d, self.reasons))
         self.query_one("#insi-exchange", Static).update(exchange_text(d))
