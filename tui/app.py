@@ -19,6 +19,7 @@ from services.errors import InsdeskError
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import ROLE_LABELS, Actor, Right
+from tui.keymap import UserKeymap
 from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
 from tui.screens.insi_screen import LateInsiAnswer
@@ -131,9 +132,11 @@ class InsdeskApp(App[None]):
     reader_label: reactive[str] = reactive("aucun lecteur")
     """Shown in the status bar (« Lecteur : … »); the card reader flow assigns it."""
 
-    def __init__(self, services: AppServices) -> None:
+    def __init__(self, services: AppServices, keymap: UserKeymap | None = None) -> None:
         super().__init__()
         self.services = services
+        self.user_keymap = keymap
+        """The user's keys (``tui.keymap.load_keymap``, read by the factory), applied on mount."""
         self.actor: Actor | None = None
         self.set_reactive(InsdeskApp.insi_label, services.insi_label)
         self.set_reactive(InsdeskApp.reader_label, services.reader_label)
@@ -157,6 +160,18 @@ class InsdeskApp(App[None]):
         self.theme = "textual-dark"
         self.sub_title = self.services.site_name
         self.push_screen(LoginScreen())
+        self._apply_user_keymap()
+
+    def _apply_user_keymap(self) -> None:
+        keymap = self.user_keymap
+        if keymap is None:
+            return
+        if keymap.keys:
+            self.set_keymap(keymap.keys)
+        if keymap.problems:
+            self.notify(
+                "\n".join(keymap.problems), title="Raccourcis personnalisés", severity="warning", timeout=15
+            )
 
     def logged_in(self, actor: Actor) -> None:
         from tui.screens.home import HomeScreen
@@ -391,5 +406,6 @@ class InsdeskApp(App[None]):
 def make_app(db_url: str | None = None, **labels: str) -> InsdeskApp:
     """The factory the command line and the tests use."""
     from services.storage.db import resolve_database_url
+    from tui.keymap import load_keymap
 
-    return InsdeskApp(AppServices(db=Database(resolve_database_url(db_url)), **labels))
+    return InsdeskApp(AppServices(db=Database(resolve_database_url(db_url)), **labels), load_keymap())

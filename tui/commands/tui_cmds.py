@@ -22,8 +22,9 @@ def register(sub: Any) -> None:
 
 def run_tui(ctx: CliContext, args: argparse.Namespace) -> int:
     from tui.app import AppServices, InsdeskApp
+    from tui.keymap import load_keymap
 
-    InsdeskApp(AppServices(db=ctx.db)).run()
+    InsdeskApp(AppServices(db=ctx.db), load_keymap()).run()
     return 0
 
 
@@ -36,6 +37,7 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
     from services.users import Actor
     from services.vitale.reader import SimulatedReader
     from tui.app import AppServices, InsdeskApp
+    from tui.keymap import load_keymap
 
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="insdesk-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,7 +71,7 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
                 insi=insi_client,
                 reader=SimulatedReader(),
             )
-            InsdeskApp(services).run()
+            InsdeskApp(services, load_keymap()).run()
     finally:
         simulator.stop()
         db.dispose()

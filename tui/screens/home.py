@@ -1,7 +1,14 @@
-"""Home (reception): as-you-type patient search, the results and the selected identity."""
+"""Home (reception): as-you-type patient search, the results and the selected identity.
+
+The search box is also the INS DataMatrix scan field (EXI REC 02): a keyboard-wedge scanner types
+``IS01…`` then Entrée into it; the content is parsed there and then (``datamatrix.parse``), the
+INS looked up in a worker, and the identity opened, or the new-identity form prefilled from the
+DataMatrix (capture channel ``datamatrix``). A refused content leaves its reason on the status line.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -15,8 +22,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
+from services.errors import InvalidData
 from services.identity import service
+from services.storage.models import CaptureChannel
+from services.vitale import datamatrix
+from services.vitale.datamatrix import InsDataMatrix
+from services.vitale.to_insi import CardPrefill
 from tui.format import fr_date
+from tui.screens.card_picker import form_values
+from tui.screens.identity_form import IdentityFormScreen
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import status_cell
@@ -30,6 +44,16 @@ if TYPE_CHECKING:
 SEARCH_DEBOUNCE_S = 0.15
 SEARCH_LIMIT = 100
 STATUS_COLUMN = 3
+SEARCH_HINT = "Tapez un nom, une date de naissance, un IPP ou un INS."
+SCAN_HINT = "DataMatrix INS : le lecteur tape son contenu puis Entrée."
+# "IS01", after the scanner's AIM prefix (]d1); "IS" and two of « &é"'(-è_çà »: a QWERTY-set
+# scanner on an AZERTY computer (the parser names that mistake).
+_DATAMATRIX_START = re.compile(r"\s*(?:\][dD][0-9])?IS(?:01|[àé&\"'(\-è_ç]{2})")
+
+
+def looks_like_datamatrix(text: str) -> bool:
+    """Whether what was typed in the search box is a scanned INS DataMatrix (not a search)."""
+    return _DATAMATRIX_START.match(text) is not None
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,14 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         Binding("down", "cursor(1)", "Suivante", id="home.down", tooltip="Identité suivante", show=False),
         Binding("pageup", "cursor(-10)", show=False, id="home.pageup", tooltip="Dix identités plus haut"),
         Binding("pagedown", "cursor(10)", show=False, id="home.pagedown", tooltip="Dix identités plus bas"),
+        Binding(
+            "f11",
+            "scan_datamatrix",
+            "DataMatrix",
+            id="home.datamatrix",
+            tooltip="Scanner un DataMatrix",
+            show=False,
+        ),
     ]
 
     @dataclass
@@ -77,10 +109,16 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
     class SummaryReady(Message):
         summary: IdentitySummary
 
+    @dataclass
+    class DataMatrixResolved(Message):
+        datamatrix: InsDataMatrix
+        identity_id: int | None
+
     def __init__(self) -> None:
         super().__init__()
         self._summary: IdentitySummary | None = None
         self._loading_id: int | None = None
+        self._scan_message: str | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")
@@ -115,9 +153,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
 
     def on_mount(self) -> None:
         self.search_input.focus()
-        self.query_one("#search-status", Static).update(
-            "Tapez un nom, une date de naissance, un IPP ou un INS."
-        )
+        self._search_status(SEARCH_HINT)
 
     def on_screen_resume(self) -> None:
         self.search_input.focus()
@@ -136,13 +172,74 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
 
     @on(Input.Changed, "#search")
     def _changed(self, event: Input.Changed) -> None:
+        if event.value:  # typing again: the scan's message is stale (emptying keeps F11's hint)
+            self._scan_message = None
         self._search(event.value, SEARCH_DEBOUNCE_S)
 
     @on(Input.Submitted, "#search")
-    def _submitted(self) -> None:
+    def _submitted(self, event: Input.Submitted) -> None:
+        if looks_like_datamatrix(event.value):
+            self._scanned(event.value)
+            return
         self.action_open_selected()
 
+    def _search_status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#search-status", Static)
+        status.update(text)
+        status.set_class(error, "-error")
+        status.styles.height = "auto" if error else None  # a refused DataMatrix: the whole reason
+        status.styles.color = self.app.current_theme.error if error else None
+
+    # -- DataMatrix INS (keyboard-wedge scanner) ------------------------------------------------
+
+    def action_scan_datamatrix(self) -> None:
+        """« Scanner un DataMatrix »: the search box, emptied, waits for the scanner."""
+        self.search_input.value = ""
+        self.search_input.focus()
+        self._scan_message = SCAN_HINT
+        self._search_status(SCAN_HINT)
+
+    def _scanned(self, text: str) -> None:
+        """Entrée after ``IS01…``: parsed here (pure, cheap), the INS looked up in a worker."""
+        self.workers.cancel_group(self, "search")
+        try:
+            scanned = datamatrix.parse(text)
+        except InvalidData as err:
+            self._scan_message = err.message
+            self._search_status(err.message, error=True)
+            return
+        self._scan_message = f"DataMatrix INS lu ({scanned.matricule}) : recherche de l'INS…"
+        self._search_status(self._scan_message)
+        self._resolve_datamatrix(scanned)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="datamatrix")
+    def _resolve_datamatrix(self, scanned: InsDataMatrix) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        with self.insdesk.services.db.session() as session:
+            found = service.search_identities(session, actor=actor, query=scanned.matricule, limit=5)
+            ids = [
+                int(i.id)
+                for i in found
+                if i.id is not None and i.ins_matricule == scanned.number and i.ins_key == scanned.key
+            ]
+        self.post_message(self.DataMatrixResolved(scanned, ids[0] if ids else None))
+
+    @on(DataMatrixResolved)
+    def _datamatrix_resolved(self, event: DataMatrixResolved) -> None:
+        self._scan_message = None
+        self.search_input.value = ""  # the scan is done: the box is a search box again
+        if event.identity_id is not None:
+            self.notify(
+                f"INS {event.datamatrix.matricule} du DataMatrix : identité n°{event.identity_id}.",
+                title="DataMatrix INS",
+            )
+            self.insdesk.open_identity(event.identity_id)
+            return
+        self.app.push_screen(DataMatrixFormScreen(event.datamatrix))
+
     def action_clear_search(self) -> None:
+        self._scan_message = None
         self.search_input.value = ""
         self.search_input.focus()
 
@@ -152,6 +249,9 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         if delay:
             time.sleep(delay)  # debounce: a newer keystroke cancels this search
         if worker.is_cancelled:
+            return
+        if looks_like_datamatrix(query):  # a scan being typed: no search, Entrée reads it
+            self.post_message(self.ResultsReady(query, []))
             return
         actor = self.insdesk.actor
         assert actor is not None
@@ -190,15 +290,20 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             )
         n = len(event.rows)
         query = event.query.strip()
+        if self._scan_message is not None and (not query or looks_like_datamatrix(query)):
+            self._set_summary(None)
+            return  # the scan's own message stays
         if not query:
-            text = "Tapez un nom, une date de naissance, un IPP ou un INS."
+            text = SEARCH_HINT
+        elif looks_like_datamatrix(query):
+            text = SCAN_HINT
         elif n == 0:
             text = f"Aucune identité pour « {query} » : F2 pour en créer une."
         else:
             text = f"{n} identité{'s' if n > 1 else ''} pour « {query} »"
             if n >= SEARCH_LIMIT:
                 text += " (précisez la recherche)"
-        self.query_one("#search-status", Static).update(text)
+        self._search_status(text)
         if n:
             ids = [r.id for r in event.rows]
             table.move_cursor(row=ids.index(selected) if selected in ids else 0)
@@ -294,3 +399,47 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             )
         if self._summary is not None and self._summary.id == summary.id:
             self._set_summary(summary)
+
+
+class DataMatrixFormScreen(IdentityFormScreen):
+    """The new-identity form prefilled from a scanned INS DataMatrix (like the carte Vitale's).
+
+    The identity is created PROV with the capture channel ``datamatrix``; the INS read is not
+    attached: only the INSi (F4) gives an INS to the identity.
+    """
+
+    CAPTURE_CHANNEL = CaptureChannel.DATAMATRIX
+
+    def __init__(self, scanned: InsDataMatrix) -> None:
+        super().__init__(None)
+        self.datamatrix = scanned
+
+    def on_mount(self) -> None:
+        # Runs before IdentityFormScreen.on_mount: fill once the form is set up.
+        self.call_after_refresh(self._apply_prefill)
+
+    def _apply_prefill(self) -> None:
+        dm = self.datamatrix
+        values = form_values(
+            CardPrefill(  # the carte Vitale's prefill shape: the form is filled the same way
+                birth_name=dm.birth_name,
+                first_names=" ".join(dm.first_names),
+                first_name=dm.first_names[0],
+                sex=dm.sex,
+                birth_date=dm.birth_date.isoformat(),
+                birthplace=dm.birthplace,
+                used_name=None,
+                warnings=[],
+            )
+        )
+        if dm.birthplace:
+            values["birthplace"] = dm.birthplace
+        for name, value in values.items():
+            self.input(name).value = value  # typed by the scanner: checked like typed text
+        self._check(self.values(), tuple(sorted(values)))
+        self._status(
+            f"Pré-rempli depuis le DataMatrix INS ({dm.birth_name} {' '.join(dm.first_names)}, "
+            f"INS {dm.matricule}) : vérifiez les traits sur la pièce d'identité, puis ^S. "
+            "L'INS sera vérifié par l'INSi (F4)."
+        )
+        self.input("local_id").focus()

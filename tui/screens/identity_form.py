@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -26,6 +26,7 @@ from services.identity import service
 from services.identity.birthdate import BirthDate
 from services.identity.birthplace import load_cog
 from services.identity.traits import check_traits, check_used_name
+from services.storage.models import CaptureChannel
 from services.users import Right
 from tui.format import STATUS_WORDS, fr_date
 from tui.lookalikes import LookAlike, candidates, find_lookalikes
@@ -155,6 +156,8 @@ class PlaceOptions(OptionList):
 
 class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
     HELP_TITLE = "Fiche identité : touches"
+    CAPTURE_CHANNEL: ClassVar[CaptureChannel] = CaptureChannel.MANUAL
+    """How the traits of a new identity were captured (a prefilled form says its own channel)."""
     BINDINGS = [
         Binding("ctrl+s", "save", "Enregistrer", id="form.save", tooltip="Enregistrer l'identité"),
         Binding("escape", "back", "Retour", id="form.back", tooltip="Revenir à la recherche"),
@@ -572,6 +575,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
                     local_id=values["local_id"] or None,
                     used_name=values["used_name"] or None,
                     used_first_name=values["used_first_name"] or None,
+                    channel=self.CAPTURE_CHANNEL,
                 )
                 summary = summarize(session, identity)
             self.post_message(self.Saved(summary, values, created=True))
