@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 from textual.widgets import Input, OptionList, Select, Static
 
 from services.identity import service
@@ -25,7 +25,7 @@ from services.insi import InsiClient, RetryPolicy
 from services.insi.settings import load_insi_config
 from services.insi_sim import InsiSimulator
 from services.storage.db import Database
-from services.storage.models import Identity, InsiCall, Role
+from services.storage.models import CaptureChannel, Identity, InsiCall, Role
 from services.users import Actor
 from services.vitale.reader import SimulatedReader
 from tests.test_tui_support import demo_db, demo_template, login, make_app, settle, type_text
@@ -432,6 +432,15 @@ async def test_f3_card_persons_then_prefilled_form(demo_db: Database, insi: Insi
         await settle(pilot)
         assert app.screen is not form  # the look-alike warning
         assert "ressemblantes" in str(form.query_one("#form-status", Static).render())
+        await pilot.press("c")  # « Créer quand même »: the capture channel is the card
+        await settle(pilot)
+        with demo_db.session() as session:
+            created = session.exec(
+                select(Identity)
+                .where(Identity.birth_name == "BERNARD", Identity.birthplace == "33063")
+                .order_by(col(Identity.id).desc())
+            ).first()
+        assert created is not None and created.capture_channel == CaptureChannel.CARTE_VITALE
 
 
 async def test_f3_without_card_says_so_and_r_rereads(demo_db: Database, insi: InsiSimulator) -> None:

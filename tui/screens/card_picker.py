@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from services.errors import InsdeskError, InvalidData
 from services.identity.birthdate import BirthDate
+from services.storage.models import CaptureChannel
 from services.vitale.model import CardPerson, CardRead, birth_date_text
 from services.vitale.to_insi import CardPrefill, prefill_from_card
 from tui.format import fr_date
@@ -218,6 +219,8 @@ def form_values(prefill: CardPrefill) -> dict[str, str]:
 
 class CardPrefilledFormScreen(IdentityFormScreen):
     """The new-identity form (F2) prefilled from a card person, with the card's warnings."""
+
+    CAPTURE_CHANNEL = CaptureChannel.CARTE_VITALE
 
     def __init__(self, choice: CardChoice) -> None:
         super().__init__(None)
