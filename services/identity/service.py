@@ -721,6 +721,39 @@ def add_proof(
 # Flags and déqualification
 
 
+def _parse_flag(flag: Flag | str) -> Flag:
+    try:
+        return Flag(flag)
+    except ValueError:
+        raise BadRequest(
+            f"Attribut inconnu « {flag} » : douteuse, fictive ou homonyme.", code="flag_unknown"
+        ) from None
+
+
+def _store_flags(
+    session: Session,
+    *,
+    actor: Actor,
+    identity: Identity,
+    flags: frozenset[Flag],
+    kind: str,
+    flag: Flag,
+    reason: str | None,
+) -> None:
+    """Store the new flag set and audit the change (``kind``: flag set or cleared)."""
+    _set_flags(identity, flags)
+    _touch(identity)
+    session.add(identity)
+    session.flush()
+    append_event(
+        session,
+        actor=actor.login,
+        kind=kind,
+        identity_id=identity.id,
+        details={"flag": flag.value, "reason": reason, "flags": _flag_list(flags)},
+    )
+
+
 def set_flag(
     session: Session,
     *,
@@ -732,27 +765,20 @@ def set_flag(
 ) -> Identity:
     """Set a flag (Right.FLAG_SET). douteuse/fictive: back to PROV, INS invalidated (EXI SI 09)."""
     require(actor, Right.FLAG_SET)
-    try:
-        target = Flag(flag)
-    except ValueError:
-        raise BadRequest(
-            f"Attribut inconnu « {flag} » : douteuse, fictive ou homonyme.", code="flag_unknown"
-        ) from None
+    target = _parse_flag(flag)
     reason_text = _reason(reason, mandatory=False, action="poser un attribut")
     identity = _load(session, identity_id)
     _check_version(identity, expect_version)
     flags = check_flag_set(identity_flags(identity), target)
 
-    _set_flags(identity, flags)
-    _touch(identity)
-    session.add(identity)
-    session.flush()
-    append_event(
+    _store_flags(
         session,
-        actor=actor.login,
+        actor=actor,
+        identity=identity,
+        flags=flags,
         kind=IDENTITY_FLAG_SET,
-        identity_id=identity.id,
-        details={"flag": target.value, "reason": reason_text, "flags": _flag_list(flags)},
+        flag=target,
+        reason=reason_text,
     )
     if target in BLOCKING_FLAGS:
         event = Event.FLAG_DOUBTFUL_OR_FICTITIOUS
@@ -773,26 +799,19 @@ def clear_flag(
     """Clear a flag (Right.FLAG_CLEAR, reason mandatory). The status stays PROV: the identity
     must be checked again (INSi, document) to be verified."""
     require(actor, Right.FLAG_CLEAR)
-    try:
-        target = Flag(flag)
-    except ValueError:
-        raise BadRequest(
-            f"Attribut inconnu « {flag} » : douteuse, fictive ou homonyme.", code="flag_unknown"
-        ) from None
+    target = _parse_flag(flag)
     reason_text = _reason(reason, mandatory=True, action="retirer un attribut")
     identity = _load(session, identity_id)
     _check_version(identity, expect_version)
     flags = check_flag_clear(identity_flags(identity), target)
-    _set_flags(identity, flags)
-    _touch(identity)
-    session.add(identity)
-    session.flush()
-    append_event(
+    _store_flags(
         session,
-        actor=actor.login,
+        actor=actor,
+        identity=identity,
+        flags=flags,
         kind=IDENTITY_FLAG_CLEARED,
-        identity_id=identity.id,
-        details={"flag": target.value, "reason": reason_text, "flags": _flag_list(flags)},
+        flag=target,
+        reason=reason_text,
     )
     _results_changed(session, actor=actor, identity=identity)
     return identity
