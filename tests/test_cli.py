@@ -397,3 +397,26 @@ def test_audit_verify_against_a_copied_anchor(cli: Cli, tmp_path: Path) -> None:
     assert code == 1 and out["ok"] is False
     code, out, _ = cli("audit", "verify", "--anchor", str(tmp_path / "missing.anchor"), user="superviseur1")
     assert code == 1 and out["ok"] is False
+
+
+def test_config_set_lab_identity_for_the_cda_audited_and_admin_only(cli: Cli) -> None:
+    code, out, _ = cli("config", "set", "cda.lab_name=Labo Bio Centre", "insi.idam=IDAM-42", user="admin")
+    assert code == 0, out
+    assert out["cda"]["lab_name"] == "Labo Bio Centre" and out["insi"]["idam"] == "IDAM-42"
+    code, out, _ = cli("config", "show", user="admin")
+    assert out["cda"] == {"lab_name": "Labo Bio Centre"}
+    code, out, _ = cli("config", "set", "cda.lab_name=", user="admin")
+    assert code == 0 and "lab_name" not in out["cda"], "an empty value removes the setting"
+    code, out, _ = cli("config", "set", "cda.nope=1", user="admin")
+    assert code == 2 and out["error"]["code"] == "cda_setting_unknown"
+    code, out, _ = cli("config", "set", "lab_name", user="admin")
+    assert code == 2 and out["error"]["code"] == "usage"
+    code, out, _ = cli("config", "set", "cda.lab_name=X", user="superviseur1")
+    assert code == 4
+    engine = sa.create_engine(cli.db_url)
+    with engine.connect() as conn:
+        changes = conn.execute(
+            sa.text("select count(*) from audit_event where kind = 'config.changed'")
+        ).scalar_one()
+    engine.dispose()
+    assert changes == 3, "two changes and one removal, each audited; refused ones leave nothing"

@@ -22,11 +22,11 @@ from importlib import metadata
 from typing import Final
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from services.audit.log import CONFIG_CHANGED, append_event
 from services.errors import BadRequest
 from services.insi.config import InsiConfig, RetryPolicy, is_loopback_host
+from services.settings_store import read_settings, store_settings
 from services.storage.db import Database
 from services.storage.models import INSTANCE_UUID_KEY, Setting, new_instance_uuid
 from services.users import Actor, Right, require
@@ -98,8 +98,7 @@ def _software_version() -> str:
 
 def insi_settings(session: Session) -> dict[str, str]:
     """The ``insi.*`` rows of the ``setting`` table, by name (without the prefix)."""
-    rows = session.exec(select(Setting).where(col(Setting.key).startswith(SETTING_PREFIX))).all()
-    return {row.key[len(SETTING_PREFIX) :]: row.value for row in rows}
+    return read_settings(session, SETTING_PREFIX)
 
 
 def instance_uuid(db: Database) -> str:
@@ -212,38 +211,10 @@ def save_insi_settings(session: Session, *, actor: Actor, values: Mapping[str, s
     """Store ``insi.*`` settings (Right.CONFIG; ``None`` or an empty text removes one); audited
     ``config.changed``. Returns the stored settings. Passwords are refused: environment only."""
     require(actor, Right.CONFIG)
-    unknown = sorted(set(values) - set(SETTING_KEYS))
-    if unknown:
-        raise BadRequest(
-            f"Réglage INSi inconnu : {', '.join(unknown)} (réglages possibles : {', '.join(SETTING_KEYS)}).",
-            code="insi_setting_unknown",
-        )
-    changed: dict[str, str | None] = {}
     for name, raw in values.items():
         text = raw.strip() if isinstance(raw, str) else ""
         if text and (name in _FLOATS or name in _INTS):
             _number(name, text)
-        key = SETTING_PREFIX + name
-        row = session.get(Setting, key)
-        if not text:
-            if row is not None:
-                session.delete(row)
-                changed[name] = None
-            continue
-        if row is None:
-            session.add(Setting(key=key, value=text))
-        elif row.value == text:
-            continue
-        else:
-            row.value = text
-            session.add(row)
-        changed[name] = text
-    session.flush()
-    if changed:
-        append_event(
-            session,
-            actor=actor.login,
-            kind=CONFIG_CHANGED,
-            details={"setting": "insi", "changes": changed},
-        )
-    return insi_settings(session)
+    return store_settings(
+        session, actor=actor, prefix=SETTING_PREFIX, allowed=SETTING_KEYS, values=values, label="INSi"
+    )

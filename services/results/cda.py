@@ -1181,12 +1181,9 @@ def lab_from_settings(values: Mapping[str, str]) -> CdaLab:
 
 
 def _settings(session: Any) -> dict[str, str]:
-    from sqlmodel import col, select
+    from services.settings_store import read_settings
 
-    from services.storage.models import Setting
-
-    rows = session.exec(select(Setting).where(col(Setting.key).startswith(SETTING_PREFIX))).all()
-    return {row.key[len(SETTING_PREFIX) :]: row.value for row in rows}
+    return read_settings(session, SETTING_PREFIX)
 
 
 def _birthplace_name(code: str | None, birth_date: dt.date) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 from tui.commands import (
     audit,
     checks,
+    config,
     identity,
     insi,
     insi_sim,
@@ -31,6 +32,6 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def register_all(sub: Any) -> None:
-    modules = (tui_cmds, checks, identity, insi, audit, users, insi_sim, vitale, results_ref, results)
+    modules = (tui_cmds, checks, identity, insi, audit, users, config, insi_sim, vitale, results_ref, results)
     for module in (*modules, results_cda):  # last: it attaches to any `results` parser
         module.register(sub)
