@@ -44,6 +44,7 @@ TABLES = {
     "audit_event",
     "audit_head",
     "setting",
+    "identity_alias",
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -158,6 +158,7 @@ class Identity(IdentityBase, table=True):
         sa.Index("ix_identity_birth_date_birth_name", "birth_date", "birth_name"),
         sa.Index("ix_identity_local_id", "local_id"),
         sa.Index("ix_identity_ins_matricule", "ins_matricule"),
+        sa.Index("ix_identity_merged_into", "merged_into"),
     )
     __mapper_args__ = {"version_id_col": _identity_version_col}
 
@@ -173,6 +174,9 @@ class Identity(IdentityBase, table=True):
     ins_key: str | None = Field(default=None, max_length=2)
     ins_oid: str | None = Field(default=None, max_length=64)
     ins_checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A merged duplicate (migration 0004) is never deleted: it stays as a tombstone pointing at
+    # the identity kept, and disappears from searches.
+    merged_into: int | None = Field(default=None, foreign_key="identity.id", ondelete="RESTRICT")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_by: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(
@@ -209,6 +213,24 @@ def birth_name_prefix_filter(prefix: str) -> ColumnElement[bool]:
         return sa.true()
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     return sa.and_(col >= prefix, col < upper)
+
+
+# ---------------------------------------------------------------------------------------------
+# identity_alias
+
+
+class IdentityAlias(SQLModel, table=True):
+    """Another local id (lab system patient number) of an identity, e.g. the local id of a duplicate
+    merged into it (migration 0004): results that arrive later with it match that identity."""
+
+    __tablename__ = "identity_alias"
+
+    id: int | None = Field(default=None, primary_key=True)
+    identity_id: int = Field(foreign_key="identity.id", index=True, ondelete="CASCADE")
+    local_id: str = Field(max_length=64, unique=True)
+    source: str = Field(default="merge", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_by: str | None = Field(default=None, max_length=64)
 
 
 # ---------------------------------------------------------------------------------------------
