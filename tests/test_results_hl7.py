@@ -122,7 +122,7 @@ def test_lab_b_latin1_and_ln_codes(labo_b: list) -> None:
     assert (chol.local_code, chol.loinc_in_message, chol.label) == ("CHOL", "2093-3", "Cholestérol total")
     assert hdl.loinc_in_message == "2085-9"
     assert tg.value == "0.87" and tg.unit == "g/l"  # decimal comma normalised
-    assert (ldl.value_type, ldl.value) == ("SN", "<1.10")
+    assert (ldl.value_type, ldl.comparator, ldl.value) == ("SN", "<", "1.10")
     assert ldl.comments == ["Calcul de Friedewald non applicable si TG > 3,40 g/L."]
     # LOINC first, local code as the alternate triplet
     (t,) = tsh.observations
@@ -234,7 +234,7 @@ def test_malformed_segments(segments: list[str], line: int, fragment: str) -> No
     ],
 )
 def test_malformed_messages(text: str, fragment: str) -> None:
-    err = refused(text)
+    err = refused(text + "\r")
     assert fragment in err.reason, err.message
 
 

@@ -331,6 +331,15 @@ class CdaReport:
     comments: tuple[str, ...] = ()
     report_id: int | None = None
     pdf: bytes | None = None  # the PDF copy; rendered by services.results.pdf when None
+    replaces_version: int | None = None
+    """The version this document replaces (``relatedDocument`` RPLC): by default the previous
+    one (``version - 1``); 0 when it replaces none (no earlier version was ever sent)."""
+
+    @property
+    def replaced_version(self) -> int | None:
+        if self.replaces_version is not None:
+            return self.replaces_version if 0 < self.replaces_version < self.version else None
+        return self.version - 1 if self.version > 1 else None
 
     @property
     def document_uuid(self) -> uuid.UUID:
@@ -797,10 +806,11 @@ def _header(b: _Builder, doc: etree._Element, report: CdaReport) -> None:
         else:
             _code(b, event, chapter.code, chapter.display)
 
-    if report.version > 1:
+    replaced = report.replaced_version
+    if replaced is not None:
         related = b.el(doc, "relatedDocument", typeCode="RPLC")
         parent = b.el(related, "parentDocument")
-        b.el(parent, "id", root=uuid_oid(document_uuid(report.set_id, report.version - 1)))
+        b.el(parent, "id", root=uuid_oid(document_uuid(report.set_id, replaced)))
 
     encounter = b.el(b.el(doc, "componentOf"), "encompassingEncounter")
     b.el(encounter, "code", code="AMB", displayName="ambulatoire", codeSystem="2.16.840.1.113883.5.4")
@@ -1323,7 +1333,7 @@ def cda_report_from_db(
         unit = _normalise_unit(
             obs.unit or (entry.unit if entry is not None else None), row.property if row is not None else None
         )
-        value = parse_value(obs.value_type, obs.value, unit)
+        value = parse_value(obs.value_type, _with_comparator(obs.comparator, obs.value), unit)
         status: Literal["completed", "aborted"] = (
             "aborted" if (obs.result_status or "").upper() in ("X", "D") else "completed"
         )
@@ -1368,4 +1378,13 @@ def cda_report_from_db(
         created_at=when,
         validated_at=report.verdict_at or when,
         report_id=report.id,
+        # A version after one that was sent replaces it (RPLC); otherwise it replaces nothing.
+        replaces_version=report.sent_version if report.sent_version else 0,
     )
+
+
+def _with_comparator(comparator: str | None, value: str | None) -> str | None:
+    """A stored numeric result and its comparator as one value (``<`` + ``0.5`` → ``<0.5``)."""
+    if comparator and value is not None:
+        return f"{comparator}{value}"
+    return value

@@ -54,11 +54,14 @@ from services.results.parsed import (
     ParsedObservation,
     ParsedReport,
     ParsedRequest,
+    ShapeBudget,
     check_length,
+    check_shape,
     clip,
     decode_text,
     normalise_number,
     parse_timestamp,
+    split_comparator,
     split_lines,
 )
 
@@ -176,7 +179,20 @@ def parse_hl7(data: bytes | str, *, source: str | None = None) -> list[ParsedRep
     messages = split_messages(text)
     if not messages:
         raise MalformedResults("aucun message HL7 (MSH) dans le fichier.", line=None, code="results_empty")
+    _check_complete(text, messages[-1][-1][0])
     return [_parse_message(segments) for segments in messages]
+
+
+def _check_complete(text: str, last_line: int) -> None:
+    """Every segment ends with its terminator (CR, or LF): a last segment without one was cut
+    off (a truncated transfer or re-send) and refuses the file."""
+    end = text.rstrip(" \t")
+    if not end.endswith(("\r", "\n")):
+        raise MalformedResults(
+            "dernier segment incomplet (pas de fin de segment) : le fichier est tronqué.",
+            line=last_line,
+            code="results_truncated",
+        )
 
 
 def _separators(header: str, line: int) -> tuple[str, str]:
@@ -206,6 +222,8 @@ def _parse_message(lines: list[tuple[int, str]]) -> ParsedReport:
     field_sep, encoding = _separators(header, msh_line)
     comp, rep, esc_char, sub = encoding[0], encoding[1], encoding[2], encoding[3]
     escaper = Escaper(field_sep, comp, rep, esc_char, sub)
+    budget = ShapeBudget("message HL7")
+    delimiters = (field_sep, comp, rep, sub)
     for number, segment in lines:
         seg_id = segment[:3]
         if not _SEGMENT_ID.fullmatch(seg_id) or (len(segment) > 3 and segment[3] != field_sep):
@@ -217,6 +235,8 @@ def _parse_message(lines: list[tuple[int, str]]) -> ParsedReport:
             raise MalformedResults(f"segment {seg_id} inattendu dans un message ORU^R01.", line=number)
         if seg_id == "MSH" and number != msh_line:
             raise MalformedResults("second en-tête MSH dans le même message.", line=number)
+        shape = check_shape(segment, line=number, segment=seg_id, delimiters=delimiters, msh=seg_id == "MSH")
+        budget.add(shape, line=number)
     raw = "\r".join(segment for _n, segment in lines)
     try:
         tree = pyhl7.parse(raw)
@@ -398,17 +418,18 @@ def _read_pid(seg: _Segment, report: ParsedReport) -> None:
     traits: dict[str, Any] = {}
     for name in seg.reps(5):
         family = name[0][0].strip() if name and name[0] else ""
-        given = [name[i][0].strip() for i in (1, 2) if len(name) > i and name[i] and name[i][0].strip()]
+        first = name[1][0].strip() if len(name) > 1 and name[1] else ""
+        others = name[2][0].strip() if len(name) > 2 and name[2] else ""
         kind = name[6][0].strip().upper() if len(name) > 6 and name[6] else "L"
         if kind == "L" and "birth_name" not in traits:
             traits["birth_name"] = family
-            first_names = " ".join(given).split()
+            first_names = given_names(first, others)
             traits["first_names"] = first_names
-            traits["first_name"] = first_names[0] if first_names else None
+            traits["first_name"] = first or (first_names[0] if first_names else None)
         elif kind == "D" and "used_name" not in traits:
             traits["used_name"] = family
-            if given:
-                traits["used_first_name"] = given[0]
+            if first:
+                traits["used_first_name"] = first
     birth = _parse_date(seg.get(7), line=seg.line, what="PID-7 (date de naissance)")
     if birth is not None:
         traits["birth_date"] = birth.isoformat()
@@ -424,6 +445,19 @@ def _read_pid(seg: _Segment, report: ParsedReport) -> None:
     if reliability:
         traits["identity_reliability"] = reliability
     report.patient_traits = traits
+
+
+def given_names(first: str, others: str) -> list[str]:
+    """The birth first names of an XPN: PAM-FR writes ``NOM^PRENOM^PRENOM1 PRENOM2`` (component 3
+    already the whole list, component 2 its first name), HL7 elsewhere ``NOM^PRENOM^AUTRES``
+    (component 3 the second and further names). Component 3 is read as the whole list when it
+    holds every word of component 2: a first name is never counted twice."""
+    first_words, other_words = first.split(), others.split()
+    if not other_words:
+        return first_words
+    if first_words and all(word in other_words for word in first_words):
+        return other_words
+    return first_words + other_words
 
 
 def _read_nte(seg: _Segment) -> str | None:
@@ -456,6 +490,7 @@ def _read_obr(seg: _Segment, orc: _Segment | None, default_seq: int) -> ParsedRe
         placer_id=check_length(placer, MAX_ORDER_ID, line=line, what="OBR-2 (numéro de demande)"),
         filler_id=check_length(filler, MAX_ORDER_ID, line=line, what="OBR-3 (numéro de dossier)"),
         line=line,
+        result_status=check_length(seg.get(25).upper(), MAX_STATUS, line=line, what="OBR-25 (statut)"),
     )
 
 
@@ -490,6 +525,7 @@ def _read_obx(seg: _Segment, default_seq: int) -> ParsedObservation:
 
     reps = seg.reps(5)
     value: str | None
+    comparator: str | None = None
     if not reps:
         value = None
     else:
@@ -497,7 +533,7 @@ def _read_obx(seg: _Segment, default_seq: int) -> ParsedObservation:
             raise MalformedResults("OBX-2 (type de valeur) est vide alors que OBX-5 a une valeur.", line=line)
         if value_type not in VALUE_TYPES:
             raise MalformedResults(f"type de valeur OBX-2 « {clip(value_type, 8)} » inconnu.", line=line)
-        value = _value(seg, value_type, line)
+        comparator, value = _value(seg, value_type, line)
     if value_type and value_type not in VALUE_TYPES:
         raise MalformedResults(f"type de valeur OBX-2 « {clip(value_type, 8)} » inconnu.", line=line)
 
@@ -512,6 +548,7 @@ def _read_obx(seg: _Segment, default_seq: int) -> ParsedObservation:
         loinc_in_message=check_length(loinc, MAX_LOINC, line=line, what=f"{what} : code LOINC"),
         value_type=value_type,
         value=value,
+        comparator=comparator,
         unit=check_length(unit, MAX_UNIT, line=line, what=f"{what} : unité"),
         reference_range=check_length(
             seg.text(7, sep=" ; "), MAX_RANGE, line=line, what=f"{what} : valeurs de référence"
@@ -530,12 +567,13 @@ def _code(code: str, *, line: int) -> str:
     return text
 
 
-def _value(seg: _Segment, value_type: str, line: int) -> str | None:
+def _value(seg: _Segment, value_type: str, line: int) -> tuple[str | None, str | None]:
+    """(comparator, value) of OBX-5: a numeric value may carry a comparator (``<0,5``)."""
     if value_type == "NM":
         reps = seg.reps(5)
         if len(reps) > 1 or len(reps[0]) > 1:
             raise MalformedResults("OBX-5 : un résultat NM n'a qu'une valeur.", line=line)
-        return normalise_number(reps[0][0][0], line=line, what="OBX-5")
+        return split_comparator(reps[0][0][0], line=line, what="OBX-5")
     if value_type == "SN":
         comps = seg.comps(5)
         parts = [c[0].strip() if c else "" for c in comps[:4]]
@@ -543,12 +581,25 @@ def _value(seg: _Segment, value_type: str, line: int) -> str | None:
         comparator, num1, separator, num2 = parts
         if comparator not in ("", ">", "<", ">=", "<=", "=", "<>"):
             raise MalformedResults(f"OBX-5 : comparateur SN « {clip(comparator, 4)} » invalide.", line=line)
+        if not num1 and not num2:
+            raise MalformedResults("OBX-5 : valeur SN sans nombre.", line=line)
+        if not separator and not num2:
+            # <^0,5 (the SN form) or « < 3,0 » / « <0,5 » written in the first component
+            inner, number = split_comparator(num1, line=line, what="OBX-5 (SN)")
+            if inner is not None and comparator not in ("", "="):
+                raise MalformedResults(f"OBX-5 : deux comparateurs dans « {clip(seg.text(5))} ».", line=line)
+            chosen = inner or (comparator if comparator in ("<", ">", "<=", ">=") else None)
+            if comparator == "<>":
+                return None, f"<>{number}"
+            return chosen, number
         for number in (num1, num2):
             if number:
                 normalise_number(number, line=line, what="OBX-5 (SN)")
-        if not num1 and not num2:
-            raise MalformedResults("OBX-5 : valeur SN sans nombre.", line=line)
-        return f"{comparator}{num1.replace(',', '.')}{separator}{num2.replace(',', '.')}"
+        return None, f"{comparator}{num1.replace(',', '.')}{separator}{num2.replace(',', '.')}"
+    return None, _other_value(seg, value_type, line)
+
+
+def _other_value(seg: _Segment, value_type: str, line: int) -> str | None:
     if value_type in _TEXT_TYPES:
         return seg.text(5) or None
     if value_type in _CODED_TYPES:

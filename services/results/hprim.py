@@ -35,6 +35,7 @@ import re
 from datetime import date
 from typing import Any, Final
 
+from services.results.hl7 import given_names
 from services.results.parsed import (
     MAX_CODE,
     MAX_FLAG,
@@ -51,11 +52,13 @@ from services.results.parsed import (
     ParsedObservation,
     ParsedReport,
     ParsedRequest,
+    ShapeBudget,
     check_length,
+    check_shape,
     clip,
     decode_text,
-    normalise_number,
     parse_timestamp,
+    split_comparator,
     split_lines,
 )
 
@@ -65,6 +68,8 @@ VALUE_TYPES: Final = frozenset({"NM", "ST", "TX", "CE", "FIC"})
 _RECORDS: Final = frozenset({"H", "P", "OBR", "OBX", "C", "A", "L"})
 _RECORD_ID = re.compile(r"[A-Z]{1,3}", re.ASCII)
 _DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})", re.ASCII)
+_MAX_CONTINUATIONS: Final = 1000
+_MAX_REQUEST_LABEL: Final = 255
 
 Record = list[list[list[list[str]]]]
 """Fields → repetitions → components → sub-components (escaped text)."""
@@ -78,28 +83,29 @@ def looks_like_hprim(text: str) -> bool:
 
 
 class _Rec:
-    """One logical record (continuation lines joined), with accessors."""
+    """One logical record (continuation lines joined), with accessors; fields are split only
+    when read (the record's shape was bounded by :func:`check_shape` before)."""
 
-    __slots__ = ("esc", "fields", "line", "text", "type")
+    __slots__ = ("_fields", "_split", "esc", "line", "text", "type")
 
     def __init__(self, line: int, text: str, dialect: _Dialect) -> None:
         self.line = line
         self.text = text
         self.esc = dialect.escaper
-        d = dialect
-        self.fields: Record = [
-            [[comp.split(d.sub) for comp in rep.split(d.comp)] for rep in field.split(d.rep)]
-            for field in text.split(d.field)
-        ]
-        self.type = text.split(d.field, 1)[0]
+        self._split = (dialect.field, dialect.rep, dialect.comp, dialect.sub)
+        self._fields: list[str] | None = None
+        self.type = text.split(dialect.field, 1)[0]
 
     def reps(self, n: int) -> list[list[list[str]]]:
-        if n >= len(self.fields):
+        if self._fields is None:
+            self._fields = self.text.split(self._split[0])
+        if n >= len(self._fields):
             return []
-        reps = self.fields[n]
+        _f, rep, comp, sub = self._split
+        reps = [[c.split(sub) for c in r.split(comp)] for r in self._fields[n].split(rep)]
         if len(reps) == 1 and reps[0] == [[""]]:
             return []
-        return [[[self.esc(s, self.line) for s in comp] for comp in rep] for rep in reps]
+        return [[[self.esc(s, self.line) for s in c] for c in r] for r in reps]
 
     def get(self, n: int, comp: int = 1) -> str:
         reps = self.reps(n)
@@ -153,7 +159,7 @@ def _records(text: str) -> tuple[_Dialect, list[_Rec]]:
     if not (len(header) >= 6 and header[0] == "H" and not header[1].isalnum()):
         raise MalformedResults("la première ligne doit être l'en-tête HPRIM « H|~^\\&|… ».", line=first_line)
     dialect = _Dialect(header, first_line)
-    logical: list[tuple[int, str]] = []
+    logical: list[tuple[int, list[str]]] = []
     ended_at: int | None = None
     for number, line in lines:
         rtype = line.split(dialect.field, 1)[0]
@@ -173,17 +179,33 @@ def _records(text: str) -> tuple[_Dialect, list[_Rec]]:
                 raise MalformedResults(
                     "ligne de continuation A sans enregistrement à continuer.", line=number
                 )
-            prev_line, prev_text = logical[-1]
-            logical[-1] = (prev_line, prev_text + line[2:])
+            parts = logical[-1][1]
+            parts.append(line[2:])
+            if len(parts) > _MAX_CONTINUATIONS:
+                raise MalformedResults(
+                    f"plus de {_MAX_CONTINUATIONS} lignes de continuation A pour un même enregistrement.",
+                    line=number,
+                )
             continue
         if rtype == "L":
             ended_at = number
-        logical.append((number, line))
+        logical.append((number, [line]))
     if ended_at is None:
         raise MalformedResults(
             "ligne L de fin manquante : le fichier est peut-être tronqué.", line=lines[-1][0]
         )
-    return dialect, [_Rec(number, text, dialect) for number, text in logical]
+    delimiters = (dialect.field, dialect.comp, dialect.rep, dialect.sub)
+    records: list[_Rec] = []
+    budget = ShapeBudget("bloc patient HPRIM")
+    for number, parts in logical:
+        text = "".join(parts)
+        rtype = text.split(dialect.field, 1)[0]
+        if rtype in ("P", "L"):
+            budget = ShapeBudget("bloc patient HPRIM")
+        shape = check_shape(text, line=number, segment=rtype, delimiters=delimiters)
+        budget.add(shape, line=number)
+        records.append(_Rec(number, text, dialect))
+    return dialect, records
 
 
 def parse_hprim(data: bytes | str, *, source: str | None = None) -> list[ParsedReport]:
@@ -263,11 +285,14 @@ def _block(block: list[_Rec], *, sender: str, file_name: str, message_at: Any, r
     if not local_ids:
         raise MalformedResults("patient sans identifiant (P-2 et P-3 vides).", line=line)
     traits: dict[str, Any] = {}
-    name, first = patient.get(5, 1), [patient.get(5, 2), patient.get(5, 3)]
+    # P-5 is the name in use (nom usuel, e.g. a married name) and its first names; P-6 the birth
+    # name. With P-6 empty the birth name is unknown: P-5 stays the used name.
+    name = patient.get(5, 1)
+    first_names = given_names(patient.get(5, 2), patient.get(5, 3))
     birth_name = patient.get(6, 1)
-    first_names = " ".join(f for f in first if f).split()
-    traits["birth_name"] = birth_name or name
-    if birth_name and name and name != birth_name:
+    if birth_name:
+        traits["birth_name"] = birth_name
+    if name and name != birth_name:
         traits["used_name"] = name
     traits["first_names"] = first_names
     traits["first_name"] = first_names[0] if first_names else None
@@ -335,10 +360,24 @@ def _block(block: list[_Rec], *, sender: str, file_name: str, message_at: Any, r
 def _obr(rec: _Rec, default_seq: int) -> ParsedRequest:
     line = rec.line
     seq_text = rec.get(1)
-    code = check_length(rec.get(4, 1), MAX_CODE, line=line, what="OBR-4 (code de la demande)")
-    label = check_length(rec.get(4, 2), MAX_LABEL, line=line, what="OBR-4 (libellé de la demande)")
-    if not code and not label:
+    # OBR-4 repeats: every analysis of the request (GLY~Glycémie^CREA~Créatinine). The first code
+    # is the request's; the label names them all.
+    tests: list[tuple[str, str]] = []
+    for rep in rec.reps(4):
+        rep_code = rep[0][0].strip() if rep and rep[0] else ""
+        rep_label = rep[1][0].strip() if len(rep) > 1 and rep[1] else ""
+        if rep_code or rep_label:
+            tests.append((rep_code, rep_label))
+    if not tests:
         raise MalformedResults("OBR-4 (analyse demandée) est vide.", line=line)
+    code = check_length(
+        next((c for c, _l in tests if c), ""), MAX_CODE, line=line, what="OBR-4 (code de la demande)"
+    )
+    for rep_code, rep_label in tests:
+        check_length(rep_code, MAX_CODE, line=line, what="OBR-4 (code de la demande)")
+        check_length(rep_label, MAX_LABEL, line=line, what="OBR-4 (libellé de la demande)")
+    joined = " ; ".join(lbl or c for c, lbl in tests)
+    label = clip(joined, _MAX_REQUEST_LABEL) if joined else None
     return ParsedRequest(
         seq=int(seq_text) if seq_text.isdigit() else default_seq,
         code=code,
@@ -348,6 +387,7 @@ def _obr(rec: _Rec, default_seq: int) -> ParsedRequest:
         placer_id=check_length(rec.first(2), MAX_ORDER_ID, line=line, what="OBR-2 (numéro de demande)"),
         filler_id=check_length(rec.first(3), MAX_ORDER_ID, line=line, what="OBR-3 (numéro de dossier)"),
         line=line,
+        result_status=check_length(rec.get(25).upper(), MAX_STATUS, line=line, what="OBR-25 (statut)"),
     )
 
 
@@ -380,12 +420,13 @@ def _obx(rec: _Rec, default_seq: int) -> ParsedObservation:
             line=line,
         )
     value: str | None = None
+    comparator: str | None = None
     if has_value:
         if value_type == "NM":
             reps = rec.reps(5)
             if len(reps) > 1 or len(reps[0]) > 1:
                 raise MalformedResults("OBX-5 : un résultat NM n'a qu'une valeur.", line=line)
-            value = normalise_number(reps[0][0][0], line=line, what="OBX-5")
+            comparator, value = split_comparator(reps[0][0][0], line=line, what="OBX-5")
         elif value_type == "CE":
             reps = rec.reps(5)
             comps = [c[0].strip() for c in reps[0]]
@@ -414,6 +455,7 @@ def _obx(rec: _Rec, default_seq: int) -> ParsedObservation:
         loinc_in_message=check_length(loinc, MAX_LOINC, line=line, what=f"{what} : code LOINC"),
         value_type=value_type,
         value=value,
+        comparator=comparator,
         unit=check_length(rec.get(6, 1), MAX_UNIT, line=line, what=f"{what} : unité"),
         reference_range=check_length(
             " ; ".join(r for r in ranges if r), MAX_RANGE, line=line, what=f"{what} : valeurs de référence"

@@ -16,11 +16,16 @@ parsers). Importing a report whose key exists:
 
 * with the same clinical content (``ParsedReport.content_digest``: the same file again, or the
   same report under a new message id) changes nothing (``unchanged``);
-* with a different content and a message time not older than the stored version's, replaces it
-  (``replaced``): its requests and results are rewritten, ``version_number`` goes up by one,
-  ``set_id`` (the CDA setId) is kept, the verdict is recomputed (a ``sent`` report becomes
-  ``ready``/``blocked`` again: the new version has to be sent);
-* with an older message time is ignored (``stale``): a late copy never overwrites a correction.
+* with a different content and a message time (MSH-7, HPRIM H-13) **newer** than the stored
+  version's, replaces it (``replaced``): its requests and results are rewritten,
+  ``version_number`` goes up by one, ``set_id`` (the CDA setId) is kept, the verdict is
+  recomputed (a ``sent`` report becomes ``ready``/``blocked`` again: the new version has to be
+  sent, as a replacement of the one sent);
+* with an older or equal message time, or without one to compare, is refused and reported
+  (``stale``, and a line in ``refused``): a late copy or a truncated re-send never overwrites
+  the complete report. The rest of the file is imported.
+
+A file whose last segment was cut off is malformed (the parsers refuse it whole).
 
 :func:`process_inbox` / :func:`watch_inbox` import the files a lab system drops in a folder and
 move each one to ``done/``, or to ``rejected/`` beside a ``<name>.reason.txt`` saying why.
@@ -46,8 +51,15 @@ from services.errors import BadRequest, InsdeskError
 from services.results import gate
 from services.results.hl7 import looks_like_hl7, parse_hl7
 from services.results.hprim import looks_like_hprim, parse_hprim
-from services.results.models import LabReport, LabRequest, Observation, ReportFormat, ReportStatus
-from services.results.parsed import MalformedResults, ParsedReport, decode_text
+from services.results.models import (
+    LabReport,
+    LabReportLocalId,
+    LabRequest,
+    Observation,
+    ReportFormat,
+    ReportStatus,
+)
+from services.results.parsed import MalformedResults, ParsedReport, decode_input
 from services.storage.models import utcnow
 from services.users import Actor, Right, require
 
@@ -104,14 +116,28 @@ def parse_results(data: bytes | str, *, source: str | None = None) -> list[Parse
             line=None,
             code="results_too_large",
         )
-    text = decode_text(data)
+    return parse_results_with_encoding(data, source=source)[0]
+
+
+def parse_results_with_encoding(
+    data: bytes | str, *, source: str | None = None
+) -> tuple[list[ParsedReport], str]:
+    """:func:`parse_results` and the encoding the file was read in (UTF-8, cp1252, ISO-8859-1
+    or MacRoman, detected from its bytes)."""
+    if len(data) > MAX_FILE_BYTES:
+        raise MalformedResults(
+            f"fichier trop volumineux ({len(data)} octets, {MAX_FILE_BYTES} au plus).",
+            line=None,
+            code="results_too_large",
+        )
+    text, encoding = decode_input(data)
     if not text.strip():
         raise MalformedResults("fichier vide : aucun compte rendu.", line=None, code="results_empty")
     fmt = detect_format(text)
     reports = parse_hl7(text, source=source) if fmt is ReportFormat.HL7 else parse_hprim(text, source=source)
     if not reports:  # pragma: no cover - the parsers already refuse an empty file
         raise MalformedResults("aucun compte rendu dans le fichier.", line=None, code="results_empty")
-    return reports
+    return reports, encoding
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +159,9 @@ class ImportResult:
     stale: int = 0
     report_ids: list[int] = field(default_factory=list)
     format: str | None = None
+    encoding: str | None = None
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    """Versions not imported: ``{report_id, source_key, line, reason}`` (older or equal message time)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,30 +176,64 @@ class ImportResult:
             "stale": self.stale,
             "report_ids": list(self.report_ids),
             "format": self.format,
+            "encoding": self.encoding,
+            "refused": [dict(r) for r in self.refused],
         }
 
 
-def _message_at(report: LabReport) -> datetime | None:
-    """The message time of a stored version (re-read from its raw text)."""
+def _reparsed(report: LabReport) -> ParsedReport | None:
+    """A stored version re-read from its raw text (rows stored before migration 0006)."""
+    raw = report.raw if report.raw.endswith(("\r", "\n")) else report.raw + "\r"
     try:
-        parsed = parse_results(report.raw)
+        parsed = parse_results(raw)
     except InsdeskError:
         return None
-    for candidate in parsed:
-        if candidate.source_key == report.source_key:
-            return candidate.message_at
-    return None
+    return next((c for c in parsed if c.source_key == report.source_key), None)
+
+
+def _message_at(report: LabReport) -> datetime | None:
+    """The message time of a stored version."""
+    if report.message_at is not None:
+        return report.message_at
+    parsed = _reparsed(report)
+    return parsed.message_at if parsed is not None else None
 
 
 def _stored_digest(report: LabReport) -> str | None:
-    try:
-        parsed = parse_results(report.raw)
-    except InsdeskError:
-        return None
-    for candidate in parsed:
-        if candidate.source_key == report.source_key:
-            return candidate.content_digest()
+    if report.content_digest:
+        return report.content_digest
+    parsed = _reparsed(report)
+    return parsed.content_digest() if parsed is not None else None
+
+
+def _refusal(parsed: ParsedReport, stored_at: datetime | None) -> str | None:
+    """Why ``parsed`` may not replace the stored version (None: it is newer and may)."""
+    clock = "MSH-7" if parsed.format == ReportFormat.HL7.value else "H-13"
+    if parsed.message_at is None:
+        return (
+            f"nouvelle version sans date de message ({clock}) : impossible de savoir si elle est plus "
+            "récente que la version enregistrée, non importée."
+        )
+    if stored_at is None:
+        return "la version enregistrée n'a pas de date de message : nouvelle version non importée."
+    shown = _local(parsed.message_at)
+    if parsed.message_at == stored_at:
+        return (
+            f"version datée du {shown} ({clock}), comme la version enregistrée, mais différente : "
+            "renvoi incomplet ou modifié sans nouvelle date, non importée."
+        )
+    if parsed.message_at < stored_at:
+        return (
+            f"version datée du {shown} ({clock}), plus ancienne que la version enregistrée "
+            f"({_local(stored_at)}) : non importée."
+        )
     return None
+
+
+def _local(moment: datetime) -> str:
+    from zoneinfo import ZoneInfo
+
+    return moment.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M:%S")
 
 
 def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> None:
@@ -184,6 +247,7 @@ def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> 
             collected_at=r.collected_at,
             placer_id=r.placer_id,
             filler_id=r.filler_id,
+            result_status=r.result_status,
         )
         for r in parsed.requests
     ]
@@ -203,6 +267,7 @@ def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> 
                     "loinc_in_message": obs.loinc_in_message,
                     "value_type": obs.value_type or None,
                     "value": obs.value,
+                    "comparator": obs.comparator,
                     "unit": obs.unit,
                     "reference_range": obs.reference_range,
                     "abnormal_flag": obs.abnormal_flag,
@@ -213,6 +278,12 @@ def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> 
             )
     if rows:
         session.execute(sa.insert(Observation.__table__), rows)  # type: ignore[attr-defined]
+    local_ids = list(dict.fromkeys(parsed.patient_local_ids))
+    if local_ids:
+        session.execute(
+            sa.insert(LabReportLocalId.__table__),  # type: ignore[attr-defined]
+            [{"report_id": report_id, "local_id": local_id} for local_id in local_ids],
+        )
 
 
 def _report_fields(parsed: ParsedReport) -> dict[str, Any]:
@@ -230,6 +301,8 @@ def _report_fields(parsed: ParsedReport) -> dict[str, Any]:
         "patient_ins": parsed.patient_ins,
         "patient_traits": traits,
         "raw": parsed.raw,
+        "message_at": parsed.message_at,
+        "content_digest": parsed.content_digest(),
     }
 
 
@@ -250,13 +323,22 @@ def _store_one(
         if _stored_digest(existing) == parsed.content_digest():
             result.unchanged += 1
             return existing
-        stored_at = _message_at(existing)
-        if stored_at is not None and parsed.message_at is not None and parsed.message_at < stored_at:
+        refusal = _refusal(parsed, _message_at(existing))
+        if refusal is not None:
             result.stale += 1
+            result.refused.append(
+                {
+                    "report_id": existing.id,
+                    "source_key": existing.source_key,
+                    "line": parsed.line,
+                    "reason": refusal,
+                }
+            )
             return existing
         previous_status = ReportStatus(existing.status).value
         session.execute(delete(Observation).where(col(Observation.report_id) == existing.id))
         session.execute(delete(LabRequest).where(col(LabRequest.report_id) == existing.id))
+        session.execute(delete(LabReportLocalId).where(col(LabReportLocalId.report_id) == existing.id))
         for name, value in _report_fields(parsed).items():
             setattr(existing, name, value)
         existing.version_number += 1
@@ -308,8 +390,8 @@ def import_results(
     MalformedResults (exit 2) before any write when the file is malformed or holds no report.
     """
     require(actor, Right.RESULTS)
-    parsed_reports = parse_results(data, source=source)
-    result = ImportResult(format=parsed_reports[0].format)
+    parsed_reports, encoding = parse_results_with_encoding(data, source=source)
+    result = ImportResult(format=parsed_reports[0].format, encoding=encoding)
     ctx = gate.GateContext(session)
     ctx.prefetch(o.local_code for r in parsed_reports for o in r.observations())
     seen: set[str] = set()
@@ -445,6 +527,14 @@ def process_inbox(
             continue
         target = _unique_target(done, path.name)
         os.replace(path, target)
+        if result.refused:
+            lines = [
+                f"ligne {r['line']} : compte rendu n° {r['report_id']} : {r['reason']}"
+                for r in result.refused
+            ]
+            target.with_name(target.name + ".reason.txt").write_text(
+                "\n".join(lines) + "\n", encoding="utf-8"
+            )
         log.info("results inbox: %s imported (%d reports)", path.name, result.reports)
         outcomes.append(InboxOutcome(path.name, True, str(target), result=result))
     return outcomes

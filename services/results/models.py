@@ -177,10 +177,20 @@ class LabReportCreate(LabReportBase):
     raw: str = ""
 
 
+class MatchSource(StrEnum):
+    """How a report's patient was matched to its identity."""
+
+    LOCAL_ID = "local_id"
+    ALIAS = "alias"
+    INS = "ins"
+    MANUAL = "manual"
+
+
 class LabReport(LabReportBase, table=True):
     """A lab report (compte rendu) and its MES gate verdict; ``reasons`` = [{code, observation, message}]."""
 
     __tablename__ = "lab_report"
+    __table_args__ = (sa.Index("ix_lab_report_patient_ins", "patient_ins"),)
 
     id: int | None = Field(default=None, primary_key=True)
     source_key: str = Field(max_length=255, unique=True)
@@ -193,6 +203,26 @@ class LabReport(LabReportBase, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     raw: str = Field(default="", sa_type=sa.Text)
     set_id: str = Field(default_factory=lambda: str(uuid.uuid4()), max_length=36)
+    # Migration 0006 (issues #12, #14)
+    message_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the sender produced this version (MSH-7 / HPRIM H-13): a newer version only replaces it."""
+    content_digest: str | None = Field(default=None, max_length=64)
+    """SHA-256 of the clinical content of this version (``ParsedReport.content_digest``)."""
+    match_source: MatchSource | None = Field(default=None, sa_type=_enum_type(MatchSource), nullable=True)
+    """How ``identity_id`` was found; ``manual`` (``results match``) is kept across re-evaluations."""
+    sent_version: int | None = None
+    """The version last handed to the sender: a later one is sent as its replacement (RPLC)."""
+
+
+class LabReportLocalId(SQLModel, table=True):
+    """The local patient ids a report names (PID-3, HPRIM P-2/P-3), indexed: re-evaluating the
+    reports of one patient reads them through this index, never by scanning every report."""
+
+    __tablename__ = "lab_report_local_id"
+    __table_args__ = (sa.Index("ix_lab_report_local_id_local_id", "local_id"),)
+
+    report_id: int = Field(foreign_key="lab_report.id", primary_key=True, ondelete="CASCADE")
+    local_id: str = Field(max_length=64, primary_key=True)
 
 
 class LabReportPublic(LabReportBase):
@@ -219,6 +249,7 @@ class LabRequestBase(SQLModel):
     collected_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     placer_id: str | None = Field(default=None, max_length=64)
     filler_id: str | None = Field(default=None, max_length=64)
+    result_status: str | None = Field(default=None, max_length=8)
 
 
 class LabRequestCreate(LabRequestBase):
@@ -251,6 +282,7 @@ class ObservationBase(SQLModel):
     loinc_in_message: str | None = Field(default=None, max_length=LOINC_CODE_MAX)
     value_type: str | None = Field(default=None, max_length=8)
     value: str | None = Field(default=None, sa_type=sa.Text)
+    comparator: str | None = Field(default=None, max_length=2)
     unit: str | None = Field(default=None, max_length=64)
     reference_range: str | None = Field(default=None, max_length=64)
     abnormal_flag: str | None = Field(default=None, max_length=16)

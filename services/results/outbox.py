@@ -234,6 +234,7 @@ def _send_one(
         reference = sender.send(document)
         report.status = ReportStatus.SENT
         report.sent_at = utcnow()
+        report.sent_version = report.version_number
         session.add(report)
         append_event(
             session,

@@ -33,7 +33,10 @@ __all__ = [
     "ParsedObservation",
     "ParsedReport",
     "ParsedRequest",
+    "check_shape",
+    "decode_input",
     "decode_text",
+    "detect_encoding",
     "parse_timestamp",
 ]
 
@@ -95,6 +98,8 @@ class ParsedObservation:
     observed_at: datetime | None = None
     comments: list[str] = field(default_factory=list)
     line: int = 0
+    comparator: str | None = None
+    """``<``, ``>``, ``<=`` or ``>=`` before a numeric value (``<0,5``: comparator ``<``, value ``0.5``)."""
 
     @property
     def is_numeric(self) -> bool:
@@ -109,6 +114,7 @@ class ParsedObservation:
             "loinc": self.loinc_in_message,
             "type": self.value_type,
             "value": self.value,
+            "comparator": self.comparator,
             "unit": self.unit,
             "range": self.reference_range,
             "flag": self.abnormal_flag,
@@ -132,6 +138,8 @@ class ParsedRequest:
     comments: list[str] = field(default_factory=list)
     observations: list[ParsedObservation] = field(default_factory=list)
     line: int = 0
+    result_status: str | None = None
+    """OBR-25 (HL7) / OBR-25 (HPRIM): the request's result status (``F`` final, ``C`` corrected…)."""
 
     def content(self) -> dict[str, Any]:
         return {
@@ -142,6 +150,7 @@ class ParsedRequest:
             "collected_at": self.collected_at.isoformat() if self.collected_at else None,
             "placer": self.placer_id,
             "filler": self.filler_id,
+            "status": self.result_status,
             "comments": list(self.comments),
             "observations": [o.content() for o in self.observations],
         }
@@ -205,24 +214,72 @@ class ParsedReport:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
+ENCODINGS: Final = ("utf-8", "cp1252", "iso-8859-1", "mac-roman")
+"""The encodings a results file is read in (detected from its bytes, in this order of preference)."""
+
+# Characters a French lab export plausibly holds beyond ASCII: accented letters, ligatures,
+# French quotes and punctuation, the units' µ and °.
+_FRENCH: Final = frozenset("éèêëàâäîïôöùûüçÉÈÊËÀÂÄÎÏÔÖÙÛÜÇœŒæÆÿŸ«»°µ€’‘“”–—…·²³ñÑáíóúÁÍÓÚ\xa0")
+_CODECS: Final = {"utf-8": "utf-8", "cp1252": "cp1252", "iso-8859-1": "latin-1", "mac-roman": "mac_roman"}
+
+
+def _plausibility(text: str) -> int:
+    """How French-lab-like the non-ASCII characters of a decoding are (higher is better)."""
+    score = 0
+    for ch in text:
+        if ch < "\x80":
+            continue
+        if ch in _FRENCH:
+            score += 3
+        elif "\x80" <= ch <= "\x9f" or ch in "\ufffd":
+            score -= 8  # C1 control: never in a text export
+        elif ch.isalpha():
+            score += 0
+        else:
+            score -= 2  # a symbol (‡, ¬, √, ﬁ…): likely a wrong reading
+    return score
+
+
+def detect_encoding(data: bytes) -> tuple[str, str]:
+    """``(text, encoding)`` of a file's bytes: UTF-8 (BOM allowed) when it decodes, else the one
+    of Windows-1252, ISO-8859-1 and MacRoman whose reading looks most like French text (accented
+    letters rather than control characters or stray symbols); ties go to Windows-1252, then
+    ISO-8859-1 (identical on the bytes both define)."""
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best: tuple[int, int, str, str] | None = None
+    for rank, name in enumerate(("cp1252", "iso-8859-1", "mac-roman")):
+        try:
+            text = data.decode(_CODECS[name])
+        except UnicodeDecodeError:
+            continue  # cp1252 leaves five bytes undefined
+        if name == "iso-8859-1" and best is not None and best[2] == "cp1252":
+            continue  # the same reading as Windows-1252 where both decode
+        score = _plausibility(text)
+        if best is None or (score, -rank) > (best[0], best[1]):
+            best = (score, -rank, name, text)
+    assert best is not None  # ISO-8859-1 decodes any byte string
+    return best[3], best[2]
+
 
 def decode_text(data: bytes | str) -> str:
-    """The text of an input file: UTF-8 (BOM allowed), else Windows-1252/Latin-1 (HPRIM and
-    many HL7 exports are ISO-8859-1). MLLP framing bytes (VT, FS) are dropped.
+    """The text of an input file (see :func:`decode_input`)."""
+    return decode_input(data)[0]
+
+
+def decode_input(data: bytes | str) -> tuple[str, str]:
+    """``(text, encoding)`` of an input file: UTF-8 (BOM allowed), else Windows-1252, ISO-8859-1
+    or MacRoman (:func:`detect_encoding`). MLLP framing bytes (VT, FS) are dropped.
 
     A NUL or another control character (other than tab, CR, LF, VT, FF, FS) refuses the file
     with its line: such a file is binary or corrupted, not a lab export.
     """
     if isinstance(data, bytes):
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            try:
-                text = data.decode("cp1252")
-            except UnicodeDecodeError:
-                text = data.decode("latin-1")
+        text, encoding = detect_encoding(data)
     elif isinstance(data, str):
-        text = data.removeprefix("\ufeff")
+        text, encoding = data.removeprefix("\ufeff"), "utf-8"
     else:
         raise MalformedResults("contenu illisible (ni texte ni octets).", line=None)
     text = text.replace("\x0b", "").replace("\x1c", "").replace("\x0c", "")
@@ -237,7 +294,118 @@ def decode_text(data: bytes | str) -> str:
             line=line + 1,
             code="results_binary",
         )
-    return text
+    return text, encoding
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds: memory and time follow the size of the input (issue #12: a file of empty repetitions)
+
+MAX_FIELDS: Final = 256
+"""Fields in one segment (HL7) or record (HPRIM)."""
+MAX_REPETITIONS: Final = 256
+"""Repetitions of one field."""
+MAX_COMPONENTS: Final = 1024
+"""Component separators in one field (all its repetitions)."""
+MAX_SUBCOMPONENTS: Final = 1024
+"""Sub-component separators in one field."""
+MAX_SEGMENT_DELIMITERS: Final = 4096
+"""Delimiters (field, component, repetition, sub-component) in one segment."""
+MAX_FIELD_CHARS: Final = 8 * 1024 * 1024
+"""Characters of one field (an encapsulated PDF in OBX-5 is the largest real one)."""
+MAX_SEGMENTS: Final = 10_000
+"""Segments of one message (HL7) or records of one patient block (HPRIM)."""
+MAX_MESSAGE_DELIMITERS: Final = 65_536
+"""Delimiters in one message (HL7) or patient block (HPRIM): bounds the parsed tree in memory."""
+_FAST_PATH: Final = 64  # a segment with at most this many delimiters cannot break a per-field limit
+
+
+def check_shape(
+    text: str,
+    *,
+    line: int,
+    segment: str,
+    delimiters: tuple[str, str, str, str],
+    msh: bool = False,
+) -> int:
+    """Refuse (with the line and the field) a segment whose shape is beyond the bounds above;
+    returns its number of delimiters (for the per-message bound).
+
+    ``delimiters`` = (field, component, repetition, sub-component). ``msh``: the segment is an
+    HL7 ``MSH``, whose field separator is MSH-1 (fields are numbered one higher).
+    """
+    field, comp, rep, sub = delimiters
+    fields = text.count(field)
+    comps, reps, subs = text.count(comp), text.count(rep), text.count(sub)
+    total = fields + comps + reps + subs
+    if total <= _FAST_PATH and len(text) <= MAX_FIELD_CHARS:
+        return total
+    if fields + 1 > MAX_FIELDS:
+        raise MalformedResults(
+            f"segment {segment} de {fields + 1} champs ({MAX_FIELDS} au plus) : fichier refusé "
+            "(structure anormale).",
+            line=line,
+        )
+    for index, value in enumerate(text.split(field)):
+        if index == 0:
+            continue
+        number = index + 1 if msh else index
+        name = f"{segment}-{number}"
+        if msh and index == 1:
+            continue  # MSH-2 holds the encoding characters themselves
+        if len(value) > MAX_FIELD_CHARS:
+            raise MalformedResults(
+                f"champ {name} de {len(value)} caractères ({MAX_FIELD_CHARS} au plus).", line=line
+            )
+        if value.count(rep) + 1 > MAX_REPETITIONS:
+            raise MalformedResults(
+                f"champ {name} : {value.count(rep) + 1} répétitions ({MAX_REPETITIONS} au plus) : "
+                "fichier refusé (structure anormale).",
+                line=line,
+            )
+        if value.count(comp) > MAX_COMPONENTS:
+            raise MalformedResults(
+                f"champ {name} : {value.count(comp)} séparateurs de composants ({MAX_COMPONENTS} au plus).",
+                line=line,
+            )
+        if value.count(sub) > MAX_SUBCOMPONENTS:
+            raise MalformedResults(
+                f"champ {name} : {value.count(sub)} séparateurs de sous-composants "
+                f"({MAX_SUBCOMPONENTS} au plus).",
+                line=line,
+            )
+    if total > MAX_SEGMENT_DELIMITERS:
+        raise MalformedResults(
+            f"segment {segment} : {total} séparateurs ({MAX_SEGMENT_DELIMITERS} au plus) : fichier "
+            "refusé (structure anormale).",
+            line=line,
+        )
+    return total
+
+
+class ShapeBudget:
+    """The per-message bounds (segments, delimiters) while a message or block is read."""
+
+    __slots__ = ("delimiters", "segments", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.segments = 0
+        self.delimiters = 0
+
+    def add(self, delimiters: int, *, line: int) -> None:
+        self.segments += 1
+        self.delimiters += delimiters
+        if self.segments > MAX_SEGMENTS:
+            raise MalformedResults(
+                f"{self.what} de plus de {MAX_SEGMENTS} segments : fichier refusé (structure anormale).",
+                line=line,
+            )
+        if self.delimiters > MAX_MESSAGE_DELIMITERS:
+            raise MalformedResults(
+                f"{self.what} de plus de {MAX_MESSAGE_DELIMITERS} séparateurs : fichier refusé "
+                "(structure anormale).",
+                line=line,
+            )
 
 
 def split_lines(text: str) -> list[tuple[int, str]]:
@@ -297,6 +465,30 @@ def parse_timestamp(text: str | None, *, line: int, what: str) -> datetime | Non
 
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_COMPARED = re.compile(r"(<=|>=|=<|=>|≤|≥|<|>|=)?\s*(.*)", re.DOTALL)
+_COMPARATORS: Final = {
+    "<": "<",
+    ">": ">",
+    "<=": "<=",
+    ">=": ">=",
+    "=<": "<=",
+    "=>": ">=",
+    "≤": "<=",
+    "≥": ">=",
+}
+
+COMPARATORS: Final = frozenset({"<", ">", "<=", ">="})
+"""The comparators a numeric result may carry (stored apart from its value)."""
+
+
+def split_comparator(value: str, *, line: int, what: str) -> tuple[str | None, str]:
+    """A numeric result with an optional comparator: ``<0,5`` / ``< 3,0`` / ``>=1000`` →
+    (``<``, ``0.5``)… (``=`` and no comparator give None). Anything else refuses the file."""
+    m = _COMPARED.fullmatch(value.strip())
+    assert m is not None  # the pattern matches any text
+    comparator = _COMPARATORS.get(m[1] or "")
+    number = normalise_number(m[2], line=line, what=what)
+    return comparator, number
 
 
 def normalise_number(value: str, *, line: int, what: str) -> str:
@@ -304,8 +496,8 @@ def normalise_number(value: str, *, line: int, what: str) -> str:
     text = value.strip()
     if not _NUMBER.fullmatch(text):
         raise MalformedResults(
-            f"{what} : valeur numérique attendue pour un résultat de type NM, « {clip(text)} » reçu "
-            "(un résultat comme « <0,5 » doit être de type SN ou ST).",
+            f"{what} : valeur numérique attendue pour un résultat numérique (NM), « {clip(text)} » reçu "
+            "(un nombre, éventuellement précédé de <, >, <= ou >=).",
             line=line,
         )
     return text.replace(",", ".")

@@ -93,9 +93,15 @@ def results_import(ctx: CliContext, args: argparse.Namespace) -> int:
         if result.unchanged:
             details.append(f"{result.unchanged} déjà importé(s), inchangé(s)")
         if result.stale:
-            details.append(f"{result.stale} ignoré(s) : version plus ancienne que celle enregistrée")
+            details.append(f"{result.stale} refusé(s) : version pas plus récente que celle enregistrée")
         if details:
             c.print("  " + " · ".join(details))
+        for refused in result.refused:
+            c.print(
+                f"  [yellow]![/] ligne {refused['line']} : compte rendu n° {refused['report_id']} "
+                f"non remplacé — {refused['reason']}",
+                soft_wrap=True,
+            )
         if result.blocked:
             c.print("  Détail des blocages : insdesk results list --status blocked")
 
