@@ -46,12 +46,22 @@ KEY_B = "hl7:KALISIL/LBM DES ALPES:dossier:K24-10577"
 KEY_T = "hl7:GLIMS/BIOMED PARIS:dossier:D-88"
 
 
+def final(obx: str) -> str:
+    """An OBX written without OBX-11 gets ``F`` (final): these tests are about other reasons."""
+    fields = obx.split("|")
+    if len(fields) > 11 and fields[11]:
+        return obx
+    fields += [""] * (12 - len(fields))
+    fields[11] = "F"
+    return "|".join(fields)
+
+
 def oru(*obx: str, local_id: str = "IPP-1002", at: str = "20240412103000") -> bytes:
     lines = [
         f"MSH|^~\\&|GLIMS|BIOMED PARIS|MES|INSDESK|{at}||ORU^R01^ORU_R01|G-{at}|P|2.5",
         f"PID|1||{local_id}^^^BIOMED^PI||DURAND^PIERRE^LOUIS^^^^L||19620307|M",
         "OBR|1||D-88^BIOMED|BIO^Biochimie^L",
-        *obx,
+        *(final(o) for o in obx),
     ]
     return ("\r".join(lines) + "\r").encode()
 
@@ -179,20 +189,22 @@ def test_match_by_ins_and_conflicting_identifiers(db: Database) -> None:
     assert report(db, KEY_MARTIN).identity_id == martin
     assert "PATIENT_UNMATCHED" not in codes(db, KEY_MARTIN)
     # another identity gets the message's local id: the local id and the INS disagree
-    create_identity(db, DURAND | {"birth_name": "AUTRE"}, local_id="IPP-1001")
+    autre = create_identity(db, DURAND | {"birth_name": "AUTRE"}, local_id="IPP-1001")
     row = report(db, KEY_MARTIN)
-    assert row.identity_id is None and codes(db, KEY_MARTIN)[0] == "PATIENT_UNMATCHED"
-    assert "INS" in row.reasons[0]["message"]
+    # matched by its local id, but the INS is another identity's (and the traits differ): mismatch
+    assert row.identity_id == autre and "IDENTITY_MISMATCH" in codes(db, KEY_MARTIN)
+    (mismatch,) = [r for r in row.reasons if r["code"] == "IDENTITY_MISMATCH"]
+    assert f"INS (celui de l'identité n°{martin})" in mismatch["message"]
 
 
-def test_local_id_match_with_a_different_ins_is_unmatched(db: Database) -> None:
+def test_local_id_match_with_a_different_ins_is_a_mismatch(db: Database) -> None:
     other = create_identity(db, MARTIN, local_id="IPP-1001")
     with db.transaction() as s:
         qualify(s, other, "2850675112346" + _key("2850675112346"))
     import_path(db, LAB_A)
     row = report(db, KEY_MARTIN)
-    assert row.identity_id is None and row.reasons[0]["code"] == "PATIENT_UNMATCHED"
-    assert "n'est pas celui de l'identité" in row.reasons[0]["message"]
+    assert row.identity_id == other and [r["code"] for r in row.reasons][:1] == ["IDENTITY_MISMATCH"]
+    assert "INS (différent de celui de l'identité)" in row.reasons[0]["message"]
 
 
 def _key(body: str) -> str:

@@ -63,6 +63,7 @@ CATALOG_CHANGED = "catalog.changed"
 REPORT_IMPORTED = "report.imported"
 REPORT_VERDICT_CHANGED = "report.verdict_changed"
 REPORT_SENT = "report.sent"
+REPORT_MATCHED = "report.matched"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -89,6 +90,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
         REPORT_IMPORTED,
         REPORT_VERDICT_CHANGED,
         REPORT_SENT,
+        REPORT_MATCHED,
     }
 )
 

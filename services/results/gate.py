@@ -3,9 +3,18 @@
 A report may be sent to MES only if (``shared/notes/results-loinc-mes.md``, ``shared/spec/cli.md``):
 
 * its patient is **matched** to one identity, by the lab's local id (PID-3 / HPRIM P-2, P-3
-  against ``identity.local_id``) or by the INS the message carries (PID-3 with an INS OID
-  against the identity's INS) — else ``PATIENT_UNMATCHED`` (also when the identifiers point to
-  different identities, or the message's INS is not the identity's);
+  against ``identity.local_id`` or one of its aliases, ``identity_alias``), by the INS the
+  message carries (PID-3 with an INS OID against the identity's INS), or by hand
+  (``results match``, kept across re-evaluations) — else ``PATIENT_UNMATCHED`` (also when the
+  local ids point to different identities). A merged duplicate (``merged_into``) is never
+  matched: its tombstone is followed to the identity kept;
+* the patient the report names **is** that identity (``IDENTITY_MISMATCH`` otherwise): birth
+  name (or used name) compared after folding accents, case and separators, first name among the
+  identity's first names, birth date (year and month when the identity's day is unknown, year
+  alone when its month is), sex; an INS in the report that is not the identity's, or that is
+  another identity's, is a mismatch too;
+* every result is **final** (``RESULT_NOT_FINAL`` otherwise): OBX-11 ``F`` or ``C`` (corrected),
+  and the request's OBR-25, when given, too;
 * that identity is **QUAL** (EXI SI 08, EXI ID 29: only a qualified INS is transmitted) — else
   ``INS_NOT_QUALIFIED`` — and carries no *douteuse*/*fictive* flag — else ``IDENTITY_FLAGGED``
   (*homonyme* alone does not block);
@@ -19,7 +28,9 @@ A report may be sent to MES only if (``shared/notes/results-loinc-mes.md``, ``sh
   after normalising the French spelling, is ``UNIT_INCOMPATIBLE``. A text result needs none.
 
 Verdicts are always current (cli.md): the identity service calls :func:`recompute_for_identity`
-after any change of an identity, the catalogue :func:`recompute_for_local_codes` after a mapping
+after any change of an identity (it reads only that patient's reports, through the indexed
+``lab_report.identity_id``, ``lab_report_local_id.local_id`` and ``lab_report.patient_ins``),
+the catalogue :func:`recompute_for_local_codes` after a mapping
 change, a value-set import :func:`recompute_all` — each in the caller's transaction. A ``sent``
 report keeps its status. Every change of verdict (status, or the set of reason codes) is
 appended to the audit log as ``report.verdict_changed`` ``{report_id, from, to, reasons}``.
@@ -28,7 +39,8 @@ appended to the audit log as ``report.verdict_changed`` ``{report_id, from, to, 
 from __future__ import annotations
 
 import functools
-import json
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -41,14 +53,23 @@ from services.audit.log import REPORT_VERDICT_CHANGED, append_event
 from services.errors import BadRequest
 from services.identity.status import Flag, Status
 from services.results.catalog import Problem, validate_mapping
-from services.results.models import CatalogEntry, LabReport, Observation, ReportStatus
+from services.results.models import (
+    CatalogEntry,
+    LabReport,
+    LabReportLocalId,
+    LabRequest,
+    MatchSource,
+    Observation,
+    ReportStatus,
+)
 from services.results.parsed import NUMERIC_TYPES
 from services.results.units import is_ucum, normalize_unit, ucum_candidates
-from services.storage.models import Identity, utcnow
+from services.storage.models import Identity, IdentityAlias, utcnow
 from services.users import Actor, Right, require
 
 __all__ = [
     "IDENTITY_FLAGGED",
+    "IDENTITY_MISMATCH",
     "INS_NOT_QUALIFIED",
     "LOINC_DEPRECATED",
     "LOINC_INVALID",
@@ -56,6 +77,7 @@ __all__ = [
     "LOINC_NOT_IN_VALUE_SET",
     "PATIENT_UNMATCHED",
     "REASON_CODES",
+    "RESULT_NOT_FINAL",
     "UNIT_INCOMPATIBLE",
     "GateContext",
     "GateUpdate",
@@ -69,11 +91,16 @@ __all__ = [
     "recompute_for_identity",
     "recompute_for_local_codes",
     "report_counts",
+    "report_observations",
+    "reports_of_identity",
+    "trait_differences",
 ]
 
 INS_NOT_QUALIFIED: Final = "INS_NOT_QUALIFIED"
 IDENTITY_FLAGGED: Final = "IDENTITY_FLAGGED"
 PATIENT_UNMATCHED: Final = "PATIENT_UNMATCHED"
+IDENTITY_MISMATCH: Final = "IDENTITY_MISMATCH"
+RESULT_NOT_FINAL: Final = "RESULT_NOT_FINAL"
 LOINC_MISSING: Final = "LOINC_MISSING"
 LOINC_INVALID: Final = "LOINC_INVALID"
 LOINC_NOT_IN_VALUE_SET: Final = "LOINC_NOT_IN_VALUE_SET"
@@ -84,6 +111,8 @@ REASON_CODES: Final = (
     INS_NOT_QUALIFIED,
     IDENTITY_FLAGGED,
     PATIENT_UNMATCHED,
+    IDENTITY_MISMATCH,
+    RESULT_NOT_FINAL,
     LOINC_MISSING,
     LOINC_INVALID,
     LOINC_NOT_IN_VALUE_SET,
@@ -94,6 +123,19 @@ _MAPPING_CODES: Final = frozenset(
     {LOINC_MISSING, LOINC_INVALID, LOINC_NOT_IN_VALUE_SET, LOINC_DEPRECATED, UNIT_INCOMPATIBLE}
 )
 _BATCH: Final = 500
+FINAL_STATUSES: Final = frozenset({"F", "C"})
+"""OBX-11 / OBR-25 values of a final result: final, corrected."""
+_STATUS_LABELS: Final = {
+    "P": "préliminaire",
+    "R": "non vérifié",
+    "I": "en attente",
+    "S": "partiel",
+    "D": "supprimé",
+    "X": "non réalisable",
+    "W": "erroné",
+    "U": "mis à jour sans statut final",
+}
+_MAX_MERGE_HOPS: Final = 16
 
 
 class ObservationLike(Protocol):
@@ -109,6 +151,19 @@ class ObservationLike(Protocol):
     def value_type(self) -> str | None: ...
     @property
     def unit(self) -> str | None: ...
+    @property
+    def result_status(self) -> str | None: ...
+
+
+class RequestLike(Protocol):
+    """What the gate reads of a request (a ``LabRequest`` row or a ``ParsedRequest``)."""
+
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def code(self) -> str | None: ...
+    @property
+    def result_status(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -213,31 +268,77 @@ class Match:
     local_id: str | None
     """The local id that matched (else the first one the message gave)."""
     problem: str | None = None
+    source: MatchSource | None = None
+    mismatch: tuple[str, ...] = ()
+    """Identifier disagreements found while matching (an INS that is not the identity's)."""
 
 
-def _json_contains(column: Any, value: str) -> Any:
-    """``column`` (a JSON list stored as text) holds the string ``value`` (a LIKE pre-filter)."""
-    needle = json.dumps(value)
-    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return sa.cast(column, sa.Text).like(f"%{escaped}%", escape="\\")
+def _kept(session: Session, identity: Identity | None) -> Identity | None:
+    """``identity``, or the identity kept when it is a merged duplicate (its tombstone)."""
+    hops = 0
+    while identity is not None and identity.merged_into is not None and hops < _MAX_MERGE_HOPS:
+        identity = session.get(Identity, identity.merged_into)
+        hops += 1
+    if identity is not None and identity.merged_into is not None:
+        return None  # a merge cycle: never match it
+    return identity
+
+
+def _by_local_ids(session: Session, local_ids: Sequence[str]) -> dict[int, tuple[Identity, str, MatchSource]]:
+    """Identities (merges followed) that carry these local ids, directly or as an alias."""
+    found: dict[int, tuple[Identity, str, MatchSource]] = {}
+    if not local_ids:
+        return found
+    direct = session.exec(select(Identity).where(col(Identity.local_id).in_(list(local_ids)))).all()
+    for identity in direct:
+        kept = _kept(session, identity)
+        if kept is not None and kept.id is not None and identity.local_id is not None:
+            source = MatchSource.LOCAL_ID if kept.id == identity.id else MatchSource.ALIAS
+            found.setdefault(kept.id, (kept, identity.local_id, source))
+    aliases = session.exec(
+        select(IdentityAlias.local_id, IdentityAlias.identity_id).where(
+            col(IdentityAlias.local_id).in_(list(local_ids))
+        )
+    ).all()
+    for local_id, identity_id in aliases:
+        kept = _kept(session, session.get(Identity, identity_id))
+        if kept is not None and kept.id is not None:
+            found.setdefault(kept.id, (kept, local_id, MatchSource.ALIAS))
+    return found
+
+
+def _by_ins(session: Session, ins: str) -> Identity | None:
+    if len(ins) != 15:
+        return None
+    rows = session.exec(
+        select(Identity).where(Identity.ins_matricule == ins[:13], Identity.ins_key == ins[13:])
+    ).all()
+    kept = {k.id: k for k in (_kept(session, r) for r in rows) if k is not None}
+    return next(iter(kept.values())) if len(kept) == 1 else None
+
+
+def _ins_of(identity: Identity) -> str | None:
+    if identity.ins_matricule and identity.ins_key:
+        return identity.ins_matricule + identity.ins_key
+    return None
 
 
 def match_identity(session: Session, report: LabReport) -> Match:
-    """The identity a report belongs to, from its local ids and its INS (see the module docstring)."""
+    """The identity a report belongs to: matched by hand, else by its local ids (and the
+    identities' aliases), else by its INS (see the module docstring)."""
     local_ids = [str(x) for x in (report.patient_local_ids or []) if str(x).strip()]
     shown_local = local_ids[0] if local_ids else None
-    by_local: dict[int, tuple[Identity, str]] = {}
-    if local_ids:
-        for identity in session.exec(select(Identity).where(col(Identity.local_id).in_(local_ids))).all():
-            if identity.id is not None and identity.local_id is not None:
-                by_local[identity.id] = (identity, identity.local_id)
-    by_ins: Identity | None = None
     ins = (report.patient_ins or "").strip()
-    if len(ins) == 15:
-        by_ins = session.exec(
-            select(Identity).where(Identity.ins_matricule == ins[:13], Identity.ins_key == ins[13:])
-        ).first()
+    by_ins = _by_ins(session, ins) if ins else None
 
+    if report.match_source == MatchSource.MANUAL and report.identity_id is not None:
+        manual = _kept(session, session.get(Identity, report.identity_id))
+        if manual is not None:
+            return Match(
+                manual, shown_local, source=MatchSource.MANUAL, mismatch=_ins_mismatch(manual, ins, by_ins)
+            )
+
+    by_local = _by_local_ids(session, local_ids)
     if len(by_local) > 1:
         ids = ", ".join(f"n°{i}" for i in sorted(by_local))
         return Match(
@@ -247,28 +348,10 @@ def match_identity(session: Session, report: LabReport) -> Match:
             f"identités ({ids}). Vérifier les numéros patient (identitovigilance).",
         )
     if by_local:
-        identity, local_id = next(iter(by_local.values()))
-        if by_ins is not None and by_ins.id != identity.id:
-            return Match(
-                None,
-                local_id,
-                f"Patient non rapproché : le numéro local {local_id} désigne l'identité n°{identity.id} "
-                f"mais l'INS du compte rendu celle n°{by_ins.id}.",
-            )
-        if (
-            ins
-            and identity.ins_matricule is not None
-            and (identity.ins_matricule + (identity.ins_key or "")) != ins
-        ):
-            return Match(
-                None,
-                local_id,
-                "Patient non rapproché : l'INS du compte rendu n'est pas celui de l'identité "
-                f"n°{identity.id} (numéro local {local_id}).",
-            )
-        return Match(identity, local_id)
+        identity, local_id, source = next(iter(by_local.values()))
+        return Match(identity, local_id, source=source, mismatch=_ins_mismatch(identity, ins, by_ins))
     if by_ins is not None:
-        return Match(by_ins, by_ins.local_id or shown_local)
+        return Match(by_ins, by_ins.local_id or shown_local, source=MatchSource.INS)
     what = []
     if local_ids:
         what.append("le numéro local " + ", ".join(local_ids))
@@ -276,6 +359,131 @@ def match_identity(session: Session, report: LabReport) -> Match:
         what.append("l'INS du compte rendu")
     detail = " ni ".join(what) if what else "aucun identifiant"
     return Match(None, shown_local, f"Patient non rapproché : aucune identité ne porte {detail}.")
+
+
+def _ins_mismatch(identity: Identity, ins: str, by_ins: Identity | None) -> tuple[str, ...]:
+    if not ins:
+        return ()
+    if by_ins is not None and by_ins.id != identity.id:
+        return (f"INS (celui de l'identité n°{by_ins.id})",)
+    own = _ins_of(identity)
+    if own is not None and own != ins:
+        return ("INS (différent de celui de l'identité)",)
+    return ()
+
+
+# ---------------------------------------------------------------------------------------------
+# The identity cross-check (IDENTITY_MISMATCH)
+
+_SEPARATORS = re.compile(r"[-'\s]+")
+
+
+def fold_name(text: str | None) -> str:
+    """A name as compared across systems: accents and case dropped, the typographic apostrophe
+    and hyphens read as spaces (the INSi normalisation, lenient on what labs print)."""
+    if not text:
+        return ""
+    text = text.replace("’", "'").replace("Œ", "OE").replace("œ", "oe").replace("Æ", "AE").replace("æ", "ae")
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+    return " ".join(_SEPARATORS.sub(" ", plain).split())
+
+
+def _name_words(*texts: str | None) -> set[str]:
+    return {w for t in texts for w in fold_name(t).split()}
+
+
+def _date_parts(value: Any) -> tuple[int, int, int] | None:
+    m = re.fullmatch(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", str(value or "").strip())
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def trait_differences(traits: dict[str, Any], identity: Identity) -> list[str]:
+    """The traits a report gives that disagree with the identity's (French field names with both
+    values); traits the report does not give are not compared."""
+    out: list[str] = []
+    names = [traits.get("birth_name"), traits.get("used_name")]
+    given = [fold_name(n) for n in names if fold_name(n)]
+    if given:
+        known = {fold_name(identity.birth_name), fold_name(identity.used_name)} - {""}
+        if not any(n in known for n in given):
+            shown = " / ".join(str(n) for n in names if n)
+            out.append(f"nom ({shown} ≠ {identity.birth_name})")
+    first = traits.get("first_name") or next(iter(traits.get("first_names") or []), None)
+    wanted = _name_words(first)
+    if wanted:
+        known_first = _name_words(identity.first_names, identity.first_name, identity.used_first_name)
+        if not wanted <= known_first:
+            out.append(f"prénom ({first} absent de « {identity.first_names} »)")
+    parts = _date_parts(traits.get("birth_date"))
+    if parts is not None:
+        mine = (identity.birth_date.year, identity.birth_date.month, identity.birth_date.day)
+        size = 3
+        if identity.birth_date_uncertain:
+            size = 1 if (mine[1], mine[2]) == (12, 31) else 2  # month unknown / day unknown
+        if parts[:size] != mine[:size]:
+            out.append(f"date de naissance ({traits.get('birth_date')} ≠ {identity.birth_date.isoformat()})")
+    sex = str(traits.get("sex") or "").strip().upper()
+    if sex in ("M", "F") and sex != identity.sex:
+        out.append(f"sexe ({sex} ≠ {identity.sex})")
+    return out
+
+
+def _mismatch_reason(match: Match, report: LabReport) -> Reason | None:
+    if match.identity is None:
+        return None
+    fields = list(match.mismatch) + trait_differences(dict(report.patient_traits or {}), match.identity)
+    if not fields:
+        return None
+    how = "rapprochée à la main" if match.source == MatchSource.MANUAL else f"numéro {match.local_id or '?'}"
+    return Reason(
+        IDENTITY_MISMATCH,
+        None,
+        f"Le patient du compte rendu ne correspond pas à l'identité n°{match.identity.id} ({how}) : "
+        + ", ".join(fields)
+        + ". Vérifier le rapprochement (identitovigilance).",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Final results (RESULT_NOT_FINAL)
+
+
+def _status_text(status: str | None) -> str:
+    code = (status or "").strip().upper()
+    if not code:
+        return "sans statut"
+    label = _STATUS_LABELS.get(code)
+    return f"statut {code}" + (f" ({label})" if label else "")
+
+
+def _final_reasons(
+    observations: Sequence[ObservationLike], requests: Sequence[RequestLike] | None
+) -> list[Reason]:
+    reasons: list[Reason] = []
+    for request in requests or ():
+        status = (request.result_status or "").strip().upper()
+        if status and status not in FINAL_STATUSES:
+            name = request.label or request.code or "?"
+            reasons.append(
+                Reason(
+                    RESULT_NOT_FINAL,
+                    None,
+                    f"Demande « {name} » : {_status_text(status)} (OBR-25) : compte rendu non définitif.",
+                )
+            )
+    for obs in observations:
+        status = (obs.result_status or "").strip().upper()
+        if status not in FINAL_STATUSES:
+            reasons.append(
+                Reason(
+                    RESULT_NOT_FINAL,
+                    obs.local_code,
+                    f"{_name(obs)} : résultat {_status_text(status)} (OBX-11) : seul un résultat "
+                    "définitif (F) ou corrigé (C) part vers Mon Espace Santé.",
+                )
+            )
+    return reasons
 
 
 def _identity_reasons(identity: Identity) -> list[Reason]:
@@ -402,6 +610,7 @@ class Verdict:
     identity_id: int | None
     status: ReportStatus
     reasons: list[Reason]
+    source: MatchSource | None = None
 
 
 def evaluate(
@@ -410,8 +619,10 @@ def evaluate(
     observations: Sequence[ObservationLike],
     *,
     ctx: GateContext | None = None,
+    requests: Sequence[RequestLike] | None = None,
 ) -> Verdict:
-    """The verdict of ``report`` (not stored). ``observations`` are its results, in order."""
+    """The verdict of ``report`` (not stored). ``observations`` are its results, in order;
+    ``requests`` its requests (their OBR-25 status), read from the database when None."""
     ctx = ctx or GateContext(session)
     reasons: list[Reason] = []
     match = match_identity(session, report)
@@ -419,12 +630,18 @@ def evaluate(
         reasons.append(Reason(PATIENT_UNMATCHED, None, match.problem or "Patient non rapproché."))
     else:
         reasons.extend(_identity_reasons(match.identity))
+        mismatch = _mismatch_reason(match, report)
+        if mismatch is not None:
+            reasons.append(mismatch)
+    if requests is None and report.id is not None:
+        requests = _requests(session, [int(report.id)])[int(report.id)]
+    reasons.extend(_final_reasons(observations, requests))
     ctx.prefetch(o.local_code for o in observations)
     for obs in observations:
         reasons.extend(_observation_reasons(ctx, obs))
     status = ReportStatus.BLOCKED if reasons else ReportStatus.READY
     identity_id = match.identity.id if match.identity is not None else None
-    return Verdict(identity_id, status, reasons)
+    return Verdict(identity_id, status, reasons, match.source if match.identity is not None else None)
 
 
 def _observations(session: Session, report_ids: Sequence[int]) -> dict[int, list[Observation]]:
@@ -446,10 +663,30 @@ def _observations(session: Session, report_ids: Sequence[int]) -> dict[int, list
     return out
 
 
+def report_observations(session: Session, report_id: int) -> list[Observation]:
+    """The results of one stored report, in order."""
+    return _observations(session, [report_id])[report_id]
+
+
+def _requests(session: Session, report_ids: Sequence[int]) -> dict[int, list[LabRequest]]:
+    out: dict[int, list[LabRequest]] = {rid: [] for rid in report_ids}
+    for start in range(0, len(report_ids), _BATCH):
+        chunk = list(report_ids[start : start + _BATCH])
+        rows = session.exec(
+            select(LabRequest)
+            .where(col(LabRequest.report_id).in_(chunk))
+            .order_by(col(LabRequest.report_id), col(LabRequest.seq), col(LabRequest.id))
+        ).all()
+        for row in rows:
+            out[row.report_id].append(row)
+    return out
+
+
 def _signature(
     status: str, reasons: Sequence[dict[str, Any]]
 ) -> tuple[str, tuple[tuple[str, str | None], ...]]:
-    return status, tuple(sorted((str(r.get("code")), r.get("observation")) for r in reasons))
+    pairs = {(str(r.get("code")), r.get("observation")) for r in reasons}
+    return status, tuple(sorted(pairs, key=lambda p: (p[0], p[1] or "")))
 
 
 def apply_verdict(
@@ -470,12 +707,14 @@ def apply_verdict(
     after = _signature(verdict.status.value, new_reasons)
     same_row = (
         report.identity_id == verdict.identity_id
+        and report.match_source == verdict.source
         and before_status == verdict.status.value
         and old_reasons == new_reasons
     )
     if same_row and report.verdict_at is not None:
         return None
     report.identity_id = verdict.identity_id
+    report.match_source = verdict.source
     report.status = verdict.status
     report.reasons = new_reasons
     report.verdict_at = utcnow()
@@ -516,13 +755,14 @@ def compute_verdict(
     cause: str = "recompute",
     ctx: GateContext | None = None,
     observations: Sequence[ObservationLike] | None = None,
+    requests: Sequence[RequestLike] | None = None,
 ) -> VerdictChange | None:
     """Recompute and store the verdict of one report (a ``sent`` report keeps its status)."""
     if ReportStatus(report.status) is ReportStatus.SENT:
         return None
     if observations is None:
         observations = _observations(session, [int(report.id or 0)])[int(report.id or 0)]
-    verdict = evaluate(session, report, observations, ctx=ctx)
+    verdict = evaluate(session, report, observations, ctx=ctx, requests=requests)
     return apply_verdict(session, report, verdict, actor=actor, cause=cause)
 
 
@@ -534,7 +774,9 @@ def _recompute(
     ctx = GateContext(session)
     for start in range(0, len(pending), _BATCH):
         chunk = pending[start : start + _BATCH]
-        by_report = _observations(session, [int(r.id or 0) for r in chunk])
+        chunk_ids = [int(r.id or 0) for r in chunk]
+        by_report = _observations(session, chunk_ids)
+        requests = _requests(session, chunk_ids)
         ctx.prefetch(o.local_code for rows in by_report.values() for o in rows)
         for report in chunk:
             update.checked += 1
@@ -545,31 +787,57 @@ def _recompute(
                 cause=cause,
                 ctx=ctx,
                 observations=by_report[int(report.id or 0)],
+                requests=requests[int(report.id or 0)],
             )
             if change is not None:
                 update.changes.append(change)
     return update
 
 
-def recompute_for_identity(session: Session, identity_id: int, *, actor: str | None = None) -> GateUpdate:
-    """Recompute the reports of an identity after a change of its status, flags, local id or INS.
-
-    Concerned: the reports matched to it, and those it may now match or conflict with (any
-    report naming its local id or carrying its INS).
-    """
+def reports_of_identity(session: Session, identity_id: int, *, include_sent: bool = False) -> list[LabReport]:
+    """The reports an identity has or may now match or conflict with: those matched to it, those
+    naming its local id or one of its aliases, those carrying its INS — read through indexes
+    (``lab_report.identity_id``, ``lab_report_local_id.local_id``, ``lab_report.patient_ins``),
+    so the cost follows this patient's reports, not the number of reports stored."""
     identity = session.get(Identity, identity_id)
-    conditions: list[Any] = [LabReport.identity_id == identity_id]
+    ids: set[int] = {
+        int(i)
+        for i in session.exec(select(LabReport.id).where(LabReport.identity_id == identity_id)).all()
+        if i
+    }
     if identity is not None:
-        if identity.local_id:
-            conditions.append(_json_contains(LabReport.patient_local_ids, identity.local_id))
-        if identity.ins_matricule and identity.ins_key:
-            conditions.append(LabReport.patient_ins == identity.ins_matricule + identity.ins_key)
-    reports = session.exec(
-        select(LabReport)
-        .where(sa.or_(*conditions), LabReport.status != ReportStatus.SENT)
-        .order_by(col(LabReport.id))
-    ).all()
-    return _recompute(session, reports, actor=actor, cause="identity")
+        local_ids = [identity.local_id] if identity.local_id else []
+        local_ids += list(
+            session.exec(select(IdentityAlias.local_id).where(IdentityAlias.identity_id == identity_id)).all()
+        )
+        if local_ids:
+            ids.update(
+                int(r)
+                for r in session.exec(
+                    select(LabReportLocalId.report_id).where(col(LabReportLocalId.local_id).in_(local_ids))
+                ).all()
+            )
+        ins = _ins_of(identity)
+        if ins is not None:
+            ids.update(
+                int(i)
+                for i in session.exec(select(LabReport.id).where(LabReport.patient_ins == ins)).all()
+                if i
+            )
+    wanted = sorted(ids)
+    reports: list[LabReport] = []
+    for start in range(0, len(wanted), _BATCH):
+        stmt = select(LabReport).where(col(LabReport.id).in_(wanted[start : start + _BATCH]))
+        if not include_sent:
+            stmt = stmt.where(LabReport.status != ReportStatus.SENT)
+        reports.extend(session.exec(stmt.order_by(col(LabReport.id))).all())
+    return reports
+
+
+def recompute_for_identity(session: Session, identity_id: int, *, actor: str | None = None) -> GateUpdate:
+    """Recompute the reports of an identity after a change of its status, flags, traits, local
+    id, aliases or INS (:func:`reports_of_identity`)."""
+    return _recompute(session, reports_of_identity(session, identity_id), actor=actor, cause="identity")
 
 
 def recompute_for_local_codes(

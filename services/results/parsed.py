@@ -241,22 +241,21 @@ def _plausibility(text: str) -> int:
 
 
 def detect_encoding(data: bytes) -> tuple[str, str]:
-    """``(text, encoding)`` of a file's bytes: UTF-8 (BOM allowed) when it decodes, else the one
-    of Windows-1252, ISO-8859-1 and MacRoman whose reading looks most like French text (accented
-    letters rather than control characters or stray symbols); ties go to Windows-1252, then
-    ISO-8859-1 (identical on the bytes both define)."""
+    """``(text, encoding)`` of a file's bytes: UTF-8 (BOM allowed) when it decodes; else, when a
+    byte in 0x80–0x9F occurs (punctuation in Windows-1252, letters in MacRoman, control characters
+    in ISO-8859-1), the one of Windows-1252 and MacRoman whose reading looks most like French text;
+    else ISO-8859-1 or MacRoman the same way (ties go to the Windows encodings)."""
     try:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
         pass
+    windows = "cp1252" if any(0x80 <= b <= 0x9F for b in data) else "iso-8859-1"
     best: tuple[int, int, str, str] | None = None
-    for rank, name in enumerate(("cp1252", "iso-8859-1", "mac-roman")):
+    for rank, name in enumerate((windows, "mac-roman", "iso-8859-1")):
         try:
             text = data.decode(_CODECS[name])
         except UnicodeDecodeError:
-            continue  # cp1252 leaves five bytes undefined
-        if name == "iso-8859-1" and best is not None and best[2] == "cp1252":
-            continue  # the same reading as Windows-1252 where both decode
+            continue  # Windows-1252 leaves five bytes undefined
         score = _plausibility(text)
         if best is None or (score, -rank) > (best[0], best[1]):
             best = (score, -rank, name, text)

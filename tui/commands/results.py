@@ -4,6 +4,9 @@
   transaction; a malformed file, or one without any report, is refused whole (exit 2, the line
   and the reason). ``{"reports", "observations", "ready", "blocked"}`` (+ details).
 * ``results list [--status blocked|ready|sent]``: the reports and their MES gate verdict.
+* ``results match REPORT_ID IDENTITY_ID`` (biologist or supervisor): attaches an unmatched report
+  to an identity by hand, audited; the gate then applies as usual (``IDENTITY_MISMATCH``
+  included). ``{"id", "patient_id", "status"}`` (+ ``reasons``).
 * ``results watch DIR [--once] [--interval S]``: the lab system's export folder; each file is
   imported and moved to ``done/``, or to ``rejected/`` with ``<name>.reason.txt``.
 * ``stats`` (supervisor): identities per status, qualification rate, reports per verdict and
@@ -24,6 +27,7 @@ from rich.table import Table
 
 from services.results.gate import list_reports
 from services.results.ingest import InboxOutcome, import_file, process_inbox, watch_inbox
+from services.results.matching import match_preview, match_report
 from services.stats import desk_stats
 from services.users import Right
 from tui.context import CliContext
@@ -55,6 +59,14 @@ def register(sub: Any) -> None:
     p.add_argument("--status", choices=STATUSES, help="seulement les comptes rendus de ce statut")
     add_json(p)
     p.set_defaults(handler=results_list)
+
+    p = actions.add_parser(
+        "match", help="rapproche à la main un compte rendu non rapproché d'une identité (audité)"
+    )
+    p.add_argument("report_id", type=int, metavar="REPORT_ID", help="numéro du compte rendu")
+    p.add_argument("identity_id", type=int, metavar="IDENTITY_ID", help="numéro de l'identité")
+    add_json(p)
+    p.set_defaults(handler=results_match)
 
     p = actions.add_parser(
         "watch", help="surveille un dossier de dépôt du SIL et importe chaque fichier (done/, rejected/)"
@@ -104,6 +116,29 @@ def results_import(ctx: CliContext, args: argparse.Namespace) -> int:
             )
         if result.blocked:
             c.print("  Détail des blocages : insdesk results list --status blocked")
+
+    ctx.out.result(payload, human)
+    return 0
+
+
+def results_match(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor()
+    with ctx.db.transaction() as session:
+        preview = match_preview(session, actor=actor, report_id=args.report_id, identity_id=args.identity_id)
+        outcome = match_report(session, actor=actor, report_id=args.report_id, identity_id=args.identity_id)
+    payload = {"id": outcome["id"], "patient_id": outcome["patient_id"], "status": outcome["status"]}
+    payload["reasons"] = outcome["reasons"]
+
+    def human(c: Console) -> None:
+        label = _STATUS_LABELS.get(outcome["status"], outcome["status"])
+        c.print(
+            f"[green]✓ Compte rendu n° {outcome['id']} rapproché de l'identité n° {outcome['patient_id']}[/] "
+            f"— {label}"
+        )
+        if preview.differences:
+            c.print("  [red]Traits en désaccord :[/] " + ", ".join(preview.differences), soft_wrap=True)
+        for reason in outcome["reasons"]:
+            c.print(f"  {reason['code']} — {reason['message']}", soft_wrap=True)
 
     ctx.out.result(payload, human)
     return 0
