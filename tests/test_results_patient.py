@@ -354,7 +354,9 @@ def test_match_by_hand_cli_and_audit(
     _import(db, "oru_pamfr_final_lac.hl7")  # nobody carries LAC-55801 nor its INS
     row = _report(db)
     assert _codes(row) == [("PATIENT_UNMATCHED", None)]
-    nessi = _add(db, _nessi(local_id="IPP-AUTRE", status=Status.PROV, ins_matricule=None, ins_key=None, ins_oid=None))
+    nessi = _add(
+        db, _nessi(local_id="IPP-AUTRE", status=Status.PROV, ins_matricule=None, ins_key=None, ins_oid=None)
+    )
     other = _add(
         db,
         _nessi(
