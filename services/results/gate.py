@@ -87,6 +87,7 @@ __all__ = [
     "evaluate",
     "list_reports",
     "match_identity",
+    "preview_mapping",
     "recompute_all",
     "recompute_for_identity",
     "recompute_for_local_codes",
@@ -865,6 +866,71 @@ def recompute_for_local_codes(
             ).all()
         )
     return _recompute(session, reports, actor=actor, cause="catalog")
+
+
+@dataclass
+class MappingPreview:
+    """What a mapping fix would do, before it is applied: the reports holding the local code
+    (not sent), those it would release (blocked → ready), and the mapping's own problems."""
+
+    local_code: str
+    reports: int
+    released: list[int]
+    still_blocked: int
+    problems: list[Problem]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "local_code": self.local_code,
+            "reports": self.reports,
+            "released": list(self.released),
+            "still_blocked": self.still_blocked,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+def preview_mapping(
+    session: Session, *, local_code: str, loinc: str | None, unit: str | None = None, label: str | None = None
+) -> MappingPreview:
+    """The effect of mapping ``local_code`` to ``loinc`` (and ``unit``) on the stored reports,
+    computed without writing anything: the gate judges them against the proposed entry."""
+    code = local_code.strip()
+    current = session.exec(select(CatalogEntry).where(CatalogEntry.local_code == code)).first()
+    proposed = CatalogEntry(
+        local_code=code,
+        label=(label or (current.label if current is not None else code))[:255],
+        unit=(unit if unit is not None else (current.unit if current is not None else None)),
+        specimen=current.specimen if current is not None else None,
+        loinc=(loinc or "").strip() or None,
+    )
+    problems = validate_mapping(session, proposed) if proposed.loinc else []
+    ctx = GateContext(session)
+    ctx._catalog[code] = proposed
+    rows = session.exec(select(Observation.report_id).where(Observation.local_code == code).distinct()).all()
+    ids = sorted(int(r) for r in rows)
+    released: list[int] = []
+    still = 0
+    total = 0
+    for start in range(0, len(ids), _BATCH):
+        chunk = ids[start : start + _BATCH]
+        reports = session.exec(
+            select(LabReport).where(col(LabReport.id).in_(chunk), LabReport.status != ReportStatus.SENT)
+        ).all()
+        present = [int(r.id or 0) for r in reports]
+        observations = _observations(session, present)
+        requests = _requests(session, present)
+        ctx.prefetch(o.local_code for rows_ in observations.values() for o in rows_)
+        ctx._catalog[code] = proposed
+        for report in reports:
+            rid = int(report.id or 0)
+            total += 1
+            with session.no_autoflush:
+                verdict = evaluate(session, report, observations[rid], ctx=ctx, requests=requests[rid])
+            if verdict.status is ReportStatus.READY and ReportStatus(report.status) is ReportStatus.BLOCKED:
+                released.append(rid)
+            elif verdict.status is ReportStatus.BLOCKED:
+                still += 1
+    return MappingPreview(code, total, released, still, problems)
 
 
 def recompute_all(session: Session, *, actor: str | None = None) -> GateUpdate:

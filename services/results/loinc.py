@@ -306,7 +306,12 @@ _STATUS_FR: dict[str, LoincStatus] = {
 def parse_status(value: str | None) -> LoincStatus | None:
     """LOINC or French status → ``LoincStatus`` (empty = ACTIVE); None when unknown."""
     key = re.sub(r"[^a-z]+", "", fold(value or ""))
-    return _STATUS_FR.get(key)
+    found = _STATUS_FR.get(key)
+    if found is None and value and re.search(r"[(:]", value):
+        # « Obsolète (remplacé par 88365-2) », « DEPRECATED: voir … »: the status word before it
+        head = re.split(r"[(:]", value, maxsplit=1)[0]
+        found = _STATUS_FR.get(re.sub(r"[^a-z]+", "", fold(head))) if head.strip() else None
+    return found
 
 
 _QUANTITATIVE_SCALES = {"qn", "numerique", "quantitatif", "quantitative", "numeric"}
@@ -347,6 +352,15 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "version_vp": ("version_vp", "version_jdv", "version"),
     "status": ("statut", "status", "etat"),
     "version_fixed": ("version_item_corrige", "version_item_corrigee"),
+    "replaced_by": (
+        "remplace_par",
+        "code_remplacement",
+        "code_de_remplacement",
+        "code_remplacant",
+        "remplacant",
+        "map_to",
+        "nouveau_code",
+    ),
 }
 _ALIASES = {alias: name for name, aliases in _FIELDS.items() for alias in aliases}
 _REQUIRED = ("code", "label_fr", "property_fr")
@@ -364,7 +378,10 @@ _LAYOUT_11 = [
     "chapter",
 ]
 _LAYOUT_15 = [*_LAYOUT_11, "validated", "version_vp", "status", "version_fixed"]
-_HEADER_SCAN_ROWS = 20
+_HEADER_SCAN_ROWS = 100
+"""Rows searched for the header: the SMT workbook puts a title and notice rows above it."""
+_LOOKS_LIKE_CODE = re.compile(r"[0-9]")
+_TITLE_VERSION = re.compile(r"\bversion\s*:?\s*([0-9][0-9A-Za-z.\-]*(?:\s*\([0-9.\- ]+\))?)", re.IGNORECASE)
 
 
 def _match_header(cells: Sequence[object]) -> dict[str, int] | None:
@@ -501,6 +518,40 @@ def _rows(path: Path) -> Iterator[tuple[int, list[object]]]:
     )
 
 
+_REPLACED_BY = re.compile(r"rempla\w*\s+par\s*:?\s*(?:le\s+code\s+)?([0-9]{1,7}-[0-9])", re.IGNORECASE)
+
+
+def _replacement(named: str, row: Sequence[object], status: LoincStatus) -> str | None:
+    """The replacement of a deprecated code as the value set names it: a replacement column, else
+    « remplacé par NNNNN-N » written in one of its cells (status, label, comment)."""
+    if named.strip():
+        return normalize_loinc_code(named)[:16] or None
+    if status != LoincStatus.DEPRECATED:
+        return None
+    for value in row:
+        m = _REPLACED_BY.search(_cell_text(value))
+        if m:
+            return normalize_loinc_code(m[1])
+    return None
+
+
+def _is_note(row: Sequence[object], raw_code: str, label: str, grandeur: str) -> bool:
+    """A line of text in a value-set sheet that is not a code row: a single filled cell, no label
+    and no property, and nothing like a LOINC code in it."""
+    filled = [v for v in row if _cell_text(v)]
+    return len(filled) == 1 and not label and not grandeur and not _LOOKS_LIKE_CODE.search(raw_code or "")
+
+
+def _title_version(rows: Iterable[Sequence[object]]) -> str | None:
+    """The version named in a title row above the header (« … version 2.23 (2.79-2.80) »)."""
+    for row in rows:
+        for value in row:
+            m = _TITLE_VERSION.search(_cell_text(value))
+            if m:
+                return m[1].strip()
+    return None
+
+
 def read_value_set(
     path: str | Path, *, version: str | None = None, progress: Progress | None = None
 ) -> ParsedValueSet:
@@ -532,6 +583,8 @@ def read_value_set(
         raw_code = cell(row, "code")
         if not raw_code and not any(_cell_text(v) for v in row):
             continue
+        if _is_note(row, raw_code, cell(row, "label_fr"), cell(row, "property_fr")):
+            continue  # a notice or a footer line under the table (« Fin du jeu de valeurs »)
         parsed.data_rows += 1
         code = normalize_loinc_code(raw_code)
         problem = check_loinc_code(code)
@@ -575,12 +628,17 @@ def read_value_set(
                 "method": cell(row, "method")[:255] or None,
                 "chapter": cell(row, "chapter")[:255] or None,
                 "status": status,
+                "synonyms": cell(row, "synonyms")[:4000] or None,
+                "replaced_by": _replacement(cell(row, "replaced_by"), row, status),
             }
         )
+    titled = _title_version(row for _n, row in rows[:header_at])
     if version and version.strip():
         parsed.version = version.strip()
     elif versions:
         parsed.version = max(versions, key=_natural_key)
+    elif titled:
+        parsed.version = titled
     else:
         parsed.version = path.stem
     parsed.version = parsed.version[:64]
@@ -711,13 +769,15 @@ def _search_index(session: Session, version: LoincVersion) -> list[tuple[str, st
     cached = _search_cache.get(key)
     if cached is not None:
         return cached
-    rows = session.exec(
-        select(LoincCode.code, LoincCode.label_fr, LoincCode.component_fr, LoincCode.status)
+    table = LoincCode.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        sa.select(table.c.code, table.c.label_fr, table.c.component_fr, table.c.synonyms, table.c.status)
     ).all()
     index = []
-    for code, label, component, status in rows:
+    for code, label, component, synonyms, status in rows:
         folded = fold(label)
-        index.append((code, f"{folded} {fold(component or '')}", folded, str(status)))
+        haystack = f"{folded} {fold(component or '')} {fold(synonyms or '')}"
+        index.append((code, haystack, folded, str(status)))
     _search_cache.clear()
     _search_cache[key] = index
     return index
@@ -728,8 +788,9 @@ def _words(text: str) -> list[str]:
 
 
 def search_value_set(session: Session, text: str, limit: int = 20) -> list[LoincCodePublic]:
-    """Codes of the active value set whose code starts with ``text`` or whose French label holds
-    every word of ``text`` (accents and case ignored; word prefixes match: ``"gluc ser"``).
+    """Codes of the active value set whose code starts with ``text`` or whose French label,
+    component or synonyms hold every word of ``text``, in any order (accents and case ignored;
+    word prefixes match: ``"gluc ser"``, ``"glycemie capillaire"``).
 
     Active codes first, then trial, discouraged, deprecated; then labels starting with the first
     word; then shorter labels.
@@ -764,6 +825,20 @@ def search_value_set(session: Session, text: str, limit: int = 20) -> list[Loinc
         return []
     by_code = {c.code: c for c in session.exec(select(LoincCode).where(col(LoincCode.code).in_(codes))).all()}
     return [LoincCodePublic.model_validate(by_code[c]) for c in codes if c in by_code]
+
+
+def replacement_for(session: Session, code: str | None) -> LoincCode | None:
+    """The code the value set names to replace a deprecated ``code`` (when it is in the value set
+    and not deprecated itself), else None."""
+    if not code:
+        return None
+    row = get_code(session, code)
+    if row is None or row.status != LoincStatus.DEPRECATED or not row.replaced_by:
+        return None
+    target = get_code(session, row.replaced_by)
+    if target is None or target.status == LoincStatus.DEPRECATED:
+        return None
+    return target
 
 
 def codes_by_status(session: Session, codes: Iterable[str]) -> dict[str, LoincStatus]:

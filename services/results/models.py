@@ -95,6 +95,10 @@ class LoincCodeBase(SQLModel):
     method: str | None = Field(default=None, max_length=255)
     chapter: str | None = Field(default=None, max_length=255)
     status: LoincStatus = LoincStatus.ACTIVE
+    synonyms: str | None = Field(default=None, sa_type=sa.Text, description="synonymes (searched)")
+    replaced_by: str | None = Field(
+        default=None, max_length=LOINC_CODE_MAX, description="the code replacing a deprecated one (MAP_TO)"
+    )
 
 
 class LoincCodeCreate(LoincCodeBase):

@@ -2,7 +2,8 @@
 time and content digest), how its patient was matched (``manual`` survives re-evaluation), the
 version last sent (replacements), the local ids a report names in an indexed table and an index
 on its INS (re-evaluating one patient's reports reads only theirs), the request's result status
-(OBR-25) and a numeric result's comparator (``<0,5``).
+(OBR-25), a numeric result's comparator (``<0,5``), and the value set's synonyms (searched) and
+replacement codes of deprecated ones.
 
 Revision ID: 0006
 Revises: 0004
@@ -47,6 +48,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("result_status", sa.String(8), nullable=True))
     with op.batch_alter_table("observation") as batch:
         batch.add_column(sa.Column("comparator", sa.String(2), nullable=True))
+    with op.batch_alter_table("loinc_code") as batch:
+        batch.add_column(sa.Column("synonyms", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("replaced_by", sa.String(16), nullable=True))
 
     # The local ids of the reports already stored, into the indexed table.
     bind = op.get_bind()
@@ -69,6 +73,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("loinc_code") as batch:
+        batch.drop_column("replaced_by")
+        batch.drop_column("synonyms")
     with op.batch_alter_table("observation") as batch:
         batch.drop_column("comparator")
     with op.batch_alter_table("lab_request") as batch:
