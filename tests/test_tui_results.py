@@ -237,7 +237,16 @@ async def test_fix_a_missing_loinc_releases_the_reports(
         ]
         assert "1 code pour « potassium sang »" in _text(app, "#loinc-message")
 
-        # Entrée maps KSG → 6298-4: the gate releases MARTIN Claire's two reports.
+        # Entrée shows what the fix will do before doing it, and asks to confirm.
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, LoincFixModal) and app.screen.pending == "6298-4"
+        confirm = _text(app, "#loinc-message")
+        assert "Associer KSG à 6298-4 : 2 comptes rendus seront débloqués pour MES" in confirm
+        assert "1 compte rendu reste bloqué pour d'autres motifs" in confirm  # MARTIN Paul (PROV)
+        assert "Entrée : confirmer" in confirm
+        assert _entry(demo_db, "KSG") is None  # nothing written yet
+        # Entrée again maps KSG → 6298-4: the gate releases MARTIN Claire's two reports.
         await pilot.press("enter")
         await settle(pilot)
         assert app.screen is detail
@@ -287,6 +296,9 @@ async def test_refused_codes_show_their_message_and_change_nothing(demo_db: Data
         await settle(pilot)
         assert isinstance(app.screen, LoincFixModal)
         assert "87421-4 obsolète" in _text(app, "#loinc-problem")
+        # the value set names its replacement: proposed, and the search starts from it
+        assert "le remplace par 88365-2" in _text(app, "#loinc-replacement")
+        assert app.screen.query_one("#loinc-search", Input).value == "88365-2"
 
         async def attempt(query: str) -> str:
             await pilot.press("end", "ctrl+u")  # clear the search box
@@ -327,6 +339,9 @@ async def test_refused_codes_show_their_message_and_change_nothing(demo_db: Data
         await pilot.press("end", "ctrl+u")
         await type_text(pilot, "88365")
         await settle(pilot)
+        await pilot.press("enter")  # checked, shown, waiting for confirmation
+        await settle(pilot)
+        assert "Entrée : confirmer" in _text(app, "#loinc-message")
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, ErrorModal)

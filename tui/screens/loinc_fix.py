@@ -1,11 +1,16 @@
 """The LOINC fix (from a report's result): search the value set, pick a code, map the local code.
 
-Results as you type (``search_value_set``: a code prefix, or the words of the French label), in
-a worker. Entrée maps the highlighted code (or the code typed, when nothing is listed): the
-mapping is checked first (``validate_mapping``) and refused with the French message when it
-would still block (invalid, not in the value set, deprecated, unit incompatible) — nothing
-changes then. Otherwise ``set_mapping`` stores it, audited, and the gate recomputes the
-verdicts in the same transaction; the modal returns the reports released.
+Results as you type (``search_value_set``: a code prefix, or the words of the French label,
+component or synonyms, in any order, accents ignored), in a worker. When the current code is
+deprecated and the value set names its replacement, the modal says so and proposes it.
+
+Entrée on the highlighted code (or the code typed, when nothing is listed) first checks the
+mapping (``validate_mapping``): refused with the French message when it would still block
+(invalid, not in the value set, deprecated, unit incompatible) — nothing changes then.
+Otherwise it shows what the fix will do before doing it (``preview_mapping``: how many reports
+it releases, how many stay blocked for other reasons) and asks to confirm: Entrée again stores
+it (``set_mapping``, audited; the gate recomputes the verdicts in the same transaction), Échap
+goes back to the choice. The modal returns the reports released.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from rich.text import Text
 from textual import on, work
@@ -27,6 +32,7 @@ from textual.widgets import DataTable, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from services.results.catalog import blocking, get_entry, set_mapping, validate_mapping
+from services.results.gate import preview_mapping
 from services.results.loinc import normalize_loinc_code, search_value_set
 from services.users import Right, require
 from tui.screens.results_blocked import clip
@@ -47,6 +53,15 @@ STATUS_WORDS: Final = {
     "DEPRECATED": "obsolète",
 }
 STATUS_STYLES: Final = {"DISCOURAGED": "dark_orange", "DEPRECATED": "red"}
+
+
+def released_future(n: int) -> str:
+    """« débloquera 2 comptes rendus pour MES » (before the fix is applied)."""
+    if n == 0:
+        return "aucun compte rendu ne sera débloqué"
+    if n == 1:
+        return "1 compte rendu sera débloqué pour MES"
+    return f"{n} comptes rendus seront débloqués pour MES"
 
 
 def released_sentence(n: int) -> str:
@@ -73,6 +88,9 @@ class FixTarget:
     specimen: str | None
     current: str
     problems: tuple[str, ...] = ()
+    replacement: str | None = None
+    """The code the value set names to replace the current (deprecated) one."""
+    replacement_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,11 +137,20 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
     class Applied(Message):
         result: FixResult
 
+    @dataclass
+    class Confirm(Message):
+        code: str
+        released: int
+        still_blocked: int
+        warnings: list[str]
+
     def __init__(self, target: FixTarget) -> None:
         super().__init__()
         self.target = target
         self._hits: list[Hit] = []
         self._busy = False
+        self.pending: str | None = None
+        """The code checked and waiting for confirmation (Entrée again)."""
 
     @property
     def insdesk(self) -> InsdeskApp:
@@ -144,10 +171,18 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
             yield Static(" · ".join(facts), id="loinc-facts")
             if t.problems:
                 yield Static(Text("\n".join(t.problems)), id="loinc-problem")
+            if t.replacement:
+                proposal = Text.assemble(
+                    (f"{t.current} est obsolète : le jeu de valeurs le remplace par ", ""),
+                    (t.replacement, "bold"),
+                    (f" ({clip(t.replacement_label or '', 40)})" if t.replacement_label else "", ""),
+                    (" — proposé ci-dessous.", ""),
+                )
+                yield Static(proposal, id="loinc-replacement")
             with Horizontal(id="loinc-search-row"):
                 yield Label("Rechercher :", id="loinc-search-label")
                 yield DeskInput(
-                    _first_word(t.label),
+                    t.replacement or _first_word(t.label),
                     id="loinc-search",
                     placeholder="code LOINC ou mots du libellé",
                     compact=True,
@@ -173,8 +208,13 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
         self._search(self.search_input.value, 0.0)
 
     def action_cancel(self) -> None:
-        if not self._busy:
-            self.dismiss(None)
+        if self._busy:
+            return
+        if self.pending is not None:
+            self.pending = None
+            self._message("Correspondance non enregistrée : choisissez un code (↑↓) puis Entrée.")
+            return
+        self.dismiss(None)
 
     def _message(self, text: str | Text, *, error: bool = False) -> None:
         message = self.query_one("#loinc-message", Static)
@@ -185,6 +225,7 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
 
     @on(DeskInput.Changed, "#loinc-search")
     def _changed(self, event: DeskInput.Changed) -> None:
+        self.pending = None
         self._search(event.value, SEARCH_DEBOUNCE_S)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="search")
@@ -229,6 +270,9 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
 
     def action_cursor(self, delta: int) -> None:
         table = self.table
+        if self.pending is not None:
+            self.pending = None
+            self._message("Choisissez un code (↑↓) puis Entrée.")
         if table.row_count:
             table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + delta)))
 
@@ -251,8 +295,56 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
             self._message("Choisissez un code dans la liste (↑↓) ou tapez un code LOINC complet.", error=True)
             return
         self._busy = True
-        self._message(f"Association de {self.target.local_code} à {code}…")
-        self._apply(code)
+        if self.pending == code:
+            self._message(f"Association de {self.target.local_code} à {code}…")
+            self._apply(code)
+        else:
+            self.pending = None
+            self._message(f"Vérification de {code}…")
+            self._check(code)
+
+    def _unit_and_specimen(self, session: Any) -> tuple[Any, str | None, str | None]:
+        entry = get_entry(session, self.target.local_code)
+        unit = entry.unit if entry is not None and entry.unit else self.target.unit
+        return entry, unit, entry.specimen if entry is not None else None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="check")
+    def _check(self, code: str) -> None:
+        """Validate the mapping, then count what it releases (nothing is written)."""
+        try:
+            with self.insdesk.services.db.session() as session:
+                _entry, unit, specimen = self._unit_and_specimen(session)
+                candidate = SimpleNamespace(loinc=code, unit=unit, specimen=specimen)
+                problems = validate_mapping(session, candidate)
+                refused = blocking(problems)
+                if refused:
+                    self.post_message(self.Refused(code, [p.message for p in refused]))
+                    return
+                preview = preview_mapping(session, local_code=self.target.local_code, loinc=code, unit=unit)
+        finally:
+            self._busy = False
+        warnings = [p.message for p in problems if not p.blocking]
+        self.post_message(self.Confirm(code, len(preview.released), preview.still_blocked, warnings))
+
+    @on(Confirm)
+    def _confirm(self, event: Confirm) -> None:
+        if self.chosen_code() != event.code:
+            return  # the choice moved meanwhile
+        self.pending = event.code
+        text = Text()
+        text.append(f"Associer {self.target.local_code} à {event.code} : ", style="bold")
+        text.append(released_future(event.released), style="bold green3" if event.released else "bold")
+        if event.still_blocked:
+            text.append(
+                f" ({event.still_blocked} compte{'s' if event.still_blocked > 1 else ''} rendu"
+                f"{'s' if event.still_blocked > 1 else ''} reste{'nt' if event.still_blocked > 1 else ''} "
+                "bloqué" + ("s" if event.still_blocked > 1 else "") + " pour d'autres motifs)"
+            )
+        text.append(".")
+        for warning in event.warnings:
+            text.append(f"\n{warning}", style="dark_orange")
+        text.append("\nEntrée : confirmer · Échap : revenir au choix", style="bold")
+        self._message(text)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="apply")
     def _apply(self, code: str) -> None:
@@ -296,6 +388,7 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
 
     @on(Refused)
     def _refused(self, event: Refused) -> None:
+        self.pending = None
         text = Text(f"{event.code} refusé : ", style="bold")
         text.append(" ".join(event.messages))
         self._message(text, error=True)

@@ -3,11 +3,24 @@
 On a result whose LOINC mapping is the problem, ``l`` (or Entrée) opens the LOINC fix modal;
 after a fix the report is read again (its verdict is recomputed by the gate in the same
 transaction as the mapping).
+
+``m`` matches an unmatched report to an identity by hand (``report_match``: search, the traits
+side by side, confirm; audited). ``p`` writes the CR-BIO's PDF copy of a ready (or sent) report
+into the PDF folder (``$INSDESK_PDF_DIR``, else ``pdf/`` in the user data directory) and opens it
+with the desktop's opener (``$INSDESK_OPENER``, else ``xdg-open`` when a display is there),
+else shows its path. ``e`` sends a ready report to the configured outbox (the file drop of
+``services.results.outbox``: ``$INSDESK_OUTBOX``, else ``outbox/`` in the user data directory;
+any ``ReportSender`` the app is given as ``services.results_sender``), audited ``report.sent``.
+Everything runs in workers.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -22,12 +35,16 @@ from textual.widgets import DataTable, Footer, Static
 
 from services.errors import NotFound
 from services.results.catalog import get_entry
-from services.results.loinc import get_code
-from services.results.models import LabReport, Observation
+from services.results.loinc import get_code, replacement_for
+from services.results.matching import can_match
+from services.results.models import LabReport, MatchSource, Observation, ReportStatus
+from services.results.outbox import FileDropSender, ReportSender, send_reports
+from services.results.pdf import write_pdf_copy
 from services.storage.models import Identity
 from services.users import Right, require
 from tui.format import fr_datetime
 from tui.screens.loinc_fix import FixResult, FixTarget, LoincFixModal, released_sentence
+from tui.screens.report_match import MatchDone, MatchTarget, ReportMatchModal
 from tui.screens.results_blocked import (
     LOINC_PROBLEMS,
     clip,
@@ -62,6 +79,9 @@ class ObservationRow:
     entry_version: int | None
     entry_unit: str | None
     specimen: str | None
+    replacement: str | None = None
+    """The code the value set names to replace this deprecated one."""
+    replacement_label: str | None = None
 
     @property
     def loinc_problem(self) -> bool:
@@ -78,6 +98,8 @@ class ObservationRow:
             specimen=self.specimen,
             current=self.loinc if self.loinc_source == "catalogue" else "",
             problems=tuple(message for code, message in self.problems if code in LOINC_PROBLEMS),
+            replacement=self.replacement,
+            replacement_label=self.replacement_label,
         )
 
 
@@ -90,6 +112,10 @@ class ReportView:
     status: str
     report_reasons: tuple[tuple[str, str], ...]
     observations: tuple[ObservationRow, ...]
+    matchable: bool = False
+    """Unmatched (PATIENT_UNMATCHED), or matched by hand: ``m`` may (re)match it."""
+    traits: dict[str, Any] | None = None
+    """The patient as the lab sent it (for the match modal)."""
 
 
 def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
@@ -130,6 +156,7 @@ def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
         elif obs.loinc_in_message:
             loinc, source = obs.loinc_in_message, "message"
         known = get_code(session, loinc) if loinc else None
+        replacement = replacement_for(session, loinc) if loinc else None
         value = obs.value or ""
         if obs.abnormal_flag and obs.abnormal_flag != "N":
             value += f" ({obs.abnormal_flag})"
@@ -148,8 +175,13 @@ def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
                 entry_version=int(entry.version) if entry is not None else None,
                 entry_unit=entry.unit if entry is not None else None,
                 specimen=entry.specimen if entry is not None else None,
+                replacement=replacement.code if replacement is not None else None,
+                replacement_label=replacement.label_fr if replacement is not None else None,
             )
         )
+    unmatched = any(c == "PATIENT_UNMATCHED" for c, _o, _m in reasons)
+    manual = report.match_source == MatchSource.MANUAL
+    traits = dict(report.patient_traits or {})
     return ReportView(
         id=int(report.id or 0),
         patient=patient,
@@ -158,7 +190,39 @@ def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
         status=str(report.status),
         report_reasons=tuple((c, m) for c, o, m in reasons if o is None),
         observations=tuple(rows),
+        matchable=(unmatched or manual) and report.status != ReportStatus.SENT,
+        traits={
+            "birth_name": traits.get("birth_name"),
+            "used_name": traits.get("used_name"),
+            "first_names": list(traits.get("first_names") or []),
+            "birth_date": traits.get("birth_date"),
+            "sex": traits.get("sex"),
+            "local_ids": local_ids,
+        },
     )
+
+
+def open_with_desktop(path: Path) -> str | None:
+    """Open ``path`` with the desktop's opener, without waiting for it: ``$INSDESK_OPENER``, else
+    ``xdg-open`` when a display is there. The opener's name, or None when there is none."""
+    opener = os.environ.get("INSDESK_OPENER")
+    if not opener:
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return None
+        opener = shutil.which("xdg-open") or ""
+    if not opener:
+        return None
+    try:
+        subprocess.Popen(
+            [opener, str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        return None
+    return Path(opener).name
 
 
 class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its CSS applies
@@ -174,6 +238,30 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             tooltip="Corriger le code LOINC du résultat sélectionné",
         ),
         Binding(
+            "m",
+            "match",
+            "Rapprocher",
+            id="report.match",
+            key_display="m",
+            tooltip="Rapprocher à la main ce compte rendu d'une identité (audité)",
+        ),
+        Binding(
+            "p",
+            "pdf",
+            "Copie PDF",
+            id="report.pdf",
+            key_display="p",
+            tooltip="Écrire et ouvrir la copie PDF du CR-BIO",
+        ),
+        Binding(
+            "e",
+            "send",
+            "Envoyer",
+            id="report.send",
+            key_display="e",
+            tooltip="Envoyer ce compte rendu prêt vers la boîte d'envoi configurée (audité)",
+        ),
+        Binding(
             "escape", "back", "Retour", id="report.back", tooltip="Revenir à la liste des comptes rendus"
         ),
         Binding("ctrl+r", "reload", "Actualiser", id="report.reload", tooltip="Relire le compte rendu"),
@@ -182,6 +270,17 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
     @dataclass
     class Loaded(Message):
         view: ReportView
+
+    @dataclass
+    class PdfWritten(Message):
+        path: Path
+        opener: str | None
+
+    @dataclass
+    class Sent(Message):
+        sent: list[int]
+        refused: list[dict[str, Any]]
+        where: str
 
     def __init__(self, report_id: int) -> None:
         super().__init__()
@@ -320,11 +419,91 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
         detail.update(text)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        actor = self.insdesk.actor
+        view = self.view
         if action == "fix_loinc":
             row = self.selected() if self.is_mounted else None
-            actor = self.insdesk.actor
             return row is not None and row.loinc_problem and actor is not None and actor.can(Right.CATALOG)
+        if action == "match":
+            return view is not None and view.matchable and actor is not None and can_match(actor)
+        if action == "pdf":
+            return view is not None and view.status in ("ready", "sent")
+        if action == "send":
+            return view is not None and view.status == "ready"
         return True
+
+    # -- match by hand ---------------------------------------------------------------------------
+
+    def action_match(self) -> None:
+        view = self.view
+        if view is None or not view.matchable:
+            return
+        self.app.push_screen(
+            ReportMatchModal(MatchTarget(view.id, view.traits or {})), callback=self._matched
+        )
+
+    def _matched(self, done: MatchDone | None) -> None:
+        if done is None:
+            return
+        state = "prêt pour MES" if done.status == "ready" else "toujours bloqué"
+        self.notify(
+            f"Compte rendu n°{done.report_id} rapproché de l'identité n°{done.identity_id} : {state}.",
+            title="Rapprochement enregistré",
+            severity="information" if done.status == "ready" else "warning",
+        )
+        self._load()
+
+    # -- PDF copy ----------------------------------------------------------------------------------
+
+    def action_pdf(self) -> None:
+        if self.view is not None:
+            self._write_pdf(self.view.id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pdf")
+    def _write_pdf(self, report_id: int) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        with self.insdesk.services.db.session() as session:
+            path = write_pdf_copy(session, actor=actor, report_id=report_id)
+        self.post_message(self.PdfWritten(path, open_with_desktop(path)))
+
+    @on(PdfWritten)
+    def _pdf_written(self, event: PdfWritten) -> None:
+        if event.opener:
+            self.notify(f"Ouverte avec {event.opener} : {event.path}", title="Copie PDF du compte rendu")
+        else:
+            self.notify(
+                f"Aucune application pour l'ouvrir ici ; fichier écrit : {event.path}",
+                title="Copie PDF du compte rendu",
+                timeout=15,
+            )
+
+    # -- send ------------------------------------------------------------------------------------------
+
+    def action_send(self) -> None:
+        if self.view is not None and self.view.status == "ready":
+            self._send(self.view.id)
+
+    def _sender(self) -> ReportSender:
+        configured = getattr(self.insdesk.services, "results_sender", None)
+        return cast(ReportSender, configured) if configured is not None else FileDropSender()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="send")
+    def _send(self, report_id: int) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        sender = self._sender()
+        result = send_reports(self.insdesk.services.db, actor=actor, sender=sender, report_ids=[report_id])
+        where = str(getattr(sender, "folder", "")) or sender.name
+        self.post_message(self.Sent(result.sent, result.refused, where))
+
+    @on(Sent)
+    def _sent(self, event: Sent) -> None:
+        if event.sent:
+            self.notify(f"Déposé dans {event.where}", title=f"Compte rendu n°{event.sent[0]} envoyé")
+        for refused in event.refused:
+            self.notify(str(refused.get("reason")), title="Envoi refusé", severity="error", timeout=15)
+        self._load()
 
     @on(DataTable.RowSelected, "#observations")
     def _row_selected(self) -> None:
