@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 
 from services.results.gate import (
     IDENTITY_FLAGGED,
+    IDENTITY_MISMATCH,
     INS_NOT_QUALIFIED,
     LOINC_DEPRECATED,
     LOINC_INVALID,
@@ -33,6 +34,7 @@ from services.results.gate import (
     LOINC_NOT_IN_VALUE_SET,
     PATIENT_UNMATCHED,
     REASON_CODES,
+    RESULT_NOT_FINAL,
     UNIT_INCOMPATIBLE,
     list_reports,
     report_counts,
@@ -62,6 +64,8 @@ REASON_LABELS: Final[dict[str, str]] = {
     INS_NOT_QUALIFIED: "INS non qualifiée",
     IDENTITY_FLAGGED: "identité douteuse/fictive",
     PATIENT_UNMATCHED: "patient non rapproché",
+    IDENTITY_MISMATCH: "identité discordante",
+    RESULT_NOT_FINAL: "résultat non définitif",
     LOINC_MISSING: "LOINC manquant",
     LOINC_INVALID: "LOINC invalide",
     LOINC_NOT_IN_VALUE_SET: "LOINC hors jeu de valeurs",
