@@ -431,3 +431,26 @@ def test_an_automatic_match_is_not_overridden_by_hand(db: Database) -> None:
     with db.transaction() as s, pytest.raises(NegativeAnswer) as info:
         match_report(s, actor=BIO, report_id=int(row.id or 0), identity_id=other)
     assert info.value.code == "report_matched"
+
+
+def test_hprim_mismatch_and_preliminary(db: Database) -> None:
+    """The same checks on HPRIM Santé: P-5/P-6 naming another person, OBX-11 ``P``."""
+    _add(db, _nessi(local_id="PAT-901"))
+    text = (RESULTS / "hprim_gare_utf-8.hpr").read_text(encoding="utf-8")
+    other = text.replace("DUPRÉ~NATHALIE~NATHALIE MARIE CLAIRE|NESSI|19800101|F", "MARTIN~PAUL||19800101|M")
+    _import(db, other.encode("utf-8"))
+    with db.session() as s:
+        first = s.exec(select(LabReport).order_by(col(LabReport.id))).first()
+    assert first is not None and _codes(first)[:1] == [("IDENTITY_MISMATCH", None)]
+    assert "sexe (M ≠ F)" in first.reasons[0]["message"]
+    preliminary = text.replace(
+        "OBX|2|NM|CREA~Créatinine~L||68|µmol/l|45~84|N|||F",
+        "OBX|2|NM|CREA~Créatinine~L||68|µmol/l|45~84|N|||P",
+    )
+    preliminary = preliminary.replace("20240520120000", "20240520130000")
+    result = _import(db, preliminary.encode("utf-8"))
+    assert result["replaced"] >= 1
+    with db.session() as s:
+        first = s.exec(select(LabReport).order_by(col(LabReport.id))).first()
+    assert first is not None and ("RESULT_NOT_FINAL", "CREA") in _codes(first)
+    assert not any(code == "IDENTITY_MISMATCH" for code, _ in _codes(first))
