@@ -82,7 +82,8 @@ def message(n: int, obx_count: int, rnd: random.Random) -> str:
     at = datetime(2024, 4, 12, 8) + timedelta(seconds=n)
     segments = [
         f"MSH|^~\\&|GLIMS|BIOMED PARIS|MES|INSDESK|{at:%Y%m%d%H%M%S}||ORU^R01^ORU_R01|B-{n:07d}|P|2.5",
-        f"PID|1||IPP-{patient:06d}^^^BIOMED&1.2.250.1.999.1.2&ISO^PI||NOM{patient}^PRENOM^^^^^L||19700101|F",
+        f"PID|1||IPP-{patient:06d}^^^BIOMED&1.2.250.1.999.1.2&ISO^PI||NOM{patient}^PRENOM^^^^^L||"
+        f"{date(1970, 1, 1) + timedelta(days=patient):%Y%m%d}|F",
         f"ORC|RE|C-{n}|F-{n}^BIOMED|D-{n:07d}^BIOMED|CM",
         f"OBR|1|C-{n}|F-{n}^BIOMED|BILAN^Bilan^L|||20240412081500",
     ]

@@ -286,25 +286,30 @@ def _kept(session: Session, identity: Identity | None) -> Identity | None:
 
 
 def _by_local_ids(session: Session, local_ids: Sequence[str]) -> dict[int, tuple[Identity, str, MatchSource]]:
-    """Identities (merges followed) that carry these local ids, directly or as an alias."""
+    """Identities (merges followed) that carry these local ids, directly or as an alias: one
+    query; the alias row is read only for an identity found through one."""
     found: dict[int, tuple[Identity, str, MatchSource]] = {}
     if not local_ids:
         return found
-    direct = session.exec(select(Identity).where(col(Identity.local_id).in_(list(local_ids)))).all()
-    for identity in direct:
+    wanted = list(local_ids)
+    aliased = select(IdentityAlias.identity_id).where(col(IdentityAlias.local_id).in_(wanted))
+    rows = session.exec(
+        select(Identity).where(sa.or_(col(Identity.local_id).in_(wanted), col(Identity.id).in_(aliased)))
+    ).all()
+    for identity in rows:
         kept = _kept(session, identity)
-        if kept is not None and kept.id is not None and identity.local_id is not None:
+        if kept is None or kept.id is None:
+            continue
+        if identity.local_id is not None and identity.local_id in wanted:
             source = MatchSource.LOCAL_ID if kept.id == identity.id else MatchSource.ALIAS
             found.setdefault(kept.id, (kept, identity.local_id, source))
-    aliases = session.exec(
-        select(IdentityAlias.local_id, IdentityAlias.identity_id).where(
-            col(IdentityAlias.local_id).in_(list(local_ids))
-        )
-    ).all()
-    for local_id, identity_id in aliases:
-        kept = _kept(session, session.get(Identity, identity_id))
-        if kept is not None and kept.id is not None:
-            found.setdefault(kept.id, (kept, local_id, MatchSource.ALIAS))
+            continue
+        alias = session.exec(
+            select(IdentityAlias.local_id).where(
+                IdentityAlias.identity_id == identity.id, col(IdentityAlias.local_id).in_(wanted)
+            )
+        ).first()
+        found.setdefault(kept.id, (kept, alias or wanted[0], MatchSource.ALIAS))
     return found
 
 

@@ -286,7 +286,7 @@ def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> 
         )
 
 
-def _report_fields(parsed: ParsedReport) -> dict[str, Any]:
+def _report_fields(parsed: ParsedReport, digest: str) -> dict[str, Any]:
     traits = dict(parsed.patient_traits)
     if parsed.comments:
         traits["report_comments"] = list(parsed.comments)
@@ -302,7 +302,7 @@ def _report_fields(parsed: ParsedReport) -> dict[str, Any]:
         "patient_traits": traits,
         "raw": parsed.raw,
         "message_at": parsed.message_at,
-        "content_digest": parsed.content_digest(),
+        "content_digest": digest,
     }
 
 
@@ -319,8 +319,9 @@ def _store_one(
         select(LabReport).where(LabReport.source_key == parsed.source_key).with_for_update()
     ).first()
     previous_status: str | None = None
+    digest = parsed.content_digest()
     if existing is not None:
-        if _stored_digest(existing) == parsed.content_digest():
+        if _stored_digest(existing) == digest:
             result.unchanged += 1
             return existing
         refusal = _refusal(parsed, _message_at(existing))
@@ -339,7 +340,7 @@ def _store_one(
         session.execute(delete(Observation).where(col(Observation.report_id) == existing.id))
         session.execute(delete(LabRequest).where(col(LabRequest.report_id) == existing.id))
         session.execute(delete(LabReportLocalId).where(col(LabReportLocalId.report_id) == existing.id))
-        for name, value in _report_fields(parsed).items():
+        for name, value in _report_fields(parsed, digest).items():
             setattr(existing, name, value)
         existing.version_number += 1
         existing.received_at = utcnow()
@@ -347,7 +348,7 @@ def _store_one(
         report = existing
         result.replaced += 1
     else:
-        report = LabReport(source_key=parsed.source_key, **_report_fields(parsed))
+        report = LabReport(source_key=parsed.source_key, **_report_fields(parsed, digest))
         result.created += 1
     session.add(report)
     session.flush()
@@ -355,7 +356,7 @@ def _store_one(
     _insert_children(session, report_id, parsed)
 
     observations = list(parsed.observations())
-    verdict = gate.evaluate(session, report, observations, ctx=ctx)
+    verdict = gate.evaluate(session, report, observations, ctx=ctx, requests=parsed.requests)
     if existing is None:
         gate.apply_verdict(session, report, verdict, actor=actor.login, cause="import", audit_change=False)
     else:
