@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlmodel import col, select
 
 from services.identity.matricule import OID_INS_NIR, compute_key
 from services.results.gate import recompute_for_identity, reports_of_identity
@@ -159,7 +160,7 @@ def test_qualifying_one_patient_reads_only_her_reports(db: Database) -> None:
     assert loaded_small == set(mine)
     with db.session() as s:
         assert {r.id for r in reports_of_identity(s, identity_id)} == set(mine)
-        rows = s.query(LabReport).filter(LabReport.id.in_(mine)).all()  # type: ignore[union-attr]
+        rows = s.exec(select(LabReport).where(col(LabReport.id).in_(mine))).all()
         assert {r.match_source for r in rows} == {MatchSource.LOCAL_ID, MatchSource.ALIAS, MatchSource.INS}
     _bulk_reports(db, 40, 360)  # ten times the other reports
     with db.transaction() as s:  # back to VALI, then qualify again with 400 others stored
