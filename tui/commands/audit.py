@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from services.audit.log import verify_database
+from services.audit.log import ChainReport, verify_database
 from services.supervision import export as sv_export
 from services.supervision import retention, review
 from services.users import Right
@@ -70,8 +70,18 @@ def register(sub: Any) -> None:
 
 
 def verify(ctx: CliContext, args: argparse.Namespace) -> int:
-    ctx.actor(Right.AUDIT_VERIFY)
+    """Verifies before anything is appended: the password is checked first, the chain is read,
+    and only then is the login audited (a chain that no longer matches its anchor refuses that
+    append: the report already says why)."""
+    from services.errors import IntegrityBroken
+
+    ctx.actor_before_login(Right.AUDIT_VERIFY)
     report = verify_database(ctx.db, anchor_path=Path(args.anchor) if args.anchor else None)
+    try:
+        ctx.record_login()
+    except IntegrityBroken:
+        if report.ok:
+            raise
     payload = report.as_dict()
 
     def human(c: Console) -> None:
@@ -81,9 +91,23 @@ def verify(ctx: CliContext, args: argparse.Namespace) -> int:
             c.print(f"[red]✗ Chaîne d'audit rompue[/] au premier évènement fautif n° {report.first_bad}")
             if report.reason:
                 c.print(f"  {report.reason}")
+        line = anchor_line(report, args.anchor)
+        if line:
+            c.print(f"  {line}")
 
     ctx.out.result(payload, human)
     return 0 if report.ok else 1
+
+
+def anchor_line(report: ChainReport, copy: str | None) -> str:
+    """« Ancre de contrôle : évènement n° 41, écrite le 06/12/2026 14:05 » (Europe/Paris)."""
+    what = f"Ancre {copy}" if copy else "Ancre de contrôle de ce poste"
+    if report.anchor is None:
+        return f"{what} : aucune (le prochain enregistrement la crée)" if report.ok else ""
+    when = ""
+    if report.anchor_written_at is not None:
+        when = f", écrite le {report.anchor_written_at.astimezone(review.PARIS):%d/%m/%Y %H:%M}"
+    return f"{what} : évènement n° {report.anchor.last_id}{when}"
 
 
 def export(ctx: CliContext, args: argparse.Namespace) -> int:
