@@ -43,6 +43,7 @@ from tests.test_tui_support import (
     type_text,
 )
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.error_modal import ErrorModal
 from tui.screens.home import HomeScreen
 from tui.screens.review_detail import ReviewDetailScreen
 from tui.screens.review_log import ExportModal, ReviewLogScreen
@@ -213,43 +214,72 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
 async def test_review_log_export_writes_an_audited_file(
     review_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # a relative path is typed: short to type
-    out = tmp_path / "journal.csv"
+    exports = tmp_path / "exports"
+    monkeypatch.setenv("INSDESK_EXPORT_DIR", str(exports))  # the documented exports folder
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # never written: the current directory
     before = _exports(review_db)
     app = make_app(review_db)
     async with app.run_test(size=(80, 24)) as pilot:
         await login(pilot, "superviseur1", "superviseur-demo")
         await pilot.press("f9")
         await settle(pilot)
-        await _export(pilot, "journal.csv")
-        assert isinstance(app.screen, ReviewLogScreen)
-        with out.open(encoding="utf-8") as fh:
-            data = list(csv.reader(fh))
-        assert data[0][:4] == ["id", "time", "agent", "kind"] and len(data) > 10
-        notices = [n.message for n in app._notifications]
-        assert any(f"{len(data) - 1} lignes écrites dans {out.resolve()}" in m for m in notices)
-        assert _exports(review_db) == before + 1
 
-        # PDF: ⇧Tab to the format, ↓ picks PDF (the path follows), then the file.
+        # The proposal: a new name in the exports folder; Entrée takes it.
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportModal)
+        proposed = app.screen.query_one("#export-path", Input).value
+        assert proposed.startswith("journal-identitovigilance-") and proposed.endswith(".csv")
+        assert str(exports) in _text(app, "#export-folder").replace("\n", "")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewLogScreen)
+        out = exports / proposed
+        raw = out.read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")  # French Excel: UTF-8 with a BOM, « ; », French headers
+        data = list(csv.reader(raw.decode("utf-8-sig").splitlines(), delimiter=";"))
+        assert data[0][:4] == ["N°", "Date et heure", "Agent", "Type d'évènement"] and len(data) > 10
+        assert {row[3] for row in data[1:]} >= {"Création", "Appel INSi"}
+        notices = [n.message for n in app._notifications]
+        assert any(f"{len(data) - 1} lignes écrites dans {out}" in m for m in notices)
+        assert _exports(review_db) == before + 1
+        assert list(elsewhere.iterdir()) == []
+
+        # A short name typed: in the exports folder too.
+        await _export(pilot, "journal.csv")
+        assert (exports / "journal.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+        assert _exports(review_db) == before + 2
+
+        # The same name again: refused in French, nothing replaced, nothing audited.
+        await _export(pilot, "journal.csv")
+        assert isinstance(app.screen, ErrorModal)
+        assert "existe déjà" in _text(app, "#error-message")
+        assert _exports(review_db) == before + 2
+        await pilot.press("escape")
+        await settle(pilot)
+
+        # PDF: ⇧Tab to the format, ↓ picks PDF (the name follows), then the file.
         await pilot.press("x")
         await settle(pilot)
         await pilot.press("shift+tab", "enter", "down", "enter")
         await settle(pilot)
         path_box = app.screen.query_one("#export-path", Input)
         assert path_box.value.endswith(".pdf") and app.focused is path_box
-        pdf = tmp_path / "journal.pdf"
-        await pilot.press("home", "shift+end")  # select the proposed path: typing replaces it
-        await type_text(pilot, pdf.name)
+        await pilot.press("home", "shift+end")  # select the proposed name: typing replaces it
+        await type_text(pilot, "journal.pdf")
         await pilot.press("enter")
         await settle(pilot)
-        assert pdf.read_bytes().startswith(b"%PDF")
-        assert _exports(review_db) == before + 2
+        assert (exports / "journal.pdf").read_bytes().startswith(b"%PDF")
+        assert _exports(review_db) == before + 3
+        assert list(elsewhere.iterdir()) == []
 
 
 async def test_dashboard_rate_tables_and_export(
     review_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSDESK_EXPORT_DIR", str(tmp_path))
     app = make_app(review_db)
     async with app.run_test(size=(80, 24)) as pilot:
         await login(pilot, "superviseur1", "superviseur-demo")
@@ -290,7 +320,7 @@ async def test_dashboard_rate_tables_and_export(
         await type_text(pilot, out.name)
         await pilot.press("enter")
         await settle(pilot)
-        assert out.read_text(encoding="utf-8").startswith("section,key,metric,value")
+        assert out.read_text(encoding="utf-8-sig").startswith("Rubrique;Clé;Indicateur;Valeur")
         assert _exports(review_db) == before + 1
 
 

@@ -31,6 +31,7 @@ from services.storage.models import AuditEvent, Identity, InsiCall, birth_name_p
 __all__ = [
     "ANOMALY_KINDS",
     "ANOMALY_LABELS",
+    "KIND_LABELS",
     "OUTCOMES",
     "PARIS",
     "REVIEW_KINDS",
@@ -64,6 +65,27 @@ REVIEW_KINDS: Final[tuple[str, ...]] = (
     audit.INSI_CALL,
 )
 """The identity-verification log: every kind the review (and ``audit export``) shows by default."""
+
+KIND_LABELS: Final[Mapping[str, str]] = {
+    audit.IDENTITY_CREATED: "Création",
+    audit.IDENTITY_EDITED: "Modification",
+    audit.IDENTITY_STATUS_CHANGED: "Changement de statut",
+    audit.IDENTITY_FLAG_SET: "Attribut posé",
+    audit.IDENTITY_FLAG_CLEARED: "Attribut retiré",
+    audit.IDENTITY_PROOF_ADDED: "Pièce d'identité",
+    audit.IDENTITY_DEQUALIFIED: "Déqualification",
+    audit.IDENTITY_INS_ATTACHED: "INS rattaché",
+    audit.IDENTITY_INS_INVALIDATED: "INS invalidé",
+    audit.INSI_CALL: "Appel INSi",
+    audit.USER_LOGIN: "Connexion",
+    audit.USER_LOGIN_FAILED: "Connexion refusée",
+    audit.USER_ADDED: "Utilisateur ajouté",
+    audit.AUDIT_EXPORTED: "Export du journal",
+    audit.AUDIT_VERIFIED: "Vérification de la chaîne",
+    audit.DATA_PURGED: "Purge",
+    audit.CONFIG_CHANGED: "Configuration modifiée",
+}
+"""Event kinds in French (screens, the ``excel-fr`` CSV)."""
 
 OUTCOMES: Final[tuple[str, ...]] = ("00", "01", "02", "erreur")
 """Outcome filter values: an INSi answer code, or ``erreur`` (fault, no answer). Events other

@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--from", dest="date_from", metavar="AAAA-MM-JJ")
     p.add_argument("--to", dest="date_to", metavar="AAAA-MM-JJ")
     p.add_argument("--agent", metavar="LOGIN")
+    _output_options(p)
     add_json(p)
     p.set_defaults(handler=export)
 
@@ -56,6 +57,7 @@ def register(sub: Any) -> None:
     p.add_argument("--by", default="day", choices=("day", "week", "month"))
     p.add_argument("--since", metavar="AAAA-MM-JJ")
     p.add_argument("--until", metavar="AAAA-MM-JJ")
+    _output_options(p)
     add_json(p)
     p.set_defaults(handler=dashboard)
 
@@ -67,6 +69,21 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true")
     add_json(p)
     p.set_defaults(handler=purge)
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="remplace le fichier s'il existe (jamais la base, son ancre ni un fichier spécial)",
+    )
+    p.add_argument(
+        "--dialect",
+        choices=sv_export.CSV_DIALECTS,
+        default="standard",
+        help="CSV : standard (virgules, colonnes de la spécification) ou excel-fr (Excel français : "
+        "point-virgule, BOM UTF-8, en-têtes en français)",
+    )
 
 
 def verify(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -120,10 +137,12 @@ def export(ctx: CliContext, args: argparse.Namespace) -> int:
         ctx.db,
         actor=actor,
         fmt=args.fmt,
-        out=Path(args.out),
+        out=args.out,
         date_from=date_from,
         date_to=date_to,
         agent=args.agent,
+        force=args.force,
+        dialect=args.dialect,
     )
 
     def human(c: Console) -> None:
@@ -141,7 +160,15 @@ def dashboard(ctx: CliContext, args: argparse.Namespace) -> int:
     since = parse_date_option(args.since, field="since", label="La date de début")
     until = parse_date_option(args.until, field="until", label="La date de fin")
     result = sv_export.export_dashboard(
-        ctx.db, actor=actor, fmt=args.fmt, out=Path(args.out), by=args.by, since=since, until=until
+        ctx.db,
+        actor=actor,
+        fmt=args.fmt,
+        out=args.out,
+        by=args.by,
+        since=since,
+        until=until,
+        force=args.force,
+        dialect=args.dialect,
     )
 
     def human(c: Console) -> None:
