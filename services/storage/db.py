@@ -105,9 +105,9 @@ def prepare_sqlite_file(database: Path) -> None:
     its ``-wal`` and ``-shm`` files the mode of the database file. An existing file of this user
     (and its ``-wal``/``-shm``) loses its group/other bits.
     """
-    folder = database.parent
-    if not folder.is_dir():
-        folder.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    missing = [d for d in (database.parent, *database.parent.parents) if not d.is_dir()]
+    for folder in reversed(missing):  # every folder we create is private, not only the last one
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     try:
         fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     except FileExistsError:
