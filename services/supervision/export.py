@@ -42,7 +42,15 @@ from services.storage.db import Database
 from services.storage.models import AuditEvent
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
 from services.supervision.outfile import check_destination, staged
-from services.supervision.review import KIND_LABELS, PARIS, REVIEW_KINDS, _patients, day_bounds, summarize
+from services.supervision.review import (
+    KIND_LABELS,
+    PARIS,
+    REVIEW_KINDS,
+    _patients,
+    day_bounds,
+    document_labels,
+    summarize,
+)
 from services.users import Actor, Right, require
 
 __all__ = [
@@ -172,6 +180,7 @@ def _read_anchor(session: Session) -> Anchor:
 
 def _iter_rows(session: Session, stmt: Any) -> Iterator[_Row]:
     """The rows of ``stmt``, streamed in batches (patients looked up per batch)."""
+    labels = document_labels(session)
     for batch in session.execute(stmt.execution_options(yield_per=_BATCH)).partitions():
         names = _patients(session, (r.identity_id for r in batch if r.identity_id is not None))
         for r in batch:
@@ -183,7 +192,7 @@ def _iter_rows(session: Session, stmt: Any) -> Iterator[_Row]:
                 kind=r.kind,
                 identity_id=r.identity_id,
                 patient=names.get(r.identity_id) if r.identity_id is not None else None,
-                summary=summarize(r.kind, details),
+                summary=summarize(r.kind, details, labels),
                 details=details,
                 hash=r.hash,
             )

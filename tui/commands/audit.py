@@ -225,7 +225,7 @@ def review_cmd(ctx: CliContext, args: argparse.Namespace) -> int:
         c.print(f"[bold]Anomalies[/] : {len(page.anomalies)}")
         for a in page.anomalies:
             who = f" · {a.agent}" if a.agent else ""
-            ident = f" · identité n° {a.identity_id}" if a.identity_id is not None else ""
+            ident = f" · {a.subject}" if a.subject else ""
             c.print(f"  [red]![/] {a.label}{who}{ident} — {a.message}")
         c.print(f"[bold]Évènements[/] : {len(page.rows)} sur {page.total}")
         for r in page.rows:

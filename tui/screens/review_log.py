@@ -342,7 +342,8 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         shown_anomalies = page.anomalies if self.page_offset == 0 else []
         for i, anomaly in enumerate(shown_anomalies):
             key = f"a{i}"
-            self._selection[key] = Selected(anomaly.event_ids[-1], (anomaly.kind,))
+            if anomaly.event_ids:
+                self._selection[key] = Selected(anomaly.event_ids[-1], (anomaly.kind,))
             table.add_row(*self._anomaly_cells(anomaly), key=key)
         for row in page.rows:
             key = f"e{row.id}"
@@ -353,12 +354,21 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         self.query_one("#review-status", Static).update(self._status_line())
 
     def _anomaly_cells(self, anomaly: Anomaly) -> tuple[Text, ...]:
+        """The patient's name in the patient column (« ⚠ anomalie » when none is concerned) and,
+        in the event column, the anomaly, the identity number and what happened."""
         style = "bold red"
+        who = f"⚠ {anomaly.patient}" if anomaly.patient else "⚠ anomalie"
+        subject = f" · identité n° {anomaly.identity_id}" if anomaly.identity_id is not None else ""
         return (
             Text(short_at(anomaly.at), style=style),
             Text(clip(anomaly.agent or "—", AGENT_W), style=style),
-            Text("⚠ anomalie", style=style),
-            Text(f"{anomaly.label} : {anomaly.message}", style=style, overflow="ellipsis", no_wrap=True),
+            Text(clip(who, PATIENT_W), style=style),
+            Text(
+                f"{anomaly.label}{subject} : {anomaly.message}",
+                style=style,
+                overflow="ellipsis",
+                no_wrap=True,
+            ),
         )
 
     def _row_cells(self, row: ReviewRow) -> tuple[Text, ...]:
@@ -415,7 +425,7 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
 
         chosen = self.selected()
         if chosen is None:
-            self.notify("Aucun évènement sélectionné.", severity="warning")
+            self.notify("Aucun évènement à afficher pour cette ligne.", severity="warning")
             return
         self.app.push_screen(ReviewDetailScreen(chosen.event_id, chosen.reasons))
 
