@@ -594,3 +594,35 @@ def test_event_details_are_plain_french() -> None:
     assert "carte Vitale" in created and "féminin" in created and "21/06/1985" in created
     assert "CLAIRE, ANNE" in created and "Nom de naissance" in created
     assert "carte_vitale" not in created and "birth_name" not in created and "IPP" not in created
+
+
+async def test_login_refused_when_the_chain_no_longer_matches_its_anchor(review_db: Database) -> None:
+    """Issue #12: the last events deleted and the head rewound; a login at the desk would have
+    moved the anchor onto that head. It is refused in French, nothing appended, the anchor kept."""
+    from services.audit.log import verify_database
+
+    with review_db.engine.begin() as conn:
+        last_id = conn.execute(sa.text("SELECT max(id) FROM audit_event")).scalar_one()
+        before = conn.execute(
+            sa.text("SELECT hash FROM audit_event WHERE id = :i"), {"i": last_id - 1}
+        ).scalar_one()
+        conn.execute(sa.text("DELETE FROM audit_event WHERE id = :i"), {"i": last_id})
+        conn.execute(
+            sa.text("UPDATE audit_head SET last_id = :i, last_hash = :h"), {"i": last_id - 1, "h": before}
+        )
+    assert review_db.anchor_file is not None
+    anchor = review_db.anchor_file.path.read_bytes()
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        assert isinstance(app.screen, ErrorModal)
+        message = _text(app, "#error-message")
+        assert "ne correspond plus à son ancre de contrôle" in message and "superviseur" in message
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, HomeScreen)  # not logged in
+    with review_db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT max(id) FROM audit_event")).scalar_one() == last_id - 1
+    assert review_db.anchor_file.path.read_bytes() == anchor
+    report = verify_database(review_db)
+    assert not report.ok and report.first_bad == last_id
