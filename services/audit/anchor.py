@@ -165,9 +165,11 @@ class AnchorFile:
         with self._locked():
             self._put(AnchorState(anchor=base, pending=head, written_at=_now()))
             yield
-            # On failure the pending state already names ``head``: the anchor is still exact.
+            # On failure the pending state already names ``head``: the anchor is still exact. For
+            # the same reason the rename need not be made durable (no fsync of the directory): after
+            # a power cut the file holds either state, and both name the committed head.
             with contextlib.suppress(OSError):
-                self._write_final(head)
+                self._write_final(head, durable=False)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class AnchorFile:
         with self._locked():
             return self._write_final(anchor)
 
-    def _write_final(self, anchor: Anchor) -> bool:
+    def _write_final(self, anchor: Anchor, *, durable: bool = True) -> bool:
         try:
             current = self.read_state()
         except ValueError:
@@ -205,11 +207,12 @@ class AnchorFile:
                 pass  # our own pending head, now committed
             elif current.top >= anchor.last_id:
                 return False
-        self._put(AnchorState(anchor=anchor, written_at=_now()))
+        self._put(AnchorState(anchor=anchor, written_at=_now()), durable=durable)
         return True
 
-    def _put(self, state: AnchorState) -> None:
-        """Atomically replace the file with ``state`` (the caller holds the lock)."""
+    def _put(self, state: AnchorState, *, durable: bool = True) -> None:
+        """Atomically replace the file with ``state`` (the caller holds the lock); ``durable``:
+        the rename itself survives a power cut (fsync of the directory)."""
         self._remove_leftovers()
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
         try:
@@ -222,7 +225,8 @@ class AnchorFile:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(self.path.parent)
+        if durable:
+            _fsync_dir(self.path.parent)
 
     def _remove_leftovers(self) -> None:
         """Temporary files of a writer killed between mkstemp and rename (we hold the lock, so
