@@ -280,6 +280,33 @@ def test_review_query_plans_use_indexes(db: Database) -> None:
             assert "TEMP B-TREE" not in plan, plan
 
 
+def test_shared_ins_query_is_index_lookups_when_filtered(db: Database) -> None:
+    """With a date range (the screens' case on large logs) the shared-INS detector looks up only
+    the matricules of the identities the range touched: no scan of the identity table."""
+    seed(db, burst=1)
+    d = today().date()
+    statements: list[tuple[str, object]] = []
+
+    def record(conn: object, cursor: object, statement: str, params: object, *args: object) -> None:
+        if "GROUP BY identity.ins_matricule" in statement:
+            statements.append((statement, params))
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.session() as s:
+            rv.anomalies(s, rv.ReviewFilter(date_from=d, date_to=d))
+            assert len(statements) == 1
+            sql, params = statements[0]
+            plan = " | ".join(
+                str(r[-1])
+                for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)  # type: ignore[arg-type]
+            )
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert "USING INDEX ix_identity_ins_matricule (ins_matricule=?)" in plan, plan
+    assert "SCAN identity" not in plan and "ix_identity_merged_into" not in plan, plan
+
+
 def test_dashboard_figures(db: Database) -> None:
     seeded = seed(db)
     d = today().date()

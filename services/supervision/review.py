@@ -756,21 +756,40 @@ def _shared_ins(session: Session, flt: ReviewFilter) -> list[Anomaly]:
     set): two people under one INS, or one person twice. A state of the identities, so it is
     found in databases that already hold some (the services now refuse to create one); dated by
     the last INS attachment of the identities concerned, else their creation. The agent and date
-    filters apply to those events; the patient filter to the identities."""
+    filters apply to those events, the patient filter to the identities.
+
+    Unfiltered: one grouped scan of the ``ins_matricule`` index. Filtered (the screens' usual
+    case on large logs): only the matricules of the identities whose attachment or creation
+    events the filter selects (an id range of the log, like the other detectors) are looked up."""
     it = Identity.__table__.c  # type: ignore[attr-defined]
     t = _t()
-    live = sa.and_(it.ins_matricule.is_not(None), it.merged_into.is_(None))
-    dup = sa.select(it.ins_matricule).where(live).group_by(it.ins_matricule).having(sa.func.count() > 1)
-    wanted: list[int] | None = None
-    if flt.identity_id is not None:
-        wanted = [flt.identity_id]
-    elif flt.patient:
-        wanted = _patient_ids(session, flt.patient)
-    if wanted is not None:
-        if not wanted:
+    # coalesce(): keeps the planners on the ins_matricule index (nearly every row has no
+    # merged_into, an index on it would select everything).
+    live = sa.and_(it.ins_matricule.is_not(None), sa.func.coalesce(it.merged_into, 0) == 0)
+    dup = sa.select(it.ins_matricule).where(it.ins_matricule.is_not(None))  # index only
+    if flt.agent or flt.date_from or flt.date_to or flt.patient or flt.identity_id is not None:
+        conds = _conditions(
+            session,
+            ReviewFilter(
+                agent=flt.agent,
+                date_from=flt.date_from,
+                date_to=flt.date_to,
+                identity_id=flt.identity_id,
+                patient=flt.patient,
+                kinds=(audit.IDENTITY_INS_ATTACHED, audit.IDENTITY_CREATED),
+            ),
+        )
+        if conds is None:
             return []
-        mine = sa.select(it.ins_matricule).where(live, it.id.in_(wanted))
-        dup = dup.where(it.ins_matricule.in_(mine))
+        touched = sa.select(t.identity_id).where(*conds, t.identity_id.is_not(None))
+        it2 = Identity.__table__.alias("candidate")  # type: ignore[attr-defined]
+        candidates = sa.select(it2.c.ins_matricule).where(
+            it2.c.id.in_(touched),
+            it2.c.ins_matricule.is_not(None),
+            sa.func.coalesce(it2.c.merged_into, 0) == 0,
+        )
+        dup = dup.where(it.ins_matricule.in_(candidates))
+    dup = dup.group_by(it.ins_matricule).having(sa.func.count() > 1)
     rows = session.execute(
         sa.select(it.id, it.ins_matricule)
         .where(live, it.ins_matricule.in_(dup))
@@ -779,6 +798,7 @@ def _shared_ins(session: Session, flt: ReviewFilter) -> list[Anomaly]:
     groups: dict[str, list[int]] = defaultdict(list)
     for ident, matricule in rows:
         groups[str(matricule)].append(int(ident))
+    groups = {m: ids for m, ids in groups.items() if len(ids) > 1}  # tombstones left aside
     if not groups:
         return []
     all_ids = sorted({i for ids in groups.values() for i in ids})
