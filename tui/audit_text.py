@@ -1,4 +1,4 @@
-"""Audit events of one identity in French words (for the history screen)."""
+"""Audit events in French words: one identity's history lines, and the supervisor's detail of an event."""
 
 from __future__ import annotations
 

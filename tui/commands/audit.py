@@ -103,7 +103,8 @@ def verify(ctx: CliContext, args: argparse.Namespace) -> int:
 
     def human(c: Console) -> None:
         if report.ok:
-            c.print(f"[green]✓ Chaîne d'audit intègre[/] · {report.events} évènements")
+            plural = "s" if report.events > 1 else ""
+            c.print(f"[green]✓ Chaîne d'audit intègre[/] · {report.events} évènement{plural}")
         else:
             c.print(f"[red]✗ Chaîne d'audit rompue[/] au premier évènement fautif n° {report.first_bad}")
             if report.reason:
