@@ -198,36 +198,45 @@ def add_user(session: Session, *, login: str, role: Role, password: str, actor: 
     return UserPublic.model_validate(user)
 
 
+def _password_matches(hasher: PasswordHasher, user: AppUser | None, password: str) -> bool:
+    """True when ``password`` is ``user``'s (active); the same argon2 cost when unknown."""
+    if user is None:
+        with contextlib.suppress(VerificationError):
+            hasher.verify(_dummy_hash(), password)
+        return False
+    try:
+        ok: bool = hasher.verify(user.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    return bool(ok and user.active)
+
+
+def _fail(session: Session, *, login: str, unknown: bool) -> AuthenticationFailed:
+    """Append ``user.login_failed`` and register the exception to commit despite it."""
+    append_event(
+        session,
+        actor=None,
+        kind=USER_LOGIN_FAILED,
+        details={"login": login[:64], "reason": "unknown" if unknown else "rejected"},
+    )
+    exc = AuthenticationFailed(AUTH_FAILED_MESSAGE)
+    commit_despite(session, exc)
+    return exc
+
+
 def authenticate(session: Session, *, login: str, password: str) -> Actor:
     """Check a login and password; audit ``user.login`` or ``user.login_failed``.
 
     Unknown user, inactive user and wrong password give the same ``AuthenticationFailed``. On
     failure the audit event is kept: the exception is registered with ``commit_despite`` so
     ``Database.transaction`` commits before re-raising. The hash is upgraded when the argon2
-    parameters changed.
+    parameters changed. Like every append, the audit event is refused (``IntegrityBroken``,
+    nothing written) when the audit chain no longer matches its anchor.
     """
     hasher = password_hasher()
     user = get_user(session, login=login) if len(login) <= 64 else None
-    ok = False
-    if user is None:
-        with contextlib.suppress(VerificationError):
-            hasher.verify(_dummy_hash(), password)
-    else:
-        try:
-            ok = hasher.verify(user.password_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
-        ok = ok and user.active
-    if user is None or not ok:
-        append_event(
-            session,
-            actor=None,
-            kind=USER_LOGIN_FAILED,
-            details={"login": login[:64], "reason": "unknown" if user is None else "rejected"},
-        )
-        exc = AuthenticationFailed(AUTH_FAILED_MESSAGE)
-        commit_despite(session, exc)
-        raise exc
+    if not _password_matches(hasher, user, password) or user is None:
+        raise _fail(session, login=login, unknown=user is None)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
         session.add(user)
@@ -239,3 +248,45 @@ def login(db: Database, *, login: str, password: str) -> Actor:
     """``authenticate`` in a transaction of its own (the failure event is committed)."""
     with db.transaction() as session:
         return authenticate(session, login=login, password=password)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A login whose password was checked but whose ``user.login`` event is not appended yet
+    (``check_credentials`` then ``record_login``)."""
+
+    actor: Actor
+    new_hash: str | None = None
+
+
+def check_credentials(db: Database, *, login: str, password: str) -> Credentials:
+    """Check a login and password appending nothing when they are right (``record_login``
+    appends the login event later): for ``audit verify``, which must read the chain before
+    anything is appended. A failure is audited at once (``user.login_failed``, its own
+    transaction, refused like any append when the chain no longer matches its anchor) and
+    raises ``AuthenticationFailed``."""
+    hasher = password_hasher()
+    with db.session() as session:
+        user = get_user(session, login=login) if len(login) <= 64 else None
+        ok = _password_matches(hasher, user, password)
+    if not ok or user is None:
+        with db.transaction() as session:
+            raise _fail(session, login=login, unknown=user is None)
+    new_hash = hasher.hash(password) if hasher.check_needs_rehash(user.password_hash) else None
+    return Credentials(actor=Actor(login=user.login, role=user.role), new_hash=new_hash)
+
+
+def record_login(db: Database, credentials: Credentials) -> None:
+    """Append the ``user.login`` event of ``check_credentials`` (and upgrade the hash)."""
+    with db.transaction() as session:
+        if credentials.new_hash is not None:
+            user = get_user(session, login=credentials.actor.login)
+            if user is not None:
+                user.password_hash = credentials.new_hash
+                session.add(user)
+        append_event(
+            session,
+            actor=credentials.actor.login,
+            kind=USER_LOGIN,
+            details={"login": credentials.actor.login},
+        )

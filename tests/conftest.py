@@ -19,11 +19,13 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     """Keep the tests' anchors, logs and default databases out of the real user directories."""
     home = tmp_path_factory.mktemp("xdg")
     saved = {
-        k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "INSDESK_DB")
+        k: os.environ.get(k)
+        for k in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "INSDESK_DB", "INSDESK_EXPORT_DIR")
     }
     os.environ["XDG_DATA_HOME"] = str(home / "data")
     os.environ["XDG_STATE_HOME"] = str(home / "state")
     os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    os.environ["INSDESK_EXPORT_DIR"] = str(home / "exports")
     os.environ.pop("INSDESK_DB", None)
     yield
     for key, value in saved.items():

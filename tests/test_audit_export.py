@@ -112,11 +112,29 @@ def test_export_filters_dates_and_agent(cli: Cli, tmp_path: Path) -> None:  # no
     assert (code, payload["events"]) == (0, 0)
     assert read_csv(out) == [] and out.read_text(encoding="utf-8").startswith("id,time,agent,kind,identity")
     code, payload, _ = cli(
-        "audit", "export", "--format", "csv", "--out", str(out), "--agent", "superviseur1", user="admin"
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+        "--agent",
+        "superviseur1",
+        "--force",
+        user="admin",
     )
     assert (code, payload["events"]) == (0, 0)
     code, payload, _ = cli(
-        "audit", "export", "--format", "csv", "--out", str(out), "--agent", "accueil1", user="admin"
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+        "--agent",
+        "accueil1",
+        "--force",
+        user="admin",
     )
     assert code == 0 and payload["events"] == len(read_csv(out)) > 0
     # Exports themselves and user events are not part of the identity-verification log.
@@ -253,3 +271,154 @@ def test_export_streams_in_batches_on_both_engines(
         assert verify_database(db).ok
     finally:
         db.dispose()
+
+
+# --- where an export may be written (issue #12, item 2) -----------------------------------------------
+# On main, `audit export --out` replaced whatever the path named with exit 0: the database itself
+# (then "file is not a database"), its anchor, a FIFO, a device node as root.
+
+
+def _db_file(cli: Cli) -> Path:  # noqa: F811
+    return Path(cli.db_url.removeprefix("sqlite:///"))
+
+
+def _exported_count(cli: Cli) -> int:  # noqa: F811
+    db = Database(cli.db_url)
+    try:
+        with db.session() as s:
+            return len(list_events(s, kind=AUDIT_EXPORTED))
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("command", ["export", "dashboard"])
+@pytest.mark.parametrize("target", ["database", "wal", "shm", "anchor", "symlink_to_database"])
+def test_export_never_replaces_the_database_or_its_anchor(
+    cli: Cli,  # noqa: F811
+    tmp_path: Path,
+    command: str,
+    target: str,
+) -> None:
+    seeded(cli)
+    database = _db_file(cli)
+    paths = {
+        "database": database,
+        "wal": database.with_name(database.name + "-wal"),
+        "shm": database.with_name(database.name + "-shm"),
+        "anchor": database.with_name(database.name + ".anchor"),
+        "symlink_to_database": tmp_path / "lien.csv",
+    }
+    paths["symlink_to_database"].symlink_to(database)
+    out = paths[target]
+    exports = _exported_count(cli)
+    for extra in ((), ("--force",)):
+        code, payload, err = cli(
+            "audit", command, "--format", "csv", "--out", str(out), *extra, user="superviseur1"
+        )
+        assert code == 2, payload
+        assert payload["error"]["code"] == "protected_path"
+        assert "jamais" in payload["error"]["message"] and "Traceback" not in err
+    assert _exported_count(cli) == exports
+    assert database.read_bytes().startswith(b"SQLite format 3\x00")
+    assert paths["symlink_to_database"].is_symlink()
+    code, verify, _ = cli("audit", "verify", user="superviseur1")
+    assert code == 0 and verify["ok"] is True  # still a database, and its anchor still matches it
+
+
+def test_export_never_writes_into_a_fifo_or_a_device(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    import os
+    import stat
+
+    seeded(cli)
+    tmp_path = tmp_path / "exports"
+    tmp_path.mkdir()
+    fifo = tmp_path / "tube.csv"
+    os.mkfifo(fifo)
+    for out in (fifo, Path("/dev/null")):
+        for extra in ((), ("--force",)):
+            code, payload, _ = cli(
+                "audit", "export", "--format", "csv", "--out", str(out), *extra, user="superviseur1"
+            )
+            assert code == 2 and payload["error"]["code"] == "not_a_regular_file", payload
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tube.csv"]  # no temporary file left
+
+
+@pytest.mark.parametrize("out", ["", "   ", "dossier", "dossier/", "a\0b.csv"])
+def test_export_refuses_a_directory_an_empty_name_or_a_nul(
+    cli: Cli,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    out: str,
+) -> None:
+    seeded(cli)
+    tmp_path = tmp_path / "exports"
+    (tmp_path / "dossier").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    exports = _exported_count(cli)
+    code, payload, err = cli("audit", "export", "--format", "pdf", "--out", out, user="superviseur1")
+    assert code == 2, payload
+    assert payload["error"]["code"] == "bad_path" and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dossier"]
+    assert list((tmp_path / "dossier").iterdir()) == []
+    assert _exported_count(cli) == exports
+
+
+def test_an_existing_file_is_replaced_only_with_force(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    seeded(cli)
+    tmp_path = tmp_path / "exports"
+    tmp_path.mkdir()
+    out = tmp_path / "journal.csv"
+    out.write_text("mes notes\n", encoding="utf-8")
+    code, payload, _ = cli("audit", "export", "--format", "csv", "--out", str(out), user="superviseur1")
+    assert (
+        code == 2 and payload["error"]["code"] == "file_exists" and "--force" in payload["error"]["message"]
+    )
+    assert out.read_text(encoding="utf-8") == "mes notes\n"
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(out), "--force", user="superviseur1"
+    )
+    assert code == 0 and payload["events"] == len(read_csv(out)) > 0
+    assert out.stat().st_mode & 0o777 == 0o600  # health data: private to the user
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.csv"]
+
+
+def test_excel_fr_dialect_on_the_command_line(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    seeded(cli)
+    out = tmp_path / "journal.csv"
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(out), "--dialect", "excel-fr", user="superviseur1"
+    )
+    assert code == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: French Excel reads the accents right
+    text = raw.decode("utf-8-sig")
+    rows = list(csv.reader(text.splitlines(), delimiter=";"))
+    assert rows[0] == list(ex.CSV_COLUMNS_FR)
+    assert len(rows) - 1 == payload["events"]
+    first = rows[1]
+    assert first[3] == "Création" and first[5].startswith("MARTIN")
+    assert datetime.strptime(first[1], "%d/%m/%Y %H:%M:%S")  # « 06/12/2026 14:05:03 »
+    dash = tmp_path / "tableau.csv"
+    code, payload, _ = cli(
+        "audit",
+        "dashboard",
+        "--format",
+        "csv",
+        "--out",
+        str(dash),
+        "--dialect",
+        "excel-fr",
+        user="superviseur1",
+    )
+    assert code == 0
+    rows = list(csv.reader(dash.read_text(encoding="utf-8-sig").splitlines(), delimiter=";"))
+    assert rows[0] == ["Rubrique", "Clé", "Indicateur", "Valeur"]
+    taux = [r for r in rows if r[0] == "Taux de qualification" and r[2] == "taux"]
+    assert taux and all("," in r[3] and "." not in r[3] for r in taux)  # decimal comma
+    assert all(datetime.strptime(r[1], "%d/%m/%Y") for r in taux)
+    code, payload, _ = cli(
+        "audit", "export", "--format", "csv", "--out", str(out), "--dialect", "xls", user="superviseur1"
+    )
+    assert code == 2

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from services.audit.log import IDENTITY_CREATED, list_events, verify_database
+from services.audit.log import IDENTITY_CREATED, append_event, list_events, verify_database
 from services.storage.db import Database
 from services.storage.models import Identity
 
@@ -102,5 +102,12 @@ def test_sigkill_loses_nothing_acknowledged(db_url: str, tmp_path: Path) -> None
         assert report.events == len(events)
         head = db.read_anchor()
         assert head is not None and head.last_id <= report.events
+        # The next unit of work goes on from the anchor and removes any temporary anchor file a
+        # killed writer left behind (issue #12, item 9).
+        (tmp_path / "audit.anchor.killed.tmp").write_text("{")
+        with db.transaction() as s:
+            append_event(s, actor="after", kind=IDENTITY_CREATED, details={})
+        assert verify_database(db).ok
+        assert not list(tmp_path.glob("audit.anchor.*.tmp"))
     finally:
         db.dispose()

@@ -353,9 +353,9 @@ def test_two_desks_same_identities_no_lost_update_valid_chain(
     finally:
         db.dispose()
 
-    # ... and `insdesk audit verify` as each desk's supervisor, with that desk's anchor (its login
-    # appends one event first).
-    for n, desk in enumerate(DESKS, start=1):
+    # ... and `insdesk audit verify` as each desk's supervisor, with that desk's anchor: it reads the
+    # chain before appending anything, then audits its login (so desk B sees desk A's login).
+    for n, desk in enumerate(DESKS):
         run = subprocess.run(
             [sys.executable, "-m", "tui.cli", "--as", _users(desk)[1], "audit", "verify", "--json"],
             cwd=ROOT,

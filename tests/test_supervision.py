@@ -157,8 +157,14 @@ def test_each_anomaly_kind_is_surfaced(any_db: Database) -> None:
     by_kind: dict[str, list[rv.Anomaly]] = {}
     for a in found:
         by_kind.setdefault(a.kind, []).append(a)
-    assert set(by_kind) == set(rv.ANOMALY_KINDS)
+    # The services refuse to attach an INS held by another identity: no shared INS in the seed
+    # (test_ins_shared_by_two_identities builds one the way older databases have them).
+    assert set(by_kind) == set(rv.ANOMALY_KINDS) - {rv.INS_SHARED}
     assert [a.identity_id for a in by_kind[rv.TRAITS_DIFFER]] == [ids["ALPHA"]]
+    # Each anomaly names its patient.
+    assert by_kind[rv.TRAITS_DIFFER][0].patient == "ALPHA CLAIRE"
+    assert by_kind[rv.TRAITS_DIFFER][0].subject == f"ALPHA CLAIRE (identité n° {ids['ALPHA']})"
+    assert by_kind[rv.QUALIFICATION_BURST][0].patient is None
     assert "birthplace" in by_kind[rv.TRAITS_DIFFER][0].message
     assert [a.identity_id for a in by_kind[rv.STATUS_DOWNGRADE]] == [ids["BRAVO"]]
     assert [a.identity_id for a in by_kind[rv.PROOF_WITHOUT_INSI]] == [ids["BRAVO"]]
@@ -274,6 +280,33 @@ def test_review_query_plans_use_indexes(db: Database) -> None:
             assert "TEMP B-TREE" not in plan, plan
 
 
+def test_shared_ins_query_is_index_lookups_when_filtered(db: Database) -> None:
+    """With a date range (the screens' case on large logs) the shared-INS detector looks up only
+    the matricules of the identities the range touched: no scan of the identity table."""
+    seed(db, burst=1)
+    d = today().date()
+    statements: list[tuple[str, object]] = []
+
+    def record(conn: object, cursor: object, statement: str, params: object, *args: object) -> None:
+        if "GROUP BY identity.ins_matricule" in statement:
+            statements.append((statement, params))
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.session() as s:
+            rv.anomalies(s, rv.ReviewFilter(date_from=d, date_to=d))
+            assert len(statements) == 1
+            sql, params = statements[0]
+            plan = " | ".join(
+                str(r[-1])
+                for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)  # type: ignore[arg-type]
+            )
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert "USING INDEX ix_identity_ins_matricule (ins_matricule=?)" in plan, plan
+    assert "SCAN identity" not in plan and "ix_identity_merged_into" not in plan, plan
+
+
 def test_dashboard_figures(db: Database) -> None:
     seeded = seed(db)
     d = today().date()
@@ -321,3 +354,67 @@ def test_review_page_and_cli(cli: Cli) -> None:  # noqa: F811
     assert code == 1
     code, out, _ = cli("audit", "review", user="accueil1")
     assert code == 4
+
+
+def _set_ins(db: Database, iid: int, body: str, *, merged_into: int | None = None) -> None:
+    """An INS written the way older databases hold duplicates (the services now refuse them)."""
+    m = matricule(body)
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE identity SET ins_matricule = :m, ins_key = :k, ins_oid = :o, merged_into = :g "
+                "WHERE id = :i"
+            ),
+            {"m": m.number, "k": m.key, "o": OID_INS_NIR, "g": merged_into, "i": iid},
+        )
+
+
+def test_ins_shared_by_two_identities(any_db: Database) -> None:
+    """Issue #13: one INS matricule on two identities that are not merge tombstones."""
+    a = create(any_db, "DUPONT")
+    b = create(any_db, "DUPONTEL")
+    c = create(any_db, "DURAND")
+    tomb = create(any_db, "DUPONDE")
+    call = insi(any_db, a, ["00"])[0]
+    attach(any_db, a, "2850675115101", insi_call_id=call)
+    _set_ins(any_db, b, "2850675115101")  # a second identity under the same INS
+    _set_ins(any_db, tomb, "2850675115101", merged_into=a)  # a merged duplicate: not an anomaly
+    attach(any_db, c, "2850675115102")
+    with any_db.session() as s:
+        found = [x for x in rv.anomalies(s) if x.kind == rv.INS_SHARED]
+        assert len(found) == 1
+        shared = found[0]
+        assert shared.label == "Même INS sur plusieurs identités"
+        assert shared.identity_id == a and shared.patient == "DUPONT CLAIRE"
+        assert f"n° {a} (DUPONT CLAIRE)" in shared.message and f"n° {b} (DUPONTEL CLAIRE)" in shared.message
+        assert f"n° {tomb}" not in shared.message and "285067511510" not in shared.message  # no matricule
+        attached = s.execute(
+            sa.select(AuditEvent.id).where(
+                AuditEvent.kind == "identity.ins_attached", AuditEvent.identity_id == a
+            )
+        ).scalar_one()
+        assert shared.event_ids == (attached,)
+        # Shown in the review like the other anomalies: the attachment row is marked.
+        page = rv.review_page(s, rv.ReviewFilter())
+        assert rv.INS_SHARED in {x.kind for x in page.anomalies}
+        row = next(r for r in page.rows if r.id == attached)
+        assert row.is_anomaly and rv.INS_SHARED in row.anomaly_reasons
+        # The patient filter finds it from either identity, not from another one.
+        assert [x.kind for x in rv.anomalies(s, rv.ReviewFilter(patient=f"#{b}"))] == [rv.INS_SHARED]
+        assert rv.INS_SHARED not in {x.kind for x in rv.anomalies(s, rv.ReviewFilter(patient="DURAND"))}
+        assert rv.INS_SHARED not in {x.kind for x in rv.anomalies(s, rv.ReviewFilter(agent="personne"))}
+    # Older databases may hold no attachment event at all: dated by the identities' creation.
+    d = create(any_db, "MARTINEZ")
+    e = create(any_db, "MARTINEZE")
+    _set_ins(any_db, d, "1850675115103")
+    _set_ins(any_db, e, "1850675115103")
+    with any_db.session() as s:
+        both = sorted(
+            (x for x in rv.anomalies(s) if x.kind == rv.INS_SHARED), key=lambda x: x.identity_id or 0
+        )
+    assert [x.identity_id for x in both] == [a, e]
+    assert len(both[1].event_ids) == 2  # the two identity.created events
+    # Once the duplicate is merged, the anomaly is gone.
+    _set_ins(any_db, b, "2850675115101", merged_into=a)
+    with any_db.session() as s:
+        assert [x.identity_id for x in rv.anomalies(s) if x.kind == rv.INS_SHARED] == [e]

@@ -42,7 +42,9 @@ from tests.test_tui_support import (
     settle,
     type_text,
 )
+from tui.format import fr_datetime
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.error_modal import ErrorModal
 from tui.screens.home import HomeScreen
 from tui.screens.review_detail import ReviewDetailScreen
 from tui.screens.review_log import ExportModal, ReviewLogScreen
@@ -149,9 +151,9 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
         assert "Chaîne d'audit intègre ✓" in chain and "évènements" in chain
 
         rows = _rows(app)
-        n_anomalies = sum(1 for r in rows if r[2] == "⚠ anomalie")
+        n_anomalies = sum(1 for r in rows if r[2].startswith("⚠"))
         assert n_anomalies >= 3
-        assert all(r[2] == "⚠ anomalie" for r in rows[:n_anomalies])  # anomalies first
+        assert all(r[2].startswith("⚠") for r in rows[:n_anomalies])  # anomalies first
         reasons = " ".join(r[3] for r in rows[:n_anomalies])
         for expected in (
             "Rétrogradation de statut",
@@ -159,6 +161,9 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
             "Pièce enregistrée sans appel INSi",
         ):
             assert expected in reasons
+        # Each anomaly row names its patient (patient column) and the identity number.
+        downgrade = next(r for r in rows[:n_anomalies] if "Rétrogradation" in r[3])
+        assert downgrade[2] == "⚠ DUBOIS JEAN-P…" and "identité n° " in downgrade[3]
         assert any("Appel INSi 02" in r[3] for r in rows[n_anomalies:])
         assert f"{n_anomalies} anomalies" in _text(app, "#review-status")
 
@@ -170,7 +175,7 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
         await settle(pilot)
         rows = _rows(app)
         assert rows and all(r[1] == "supervise…" for r in rows)  # clipped at 80 columns
-        assert next(r for r in rows if r[2] == "⚠ anomalie")[3].startswith("Rétrogradation de statut")
+        assert next(r for r in rows if r[2].startswith("⚠"))[3].startswith("Rétrogradation de statut")
         assert "agent superviseur1" in _text(app, "#review-status")
 
         # Entrée on the anomaly: its event in French.
@@ -180,6 +185,12 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
         detail = _text(app, "#event-detail")
         assert "Statut RECUP → PROV" in detail and "homonymie suspectée" in detail
         assert "⚠ Rétrogradation de statut" in detail
+        # Plain French: the patient named, Paris times, no raw key, no ISO/UTC time.
+        assert "DUBOIS JEAN-PIERRE (identité n° " in detail
+        assert "RECUP (identité récupérée)" in detail and "déqualification" in detail
+        assert fr_datetime(SEEDED_AT) in detail  # « 14/03/2024 10:50 »: Europe/Paris
+        for raw in ("from", "to ", "event", "+00:00", "T0", "None", "_id"):
+            assert raw not in detail, raw
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, ReviewLogScreen)
@@ -194,6 +205,9 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
         assert isinstance(app.screen, ReviewDetailScreen)
         exchange = _text(app, "#insi-exchange")
         assert "Échange INSi brut" in exchange and "<CR>02</CR>" in exchange and "Requête" in exchange
+        detail = _text(app, "#event-detail")
+        assert "Réponse INSi" in detail and "02 : plusieurs identités trouvées" in detail
+        assert "Appel INSi" in detail and "call_id" not in detail and "cr " not in detail
         await pilot.press("escape")
         await settle(pilot)
 
@@ -213,43 +227,72 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
 async def test_review_log_export_writes_an_audited_file(
     review_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # a relative path is typed: short to type
-    out = tmp_path / "journal.csv"
+    exports = tmp_path / "exports"
+    monkeypatch.setenv("INSDESK_EXPORT_DIR", str(exports))  # the documented exports folder
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # never written: the current directory
     before = _exports(review_db)
     app = make_app(review_db)
     async with app.run_test(size=(80, 24)) as pilot:
         await login(pilot, "superviseur1", "superviseur-demo")
         await pilot.press("f9")
         await settle(pilot)
-        await _export(pilot, "journal.csv")
-        assert isinstance(app.screen, ReviewLogScreen)
-        with out.open(encoding="utf-8") as fh:
-            data = list(csv.reader(fh))
-        assert data[0][:4] == ["id", "time", "agent", "kind"] and len(data) > 10
-        notices = [n.message for n in app._notifications]
-        assert any(f"{len(data) - 1} lignes écrites dans {out.resolve()}" in m for m in notices)
-        assert _exports(review_db) == before + 1
 
-        # PDF: ⇧Tab to the format, ↓ picks PDF (the path follows), then the file.
+        # The proposal: a new name in the exports folder; Entrée takes it.
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportModal)
+        proposed = app.screen.query_one("#export-path", Input).value
+        assert proposed.startswith("journal-identitovigilance-") and proposed.endswith(".csv")
+        assert str(exports) in _text(app, "#export-folder").replace("\n", "")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewLogScreen)
+        out = exports / proposed
+        raw = out.read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")  # French Excel: UTF-8 with a BOM, « ; », French headers
+        data = list(csv.reader(raw.decode("utf-8-sig").splitlines(), delimiter=";"))
+        assert data[0][:4] == ["N°", "Date et heure", "Agent", "Type d'évènement"] and len(data) > 10
+        assert {row[3] for row in data[1:]} >= {"Création", "Appel INSi"}
+        notices = [n.message for n in app._notifications]
+        assert any(f"{len(data) - 1} lignes écrites dans {out}" in m for m in notices)
+        assert _exports(review_db) == before + 1
+        assert list(elsewhere.iterdir()) == []
+
+        # A short name typed: in the exports folder too.
+        await _export(pilot, "journal.csv")
+        assert (exports / "journal.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+        assert _exports(review_db) == before + 2
+
+        # The same name again: refused in French, nothing replaced, nothing audited.
+        await _export(pilot, "journal.csv")
+        assert isinstance(app.screen, ErrorModal)
+        assert "existe déjà" in _text(app, "#error-message")
+        assert _exports(review_db) == before + 2
+        await pilot.press("escape")
+        await settle(pilot)
+
+        # PDF: ⇧Tab to the format, ↓ picks PDF (the name follows), then the file.
         await pilot.press("x")
         await settle(pilot)
         await pilot.press("shift+tab", "enter", "down", "enter")
         await settle(pilot)
         path_box = app.screen.query_one("#export-path", Input)
         assert path_box.value.endswith(".pdf") and app.focused is path_box
-        pdf = tmp_path / "journal.pdf"
-        await pilot.press("home", "shift+end")  # select the proposed path: typing replaces it
-        await type_text(pilot, pdf.name)
+        await pilot.press("home", "shift+end")  # select the proposed name: typing replaces it
+        await type_text(pilot, "journal.pdf")
         await pilot.press("enter")
         await settle(pilot)
-        assert pdf.read_bytes().startswith(b"%PDF")
-        assert _exports(review_db) == before + 2
+        assert (exports / "journal.pdf").read_bytes().startswith(b"%PDF")
+        assert _exports(review_db) == before + 3
+        assert list(elsewhere.iterdir()) == []
 
 
 async def test_dashboard_rate_tables_and_export(
     review_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSDESK_EXPORT_DIR", str(tmp_path))
     app = make_app(review_db)
     async with app.run_test(size=(80, 24)) as pilot:
         await login(pilot, "superviseur1", "superviseur-demo")
@@ -290,7 +333,7 @@ async def test_dashboard_rate_tables_and_export(
         await type_text(pilot, out.name)
         await pilot.press("enter")
         await settle(pilot)
-        assert out.read_text(encoding="utf-8").startswith("section,key,metric,value")
+        assert out.read_text(encoding="utf-8-sig").startswith("Rubrique;Clé;Indicateur;Valeur")
         assert _exports(review_db) == before + 1
 
 
@@ -350,6 +393,43 @@ def test_snapshot_review_log(snap_compare: Any, review_db: Database, frozen_cloc
     assert snap_compare(make_app(review_db), terminal_size=(80, 24), run_before=run_before)
 
 
+def test_snapshot_review_detail(snap_compare: Any, review_db: Database, frozen_clock: None) -> None:
+    """The déqualification's detail, in plain French (opened from its anomaly row)."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.logged_in(SUPERVISOR)  # type: ignore[attr-defined]
+        await settle(pilot)
+        await pilot.press("f9")
+        await settle(pilot)
+        await _goto_row(pilot, lambda r: r[2].startswith("⚠") and "Rétrogradation" in r[3])
+        await pilot.press("enter")
+        await _steady(pilot)
+
+    assert snap_compare(make_app(review_db), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_snapshot_export_modal(
+    snap_compare: Any,
+    review_db: Database,
+    frozen_clock: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The export proposes a new name in the exports folder (shown under the home: stable)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("INSDESK_EXPORT_DIR", "~/Documents/insdesk")
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.logged_in(SUPERVISOR)  # type: ignore[attr-defined]
+        await settle(pilot)
+        await pilot.press("f9")
+        await settle(pilot)
+        await pilot.press("x")
+        await _steady(pilot)
+
+    assert snap_compare(make_app(review_db), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_snapshot_dashboard(snap_compare: Any, review_db: Database, frozen_clock: None) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         pilot.app.logged_in(SUPERVISOR)  # type: ignore[attr-defined]
@@ -371,12 +451,12 @@ async def test_review_log_outcome_filter_and_paging(
         await settle(pilot)
         status = _text(app, "#review-status")
         assert "évènements 1–10 sur 27 (page 1/3)" in status
-        first_page = [r for r in _rows(app) if r[2] != "⚠ anomalie"]
+        first_page = [r for r in _rows(app) if not r[2].startswith("⚠")]
         await pilot.press("n")
         await settle(pilot)
         assert "évènements 11–20 sur 27 (page 2/3)" in _text(app, "#review-status")
         rows = _rows(app)
-        assert rows and all(r[2] != "⚠ anomalie" for r in rows)  # anomalies: on the first page
+        assert rows and all(not r[2].startswith("⚠") for r in rows)  # anomalies: on the first page
         assert rows != first_page
         await pilot.press("n", "n")  # no page 4
         await settle(pilot)
@@ -390,7 +470,7 @@ async def test_review_log_outcome_filter_and_paging(
         assert app.focused is not None and app.focused.id == "review-outcome"
         await pilot.press("enter", "down", "down", "down", "enter")
         await settle(pilot)
-        events = [r for r in _rows(app) if r[2] != "⚠ anomalie"]
+        events = [r for r in _rows(app) if not r[2].startswith("⚠")]
         assert len(events) == 1 and "Appel INSi 02" in events[0][3]
         assert "évènements 1–1 sur 1" in _text(app, "#review-status")
 
@@ -406,3 +486,148 @@ async def test_review_log_shows_a_broken_chain(review_db: Database) -> None:
         await settle(pilot)
         chain = _text(app, "#chain-state")
         assert "Chaîne d'audit ROMPUE ✗" in chain and "n° 12" in chain
+
+
+async def test_review_log_shows_an_ins_shared_by_two_identities(review_db: Database) -> None:
+    """Issue #13: an older database where two identities carry the same INS."""
+    with Database.session(review_db) as session:
+        qual = session.exec(select(Identity).where(col(Identity.ins_matricule).is_not(None))).first()
+        assert qual is not None and qual.id is not None
+        other = _identity_id(session, "IPP-0005")
+    with review_db.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE identity SET ins_matricule = :m, ins_key = :k, ins_oid = :o WHERE id = :i"),
+            {"m": qual.ins_matricule, "k": qual.ins_key, "o": qual.ins_oid, "i": other},
+        )
+    app = make_app(review_db)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await login(pilot, "superviseur1", "superviseur-demo")
+        await pilot.press("f9")
+        await settle(pilot)
+        rows = _rows(app)
+        shared = [r for r in rows if r[2].startswith("⚠") and "Même INS sur plusieurs identités" in r[3]]
+        assert len(shared) == 1, rows
+        assert f"n° {qual.id} ({qual.birth_name}" in shared[0][3] and f"n° {other} (NGUYEN" in shared[0][3]
+        assert qual.ins_matricule not in shared[0][3]  # never the matricule on screen
+        await _goto_row(pilot, lambda r: "Même INS" in r[3])
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReviewDetailScreen)
+        assert "⚠ Même INS sur plusieurs identités" in _text(app, "#event-detail")
+
+
+def test_event_details_are_plain_french() -> None:
+    """Issue #15: no raw key (``proof_id``), no ISO/UTC time, never « appel INSi n° None »."""
+    from datetime import UTC, datetime
+
+    from services.supervision.review import summarize
+    from tui.screens.review_detail import EventDetail, detail_text
+
+    def shown(kind: str, details: dict[str, Any], **kw: Any) -> str:
+        d = EventDetail(
+            id=7,
+            at=datetime(2026, 12, 6, 13, 5, tzinfo=UTC),
+            agent="accueil1",
+            kind=kind,
+            identity_id=12,
+            patient="MARTIN CLAIRE",
+            details=details,
+            exchange=None,
+            call_id=None,
+            **kw,
+        )
+        return str(detail_text(d, ()))
+
+    proof = shown(
+        "identity.proof_added",
+        {
+            "proof_id": 3,
+            "document_type": "passeport",
+            "expires": "2027-01-31",
+            "checked_at": "2026-12-06T13:05:00.000000+00:00",
+        },
+        document_labels={"passeport": "Passeport (France ou étranger)"},
+    )
+    assert "06/12/2026 14:05" in proof  # Europe/Paris, French format
+    assert "Expire le" in proof and "31/01/2027" in proof and "passeport" in proof
+    assert "MARTIN CLAIRE (identité n° 12)" in proof
+    for raw in ("proof_id", "checked_at", "document_type", "2026-12-06", "+00:00", "13:05"):
+        assert raw not in proof, raw
+
+    attached = {"ins": {"matricule": "2850675115101"}, "insi_call_id": None, "traits_accepted": False}
+    assert summarize("identity.ins_attached", attached) == "INS rattaché"
+    text = shown("identity.ins_attached", attached)
+    assert "None" not in text and "2850675115101" not in text and "Traits INSi acceptés" in text
+
+    call = shown(
+        "insi.call",
+        {
+            "call_id": 4,
+            "cr": "01",
+            "operation": "rechercherInsAvecTraitsIdentite",
+            "automatic": False,
+            "duration_ms": 120,
+            "identity_id": 12,
+            "message_id": "urn:uuid:x",
+            "first_names_sent": "CLAIRE",
+        },
+    )
+    assert "Réponse INSi" in call and "01 : aucune identité trouvée" in call
+    assert "recherche par traits" in call and "120 ms" in call and "Appel INSi" in call and "n° 4" in call
+    for raw in ("call_id", "message_id", "urn:uuid", "rechercherIns", "duration_ms", "False"):
+        assert raw not in call, raw
+
+    created = shown(
+        "identity.created",
+        {
+            "status": "PROV",
+            "channel": "carte_vitale",
+            "local_id": None,
+            "traits": {
+                "birth_name": "MARTIN",
+                "sex": "F",
+                "birth_date": "1985-06-21",
+                "first_names": ["CLAIRE", "ANNE"],
+            },
+        },
+    )
+    assert "carte Vitale" in created and "féminin" in created and "21/06/1985" in created
+    assert "CLAIRE, ANNE" in created and "Nom de naissance" in created
+    assert "carte_vitale" not in created and "birth_name" not in created and "IPP" not in created
+
+
+async def test_login_refused_when_the_chain_no_longer_matches_its_anchor(review_db: Database) -> None:
+    """Issue #12: the last events deleted and the head rewound; a login at the desk would have
+    moved the anchor onto that head. It is refused in French, nothing appended, the anchor kept."""
+    from services.audit.log import verify_database
+
+    with review_db.engine.begin() as conn:
+        last_id = conn.execute(sa.text("SELECT max(id) FROM audit_event")).scalar_one()
+        before = conn.execute(
+            sa.text("SELECT hash FROM audit_event WHERE id = :i"), {"i": last_id - 1}
+        ).scalar_one()
+        conn.execute(sa.text("DELETE FROM audit_event WHERE id = :i"), {"i": last_id})
+        conn.execute(
+            sa.text("UPDATE audit_head SET last_id = :i, last_hash = :h"), {"i": last_id - 1, "h": before}
+        )
+    assert review_db.anchor_file is not None
+    anchor = review_db.anchor_file.path.read_bytes()
+    app = make_app(review_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        # Typed by hand: the login worker fails on purpose (``settle`` would re-raise its error).
+        await pilot.press(*"superviseur1", "enter", *"superviseur-demo", "enter")
+        for _ in range(400):  # a bound against hangs, not a timing assertion
+            if isinstance(app.screen, ErrorModal):
+                break
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, ErrorModal)
+        message = _text(app, "#error-message")
+        assert "ne correspond plus à son ancre de contrôle" in message and "superviseur" in message
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HomeScreen)  # not logged in
+    with review_db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT max(id) FROM audit_event")).scalar_one() == last_id - 1
+    assert review_db.anchor_file.path.read_bytes() == anchor
+    report = verify_database(review_db)
+    assert not report.ok and report.first_bad == last_id

@@ -1,9 +1,10 @@
-"""Audit events of one identity in French words (for the history screen)."""
+"""Audit events in French words: one identity's history lines, and the supervisor's detail of an event."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from services.audit import log as audit
@@ -138,3 +139,176 @@ def describe(event: AuditEvent, document_labels: Mapping[str, str]) -> HistoryLi
             "automatique" if d.get("automatic") else "",
         )
     return HistoryLine(fr_datetime(event.at), event.actor or "système", what, detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# The supervisor's detail of one event (« Journal d'identitovigilance » → Entrée)
+
+SEX_WORDS = {"F": "féminin", "M": "masculin"}
+REVERIFY_WORDS = {
+    "unchanged": "identité confirmée",
+    "traits_differ": "traits INSi différents",
+    "ins_differs": "INS différent",
+    "not_found": "identité non trouvée",
+    "several": "plusieurs identités",
+    "error": "erreur",
+}
+SOURCE_WORDS = {"insi": "téléservice INSi", "manual": "saisie", "vitale": "carte Vitale"}
+AUTH_WORDS = {"tls": "certificat de l'établissement (TLS mutuel)", "cps": "carte CPS"}
+OUTCOME_WORDS = {
+    "00": "00 : une identité trouvée",
+    "01": "01 : aucune identité trouvée",
+    "02": "02 : plusieurs identités trouvées",
+    "erreur": "erreur (pas de réponse exploitable)",
+}
+DETAIL_LABELS: dict[str, str] = {
+    "from": "Statut avant",
+    "to": "Statut après",
+    "status": "Statut",
+    "event": "Motif du changement",
+    "reason": "Motif",
+    "channel": "Canal de saisie",
+    "local_id": "IPP",
+    "used_name": "Nom utilisé",
+    "used_first_name": "Prénom utilisé",
+    "document_type": "Pièce d'identité",
+    "expires": "Expire le",
+    "checked_at": "Vérifiée le",
+    "flag": "Attribut",
+    "flags": "Attributs",
+    "cr": "Réponse INSi",
+    "error_code": "Code d'erreur",
+    "operation": "Opération",
+    "duration_ms": "Durée",
+    "automatic": "Appel automatique",
+    "auth_mode": "Authentification",
+    "call_id": "Appel INSi",
+    "insi_call_id": "Appel INSi",
+    "traits_accepted": "Traits INSi acceptés",
+    "strict": "Traits stricts modifiés",
+    "source": "Source",
+    "reverify": "Revérification",
+    "first_names_sent": "Prénoms envoyés",
+    "http_attempts": "Tentatives HTTP",
+    "http_status": "Statut HTTP",
+    "history": "Matricules historiques (INSHISTO)",
+    "login": "Identifiant",
+    "role": "Rôle",
+    "what": "Objet",
+    "format": "Format",
+    "events": "Lignes exportées",
+    "file": "Fichier",
+    "count": "Nombre",
+    "before": "Avant",
+    "after": "Après",
+    "setting": "Réglage",
+}
+_TECHNICAL = {"id", "identity_id", "message_id", "ins_returned", "matricule", "ins", "proof_id", "version"}
+"""Identifiers and matricules: not shown (the screen names the patient and the identity number)."""
+
+
+def _humanise(value: Any) -> str:
+    """A stored value in French: oui/non, dates and times in Europe/Paris, lists joined."""
+    if isinstance(value, bool):
+        return "oui" if value else "non"
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        when = parse_iso(value) if value[:4].isdigit() and value[4:5] == "-" else None
+        if isinstance(when, datetime):
+            return fr_datetime(when)
+        if isinstance(when, date):
+            return fr_date(when)
+        return value
+    if isinstance(value, list | tuple):
+        return ", ".join(_humanise(v) for v in value) or "aucun"
+    if isinstance(value, Mapping):
+        return " · ".join(f"{OTHER_LABELS.get(str(k), str(k))} : {_humanise(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _trait_value(name: str, value: Any) -> str:
+    if name == "sex":
+        return SEX_WORDS.get(str(value), _humanise(value))
+    return _humanise(value)
+
+
+def detail_fields(
+    kind: str, details: Mapping[str, Any], document_labels: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """(label, value) lines of an event's details in plain French, for the supervisor: no raw
+    key, no ISO/UTC time, no identifier that means nothing at the desk, nothing empty."""
+    labels = document_labels or {}
+    out: list[tuple[str, str]] = []
+    for key, value in details.items():
+        if key in _TECHNICAL or value is None or value == "" or value == [] or value == {}:
+            continue
+        label = DETAIL_LABELS.get(key) or OTHER_LABELS.get(key)
+        if key in ("from", "to", "status"):
+            out.append((DETAIL_LABELS[key], _status(value)))
+        elif key == "event":
+            out.append((DETAIL_LABELS[key], STATUS_EVENTS.get(str(value), _humanise(value))))
+        elif key == "channel":
+            out.append((DETAIL_LABELS[key], CHANNELS.get(str(value), _humanise(value))))
+        elif key == "document_type":
+            out.append((DETAIL_LABELS[key], document_short_label(labels.get(str(value), str(value)))))
+        elif key == "flag":
+            out.append((DETAIL_LABELS[key], FLAGS.get(str(value), _humanise(value))))
+        elif key == "flags" and isinstance(value, list):
+            out.append((DETAIL_LABELS[key], ", ".join(FLAGS.get(str(f), str(f)) for f in value) or "aucun"))
+        elif key == "cr" and kind == audit.INSI_CALL:
+            out.append((DETAIL_LABELS[key], OUTCOME_WORDS.get(str(value), _humanise(value))))
+        elif key == "operation":
+            out.append((DETAIL_LABELS[key], OPERATIONS.get(str(value), _humanise(value))))
+        elif key == "duration_ms" and isinstance(value, int):
+            out.append((DETAIL_LABELS[key], f"{value} ms"))
+        elif key in ("call_id", "insi_call_id"):
+            if isinstance(value, int):
+                out.append((DETAIL_LABELS[key], f"n° {value}"))
+        elif key == "auth_mode":
+            out.append((DETAIL_LABELS[key], AUTH_WORDS.get(str(value), _humanise(value))))
+        elif key == "source":
+            out.append((DETAIL_LABELS[key], SOURCE_WORDS.get(str(value), _humanise(value))))
+        elif key == "reverify":
+            out.append((DETAIL_LABELS[key], REVERIFY_WORDS.get(str(value), _humanise(value))))
+        elif key == "traits" and isinstance(value, Mapping):
+            for name, trait in value.items():
+                if trait not in (None, "", []):
+                    out.append((OTHER_LABELS.get(str(name), str(name)), _trait_value(str(name), trait)))
+        elif key == "changes" and isinstance(value, Mapping):
+            for name, change in value.items():
+                if isinstance(change, Mapping):
+                    before = _trait_value(str(name), change.get("before"))
+                    after = _trait_value(str(name), change.get("after"))
+                    out.append((f"{OTHER_LABELS.get(str(name), str(name))} modifié", f"{before} → {after}"))
+        elif key == "differences" and isinstance(value, list):
+            for diff in value:
+                if isinstance(diff, Mapping):
+                    name = str(diff.get("field"))
+                    local_value = _trait_value(name, diff.get("local"))
+                    insi_value = _trait_value(name, diff.get("insi"))
+                    out.append(
+                        (
+                            f"{OTHER_LABELS.get(name, name)} différent",
+                            f"saisie {local_value} · INSi {insi_value}",
+                        )
+                    )
+        elif key == "history" and kind == audit.IDENTITY_INS_ATTACHED:
+            if isinstance(value, int) and value:
+                out.append((DETAIL_LABELS[key], str(value)))
+        elif label is not None:
+            out.append((label, _humanise(value)))
+        elif key.endswith("_id"):
+            continue  # an identifier of another table
+        else:
+            out.append((key.replace("_", " ").capitalize(), _humanise(value)))
+    return out
+
+
+def outcome_words(kind: str, details: Mapping[str, Any]) -> str | None:
+    """The answer of an INSi call in French (None for other events)."""
+    if kind != audit.INSI_CALL:
+        return None
+    if details.get("error_code"):
+        return f"erreur {details['error_code']}"
+    return OUTCOME_WORDS.get(str(details.get("cr")), "erreur (pas de réponse exploitable)")

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from services.errors import AuthenticationFailed, InsdeskError, InvalidData
 from services.storage.db import Database, resolve_database_url
-from services.users import Actor, Right, require
+from services.users import Actor, Credentials, Right, check_credentials, record_login, require
 from services.users import login as login_user
 
 
@@ -59,6 +59,7 @@ class CliContext:
     out: Output
     _db: Database | None = None
     _actor: Actor | None = None
+    _pending_login: Credentials | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CliContext:
@@ -74,27 +75,51 @@ class CliContext:
             self._db = Database(resolve_database_url(self.db_url_option))
         return self._db
 
+    def _login_and_password(self) -> tuple[str, str]:
+        login = self.as_login or os.environ.get("INSDESK_USER")
+        if not login:
+            raise AuthenticationFailed(
+                "Utilisateur non indiqué : utilisez --as LOGIN ou la variable INSDESK_USER.",
+                code="no_user",
+            )
+        password = os.environ.get("INSDESK_PASSWORD")
+        if password is None:
+            if sys.stdin.isatty():
+                password = getpass.getpass(f"Mot de passe de {login} : ")
+            else:
+                raise AuthenticationFailed(
+                    "Mot de passe non fourni : définissez INSDESK_PASSWORD.", code="no_password"
+                )
+        return login, password
+
     def actor(self, right: Right | None = None) -> Actor:
         """Authenticates the acting user (``--as`` / INSDESK_USER, INSDESK_PASSWORD or a prompt)."""
         if self._actor is None:
-            login = self.as_login or os.environ.get("INSDESK_USER")
-            if not login:
-                raise AuthenticationFailed(
-                    "Utilisateur non indiqué : utilisez --as LOGIN ou la variable INSDESK_USER.",
-                    code="no_user",
-                )
-            password = os.environ.get("INSDESK_PASSWORD")
-            if password is None:
-                if sys.stdin.isatty():
-                    password = getpass.getpass(f"Mot de passe de {login} : ")
-                else:
-                    raise AuthenticationFailed(
-                        "Mot de passe non fourni : définissez INSDESK_PASSWORD.", code="no_password"
-                    )
+            login, password = self._login_and_password()
             self._actor = login_user(self.db, login=login, password=password)
         if right is not None:
             require(self._actor, right)
         return self._actor
+
+    def actor_before_login(self, right: Right) -> Actor:
+        """Authenticates the acting user without appending the login event yet (a failed login
+        is audited at once): for commands that must read the audit chain before anything is
+        appended (``audit verify``). Call ``record_login`` afterwards. A missing right records
+        the login, then raises ``PermissionDenied``."""
+        login, password = self._login_and_password()
+        credentials = check_credentials(self.db, login=login, password=password)
+        self._pending_login = credentials
+        self._actor = credentials.actor
+        if not credentials.actor.can(right):
+            self.record_login()
+            require(credentials.actor, right)
+        return credentials.actor
+
+    def record_login(self) -> None:
+        """Appends the login event of ``actor_before_login`` (IntegrityBroken when refused)."""
+        credentials, self._pending_login = self._pending_login, None
+        if credentials is not None:
+            record_login(self.db, credentials)
 
     def close(self) -> None:
         if self._db is not None:

@@ -8,8 +8,16 @@ event's ``prev_hash`` is the hash of the event before it::
     hash = sha256(canonical JSON of {id, at, actor, kind, identity_id, details, prev_hash})
 
 (canonical = sorted keys, no spaces, UTF-8; ``at`` is ISO 8601 UTC with microseconds). An
-edited, removed or reordered event breaks the chain; removing the last events is caught by the
-anchor (``services.audit.anchor``) written by ``Database.transaction`` after the commit.
+edited, removed or reordered event breaks the chain. What the chain alone cannot show (the last
+events removed, a tail rewritten consistently, a well-formed event appended by someone else) is
+for the anchor (``services.audit.anchor``), this desk's witness of the head it last committed:
+
+- the first append of a transaction checks that the head it extends descends from the anchored
+  event, unchanged (``check_extends_anchor``: incremental, from the anchor to the head) and
+  refuses (``IntegrityBroken``, nothing appended) when it does not, so a tampered database can
+  never move the anchor onto its own head;
+- ``verify_chain`` / ``verify_database`` check the whole chain on the raw stored values and
+  against the anchor, and append nothing.
 
 Details go to the database only: they may hold matricules, so they are never written to the
 Python log (nothing in this module logs them).
@@ -19,8 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import Enum
@@ -30,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from services.audit.anchor import Anchor, AnchorFile
-from services.storage.db import mark_audit_appended
+from services.audit.anchor import Anchor, AnchorFile, AnchorState
+from services.errors import IntegrityBroken
+from services.storage.db import AUDIT_BASE_KEY, AUDIT_GUARD_KEY, AnchorGuard, mark_audit_appended
 from services.storage.models import AuditEvent, AuditHead, utcnow
 
 if TYPE_CHECKING:
@@ -166,6 +176,245 @@ def compute_hash(
 
 
 # ---------------------------------------------------------------------------------------------
+# Raw rows
+#
+# Verification reads what is stored, not what the ORM types would make of it: a tampered typed
+# column (a timestamp replaced by text in SQLite, a JSON value that is not an object) makes that
+# event bad, never an internal error.
+
+_SQLITE_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$")
+
+
+class _Unreadable(Exception):
+    """A stored value that no genuine append could have written."""
+
+
+@dataclass(frozen=True)
+class _StoredEvent:
+    id: int
+    at: datetime
+    actor: str | None
+    kind: str
+    identity_id: int | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def recomputed(self) -> str:
+        try:
+            return compute_hash(
+                id=self.id,
+                at=self.at,
+                actor=self.actor,
+                kind=self.kind,
+                identity_id=self.identity_id,
+                details=self.details,
+                prev_hash=self.prev_hash,
+            )
+        except (TypeError, ValueError):
+            return ""
+
+
+def _raw_event_select() -> Any:
+    t = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    return sa.select(
+        t.id,
+        sa.type_coerce(t.at, sa.String).label("at"),
+        t.actor,
+        t.kind,
+        t.identity_id,
+        sa.type_coerce(t.details, sa.String).label("details"),
+        t.prev_hash,
+        t.hash,
+    )
+
+
+def _decode_at(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and _SQLITE_AT_RE.match(value):
+        try:
+            return datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    raise _Unreadable("at")
+
+
+def _decode(row: Any, *, sqlite: bool) -> _StoredEvent:
+    ev_id, at, actor, kind, identity_id, details, prev_hash, stored_hash = row
+    if sqlite and isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError as exc:
+            raise _Unreadable("details") from exc
+    if not isinstance(details, dict):
+        raise _Unreadable("details")
+    if identity_id is not None and (not isinstance(identity_id, int) or isinstance(identity_id, bool)):
+        raise _Unreadable("identity_id")
+    if actor is not None and not isinstance(actor, str):
+        raise _Unreadable("actor")
+    if not isinstance(kind, str):
+        raise _Unreadable("kind")
+    if not isinstance(prev_hash, str) or not isinstance(stored_hash, str):
+        raise _Unreadable("hash")
+    return _StoredEvent(
+        id=int(ev_id),
+        at=_decode_at(at),
+        actor=actor,
+        kind=kind,
+        identity_id=identity_id,
+        details=details,
+        prev_hash=prev_hash,
+        hash=stored_hash,
+    )
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _read_head(session: Session) -> Anchor | None:
+    """The ``audit_head`` row as stored (None when missing or not of its types)."""
+    row = session.execute(sa.text("SELECT last_id, last_hash FROM audit_head WHERE id = 1")).first()
+    if row is None:
+        return None
+    last_id, last_hash = row
+    if not isinstance(last_id, int) or isinstance(last_id, bool) or not isinstance(last_hash, str):
+        return None
+    return Anchor(last_id=last_id, last_hash=last_hash)
+
+
+class _Walk:
+    """Checks events one after the other from a known (id, hash); ``step`` returns the failure
+    (first bad id, French reason) or None."""
+
+    def __init__(self, *, sqlite: bool, after_id: int = 0, after_hash: str = GENESIS_HASH) -> None:
+        self.sqlite = sqlite
+        self.expected_id = after_id + 1
+        self.prev_hash = after_hash
+
+    @property
+    def last_id(self) -> int:
+        return self.expected_id - 1
+
+    def step(self, row: Any) -> tuple[int, str] | None:
+        ev_id = row[0]
+        if ev_id != self.expected_id:
+            if isinstance(ev_id, int) and ev_id < self.expected_id:  # not with a primary key
+                return ev_id, f"L'événement n°{ev_id} est en double ou hors d'ordre."
+            return (
+                self.expected_id,
+                f"L'événement n°{self.expected_id} a été supprimé (numérotation interrompue).",
+            )
+        try:
+            event = _decode(row, sqlite=self.sqlite)
+        except _Unreadable as exc:
+            return ev_id, (
+                f"Le contenu de l'événement n°{ev_id} a été modifié "
+                f"(valeur stockée illisible : {exc.args[0]})."
+            )
+        if event.recomputed() != event.hash:
+            return ev_id, f"Le contenu de l'événement n°{ev_id} a été modifié."
+        if event.prev_hash != self.prev_hash:
+            return (
+                ev_id,
+                f"Le chaînage est rompu à l'événement n°{ev_id} (événements modifiés ou déplacés).",
+            )
+        self.prev_hash = event.hash
+        self.expected_id += 1
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The anchor guard of appends
+
+
+ANCHOR_MISMATCH_MESSAGE = (
+    "La chaîne d'audit ne correspond plus à son ancre de contrôle ({why}) : rien n'a été "
+    "enregistré. Prévenez un superviseur : il lance « insdesk audit verify », conserve la base "
+    "et le fichier d'ancrage en l'état (ce sont des preuves) et suit la procédure « chaîne "
+    "d'audit rompue » du guide d'exploitation."
+)
+
+
+def _refuse(why: str) -> IntegrityBroken:
+    return IntegrityBroken(ANCHOR_MISMATCH_MESSAGE.format(why=why), code="audit_anchor_mismatch", detail=why)
+
+
+def _stored_hash(session: Session, event_id: int) -> object:
+    t = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    return session.execute(sa.select(t.hash).where(t.id == event_id)).scalar()
+
+
+def check_extends_anchor(session: Session, *, head: Anchor, guard: AnchorGuard) -> Anchor:
+    """Before the first append of a transaction (the head row is locked): the head it is about
+    to extend must descend from the anchored event, unchanged; returns that head.
+
+    The anchored event (``AnchorState.resolve``) must still be there with its hash, and every
+    event after it must follow on the chain up to ``head``; with ``guard.strict`` (one anchor
+    witnesses every writer: a SQLite file) there must be none. Costs one indexed read plus the
+    events other desks appended since this desk's last commit. No anchor yet (a new desk, a
+    new database): the head is trusted once it is the last event (trust on first use).
+    Otherwise raises ``IntegrityBroken`` (nothing is appended; the caller rolls back).
+    """
+    sqlite = _is_sqlite(session)
+    try:
+        state = guard.file.read_state()
+    except (ValueError, OSError):
+        raise _refuse("le fichier d'ancrage est illisible ou altéré") from None
+    t = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    if state is None:
+        beyond = session.execute(sa.select(sa.func.max(t.id))).scalar()
+        if beyond is not None and beyond != head.last_id:
+            raise _refuse(f"l'en-tête du journal s'arrête au n° {head.last_id}, le journal au n° {beyond}")
+        if head.last_id > 0:
+            row = session.execute(_raw_event_select().where(t.id == head.last_id)).first()
+            try:
+                ok = row is not None and _decode(row, sqlite=sqlite).recomputed() == head.last_hash
+            except _Unreadable:
+                ok = False
+            if not ok:
+                raise _refuse("l'en-tête du journal ne correspond pas au dernier évènement")
+        return head
+    base = state.resolve(lambda event_id: _stored_hash(session, event_id))
+    if base.last_id > head.last_id:
+        raise _refuse(
+            f"l'ancre attend l'évènement n° {base.last_id}, le journal s'arrête au n° {head.last_id}"
+        )
+    if base.last_id > 0:
+        row = session.execute(_raw_event_select().where(t.id == base.last_id)).first()
+        if row is None:
+            raise _refuse(f"l'évènement n° {base.last_id} de l'ancre a disparu")
+        try:
+            anchored = _decode(row, sqlite=sqlite)
+            intact = anchored.hash == base.last_hash and anchored.recomputed() == anchored.hash
+        except _Unreadable:
+            intact = False
+        if not intact:
+            raise _refuse(f"l'évènement n° {base.last_id} ne correspond plus à l'ancre")
+    elif base.last_hash != GENESIS_HASH:
+        raise _refuse("l'ancre ne désigne pas le début du journal")
+    walk = _Walk(sqlite=sqlite, after_id=base.last_id, after_hash=base.last_hash)
+    result = session.execute(
+        _raw_event_select().where(t.id > base.last_id).order_by(t.id).execution_options(yield_per=500)
+    )
+    for row in result:
+        if guard.strict:
+            result.close()
+            raise _refuse(
+                f"l'évènement n° {row[0]} a été écrit sans passer par insdesk, "
+                f"ou l'ancre a été remplacée par une copie plus ancienne (ancre au n° {base.last_id})"
+            )
+        failure = walk.step(row)
+        if failure is not None:
+            result.close()
+            raise _refuse(f"évènement n° {failure[0]} : {failure[1]}")
+    if walk.last_id != head.last_id or walk.prev_hash != head.last_hash:
+        raise _refuse("l'en-tête du journal ne correspond pas au dernier évènement")
+    return head
+
+
+# ---------------------------------------------------------------------------------------------
 # Append
 
 
@@ -175,7 +424,10 @@ def _lock_head(session: Session) -> AuditHead:
     )
     head = session.exec(stmt).first()
     if head is None:  # the initial migration creates it; only a damaged database lacks it
-        raise RuntimeError("audit_head row missing: the database schema is incomplete")
+        raise _refuse("l'en-tête du journal d'audit est absent")
+    last_id, last_hash = head.last_id, head.last_hash
+    if not isinstance(last_id, int) or isinstance(last_id, bool) or not isinstance(last_hash, str):
+        raise _refuse("l'en-tête du journal d'audit est illisible")
     return head
 
 
@@ -191,6 +443,8 @@ def append_event(
 
     ``details`` must be JSON-serialisable (dates, datetimes and enums are converted); it may
     hold matricules (database only) but must never hold anything meant for the Python log.
+    In a ``Database.transaction`` the first append checks that the head descends from this
+    desk's anchor (``check_extends_anchor``) and raises ``IntegrityBroken`` when it does not.
     """
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown audit event kind {kind!r}")
@@ -198,6 +452,10 @@ def append_event(
     # Round-trip once so that what we hash is exactly what the JSON column gives back.
     clean = json.loads(json.dumps(clean, allow_nan=False))
     head = _lock_head(session)
+    guard = session.info.get(AUDIT_GUARD_KEY)
+    if isinstance(guard, AnchorGuard) and AUDIT_BASE_KEY not in session.info:
+        current = Anchor(last_id=head.last_id, last_hash=head.last_hash)
+        session.info[AUDIT_BASE_KEY] = check_extends_anchor(session, head=current, guard=guard)
     at = utcnow()
     new_id = head.last_id + 1
     digest = compute_hash(
@@ -224,7 +482,7 @@ def append_event(
     head.last_hash = digest
     session.add(head)
     session.flush()
-    mark_audit_appended(session)
+    mark_audit_appended(session, Anchor(last_id=new_id, last_hash=digest))
     return event
 
 
@@ -238,6 +496,9 @@ class ChainReport:
     events: int
     first_bad: int | None = None
     reason: str | None = None
+    anchor: Anchor | None = field(default=None, compare=False)
+    """The anchored head the chain was checked against (None: no anchor)."""
+    anchor_written_at: datetime | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"ok": self.ok, "events": self.events, "first_bad": self.first_bad}
@@ -246,98 +507,94 @@ class ChainReport:
         return out
 
 
-def verify_chain(session: Session, *, anchor: Anchor | None = None) -> ChainReport:
-    """Check the whole chain, streaming events in id order; name the FIRST bad event id.
+def verify_chain(
+    session: Session, *, anchor: Anchor | AnchorState | None = None, strict: bool = False
+) -> ChainReport:
+    """Check the whole chain, streaming raw stored values in id order; name the FIRST bad event.
 
-    Detects: a modified event (its hash no longer matches: that event), a broken link (its
-    ``prev_hash`` differs from the previous hash: that event), a missing id (the first missing
-    id), events swapped between ids (the first of them), an ``audit_head`` that disagrees with
-    the last event, and — with ``anchor`` — removed last events (the first missing id) or a
-    rewritten tail (the anchored id). ``events`` is the number of events read.
+    Detects: a modified event (its hash no longer matches, or a stored value no append could
+    have written: that event), a broken link (its ``prev_hash`` differs from the previous hash:
+    that event), a missing id (the first missing id), events swapped between ids (the first of
+    them), an ``audit_head`` that disagrees with the last event, and — with ``anchor`` — removed
+    last events (the first missing id) or a rewritten tail (the anchored id); with ``strict``
+    too (this anchor witnesses every writer), events after the anchored one (the first of them:
+    written without insdesk, or the anchor replaced by an older copy). ``events`` is the number
+    of events read.
 
-    Run it in ``Database.session()`` (one consistent snapshot) and read the anchor before
-    opening that session (``Database.read_anchor()``), or use ``verify_database``.
+    Run it in ``Database.session()`` (one consistent snapshot) with the anchor read at the same
+    instant, or use ``verify_database``.
     """
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).first()
+    state = AnchorState(anchor=anchor) if isinstance(anchor, Anchor) else anchor
+    report = _verify(session, state, strict)
+    if state is not None:
+        report.anchor_written_at = state.written_at
+    return report
+
+
+def _verify(session: Session, state: AnchorState | None, strict: bool) -> ChainReport:
+    head = _read_head(session)
     t = AuditEvent.__table__.c  # type: ignore[attr-defined]
-    stmt = sa.select(t.id, t.at, t.actor, t.kind, t.identity_id, t.details, t.prev_hash, t.hash).order_by(
-        t.id
-    )
-    result = session.execute(stmt.execution_options(yield_per=_VERIFY_BATCH))
+    result = session.execute(_raw_event_select().order_by(t.id).execution_options(yield_per=_VERIFY_BATCH))
+    walk = _Walk(sqlite=_is_sqlite(session))
+    wanted: set[int] = set()
+    if state is not None:
+        wanted.add(state.anchor.last_id)
+        if state.pending is not None:
+            wanted.add(state.pending.last_id)
+    hashes: dict[int, str] = {}
     count = 0
-    expected_id = 1
-    prev_hash = GENESIS_HASH
-    anchored_hash: str | None = None
     for row in result:
         count += 1
-        ev_id, at, actor, kind, identity_id, details, stored_prev, stored_hash = row
-        if ev_id != expected_id:
+        failure = walk.step(row)
+        if failure is not None:
             result.close()
-            if ev_id < expected_id:  # cannot happen with a primary key, but be explicit
-                return ChainReport(
-                    False, count, ev_id, f"L'événement n°{ev_id} est en double ou hors d'ordre."
-                )
-            return ChainReport(
-                False,
-                count,
-                expected_id,
-                f"L'événement n°{expected_id} a été supprimé (numérotation interrompue).",
-            )
-        try:
-            recomputed = compute_hash(
-                id=ev_id,
-                at=at,
-                actor=actor,
-                kind=kind,
-                identity_id=identity_id,
-                details=details if isinstance(details, Mapping) else {"__invalid__": repr(details)},
-                prev_hash=stored_prev,
-            )
-        except (TypeError, ValueError):
-            recomputed = ""
-        if recomputed != stored_hash:
-            result.close()
-            return ChainReport(False, count, ev_id, f"Le contenu de l'événement n°{ev_id} a été modifié.")
-        if stored_prev != prev_hash:
-            result.close()
-            return ChainReport(
-                False,
-                count,
-                ev_id,
-                f"Le chaînage est rompu à l'événement n°{ev_id} (événements modifiés ou déplacés).",
-            )
-        if anchor is not None and ev_id == anchor.last_id:
-            anchored_hash = stored_hash
-        prev_hash = stored_hash
-        expected_id += 1
-    last_id = expected_id - 1
+            return ChainReport(False, count, failure[0], failure[1])
+        if row[0] in wanted:
+            hashes[row[0]] = walk.prev_hash
+    last_id = walk.last_id
 
-    if anchor is not None and anchor.last_id > 0:
-        if last_id < anchor.last_id:
+    anchored: Anchor | None = None
+    if state is not None:
+        anchored = state.resolve(hashes.get)
+        if anchored.last_id > 0:
+            if last_id < anchored.last_id:
+                return ChainReport(
+                    False,
+                    count,
+                    last_id + 1,
+                    f"Les derniers événements ont été supprimés : le n°{last_id + 1} manque "
+                    f"(l'ancre de contrôle en attend {anchored.last_id}).",
+                    anchored,
+                )
+            if hashes.get(anchored.last_id) != anchored.last_hash:
+                return ChainReport(
+                    False,
+                    count,
+                    anchored.last_id,
+                    f"La chaîne a été réécrite : l'événement n°{anchored.last_id} "
+                    "ne correspond plus à l'ancre de contrôle.",
+                    anchored,
+                )
+        if strict and last_id > anchored.last_id:
             return ChainReport(
                 False,
                 count,
-                last_id + 1,
-                f"Les derniers événements ont été supprimés : le n°{last_id + 1} manque "
-                f"(l'ancre de contrôle en attend {anchor.last_id}).",
-            )
-        if anchored_hash != anchor.last_hash:
-            return ChainReport(
-                False,
-                count,
-                anchor.last_id,
-                f"La chaîne a été réécrite : l'événement n°{anchor.last_id} "
-                "ne correspond plus à l'ancre de contrôle.",
+                anchored.last_id + 1,
+                f"L'événement n°{anchored.last_id + 1} n'est pas témoigné par l'ancre de contrôle "
+                f"(ancre au n°{anchored.last_id}) : écrit sans passer par insdesk, ou ancre remplacée "
+                "par une copie plus ancienne.",
+                anchored,
             )
 
     if head is None:
-        return ChainReport(False, count, 1, "L'en-tête du journal d'audit est absent.")
+        return ChainReport(False, count, 1, "L'en-tête du journal d'audit est absent ou illisible.", anchored)
     if head.last_id < last_id:
         return ChainReport(
             False,
             count,
             head.last_id + 1,
             f"L'événement n°{head.last_id + 1} a été ajouté hors du journal (en-tête au n°{head.last_id}).",
+            anchored,
         )
     if head.last_id > last_id:
         return ChainReport(
@@ -346,44 +603,57 @@ def verify_chain(session: Session, *, anchor: Anchor | None = None) -> ChainRepo
             last_id + 1,
             f"Les derniers événements ont été supprimés : le n°{last_id + 1} manque "
             f"(l'en-tête du journal en attend {head.last_id}).",
+            anchored,
         )
-    if head.last_hash != prev_hash:
+    if head.last_hash != walk.prev_hash:
         return ChainReport(
             False,
             count,
             last_id if last_id > 0 else None,
             "L'en-tête du journal ne correspond pas au dernier événement.",
+            anchored,
         )
-    return ChainReport(True, count, None, None)
+    return ChainReport(True, count, None, None, anchored)
 
 
 def verify_database(db: Database, *, anchor_path: Path | None = None) -> ChainReport:
-    """``verify_chain`` on a consistent snapshot of ``db``, against its anchor when present.
+    """``verify_chain`` on a consistent snapshot of ``db``, against its anchor when present
+    (strictly when that anchor witnesses every writer, ``Database.anchor_guard``).
 
     ``anchor_path`` checks against another anchor file instead of this desk's own (e.g. a copy
-    kept elsewhere, or another desk's): a missing file is an error, not "no anchor".
+    kept elsewhere, or another desk's): a missing file is an error, not "no anchor", and the
+    check is never strict (a copy may lag behind the head). Appends nothing.
     """
-    try:
-        if anchor_path is not None:
-            anchor = AnchorFile(anchor_path).read()
-            if anchor is None:
-                raise FileNotFoundError(str(anchor_path))
-        else:
-            anchor = db.read_anchor()
-    except (ValueError, OSError):  # an unreadable anchor is itself a sign of tampering
-        with db.session() as session:
-            report = verify_chain(session)
-        if not report.ok:
-            return report
-        return ChainReport(
-            ok=False,
-            events=report.events,
-            first_bad=None,
-            reason="Le fichier d'ancrage de la chaîne d'audit est illisible ou altéré : "
-            "la suppression des derniers évènements ne peut pas être exclue.",
-        )
+    guard = db.anchor_guard
+    if anchor_path is not None:
+        file: AnchorFile | None = AnchorFile(anchor_path)
+        strict = False
+    else:
+        file = guard.file if guard is not None else None
+        strict = guard.strict if guard is not None else False
     with db.session() as session:
-        return verify_chain(session, anchor=anchor)
+        state: AnchorState | None = None
+        try:
+            if file is not None:
+                # Shared lock: no commit of this desk lands between reading the anchor and
+                # taking the snapshot (the first read of the session).
+                with file.shared():
+                    state = file.read_state()
+                    _read_head(session)
+                if state is None and anchor_path is not None:
+                    raise FileNotFoundError(str(anchor_path))
+        except (ValueError, OSError):  # an unreadable anchor is itself a sign of tampering
+            report = verify_chain(session)
+            if not report.ok:
+                return report
+            return ChainReport(
+                ok=False,
+                events=report.events,
+                first_bad=None,
+                reason="Le fichier d'ancrage de la chaîne d'audit est illisible ou altéré : "
+                "la suppression des derniers évènements ne peut pas être exclue.",
+            )
+        return verify_chain(session, anchor=state, strict=strict)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,13 +29,16 @@ DDL), so two processes opening a new database at once do not break it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +52,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from services.audit.anchor import Anchor, AnchorFile
-from services.errors import ConcurrentUpdate
+from services.errors import ConcurrentUpdate, IntegrityBroken
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK_KEY = 0x1D5DE5C0_0000_0001
 
 # Keys of Session.info shared with services.audit.log and services.users.
-AUDIT_APPENDED_KEY = "insdesk.audit_appended"
+AUDIT_APPENDED_KEY = "insdesk.audit_appended"  # the head this unit of work appended (an Anchor)
+AUDIT_GUARD_KEY = "insdesk.audit_guard"  # the AnchorGuard appends are checked against
+AUDIT_BASE_KEY = "insdesk.audit_base"  # the head the first append extended (checked, an Anchor)
 COMMIT_DESPITE_KEY = "insdesk.commit_despite"
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 _WRITE_OPTION = "insdesk_write"
 
 
@@ -74,10 +81,45 @@ _WRITE_OPTION = "insdesk_write"
 
 
 def user_data_dir() -> Path:
-    """The per-user data directory of insdesk (created)."""
+    """The per-user data directory of insdesk (created, private: mode 0700)."""
     path = Path(platformdirs.user_data_dir(APP_NAME))
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    _make_private(path, PRIVATE_DIR_MODE)
     return path
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """Remove the group/other bits of ``path`` when this user owns it (best effort)."""
+    try:
+        st = path.stat()
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+    except (OSError, AttributeError):  # AttributeError: os.geteuid on Windows
+        pass
+
+
+def prepare_sqlite_file(database: Path) -> None:
+    """Create a SQLite database file private to the user before SQLite opens it.
+
+    A new file is created empty with mode 0600 in a folder created with mode 0700; SQLite gives
+    its ``-wal`` and ``-shm`` files the mode of the database file. An existing file of this user
+    (and its ``-wal``/``-shm``) loses its group/other bits.
+    """
+    missing = [d for d in (database.parent, *database.parent.parents) if not d.is_dir()]
+    for folder in reversed(missing):  # every folder we create is private, not only the last one
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        for path in (
+            database,
+            database.with_name(database.name + "-wal"),
+            database.with_name(database.name + "-shm"),
+        ):
+            if path.exists():
+                _make_private(path, PRIVATE_FILE_MODE)
+    else:
+        os.close(fd)
 
 
 def default_database_url() -> str:
@@ -126,9 +168,23 @@ def default_anchor_path(url: str) -> Path | None:
 # Session helpers shared with the services
 
 
-def mark_audit_appended(session: Session) -> None:
-    """Tell ``Database.transaction`` that this unit of work appended audit events."""
-    session.info[AUDIT_APPENDED_KEY] = True
+@dataclass(frozen=True)
+class AnchorGuard:
+    """The anchor every append of a ``Database`` is checked against (``services.audit.log``).
+
+    ``strict``: this anchor witnesses every writer of the database (a SQLite file: every process
+    on the machine uses the anchor beside it), so no event may follow the anchored one; with a
+    shared PostgreSQL each desk has its own anchor and the events other desks appended after it
+    are verified instead.
+    """
+
+    file: AnchorFile
+    strict: bool
+
+
+def mark_audit_appended(session: Session, head: Anchor) -> None:
+    """Tell ``Database.transaction`` that this unit of work appended audit events up to ``head``."""
+    session.info[AUDIT_APPENDED_KEY] = head
 
 
 def commit_despite(session: Session, exc: BaseException) -> None:
@@ -189,7 +245,7 @@ class Database:
                 kwargs["poolclass"] = StaticPool
                 connect_args["check_same_thread"] = False
             else:
-                Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                prepare_sqlite_file(Path(str(parsed.database)).expanduser())
             kwargs["connect_args"] = connect_args
         else:
             kwargs["pool_pre_ping"] = True
@@ -203,6 +259,9 @@ class Database:
             self._read_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
         path = anchor_path if anchor_path is not None else default_anchor_path(url)
         self.anchor_file: AnchorFile | None = AnchorFile(path) if path is not None else None
+        self.anchor_guard: AnchorGuard | None = (
+            AnchorGuard(self.anchor_file, strict=self.is_sqlite) if self.anchor_file is not None else None
+        )
         if migrate:
             self.migrate()
 
@@ -274,35 +333,55 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commit on success, rollback and re-raise on error.
 
-        A stale ``identity`` update (``StaleDataError``) becomes ``ConcurrentUpdate``. After a
-        successful commit that appended audit events, the anchor file is moved to the current
-        audit head.
+        A stale ``identity`` update (``StaleDataError``) becomes ``ConcurrentUpdate``. Appends
+        are checked against the anchor (``AUDIT_GUARD_KEY``); a unit of work that appended audit
+        events moves the anchor around its COMMIT (``AnchorFile.committing``: the pending head
+        before, the committed head after), so the anchor names the committed head exactly even
+        if the process is killed in between.
         """
         session = Session(self._write_engine, expire_on_commit=False)
-        committed = False
-        appended = False
+        if self.anchor_guard is not None:
+            session.info[AUDIT_GUARD_KEY] = self.anchor_guard
         try:
             try:
                 yield session
-                session.commit()
-                committed = True
+                self._commit(session)
             except StaleDataError as exc:
                 session.rollback()
                 raise ConcurrentUpdate(CONCURRENT_UPDATE_MESSAGE, detail=str(exc)) from exc
             except BaseException as exc:
                 if session.info.get(COMMIT_DESPITE_KEY) is exc:
-                    session.commit()
-                    committed = True
+                    self._commit(session)
                 else:
                     session.rollback()
                 raise
-            finally:
-                appended = bool(session.info.pop(AUDIT_APPENDED_KEY, False))
-                session.info.pop(COMMIT_DESPITE_KEY, None)
         finally:
+            session.info.pop(COMMIT_DESPITE_KEY, None)
             session.close()
-            if appended and committed:
-                self._write_anchor()
+
+    def _commit(self, session: Session) -> None:
+        head = session.info.get(AUDIT_APPENDED_KEY)
+        base = session.info.get(AUDIT_BASE_KEY)
+        if self.anchor_file is None or not isinstance(head, Anchor):
+            session.commit()
+            return
+        session.flush()  # any SQL error surfaces before the anchor names the new head
+        if not isinstance(base, Anchor):  # appended outside the guard (no AnchorGuard): trust the head
+            base = head
+        with contextlib.ExitStack() as stack:
+            try:
+                # Holds the anchor's lock until the committed head is written (or the commit fails).
+                stack.enter_context(self.anchor_file.committing(base, head))
+            except OSError as exc:
+                session.rollback()
+                raise IntegrityBroken(
+                    "Impossible d'écrire le fichier d'ancrage du journal d'audit "
+                    f"({self.anchor_file.path}) : rien n'a été enregistré. Vérifiez l'espace disque "
+                    "et les droits du dossier.",
+                    code="audit_anchor_unwritable",
+                    detail=type(exc).__name__,
+                ) from exc
+            session.commit()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -327,6 +406,21 @@ class Database:
             conn.rollback()
         return Anchor(last_id=int(row[0]), last_hash=str(row[1]))
 
+    def protected_paths(self) -> list[Path]:
+        """Files an export must never replace: the SQLite file, its -wal/-shm/-journal, the anchor."""
+        out: list[Path] = []
+        parsed = make_url(self.url)
+        if self.is_sqlite and not _is_sqlite_memory(parsed):
+            database = Path(str(parsed.database)).expanduser()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                out.append(database.with_name(database.name + suffix))
+        if self.anchor_file is not None:
+            out += [
+                self.anchor_file.path,
+                self.anchor_file.path.with_name(self.anchor_file.path.name + ".lock"),
+            ]
+        return out
+
     def read_anchor(self) -> Anchor | None:
         """The stored anchor (None when there is no anchor file or no anchor yet).
 
@@ -334,14 +428,6 @@ class Database:
         written after commits, so it then never runs ahead of what the session sees.
         """
         return self.anchor_file.read() if self.anchor_file is not None else None
-
-    def _write_anchor(self) -> None:
-        if self.anchor_file is None:
-            return
-        try:
-            self.anchor_file.write(self.audit_head())
-        except Exception as exc:  # the data is committed: report, do not fail the caller
-            log.warning("could not write the audit anchor %s: %s", self.anchor_file.path, type(exc).__name__)
 
 
 def _retry_locked(fn: Any, attempts: int = 50) -> None:

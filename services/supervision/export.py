@@ -1,26 +1,30 @@
 """Exports of the identity-verification log and of the dashboard (CSV, PDF), each audited.
 
-``export_log`` reads the events in one consistent snapshot, writes them to a temporary file
-beside ``out``, appends one ``audit.exported`` event (filter, format, number of rows written,
-anchor) in its own transaction, and only then moves the file into place: an export that could
-not be audited leaves no file. ``events`` in the result is exactly the number of data rows.
+``export_log`` checks the destination first (``services.supervision.outfile``: never the
+database, its -wal/-shm or the anchor, never a non-regular file, an existing file only with
+``force``), reads the events in one consistent snapshot, writes them to a temporary file
+beside the destination, then appends one ``audit.exported`` event (filter, format, number of
+rows written, anchor) and moves the file into place in that same unit of work: an export that
+could not be audited leaves no file. ``events`` in the result is exactly the number of data rows.
 
 The chain anchor (head id + hash, read in the same snapshot as the rows) is printed in the PDF
-and recorded in the ``audit.exported`` event; the CSV keeps to a header row plus one row per
-event (columns ``id, time, agent, kind, identity, patient, summary, details, hash``; ``time``
-in Europe/Paris ISO 8601, ``details`` the event's JSON) so that scripts can count rows, and
-each row carries the event's chain hash.
+and recorded in the ``audit.exported`` event. CSV dialects:
+
+- ``standard`` (the command line's default, ``../shared/spec/cli.md``): comma-separated UTF-8,
+  a header row plus one row per event (columns ``id, time, agent, kind, identity, patient,
+  summary, details, hash``; ``time`` in Europe/Paris ISO 8601, ``details`` the event's JSON) so
+  that scripts can count rows, each row carrying the event's chain hash;
+- ``excel-fr`` (the screens, and ``--dialect excel-fr``): what French Excel opens as is:
+  ``;``-separated, UTF-8 with a BOM, French headers, dates « 06/12/2026 14:05:03 », event kinds
+  in French, decimal commas.
 
 Right: ``Right.AUDIT_EXPORT`` (supervisor, admin).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,13 +41,46 @@ from services.errors import BadRequest
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
-from services.supervision.review import PARIS, REVIEW_KINDS, _patients, day_bounds, summarize
+from services.supervision.outfile import check_destination, staged
+from services.supervision.review import (
+    KIND_LABELS,
+    PARIS,
+    REVIEW_KINDS,
+    _patients,
+    day_bounds,
+    document_labels,
+    summarize,
+)
 from services.users import Actor, Right, require
 
-__all__ = ["CSV_COLUMNS", "ExportResult", "Format", "export_dashboard", "export_log"]
+__all__ = [
+    "CSV_COLUMNS",
+    "CSV_COLUMNS_FR",
+    "CSV_DIALECTS",
+    "CsvDialect",
+    "ExportResult",
+    "Format",
+    "export_dashboard",
+    "export_log",
+]
 
 Format = Literal["csv", "pdf"]
+CsvDialect = Literal["standard", "excel-fr"]
+CSV_DIALECTS: tuple[str, ...] = ("standard", "excel-fr")
 CSV_COLUMNS = ("id", "time", "agent", "kind", "identity", "patient", "summary", "details", "hash")
+CSV_COLUMNS_FR = (
+    "N°",
+    "Date et heure",
+    "Agent",
+    "Type d'évènement",
+    "Identité n°",
+    "Patient",
+    "Résumé",
+    "Détails (JSON)",
+    "Empreinte",
+)
+DASHBOARD_COLUMNS = ("section", "key", "metric", "value")
+DASHBOARD_COLUMNS_FR = ("Rubrique", "Clé", "Indicateur", "Valeur")
 _FORMATS = ("csv", "pdf")
 _BATCH = 5000
 
@@ -72,18 +109,43 @@ class _Row:
     details: dict[str, Any]
     hash: str
 
-    def csv(self) -> list[str]:
+    def csv(self, dialect: CsvDialect = "standard") -> list[str]:
+        local = self.at.astimezone(PARIS)
+        french = dialect == "excel-fr"
         return [
             str(self.id),
-            self.at.astimezone(PARIS).isoformat(timespec="seconds"),
+            local.strftime("%d/%m/%Y %H:%M:%S") if french else local.isoformat(timespec="seconds"),
             self.agent or "",
-            self.kind,
+            KIND_LABELS.get(self.kind, self.kind) if french else self.kind,
             "" if self.identity_id is None else str(self.identity_id),
             self.patient or "",
             self.summary,
             json.dumps(self.details, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
             self.hash,
         ]
+
+
+class _CsvOut:
+    """A CSV file in ``dialect`` (see the module)."""
+
+    def __init__(self, path: Path, dialect: CsvDialect) -> None:
+        _check_dialect(dialect)
+        self.french = dialect == "excel-fr"
+        self.fh = path.open("w", encoding="utf-8-sig" if self.french else "utf-8", newline="")
+        self.writer = csv.writer(
+            self.fh, delimiter=";" if self.french else ",", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n"
+        )
+
+    def __enter__(self) -> Any:
+        return self.writer
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+
+def _check_dialect(dialect: str) -> None:
+    if dialect not in CSV_DIALECTS:
+        raise BadRequest(f"Dialecte CSV inconnu « {dialect} » : standard ou excel-fr.", code="bad_dialect")
 
 
 def _check_format(fmt: str) -> None:
@@ -118,6 +180,7 @@ def _read_anchor(session: Session) -> Anchor:
 
 def _iter_rows(session: Session, stmt: Any) -> Iterator[_Row]:
     """The rows of ``stmt``, streamed in batches (patients looked up per batch)."""
+    labels = document_labels(session)
     for batch in session.execute(stmt.execution_options(yield_per=_BATCH)).partitions():
         names = _patients(session, (r.identity_id for r in batch if r.identity_id is not None))
         for r in batch:
@@ -129,26 +192,10 @@ def _iter_rows(session: Session, stmt: Any) -> Iterator[_Row]:
                 kind=r.kind,
                 identity_id=r.identity_id,
                 patient=names.get(r.identity_id) if r.identity_id is not None else None,
-                summary=summarize(r.kind, details),
+                summary=summarize(r.kind, details, labels),
                 details=details,
                 hash=r.hash,
             )
-
-
-@contextlib.contextmanager
-def _staged(out: Path) -> Iterator[Path]:
-    """A temporary path beside ``out``, moved onto ``out`` when the block succeeds."""
-    out = Path(out)
-    if out.parent and not out.parent.exists():
-        raise BadRequest(f"Le dossier {out.parent} n'existe pas.", code="bad_path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, out)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def export_log(
@@ -156,17 +203,20 @@ def export_log(
     *,
     actor: Actor,
     fmt: Format,
-    out: Path,
+    out: str | Path,
     date_from: date | None = None,
     date_to: date | None = None,
     agent: str | None = None,
+    force: bool = False,
+    dialect: CsvDialect = "standard",
 ) -> ExportResult:
     """Export the identity-verification log (``REVIEW_KINDS``: identity creations, changes,
     proofs, flags, INSi calls, status changes), dates inclusive (Europe/Paris days)."""
     require(actor, Right.AUDIT_EXPORT)
     _check_format(fmt)
+    _check_dialect(dialect)
     _check_range(date_from, date_to)
-    out = Path(out)
+    dest = check_destination(out, force=force, protected=db.protected_paths())
     chain: ChainReport | None = verify_database(db) if fmt == "pdf" else None
     filt = {
         "from": date_from.isoformat() if date_from else None,
@@ -174,43 +224,42 @@ def export_log(
         "agent": agent,
     }
     stmt = _log_stmt(date_from=date_from, date_to=date_to, agent=agent)
-    with _staged(out) as tmp:
+    with staged(dest, force=force) as file:
         # One snapshot for the anchor and the rows; the CSV is streamed (large logs).
         with db.session() as session:
             anchor = _read_anchor(session)
             rows_iter = _iter_rows(session, stmt)
             if fmt == "csv":
-                count = _write_csv(tmp, rows_iter)
+                count = _write_csv(file.tmp, rows_iter, dialect)
             else:
                 assert chain is not None
                 rows = list(rows_iter)
                 count = len(rows)
-                _write_log_pdf(tmp, rows, actor=actor, filt=filt, anchor=anchor, chain=chain)
+                _write_log_pdf(file.tmp, rows, actor=actor, filt=filt, anchor=anchor, chain=chain)
         with db.transaction() as session:
-            append_event(
-                session,
-                actor=actor.login,
-                kind=audit.AUDIT_EXPORTED,
-                details={
-                    "what": "log",
-                    "format": fmt,
-                    "filter": filt,
-                    "events": count,
-                    "file": out.name,
-                    "anchor": anchor.as_dict(),
-                    "chain_ok": chain.ok if chain is not None else None,
-                },
-            )
-    return ExportResult(path=out.resolve(), events=count, anchor=anchor, chain=chain)
+            details: dict[str, Any] = {
+                "what": "log",
+                "format": fmt,
+                "filter": filt,
+                "events": count,
+                "file": dest.name,
+                "anchor": anchor.as_dict(),
+                "chain_ok": chain.ok if chain is not None else None,
+            }
+            if fmt == "csv" and dialect != "standard":
+                details["dialect"] = dialect
+            append_event(session, actor=actor.login, kind=audit.AUDIT_EXPORTED, details=details)
+            session.flush()
+            file.publish()  # in the unit of work: a refused name rolls the audit event back
+    return ExportResult(path=dest, events=count, anchor=anchor, chain=chain)
 
 
-def _write_csv(path: Path, rows: Iterable[_Row]) -> int:
+def _write_csv(path: Path, rows: Iterable[_Row], dialect: CsvDialect = "standard") -> int:
     count = 0
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, delimiter=",", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        writer.writerow(CSV_COLUMNS)
+    with _CsvOut(path, dialect) as writer:
+        writer.writerow(CSV_COLUMNS_FR if dialect == "excel-fr" else CSV_COLUMNS)
         for row in rows:
-            writer.writerow(row.csv())
+            writer.writerow(row.csv(dialect))
             count += 1
     return count
 
@@ -369,49 +418,92 @@ def _dashboard_rows(dash: Dashboard) -> list[tuple[str, str, str, str]]:
     return out
 
 
+_SECTIONS_FR = {
+    "qualification_rate": "Taux de qualification",
+    "agent": "Agent",
+    "channel": "Canal de saisie",
+    "blocked_reports": "Comptes rendus bloqués",
+}
+_METRICS_FR = {
+    "identities": "identités",
+    "qual": "QUAL",
+    "rate": "taux",
+    "created": "créées",
+    "created_qual": "créées dont QUAL",
+    "qualified": "qualifications",
+    "received": "reçus",
+    "blocked": "bloqués",
+}
+_CHANNELS_FR = {
+    "manual": "saisie manuelle",
+    "carte_vitale": "carte Vitale",
+    "insi": "INSi",
+    "datamatrix": "DataMatrix INS",
+    "apcv": "appli carte Vitale",
+}
+
+
+def _french_dashboard_row(row: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
+    section, key, metric, value = row
+    if section in ("qualification_rate", "blocked_reports"):
+        with_date = date.fromisoformat(key)
+        key = with_date.strftime("%d/%m/%Y")
+    elif section == "channel":
+        key = _CHANNELS_FR.get(key, key)
+    if metric == "rate":
+        value = value.replace(".", ",")
+    return (_SECTIONS_FR.get(section, section), key, _METRICS_FR.get(metric, metric), value)
+
+
 def export_dashboard(
     db: Database,
     *,
     actor: Actor,
     fmt: Format,
-    out: Path,
+    out: str | Path,
     by: Period = "day",
     since: date | None = None,
     until: date | None = None,
+    force: bool = False,
+    dialect: CsvDialect = "standard",
 ) -> ExportResult:
     """Export the dashboard figures; CSV columns ``section, key, metric, value`` (``events`` =
-    data rows); audited like ``export_log`` (``what: dashboard``)."""
+    data rows; French names with ``excel-fr``); audited like ``export_log`` (``what: dashboard``)."""
     require(actor, Right.AUDIT_EXPORT)
     _check_format(fmt)
+    _check_dialect(dialect)
     _check_range(since, until)
-    out = Path(out)
+    dest = check_destination(out, force=force, protected=db.protected_paths())
     with db.session() as session:
         dash = compute_dashboard(session, by=by, since=since, until=until)
     anchor = db.audit_head()
     rows = _dashboard_rows(dash)
-    with _staged(out) as tmp:
+    with staged(dest, force=force) as file:
         if fmt == "csv":
-            with tmp.open("w", encoding="utf-8", newline="") as fh:
-                writer = csv.writer(fh, lineterminator="\r\n")
-                writer.writerow(("section", "key", "metric", "value"))
-                writer.writerows(rows)
+            with _CsvOut(file.tmp, dialect) as writer:
+                if dialect == "excel-fr":
+                    writer.writerow(DASHBOARD_COLUMNS_FR)
+                    writer.writerows(_french_dashboard_row(r) for r in rows)
+                else:
+                    writer.writerow(DASHBOARD_COLUMNS)
+                    writer.writerows(rows)
         else:
-            _write_dashboard_pdf(tmp, dash, actor=actor, anchor=anchor)
+            _write_dashboard_pdf(file.tmp, dash, actor=actor, anchor=anchor)
         with db.transaction() as session:
-            append_event(
-                session,
-                actor=actor.login,
-                kind=audit.AUDIT_EXPORTED,
-                details={
-                    "what": "dashboard",
-                    "format": fmt,
-                    "filter": {"by": by, "since": dash.since.isoformat(), "until": until},
-                    "events": len(rows),
-                    "file": out.name,
-                    "anchor": anchor.as_dict(),
-                },
-            )
-    return ExportResult(path=out.resolve(), events=len(rows), anchor=anchor)
+            details: dict[str, Any] = {
+                "what": "dashboard",
+                "format": fmt,
+                "filter": {"by": by, "since": dash.since.isoformat(), "until": until},
+                "events": len(rows),
+                "file": dest.name,
+                "anchor": anchor.as_dict(),
+            }
+            if fmt == "csv" and dialect != "standard":
+                details["dialect"] = dialect
+            append_event(session, actor=actor.login, kind=audit.AUDIT_EXPORTED, details=details)
+            session.flush()
+            file.publish()
+    return ExportResult(path=dest, events=len(rows), anchor=anchor)
 
 
 def _pct(x: float) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -31,6 +31,8 @@ from services.storage.models import AuditEvent, Identity, InsiCall, birth_name_p
 __all__ = [
     "ANOMALY_KINDS",
     "ANOMALY_LABELS",
+    "INS_SHARED",
+    "KIND_LABELS",
     "OUTCOMES",
     "PARIS",
     "REVIEW_KINDS",
@@ -65,6 +67,27 @@ REVIEW_KINDS: Final[tuple[str, ...]] = (
 )
 """The identity-verification log: every kind the review (and ``audit export``) shows by default."""
 
+KIND_LABELS: Final[Mapping[str, str]] = {
+    audit.IDENTITY_CREATED: "Création",
+    audit.IDENTITY_EDITED: "Modification",
+    audit.IDENTITY_STATUS_CHANGED: "Changement de statut",
+    audit.IDENTITY_FLAG_SET: "Attribut posé",
+    audit.IDENTITY_FLAG_CLEARED: "Attribut retiré",
+    audit.IDENTITY_PROOF_ADDED: "Pièce d'identité",
+    audit.IDENTITY_DEQUALIFIED: "Déqualification",
+    audit.IDENTITY_INS_ATTACHED: "INS rattaché",
+    audit.IDENTITY_INS_INVALIDATED: "INS invalidé",
+    audit.INSI_CALL: "Appel INSi",
+    audit.USER_LOGIN: "Connexion",
+    audit.USER_LOGIN_FAILED: "Connexion refusée",
+    audit.USER_ADDED: "Utilisateur ajouté",
+    audit.AUDIT_EXPORTED: "Export du journal",
+    audit.AUDIT_VERIFIED: "Vérification de la chaîne",
+    audit.DATA_PURGED: "Purge",
+    audit.CONFIG_CHANGED: "Configuration modifiée",
+}
+"""Event kinds in French (screens, the ``excel-fr`` CSV)."""
+
 OUTCOMES: Final[tuple[str, ...]] = ("00", "01", "02", "erreur")
 """Outcome filter values: an INSi answer code, or ``erreur`` (fault, no answer). Events other
 than ``insi.call`` have outcome ``ok`` and are excluded by any outcome filter."""
@@ -77,6 +100,7 @@ STRICT_EDIT_VERIFIED: Final = "strict_edit_verified"
 PROOF_WITHOUT_INSI: Final = "proof_without_insi"
 QUALIFICATION_BURST: Final = "qualification_burst"
 INSI_NOT_ATTACHED: Final = "insi_not_attached"
+INS_SHARED: Final = "ins_shared"
 
 ANOMALY_LABELS: Final[Mapping[str, str]] = {
     TRAITS_DIFFER: "Traits INSi différents des traits locaux",
@@ -86,6 +110,7 @@ ANOMALY_LABELS: Final[Mapping[str, str]] = {
     STRICT_EDIT_VERIFIED: "Trait strict modifié sur une identité vérifiée",
     PROOF_WITHOUT_INSI: "Pièce enregistrée sans appel INSi",
     QUALIFICATION_BURST: "Nombreuses qualifications en peu de temps",
+    INS_SHARED: "Même INS sur plusieurs identités",
 }
 ANOMALY_KINDS: Final[tuple[str, ...]] = tuple(ANOMALY_LABELS)
 
@@ -262,6 +287,26 @@ _EVENT_WORDS = {
     "dequalified": "déqualification",
     "ins_invalidated": "INS invalidé",
 }
+_CHANNEL_WORDS = {
+    "manual": "saisie manuelle",
+    "carte_vitale": "carte Vitale",
+    "insi": "téléservice INSi",
+    "datamatrix": "DataMatrix INS",
+    "apcv": "appli carte Vitale",
+}
+_FIELD_WORDS = {
+    "birth_name": "nom de naissance",
+    "first_names": "prénoms",
+    "first_name": "premier prénom",
+    "sex": "sexe",
+    "birth_date": "date de naissance",
+    "birthplace": "lieu de naissance",
+    "used_name": "nom utilisé",
+    "used_first_name": "prénom utilisé",
+    "local_id": "IPP",
+}
+_FLAG_WORDS = {"douteuse": "douteuse", "fictive": "fictive", "homonyme": "homonyme"}
+_REVERIFY_WORDS = {"traits_differ": "traits différents", "ins_differs": "INS différent"}
 
 
 def outcome_of(kind: str, details: Mapping[str, Any]) -> str:
@@ -273,46 +318,66 @@ def outcome_of(kind: str, details: Mapping[str, Any]) -> str:
     return str(details.get("cr") or "erreur")
 
 
-def summarize(kind: str, details: Mapping[str, Any]) -> str:
-    """One French line describing an event (no matricule: safe on screen and in exports)."""
+def summarize(kind: str, details: Mapping[str, Any], document_labels: Mapping[str, str] | None = None) -> str:
+    """One French line describing an event (no matricule: safe on screen and in exports; no
+    raw key, no empty value). ``document_labels``: document type code → label."""
     d = details
+    reason = f" — {d['reason']}" if d.get("reason") else ""
     if kind == audit.IDENTITY_CREATED:
-        return f"Identité créée ({d.get('channel', 'manual')}), statut {d.get('status', 'PROV')}"
+        channel = _CHANNEL_WORDS.get(str(d.get("channel") or "manual"), str(d.get("channel")))
+        return f"Identité créée ({channel}), statut {d.get('status') or 'PROV'}"
     if kind == audit.IDENTITY_EDITED:
-        fields = ", ".join(sorted((d.get("changes") or {}).keys())) or "—"
+        raw_changes = d.get("changes")
+        changes: Mapping[str, Any] = raw_changes if isinstance(raw_changes, Mapping) else {}
+        fields = ", ".join(sorted(_FIELD_WORDS.get(str(k), str(k)) for k in changes)) or "—"
         src = " depuis l'INSi" if d.get("source") == "insi" else ""
         strict = " (traits stricts)" if d.get("strict") else ""
         return f"Modification{src}{strict} : {fields}"
     if kind == audit.IDENTITY_STATUS_CHANGED:
         why = _EVENT_WORDS.get(str(d.get("event")), str(d.get("event") or ""))
-        reason = f" — {d['reason']}" if d.get("reason") else ""
-        return f"Statut {d.get('from')} → {d.get('to')} ({why}){reason}"
+        return f"Statut {d.get('from')} → {d.get('to')}" + (f" ({why})" if why else "") + reason
     if kind == audit.IDENTITY_FLAG_SET:
-        return f"Attribut « {d.get('flag')} » posé" + (f" — {d['reason']}" if d.get("reason") else "")
+        return f"Attribut « {_FLAG_WORDS.get(str(d.get('flag')), d.get('flag'))} » posé{reason}"
     if kind == audit.IDENTITY_FLAG_CLEARED:
-        return f"Attribut « {d.get('flag')} » retiré" + (f" — {d['reason']}" if d.get("reason") else "")
+        return f"Attribut « {_FLAG_WORDS.get(str(d.get('flag')), d.get('flag'))} » retiré{reason}"
     if kind == audit.IDENTITY_PROOF_ADDED:
-        return f"Pièce d'identité vérifiée : {d.get('document_type')}"
+        code = str(d.get("document_type") or "")
+        label = (document_labels or {}).get(code, code).split(" (", 1)[0]
+        return f"Pièce d'identité vérifiée : {label}"
     if kind == audit.IDENTITY_DEQUALIFIED:
-        return f"Déqualification (depuis {d.get('from')})" + (f" — {d['reason']}" if d.get("reason") else "")
+        return f"Déqualification (depuis {d.get('from')}){reason}"
     if kind == audit.IDENTITY_INS_ATTACHED:
         diffs = d.get("differences") or []
         extra = f", {len(diffs)} trait(s) INSi accepté(s)" if d.get("traits_accepted") else ""
-        return f"INS rattaché (appel INSi n° {d.get('insi_call_id')}){extra}"
+        call = d.get("insi_call_id")
+        origin = f" (appel INSi n° {call})" if isinstance(call, int) else ""
+        return f"INS rattaché{origin}{extra}"
     if kind == audit.IDENTITY_INS_INVALIDATED:
-        return "INS invalidé" + (f" — {d['reason']}" if d.get("reason") else "")
+        return f"INS invalidé{reason}"
     if kind == audit.INSI_CALL:
         if d.get("error_code"):
             return f"Appel INSi en erreur ({d.get('error_code')})"
         cr = str(d.get("cr"))
         mode = "automatique" if d.get("automatic") else "manuel"
-        extra = f", revérification : {d['reverify']}" if d.get("reverify") else ""
+        verdict = d.get("reverify")
+        extra = f", revérification : {_REVERIFY_WORDS.get(str(verdict), str(verdict))}" if verdict else ""
         return f"Appel INSi {cr} ({_CR_WORDS.get(cr, '?')}), {mode}{extra}"
     if kind == audit.AUDIT_EXPORTED:
-        return f"Export du journal ({d.get('format')}, {d.get('events')} évènements)"
+        return f"Export du journal ({d.get('format')}, {d.get('events')} lignes)"
     if kind == audit.DATA_PURGED:
         return f"Purge : {d.get('what')} ({d.get('count')})"
-    return kind
+    return KIND_LABELS.get(kind, kind)
+
+
+def document_labels(session: Session) -> dict[str, str]:
+    """Document type code → label (the lab's configured list; an unreadable list: none)."""
+    from services.errors import InsdeskError
+    from services.identity.documents import document_types
+
+    try:
+        return {d.code: d.label for d in document_types(session)}
+    except InsdeskError:
+        return {}
 
 
 def _patients(session: Session, ids: Iterable[int]) -> dict[int, str]:
@@ -374,6 +439,7 @@ def review_events(
         for ev_id in anomaly.event_ids:
             extra[ev_id].append(anomaly.kind)
     proof_ids = [r.id for r in raw if r.kind == audit.IDENTITY_PROOF_ADDED]
+    labels = document_labels(session) if proof_ids else {}
     if proof_ids:
         for ev_id in _proofs_without_insi(session, [t.id.in_(proof_ids)]):
             extra[ev_id[0]].append(PROOF_WITHOUT_INSI)
@@ -390,7 +456,7 @@ def review_events(
                 kind=r.kind,
                 identity_id=r.identity_id,
                 patient=names.get(r.identity_id) if r.identity_id is not None else None,
-                summary=summarize(r.kind, details),
+                summary=summarize(r.kind, details, labels),
                 outcome=outcome_of(r.kind, details),
                 is_anomaly=bool(reasons),
                 anomaly_reasons=tuple(reasons),
@@ -435,10 +501,21 @@ class Anomaly:
     identity_id: int | None
     event_ids: tuple[int, ...]
     message: str
+    patient: str | None = None
+    """The patient's name (« MARTIN Claire ») when the anomaly concerns one identity."""
 
     @property
     def label(self) -> str:
         return ANOMALY_LABELS[self.kind]
+
+    @property
+    def subject(self) -> str:
+        """« MARTIN Claire (identité n° 12) », or "" when no identity is concerned."""
+        if self.identity_id is None:
+            return ""
+        if self.patient:
+            return f"{self.patient} (identité n° {self.identity_id})"
+        return f"identité n° {self.identity_id}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -447,6 +524,7 @@ class Anomaly:
             "at": audit.format_at(self.at),
             "agent": self.agent,
             "identity_id": self.identity_id,
+            "patient": self.patient,
             "event_ids": list(self.event_ids),
             "message": self.message,
         }
@@ -662,8 +740,108 @@ def anomalies(
         for agent, evs in by_agent.items():
             out.extend(_bursts(agent, evs, th))
 
+    out.extend(_shared_ins(session, flt))
+
+    names = _patients(session, (a.identity_id for a in out if a.identity_id is not None))
+    out = [
+        replace(a, patient=names.get(a.identity_id)) if a.identity_id is not None and a.patient is None else a
+        for a in out
+    ]
     out.sort(key=lambda a: (a.at, a.event_ids[-1] if a.event_ids else 0), reverse=True)
     return out
+
+
+def _shared_ins(session: Session, flt: ReviewFilter) -> list[Anomaly]:
+    """One INS matricule on several identities that are not merge tombstones (``merged_into``
+    set): two people under one INS, or one person twice. A state of the identities, so it is
+    found in databases that already hold some (the services now refuse to create one); dated by
+    the last INS attachment of the identities concerned, else their creation. The agent and date
+    filters apply to those events, the patient filter to the identities.
+
+    Unfiltered: one grouped scan of the ``ins_matricule`` index. Filtered (the screens' usual
+    case on large logs): only the matricules of the identities whose attachment or creation
+    events the filter selects (an id range of the log, like the other detectors) are looked up."""
+    it = Identity.__table__.c  # type: ignore[attr-defined]
+    t = _t()
+    # coalesce(): keeps the planners on the ins_matricule index (nearly every row has no
+    # merged_into, an index on it would select everything).
+    live = sa.and_(it.ins_matricule.is_not(None), sa.func.coalesce(it.merged_into, 0) == 0)
+    dup = sa.select(it.ins_matricule).where(it.ins_matricule.is_not(None))  # index only
+    if flt.agent or flt.date_from or flt.date_to or flt.patient or flt.identity_id is not None:
+        conds = _conditions(
+            session,
+            ReviewFilter(
+                agent=flt.agent,
+                date_from=flt.date_from,
+                date_to=flt.date_to,
+                identity_id=flt.identity_id,
+                patient=flt.patient,
+                kinds=(audit.IDENTITY_INS_ATTACHED, audit.IDENTITY_CREATED),
+            ),
+        )
+        if conds is None:
+            return []
+        touched = sa.select(t.identity_id).where(*conds, t.identity_id.is_not(None))
+        it2 = Identity.__table__.alias("candidate")  # type: ignore[attr-defined]
+        candidates = sa.select(it2.c.ins_matricule).where(
+            it2.c.id.in_(touched),
+            it2.c.ins_matricule.is_not(None),
+            sa.func.coalesce(it2.c.merged_into, 0) == 0,
+        )
+        dup = dup.where(it.ins_matricule.in_(candidates))
+    dup = dup.group_by(it.ins_matricule).having(sa.func.count() > 1)
+    rows = session.execute(
+        sa.select(it.id, it.ins_matricule)
+        .where(live, it.ins_matricule.in_(dup))
+        .order_by(it.ins_matricule, it.id)
+    ).all()
+    groups: dict[str, list[int]] = defaultdict(list)
+    for ident, matricule in rows:
+        groups[str(matricule)].append(int(ident))
+    groups = {m: ids for m, ids in groups.items() if len(ids) > 1}  # tombstones left aside
+    if not groups:
+        return []
+    all_ids = sorted({i for ids in groups.values() for i in ids})
+    names = _patients(session, all_ids)
+    events: dict[int, list[Any]] = defaultdict(list)
+    for chunk in range(0, len(all_ids), 500):
+        part = all_ids[chunk : chunk + 500]
+        stmt = sa.select(t.id, t.at, t.actor, t.identity_id, t.kind).where(
+            t.identity_id.in_(part), t.kind.in_((audit.IDENTITY_INS_ATTACHED, audit.IDENTITY_CREATED))
+        )
+        for r in session.execute(stmt.order_by(t.id)):
+            events[int(r.identity_id)].append(r)
+    start, end = day_bounds(flt.date_from, flt.date_to)
+    found: list[Anomaly] = []
+    for ids in groups.values():
+        evs = [e for i in ids for e in events.get(i, [])]
+        attached = [e for e in evs if e.kind == audit.IDENTITY_INS_ATTACHED]
+        chosen = sorted(attached or evs, key=lambda e: e.id)
+        if flt.agent or start is not None or end is not None:
+            chosen = [
+                e
+                for e in chosen
+                if (not flt.agent or e.actor == flt.agent)
+                and (start is None or e.at >= start)
+                and (end is None or e.at < end)
+            ]
+            if not chosen:
+                continue
+        last = chosen[-1] if chosen else None
+        newest = int(last.identity_id) if last is not None else ids[-1]
+        who = " et ".join(f"n° {i} ({names[i]})" if i in names else f"n° {i}" for i in ids)
+        found.append(
+            Anomaly(
+                INS_SHARED,
+                last.at if last is not None else datetime.now(PARIS),
+                last.actor if last is not None else None,
+                newest,
+                tuple(int(e.id) for e in chosen),
+                f"Le même INS est porté par les identités {who} : doublon ou collision à corriger "
+                "(fusion ou correction de l'INS)",
+            )
+        )
+    return found
 
 
 def _bursts(agent: str | None, evs: list[Any], th: AnomalyThresholds) -> list[Anomaly]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from services.audit.log import verify_database
+from services.audit.log import ChainReport, verify_database
 from services.supervision import export as sv_export
 from services.supervision import retention, review
 from services.users import Right
@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--from", dest="date_from", metavar="AAAA-MM-JJ")
     p.add_argument("--to", dest="date_to", metavar="AAAA-MM-JJ")
     p.add_argument("--agent", metavar="LOGIN")
+    _output_options(p)
     add_json(p)
     p.set_defaults(handler=export)
 
@@ -56,6 +57,7 @@ def register(sub: Any) -> None:
     p.add_argument("--by", default="day", choices=("day", "week", "month"))
     p.add_argument("--since", metavar="AAAA-MM-JJ")
     p.add_argument("--until", metavar="AAAA-MM-JJ")
+    _output_options(p)
     add_json(p)
     p.set_defaults(handler=dashboard)
 
@@ -69,21 +71,61 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=purge)
 
 
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="remplace le fichier s'il existe (jamais la base, son ancre ni un fichier spécial)",
+    )
+    p.add_argument(
+        "--dialect",
+        choices=sv_export.CSV_DIALECTS,
+        default="standard",
+        help="CSV : standard (virgules, colonnes de la spécification) ou excel-fr (Excel français : "
+        "point-virgule, BOM UTF-8, en-têtes en français)",
+    )
+
+
 def verify(ctx: CliContext, args: argparse.Namespace) -> int:
-    ctx.actor(Right.AUDIT_VERIFY)
+    """Verifies before anything is appended: the password is checked first, the chain is read,
+    and only then is the login audited (a chain that no longer matches its anchor refuses that
+    append: the report already says why)."""
+    from services.errors import IntegrityBroken
+
+    ctx.actor_before_login(Right.AUDIT_VERIFY)
     report = verify_database(ctx.db, anchor_path=Path(args.anchor) if args.anchor else None)
+    try:
+        ctx.record_login()
+    except IntegrityBroken:
+        if report.ok:
+            raise
     payload = report.as_dict()
 
     def human(c: Console) -> None:
         if report.ok:
-            c.print(f"[green]✓ Chaîne d'audit intègre[/] · {report.events} évènements")
+            plural = "s" if report.events > 1 else ""
+            c.print(f"[green]✓ Chaîne d'audit intègre[/] · {report.events} évènement{plural}")
         else:
             c.print(f"[red]✗ Chaîne d'audit rompue[/] au premier évènement fautif n° {report.first_bad}")
             if report.reason:
                 c.print(f"  {report.reason}")
+        line = anchor_line(report, args.anchor)
+        if line:
+            c.print(f"  {line}")
 
     ctx.out.result(payload, human)
     return 0 if report.ok else 1
+
+
+def anchor_line(report: ChainReport, copy: str | None) -> str:
+    """« Ancre de contrôle : évènement n° 41, écrite le 06/12/2026 14:05 » (Europe/Paris)."""
+    what = f"Ancre {copy}" if copy else "Ancre de contrôle de ce poste"
+    if report.anchor is None:
+        return f"{what} : aucune (le prochain enregistrement la crée)" if report.ok else ""
+    when = ""
+    if report.anchor_written_at is not None:
+        when = f", écrite le {report.anchor_written_at.astimezone(review.PARIS):%d/%m/%Y %H:%M}"
+    return f"{what} : évènement n° {report.anchor.last_id}{when}"
 
 
 def export(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -96,10 +138,12 @@ def export(ctx: CliContext, args: argparse.Namespace) -> int:
         ctx.db,
         actor=actor,
         fmt=args.fmt,
-        out=Path(args.out),
+        out=args.out,
         date_from=date_from,
         date_to=date_to,
         agent=args.agent,
+        force=args.force,
+        dialect=args.dialect,
     )
 
     def human(c: Console) -> None:
@@ -117,7 +161,15 @@ def dashboard(ctx: CliContext, args: argparse.Namespace) -> int:
     since = parse_date_option(args.since, field="since", label="La date de début")
     until = parse_date_option(args.until, field="until", label="La date de fin")
     result = sv_export.export_dashboard(
-        ctx.db, actor=actor, fmt=args.fmt, out=Path(args.out), by=args.by, since=since, until=until
+        ctx.db,
+        actor=actor,
+        fmt=args.fmt,
+        out=args.out,
+        by=args.by,
+        since=since,
+        until=until,
+        force=args.force,
+        dialect=args.dialect,
     )
 
     def human(c: Console) -> None:
@@ -174,7 +226,7 @@ def review_cmd(ctx: CliContext, args: argparse.Namespace) -> int:
         c.print(f"[bold]Anomalies[/] : {len(page.anomalies)}")
         for a in page.anomalies:
             who = f" · {a.agent}" if a.agent else ""
-            ident = f" · identité n° {a.identity_id}" if a.identity_id is not None else ""
+            ident = f" · {a.subject}" if a.subject else ""
             c.print(f"  [red]![/] {a.label}{who}{ident} — {a.message}")
         c.print(f"[bold]Évènements[/] : {len(page.rows)} sur {page.total}")
         for r in page.rows:

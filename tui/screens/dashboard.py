@@ -208,9 +208,8 @@ class DashboardScreen(Screen[None], WorkerErrorsToApp):
     # -- export ------------------------------------------------------------------------------------
 
     def action_export(self) -> None:
-        default = Path.cwd() / f"tableau-de-bord-{today():%Y%m%d}.csv"
         self.app.push_screen(
-            ExportModal("Exporter le tableau de bord", default), callback=self._export_chosen
+            ExportModal("Exporter le tableau de bord", "tableau-de-bord"), callback=self._export_chosen
         )
 
     def _export_chosen(self, choice: tuple[str, Path] | None) -> None:
@@ -222,7 +221,13 @@ class DashboardScreen(Screen[None], WorkerErrorsToApp):
         actor = self.insdesk.actor
         assert actor is not None
         result = export_dashboard(
-            self.insdesk.services.db, actor=actor, fmt=cast(Any, fmt), out=path, by=by, since=since
+            self.insdesk.services.db,
+            actor=actor,
+            fmt=cast(Any, fmt),
+            out=path,
+            by=by,
+            since=since,
+            dialect="excel-fr",  # a CSV from the screens opens as is in French Excel
         )
         self.post_message(self.Exported(fmt, result.path, result.events))
 

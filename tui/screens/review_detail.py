@@ -4,9 +4,8 @@ French and, for an INSi call (or an INS attached from one), the raw request/resp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -24,51 +23,21 @@ from services.storage.models import AuditEvent
 from services.supervision import REVIEW_RIGHT
 from services.supervision.review import (
     ANOMALY_LABELS,
+    KIND_LABELS,
     InsiExchangeView,
     _patients,
+    document_labels,
     insi_exchange,
-    outcome_of,
     summarize,
 )
 from services.users import require
+from tui.audit_text import OPERATIONS, detail_fields, outcome_words
 from tui.format import fr_datetime
-from tui.screens.review_log import KIND_LABELS
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
-
-FIELD_LABELS: dict[str, str] = {
-    "from": "Statut avant",
-    "to": "Statut après",
-    "event": "Évènement",
-    "reason": "Motif",
-    "channel": "Canal de saisie",
-    "status": "Statut",
-    "document_type": "Type de pièce",
-    "expires": "Expire le",
-    "flag": "Attribut",
-    "cr": "Code retour INSi",
-    "error_code": "Code d'erreur",
-    "operation": "Opération",
-    "duration_ms": "Durée (ms)",
-    "automatic": "Appel automatique",
-    "auth_mode": "Authentification",
-    "call_id": "Appel INSi n°",
-    "insi_call_id": "Appel INSi n°",
-    "traits_accepted": "Traits INSi acceptés",
-    "differences": "Différences",
-    "changes": "Modifications",
-    "strict": "Traits stricts",
-    "source": "Source",
-    "reverify": "Revérification",
-    "first_names_sent": "Prénoms envoyés",
-    "http_attempts": "Tentatives HTTP",
-    "http_status": "Statut HTTP",
-}
-_HIDDEN = {"identity_id", "message_id", "ins_returned", "matricule", "ins"}
-"""Identifiers and matricules: not shown on screen."""
 
 
 @dataclass(frozen=True)
@@ -82,38 +51,38 @@ class EventDetail:
     details: Mapping[str, Any]
     exchange: InsiExchangeView | None
     call_id: int | None
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "oui" if value else "non"
-    if value is None:
-        return "—"
-    if isinstance(value, Mapping | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    document_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def detail_text(d: EventDetail, reasons: tuple[str, ...]) -> Text:
+    """The event in plain French: no raw key, times in Europe/Paris, the patient named."""
     text = Text()
-    text.append(summarize(d.kind, d.details), style="bold")
+    text.append(summarize(d.kind, d.details, d.document_labels), style="bold")
     text.append("\n")
-    for label, value in (
-        ("Évènement n°", str(d.id)),
+    if d.patient:
+        patient = f"{d.patient} (identité n° {d.identity_id})"
+    elif d.identity_id is not None:
+        patient = f"identité n° {d.identity_id}"
+    else:
+        patient = "—"
+    head = [
         ("Date", fr_datetime(d.at)),
         ("Agent", d.agent or "—"),
-        ("Patient", f"{d.patient} (identité n° {d.identity_id})" if d.patient else "—"),
-        ("Issue", outcome_of(d.kind, d.details)),
-    ):
-        text.append(f"{label:<22}", style="dim")
+        ("Patient", patient),
+    ]
+    answer = outcome_words(d.kind, d.details)
+    if answer is not None:
+        head.append(("Réponse INSi", answer))
+    for label, value in head:
+        text.append(f"{label:<24}", style="dim")
         text.append(f"{value}\n")
     for reason in reasons:
         text.append(f"⚠ {ANOMALY_LABELS.get(reason, reason)}\n", style="bold red")
-    for key, value in d.details.items():
-        if key in _HIDDEN:
-            continue
-        text.append(f"{FIELD_LABELS.get(key, key):<22}", style="dim")
-        text.append(f"{_value(value)}\n")
+    for label, value in detail_fields(d.kind, d.details, d.document_labels):
+        if d.kind == audit.INSI_CALL and label == "Réponse INSi":
+            continue  # already in the heading
+        text.append(f"{label:<24}", style="dim")
+        text.append(f"{value}\n")
     return text
 
 
@@ -126,7 +95,7 @@ def exchange_text(d: EventDetail) -> Text:
     if x is None:
         text.append("Appel introuvable dans la base.\n", style="dim")
         return text
-    text.append(f"{x.operation} · {fr_datetime(x.at)} · CR {x.cr or '—'}")
+    text.append(f"{OPERATIONS.get(x.operation, x.operation)} · {fr_datetime(x.at)} · réponse {x.cr or '—'}")
     if x.error_code:
         text.append(f" · erreur {x.error_code}", style="red")
     if x.duration_ms is not None:
@@ -195,6 +164,7 @@ class ReviewDetailScreen(Screen[None], WorkerErrorsToApp):
             )
             call_id = raw_call if isinstance(raw_call, int) else None
             exchange = insi_exchange(session, call_id) if call_id is not None else None
+            labels = document_labels(session) if event.kind == audit.IDENTITY_PROOF_ADDED else {}
             detail = EventDetail(
                 id=event.id,
                 at=event.at,
@@ -205,6 +175,7 @@ class ReviewDetailScreen(Screen[None], WorkerErrorsToApp):
                 details=dict(details),
                 exchange=exchange,
                 call_id=call_id,
+                document_labels=labels,
             )
         self.post_message(self.Loaded(detail))
 

@@ -9,7 +9,7 @@ du, au, type, issue) is applied when Entrée is pressed in a box or a list chang
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -23,11 +23,13 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 from textual.widgets.data_table import ColumnKey
 
-from services.audit import log as audit
 from services.audit.log import ChainReport, verify_database
 from services.supervision import EXPORT_RIGHT, REVIEW_RIGHT
 from services.supervision.export import export_log
+from services.supervision.outfile import default_export_dir, proposed_path, resolve_in_export_dir
 from services.supervision.review import (
+    KIND_LABELS,
+    PARIS,
     REVIEW_KINDS,
     Anomaly,
     ReviewFilter,
@@ -50,18 +52,6 @@ PATIENT_W: Final = 16
 """The event column takes the rest of the width (its text is cut with « … »; Entrée shows it all)."""
 ALL: Final = "*"
 
-KIND_LABELS: Final[dict[str, str]] = {
-    audit.IDENTITY_CREATED: "Création",
-    audit.IDENTITY_EDITED: "Modification",
-    audit.IDENTITY_STATUS_CHANGED: "Changement de statut",
-    audit.IDENTITY_FLAG_SET: "Attribut posé",
-    audit.IDENTITY_FLAG_CLEARED: "Attribut retiré",
-    audit.IDENTITY_PROOF_ADDED: "Pièce d'identité",
-    audit.IDENTITY_DEQUALIFIED: "Déqualification",
-    audit.IDENTITY_INS_ATTACHED: "INS rattaché",
-    audit.IDENTITY_INS_INVALIDATED: "INS invalidé",
-    audit.INSI_CALL: "Appel INSi",
-}
 OUTCOME_LABELS: Final[dict[str, str]] = {
     "00": "00 trouvée",
     "01": "01 aucune",
@@ -352,7 +342,8 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         shown_anomalies = page.anomalies if self.page_offset == 0 else []
         for i, anomaly in enumerate(shown_anomalies):
             key = f"a{i}"
-            self._selection[key] = Selected(anomaly.event_ids[-1], (anomaly.kind,))
+            if anomaly.event_ids:
+                self._selection[key] = Selected(anomaly.event_ids[-1], (anomaly.kind,))
             table.add_row(*self._anomaly_cells(anomaly), key=key)
         for row in page.rows:
             key = f"e{row.id}"
@@ -363,12 +354,21 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         self.query_one("#review-status", Static).update(self._status_line())
 
     def _anomaly_cells(self, anomaly: Anomaly) -> tuple[Text, ...]:
+        """The patient's name in the patient column (« ⚠ anomalie » when none is concerned) and,
+        in the event column, the anomaly, the identity number and what happened."""
         style = "bold red"
+        who = f"⚠ {anomaly.patient}" if anomaly.patient else "⚠ anomalie"
+        subject = f" · identité n° {anomaly.identity_id}" if anomaly.identity_id is not None else ""
         return (
             Text(short_at(anomaly.at), style=style),
             Text(clip(anomaly.agent or "—", AGENT_W), style=style),
-            Text("⚠ anomalie", style=style),
-            Text(f"{anomaly.label} : {anomaly.message}", style=style, overflow="ellipsis", no_wrap=True),
+            Text(clip(who, PATIENT_W), style=style),
+            Text(
+                f"{anomaly.label}{subject} : {anomaly.message}",
+                style=style,
+                overflow="ellipsis",
+                no_wrap=True,
+            ),
         )
 
     def _row_cells(self, row: ReviewRow) -> tuple[Text, ...]:
@@ -425,17 +425,16 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
 
         chosen = self.selected()
         if chosen is None:
-            self.notify("Aucun évènement sélectionné.", severity="warning")
+            self.notify("Aucun évènement à afficher pour cette ligne.", severity="warning")
             return
         self.app.push_screen(ReviewDetailScreen(chosen.event_id, chosen.reasons))
 
     # -- export ------------------------------------------------------------------------------------
 
     def action_export(self) -> None:
-        default = Path.cwd() / f"journal-identitovigilance-{date.today():%Y%m%d}.csv"
         note = "Agent et dates du filtre appliqués ; le type et l'issue ne le sont pas (journal complet)."
         self.app.push_screen(
-            ExportModal("Exporter le journal d'identitovigilance", default, note),
+            ExportModal("Exporter le journal d'identitovigilance", "journal-identitovigilance", note),
             callback=self._export_chosen,
         )
 
@@ -455,6 +454,7 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
             date_from=flt.date_from,
             date_to=flt.date_to,
             agent=flt.agent,
+            dialect="excel-fr",  # a CSV from the screens opens as is in French Excel
         )
         self.post_message(self.Exported(fmt, result.path, result.events))
 
@@ -468,17 +468,31 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         self._load(self.flt, self.page_offset)
 
 
+def home_relative(path: Path) -> str:
+    """``~/Documents/insdesk`` rather than the full path under the user's home."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 class ExportModal(ModalScreen[tuple[str, Path] | None]):
-    """Format (CSV/PDF) and file path; Entrée exports, Échap cancels."""
+    """Format (CSV/PDF) and file; Entrée exports, Échap cancels.
+
+    The proposed file is a new name in the exports folder (``default_export_dir``:
+    ``$INSDESK_EXPORT_DIR`` or ``~/Documents/insdesk``), never the current directory; a
+    relative name typed here is taken in that folder. CSV files are written for French Excel.
+    """
 
     BINDINGS = [
         Binding("escape", "cancel", "Annuler", id="export.cancel", tooltip="Fermer sans exporter"),
     ]
 
-    def __init__(self, title: str, default: Path, note: str = "") -> None:
+    def __init__(self, title: str, stem: str, note: str = "") -> None:
         super().__init__()
         self.title_text = title
-        self.default = default
+        self.folder = default_export_dir()
+        self.default = proposed_path(stem, "csv", now=datetime.now(PARIS), folder=self.folder)
         self.note = note
 
     def compose(self) -> ComposeResult:
@@ -487,7 +501,7 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
             with Horizontal(classes="export-row"):
                 yield Label("Format", classes="export-label")
                 yield Select[str](
-                    [("CSV", "csv"), ("PDF", "pdf")],
+                    [("CSV (Excel)", "csv"), ("PDF", "pdf")],
                     value="csv",
                     allow_blank=False,
                     compact=True,
@@ -495,7 +509,8 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
                 )
             with Horizontal(classes="export-row"):
                 yield Label("Fichier", classes="export-label")
-                yield Input(str(self.default), compact=True, id="export-path")
+                yield Input(self.default.name, compact=True, id="export-path")
+            yield Static(f"Dossier des exports : {home_relative(self.folder)}", id="export-folder")
             if self.note:
                 yield Static(self.note, id="export-note")
             yield Static("Entrée : exporter · Échap : annuler", id="export-keys")
@@ -506,8 +521,8 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
     @on(Select.Changed, "#export-format")
     def _format_changed(self, event: Select.Changed) -> None:
         box = self.query_one("#export-path", Input)
-        path = Path(box.value.strip() or str(self.default))
-        box.value = str(path.with_suffix(f".{event.value}"))
+        name = box.value.strip() or self.default.name
+        box.value = str(Path(name).with_suffix(f".{event.value}"))
         box.focus()
 
     @on(Input.Submitted, "#export-path")
@@ -516,7 +531,7 @@ class ExportModal(ModalScreen[tuple[str, Path] | None]):
         if not text:
             self.notify("Indiquez le fichier à écrire.", severity="warning")
             return
-        path = Path(text).expanduser()
+        path = resolve_in_export_dir(text, folder=self.folder)
         if not path.parent.is_dir():
             self.notify(f"Le dossier {path.parent} n'existe pas.", title="Export", severity="warning")
             return
