@@ -17,6 +17,7 @@ from services.errors import AuthenticationFailed, InsdeskError, InvalidData
 from services.storage.db import Database, resolve_database_url
 from services.users import Actor, Right, require
 from services.users import login as login_user
+from services.wiring import DeskServices, build_services
 
 
 @dataclass
@@ -59,6 +60,7 @@ class CliContext:
     out: Output
     _db: Database | None = None
     _actor: Actor | None = None
+    _services: DeskServices | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CliContext:
@@ -73,6 +75,14 @@ class CliContext:
         if self._db is None:
             self._db = Database(resolve_database_url(self.db_url_option))
         return self._db
+
+    @property
+    def services(self) -> DeskServices:
+        """The services of this installation from its configuration (``services.wiring``): the
+        same place builds them for the TUI, the commands and the demo."""
+        if self._services is None:
+            self._services = build_services(self.db)
+        return self._services
 
     def actor(self, right: Right | None = None) -> Actor:
         """Authenticates the acting user (``--as`` / INSDESK_USER, INSDESK_PASSWORD or a prompt)."""
@@ -97,6 +107,10 @@ class CliContext:
         return self._actor
 
     def close(self) -> None:
+        if self._services is not None:
+            while self._services.on_close:
+                self._services.on_close.pop()()
+            self._services = None
         if self._db is not None:
             self._db.dispose()
             self._db = None

@@ -91,12 +91,13 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         Binding("pageup", "cursor(-10)", show=False, id="home.pageup", tooltip="Dix identités plus haut"),
         Binding("pagedown", "cursor(10)", show=False, id="home.pagedown", tooltip="Dix identités plus bas"),
         Binding(
-            "f11",
+            "f11,ctrl+d",
             "scan_datamatrix",
             "DataMatrix",
             id="home.datamatrix",
             tooltip="Scanner un DataMatrix",
             show=False,
+            priority=True,  # ctrl+d: « supprimer à droite » in the search box otherwise (Suppr does it)
         ),
     ]
 

@@ -1,4 +1,9 @@
-"""Login: user and password; the role decides what is shown next."""
+"""Login: user and password; the role decides what is shown next.
+
+The same screen locks the desk (^X, or after the idle time of ``desk.lock_minutes``): the locked
+agent's password resumes their session as they left it; another agent's login closes it (what
+was not saved is lost, the screen says so) and opens theirs. The demo shows its accounts here.
+"""
 
 from __future__ import annotations
 
@@ -20,17 +25,43 @@ if TYPE_CHECKING:
 
 
 class LoginScreen(Screen[None], WorkerErrorsToApp):
+    HELP_TITLE = "Connexion : touches"
+
+    def __init__(
+        self, *, locked: Actor | None = None, reason: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__()
+        self.locked = locked
+        self.reason = reason
+        self.hint = hint
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="login-box"):
-            yield Static("Connexion", id="login-title")
+            if self.locked is None:
+                yield Static("Connexion", id="login-title")
+            else:
+                why = f" ({self.reason})" if self.reason else ""
+                yield Static(f"Poste verrouillé{why}", id="login-title")
+                yield Static(
+                    f"Session de {self.locked.login} : son mot de passe la reprend telle quelle. "
+                    "Un autre identifiant la ferme (ce qui n'est pas enregistré est perdu).",
+                    id="login-locked",
+                )
             yield Label("Identifiant")
-            yield Input(id="login", placeholder="ex. accueil1")
+            yield Input(self.locked.login if self.locked else "", id="login", placeholder="ex. accueil1")
             yield Label("Mot de passe")
             yield Input(id="password", password=True)
             yield Static("", id="login-message")
-            yield Button("Se connecter", variant="primary", id="login-submit")
+            yield Button(
+                "Se connecter" if self.locked is None else "Reprendre", variant="primary", id="login-submit"
+            )
+        if self.hint:
+            yield Static(self.hint, id="login-hint")
         yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#password" if self.locked else "#login", Input).focus()
 
     @property
     def insdesk(self) -> InsdeskApp:
