@@ -626,7 +626,7 @@ def desk_status(services: DeskServices, *, timeout: float = 3.0) -> DeskStatus:
         if check.status == FAILED:
             service = check.data.get("service")
             reader_label = (
-                "service PC/SC absent ✗"
+                "PC/SC absent ✗"
                 if service == "absent"
                 else "aucun lecteur branché ✗"
                 if service == "pcscd" and not names

@@ -174,7 +174,7 @@ class LogSetup:
 
 
 _HANDLER_NAME = "insdesk-application-log"
-_QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "asyncio", "PIL", "fontTools", "saxonche", "pint")
+_QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "PIL", "fontTools", "saxonche", "pint", "alembic")
 _current: LogSetup | None = None
 
 

@@ -143,7 +143,7 @@ async def test_insdesk_without_insi_nor_pcscd_says_what_is_missing(
         await login(pilot)
         await settle(pilot)
         status = _status(app)
-        assert "INSi : non configuré" in status and "Lecteur : service PC/SC absent ✗" in status, status
+        assert "INSi : non configuré" in status and "Lecteur : PC/SC absent ✗" in status, status
         await pilot.press("f4")
         await settle(pilot)
         assert any("Service INSi non configuré" in n.message for n in app._notifications)

@@ -79,12 +79,7 @@ class InsdeskApp(App[None]):
         ),
         Binding("f4,ctrl+o", "insi", "INSi", id="app.insi", tooltip="Interroger le téléservice INSi"),
         Binding(
-            "f5,ctrl+e",
-            "proof",
-            "Pièce",
-            id="app.proof",
-            tooltip="Enregistrer la pièce d'identité vérifiée",
-            priority=True,  # ctrl+e: « fin de ligne » of a field otherwise (the End key does it)
+            "f5,ctrl+e", "proof", "Pièce", id="app.proof", tooltip="Enregistrer la pièce d'identité vérifiée"
         ),
         Binding("f6,ctrl+y", "history", "Historique", id="app.history", tooltip="Historique de l'identité"),
         Binding(
@@ -139,6 +134,7 @@ class InsdeskApp(App[None]):
             id="app.lock",
             tooltip="Verrouiller le poste ou changer d'utilisateur",
             priority=True,  # ctrl+x: « couper » in a field otherwise
+            show=False,
         ),
         Binding(
             "ctrl+k",
@@ -147,6 +143,7 @@ class InsdeskApp(App[None]):
             id="app.configuration",
             tooltip="Configuration de l'installation (administrateur)",
             priority=True,  # ctrl+k: « effacer jusqu'à la fin » in a field otherwise
+            show=False,
         ),
         Binding("ctrl+q", "quit", "Quitter", id="app.quit", tooltip="Quitter insdesk", priority=True),
     ]
@@ -403,9 +400,18 @@ class InsdeskApp(App[None]):
         context = self.identity_context()
         return context.current_identity() if context is not None else None
 
-    def _identity_or_warn(self) -> IdentitySummary | None:
+    def _identity_or_warn(self, retry: str | None = None) -> IdentitySummary | None:
+        """The identity in front of the agent; None with a warning when there is none. When the
+        selected row's identity is still loading (keys typed quickly: « adrtrois » then F4), the
+        action ``retry`` runs once it is loaded instead."""
         summary = self.current_identity()
         if summary is None:
+            context = self.identity_context()
+            loading = getattr(context, "identity_loading", None)
+            if retry is not None and callable(loading) and loading():
+                action = getattr(self, f"action_{retry}")
+                context.after_identity_loaded(action)  # type: ignore[union-attr]
+                return None
             self.notify(
                 "Sélectionnez d'abord une identité (ou enregistrez celle en cours de saisie).",
                 title="Aucune identité",
@@ -477,7 +483,7 @@ class InsdeskApp(App[None]):
         """The INSi flow (F4) on the identity in front of the agent (may be None: a warning)."""
         from tui.screens.insi_screen import InsiScreen
 
-        summary = summary if summary is not None else self._identity_or_warn()
+        summary = summary if summary is not None else self._identity_or_warn("insi")
         if summary is not None:
             self.push_screen(InsiScreen(summary), callback=self.identity_changed)
 
@@ -493,14 +499,14 @@ class InsdeskApp(App[None]):
     def action_proof(self) -> None:
         from tui.screens.proof_modal import ProofModal
 
-        summary = self._identity_or_warn()
+        summary = self._identity_or_warn("proof")
         if summary is not None:
             self.push_screen(ProofModal(summary), callback=self.identity_changed)
 
     def action_flags(self) -> None:
         from tui.screens.flags_modal import FlagsModal
 
-        summary = self._identity_or_warn()
+        summary = self._identity_or_warn("flags")
         if summary is not None:
             self.push_screen(FlagsModal(summary), callback=self.identity_changed)
 
@@ -509,7 +515,7 @@ class InsdeskApp(App[None]):
 
         if isinstance(self.screen, HistoryScreen):
             return
-        summary = self._identity_or_warn()
+        summary = self._identity_or_warn("history")
         if summary is not None:
             self.push_screen(HistoryScreen(summary))
 

@@ -22,13 +22,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from services.doctor import FAILED, NOT_CHECKED, NOT_CONFIGURED, OK, WARNING, DoctorReport, run_doctor
 from services.insi.settings import SETTING_KEYS as INSI_KEYS
 from services.wiring import Configuration, read_configuration, save_settings
 from tui.commands.doctor import SECTION_TITLES, facts_lines
 from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.status_bar import StatusBar
 
@@ -131,7 +132,7 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
                         id=field_id(key), placeholder=placeholder, compact=True, select_on_focus=False
                     )
         yield Static("", id="config-status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self._load()

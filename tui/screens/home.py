@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -19,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
 from services.errors import InvalidData
@@ -34,6 +35,7 @@ from tui.screens.identity_form import IdentityFormScreen
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import status_cell
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.identity_card import IdentityCard
 from tui.widgets.status_bar import StatusBar
@@ -97,7 +99,6 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             id="home.datamatrix",
             tooltip="Scanner un DataMatrix",
             show=False,
-            priority=True,  # ctrl+d: « supprimer à droite » in the search box otherwise (Suppr does it)
         ),
     ]
 
@@ -119,6 +120,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         super().__init__()
         self._summary: IdentitySummary | None = None
         self._loading_id: int | None = None
+        self._when_loaded: list[Callable[[], None]] = []
         self._scan_message: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -138,7 +140,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
                 yield table
                 yield Static("", id="search-status")
             yield IdentityCard(id="side-pane")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     @property
     def insdesk(self) -> InsdeskApp:
@@ -371,8 +373,22 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             self._loading_id = None
         if event.summary.id == self._selected_id():
             self._set_summary(event.summary)
+            callbacks, self._when_loaded = self._when_loaded, []
+            for callback in callbacks:
+                callback()
+
+    def identity_loading(self) -> bool:
+        """The selected row's identity is being loaded (its summary is not there yet)."""
+        selected = self._selected_id()
+        return selected is not None and self._loading_id == selected
+
+    def after_identity_loaded(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (an action typed ahead: F4, F5…) once the selected identity is loaded."""
+        self._when_loaded = [callback]
 
     def _set_summary(self, summary: IdentitySummary | None) -> None:
+        if summary is None:
+            self._when_loaded = []
         self._summary = summary
         self.query_one(IdentityCard).show(summary)
 

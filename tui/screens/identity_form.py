@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -34,6 +34,7 @@ from tui.screens.lookalike_modal import LookAlikeChoice, LookAlikeModal
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import FlagTags, StatusBadge
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.status_bar import StatusBar
 
@@ -225,7 +226,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             yield Static("Identifiant local", classes="form-section")
             yield from self._field("local_id")
         yield Static("", id="form-status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def _field(self, name: str) -> ComposeResult:
         label, placeholder = FIELD_TEXT[name]

@@ -30,7 +30,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Footer, LoadingIndicator, Static
+from textual.widgets import LoadingIndicator, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from services.errors import ConcurrentUpdate, InsdeskError
@@ -44,6 +44,7 @@ from tui.format import STATUS_WORDS, fr_date, ins_text
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import StatusBadge
+from tui.widgets.desk_footer import DeskFooter
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
@@ -224,7 +225,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             yield Static("", id="insi-compare")
             yield Static("", id="insi-advice")
             yield Static("", id="insi-keys")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self._start()

@@ -13,12 +13,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Header, Input, Label, Static
 
 from services.errors import AuthenticationFailed
 from services.users import Actor
 from services.users import login as login_user
 from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_footer import DeskFooter
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
@@ -58,7 +59,7 @@ class LoginScreen(Screen[None], WorkerErrorsToApp):
             )
         if self.hint:
             yield Static(self.hint, id="login-hint")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self.query_one("#password" if self.locked else "#login", Input).focus()
