@@ -27,8 +27,21 @@ _WIDGET_KEYS: dict[str, tuple[KeyHelp, ...]] = {
     ),
     "IdentityFormScreen": (
         KeyHelp("Tab ⇧Tab", "Champ suivant", "Chaque champ est vérifié en le quittant"),
-        KeyHelp("Entrée", "Valider le champ", "Passe au champ suivant ; au lieu de naissance, choisit"),
-        KeyHelp("↑ ↓", "Lieu de naissance", "Parcourir les communes et pays proposés"),
+        KeyHelp(
+            "Entrée",
+            "Valider le champ",
+            "Passe au champ suivant ; au lieu de naissance, prend le lieu en surbrillance",
+        ),
+        KeyHelp(
+            "↑ ↓",
+            "Lieu de naissance",
+            "Parcourir les communes et pays proposés (ailleurs : champ précédent / suivant)",
+        ),
+        KeyHelp(
+            "150390",
+            "Date de naissance",
+            "JJ/MM/AAAA, JJMMAAAA, JJMMAA (siècle jamais dans le futur : 1990), MM/AAAA, AAAA",
+        ),
     ),
 }
 

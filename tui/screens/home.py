@@ -121,6 +121,9 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         self._summary: IdentitySummary | None = None
         self._loading_id: int | None = None
         self._when_loaded: list[Callable[[], None]] = []
+        self._shown_query: str | None = None
+        """The query whose results the table shows."""
+        self._open_when_shown: str | None = None
         self._scan_message: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -183,6 +186,10 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
     def _submitted(self, event: Input.Submitted) -> None:
         if looks_like_datamatrix(event.value):
             self._scanned(event.value)
+            return
+        if event.value.strip() and self._shown_query != event.value:
+            # Entrée typed before the results of what was typed: open the first one when they come.
+            self._open_when_shown = event.value
             return
         self.action_open_selected()
 
@@ -278,6 +285,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
 
     @on(ResultsReady)
     def _show(self, event: ResultsReady) -> None:
+        self._shown_query = event.query
         table = self.table
         selected = self._summary.id if self._summary is not None else None
         table.clear()
@@ -313,6 +321,10 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             self._select(ids[table.cursor_row], reload=True)
         else:
             self._set_summary(None)
+        if self._open_when_shown is not None:
+            wanted, self._open_when_shown = self._open_when_shown, None
+            if wanted == event.query and event.query == self.search_input.value:
+                self.action_open_selected()
 
     # -- selection ---------------------------------------------------------------------------
 

@@ -28,8 +28,11 @@ from services.identity.birthplace import load_cog
 from services.identity.traits import check_traits, check_used_name
 from services.storage.models import CaptureChannel
 from services.users import Right
+from tui.dates import HINT as DATE_HINT
+from tui.dates import iso_or_text, read_birth_date, unrecognised_message
 from tui.format import STATUS_WORDS, fr_date
 from tui.lookalikes import LookAlike, candidates, find_lookalikes
+from tui.places import search_places
 from tui.screens.lookalike_modal import LookAlikeChoice, LookAlikeModal
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
@@ -50,7 +53,7 @@ FIELD_TEXT: dict[str, tuple[str, str]] = {
     "first_names": ("Prénoms de naissance", "tous, dans l'ordre de la pièce"),
     "first_name": ("Premier prénom", "vide : le premier de la liste"),
     "sex": ("Sexe", "M ou F"),
-    "birth_date": ("Date de naissance", "JJ/MM/AAAA, MM/AAAA ou AAAA"),
+    "birth_date": ("Date de naissance", DATE_HINT),
     "birthplace": ("Lieu de naissance", "commune ou pays : nom ou code INSEE"),
     "used_name": ("Nom utilisé", "si différent du nom de naissance"),
     "used_first_name": ("Prénom utilisé", "si différent"),
@@ -65,7 +68,6 @@ _PLACEHOLDER = {
     "birth_date": "2000-01-01",
 }
 PLACE_DEBOUNCE_S = 0.15
-PLACE_LIMIT = 8
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,17 @@ class FieldResult:
 
 def _parse_birth(text: str) -> BirthDate | None:
     try:
-        return BirthDate.parse(text)
+        return BirthDate.parse(iso_or_text(text))
     except InvalidData:
         return None
+
+
+def for_services(values: dict[str, str]) -> dict[str, str]:
+    """The form's values as the services read them (the birth date typed the French way → ISO)."""
+    out = dict(values)
+    if "birth_date" in out:
+        out["birth_date"] = iso_or_text(out["birth_date"])
+    return out
 
 
 def birth_date_input(value: BirthDate) -> str:
@@ -111,13 +121,18 @@ def check_field(name: str, values: dict[str, str]) -> FieldResult:
         return FieldResult()
     if name == "birthplace" and not value.strip():
         return FieldResult()
+    typed_date = None
+    if name == "birth_date":
+        typed_date = read_birth_date(value)
+        if typed_date is None and value.strip():
+            return FieldResult((unrecognised_message(value),))
     given = dict(_PLACEHOLDER)
-    given[name] = value
+    given[name] = typed_date.iso if typed_date is not None else value
     if name == "first_name":
         given["first_names"] = values.get("first_names", "") or "A"
     if name == "birthplace":
         given["birth_date"] = (
-            values.get("birth_date", "") if _parse_birth(values.get("birth_date", "")) else ""
+            iso_or_text(values.get("birth_date", "")) if _parse_birth(values.get("birth_date", "")) else ""
         )
     result = check_traits(
         birth_name=given["birth_name"],
@@ -137,7 +152,7 @@ def check_field(name: str, values: dict[str, str]) -> FieldResult:
             "first_names": traits.first_names_text,
             "first_name": traits.first_name,
             "sex": traits.sex,
-            "birth_date": value.strip(),
+            "birth_date": typed_date.shown if typed_date is not None else value.strip(),
             "birthplace": traits.birthplace or "",
         }[name]
     return FieldResult(errors, warnings, normalized)
@@ -203,6 +218,10 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self._touched: set[str] = set()
         self._programmatic: dict[str, str] = {}
         self._leave_armed = False
+        self._options_for: str | None = None
+        """The birthplace text the list of places was found for."""
+        self._pending_place_moves = 0
+        """↑/↓ pressed before the list for the typed text was shown: applied when it is."""
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -367,6 +386,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             self._set_value(name, event.value.upper())
         if name == "birthplace":
             self._show_place("")
+            self._pending_place_moves = 0
             if event.value.strip():
                 self._search_places(event.value, self.input("birth_date").value, PLACE_DEBOUNCE_S)
             else:
@@ -399,8 +419,9 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
                 result.normalized is not None
                 and result.normalized != typed
                 and self.input(name).value == typed
-                and name != "birth_date"
             ):
+                # The stored spelling replaces what was typed: « claire » → CLAIRE, « 150390 » →
+                # 15/03/1990 (the century chosen is seen before saving).
                 self._set_value(name, result.normalized)
 
     def _show_field(self, name: str, result: FieldResult) -> None:
@@ -423,29 +444,25 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         if worker.is_cancelled:
             return
         born = _parse_birth(birth_date)
-        at = born.value if born is not None else None
-        places = load_cog().search(text, at=at, limit=PLACE_LIMIT)
-        options = []
-        for place in places:
-            label = f"{place.code}  {place.name}"
-            if place.is_country:
-                label += " (pays)"
-            if at is not None and not place.valid_at(at):
-                label += f" — {place.describe_period()}"
-            options.append((place.code, label))
+        options = search_places(text, born.value if born is not None else None)
         if not worker.is_cancelled:
-            self.post_message(self.PlacesFound(text, options))
+            self.post_message(self.PlacesFound(text, [(o.code, o.label) for o in options]))
 
     @on(PlacesFound)
     def _places_found(self, event: PlacesFound) -> None:
         if event.query != self.input("birthplace").value:
             return
+        self._show_options(event.query, event.options)
+
+    def _show_options(self, query: str, found: list[tuple[str, str]]) -> None:
         options = self.query_one("#place-options", PlaceOptions)
         options.clear_options()
-        options.add_options([Option(label, id=code) for code, label in event.options])
-        options.display = bool(event.options) and self.focused is self.input("birthplace")
-        if event.options:
-            options.highlighted = 0
+        options.add_options([Option(label, id=code) for code, label in found])
+        self._options_for = query
+        options.display = bool(found) and self.focused is self.input("birthplace")
+        if found:
+            moves, self._pending_place_moves = self._pending_place_moves, 0
+            options.highlighted = max(0, min(len(found) - 1, moves))
 
     def _hide_places(self) -> None:
         options = self.query_one("#place-options", PlaceOptions)
@@ -457,8 +474,17 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         place.display = bool(text)
 
     def _pick_place(self) -> bool:
+        """Entrée in the birthplace field: the highlighted place (the list for what is typed now,
+        searched at once if the typed-ahead search has not answered yet) replaces the text."""
+        field = self.input("birthplace")
+        text = field.value
         options = self.query_one("#place-options", PlaceOptions)
-        if not options.display or options.highlighted is None or options.option_count == 0:
+        if text.strip() and self._options_for != text:
+            born = _parse_birth(self.input("birth_date").value)
+            found = search_places(text, born.value if born is not None else None)  # in memory, < 1 ms
+            self.workers.cancel_group(self, "places")
+            self._show_options(text, [(o.code, o.label) for o in found])
+        if options.highlighted is None or options.option_count == 0 or self._options_for != text:
             return False
         option = options.get_option_at_index(options.highlighted)
         code = option.id or ""
@@ -466,6 +492,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self._touched.add("birthplace")
         self._show_place(str(option.prompt).split("  ", 1)[-1])
         self._hide_places()
+        self._options_for = None
         return True
 
     @on(OptionList.OptionSelected, "#place-options")
@@ -474,15 +501,26 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self._check(self.values(), ("birthplace",))
 
     def action_move(self, delta: int) -> None:
+        """↑/↓: in the birthplace field with a place typed, they move the list's highlight (never
+        the form, even before the list is shown); elsewhere, the previous or next field."""
+        field = self.input("birthplace")
         options = self.query_one("#place-options", PlaceOptions)
-        if self.focused is self.input("birthplace") and options.display and options.option_count:
-            current = options.highlighted or 0
-            options.highlighted = max(0, min(options.option_count - 1, current + delta))
+        if self.focused is field and field.value.strip() and field.value != self._picked_code():
+            if options.display and options.option_count and self._options_for == field.value:
+                current = options.highlighted or 0
+                options.highlighted = max(0, min(options.option_count - 1, current + delta))
+            else:
+                self._pending_place_moves = max(0, self._pending_place_moves + delta)
             return
         if delta > 0:
             self.focus_next()
         else:
             self.focus_previous()
+
+    def _picked_code(self) -> str | None:
+        """The code the field holds after a pick (the list is not offered again for it)."""
+        text = self.query_one("#place-name", Static)
+        return self.input("birthplace").value if text.display else None
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -543,14 +581,15 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
                 self.SaveRefused("Rien n'est enregistré : corrigez les champs signalés en rouge.")
             )
             return
+        svc = for_services(values)  # the birth date as the services read it (ISO)
         if identity_id is None:
             check = check_traits(
-                birth_name=values["birth_name"],
-                first_names=values["first_names"],
-                first_name=values["first_name"] or None,
-                sex=values["sex"],
-                birth_date=values["birth_date"],
-                birthplace=values["birthplace"] or None,
+                birth_name=svc["birth_name"],
+                first_names=svc["first_names"],
+                first_name=svc["first_name"] or None,
+                sex=svc["sex"],
+                birth_date=svc["birth_date"],
+                birthplace=svc["birthplace"] or None,
             )
             if not check.valid or check.normalized is None:
                 all_results = {
@@ -583,7 +622,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             return
         changes: dict[str, Any] = {}
         for name in changed:
-            value = values[name].strip()
+            value = svc[name].strip()
             changes[name] = (
                 value if value or name in ("birth_name", "first_names", "sex", "birth_date") else None
             )
