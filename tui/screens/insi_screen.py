@@ -60,6 +60,11 @@ TRAIT_LABELS: dict[str, str] = {
     "birthplace": "Lieu de naissance",
 }
 
+CANCELLED_TEXT = (
+    "Interrogation INSi annulée : la demande déjà partie ne peut pas être rappelée. Si l'INSi y répond "
+    "encore par une identité aux mêmes traits, l'INS sera rattaché et vous serez prévenu ; sinon rien ne "
+    "change. L'appel est tracé comme annulé par l'agent."
+)
 RETRY_YES = "Réessayer a un sens : R pour relancer l'interrogation (ou plus tard)."
 RETRY_CHANGED = "R : relancer l'interrogation INSi sur l'identité à jour."
 RETRY_NO = (
@@ -208,6 +213,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.retryable = False
         self.changed: IdentitySummary | None = None
         self.result: QualifyResult | None = None
+        self._client: Any = None
 
     @property
     def insdesk(self) -> InsdeskApp:
@@ -281,6 +287,9 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         try:
             check_qualify_allowed(db, actor=actor, identity_id=identity_id)
             with insi_client(app.services.insi, actor) as client:
+                self._client = client  # Échap tells it (cancel): recorded as cancelled by the agent
+                if worker.is_cancelled and hasattr(client, "cancel"):
+                    client.cancel()
                 result = qualify_with_insi(db, actor=actor, identity_id=identity_id, client=client)
         except InsiError as err:
             if not worker.is_cancelled:
@@ -446,7 +455,10 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     def action_cancel(self) -> None:
         if self.phase is Phase.CALLING:
             self.workers.cancel_group(self, "insi")
-            self.notify("Interrogation INSi annulée.", title="INSi", severity="warning")
+            client = self._client
+            if client is not None and hasattr(client, "cancel"):
+                client.cancel()
+            self.notify(CANCELLED_TEXT, title="INSi", severity="warning", timeout=10)
             self.dismiss(self.changed)
 
     def action_reject(self) -> None:
