@@ -204,7 +204,7 @@ async def test_differences_side_by_side_accepted_with_enter(demo_db: Database, i
         assert "≠" in row and "LEFEBVRE" in row and "LEFEVRE" in row  # marked, not colour alone
         same = next(line for line in compare.splitlines() if "Sexe" in line)
         assert "≠" not in same
-        assert "1 trait(s) diffèrent (nom de naissance)" in _text(app, "#insi-headline")
+        assert "1 trait diffère (nom de naissance)" in _text(app, "#insi-headline")
         assert "pièce d'identité" in _text(app, "#insi-advice")
         assert _identity(demo_db, "LEFEBVRE").status == "PROV"  # nothing changed yet
         assert _calls(demo_db, ident) == 1

@@ -16,6 +16,7 @@ attached as the service rules — the desk then says so, :class:`LateInsiAnswer`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from services.identity.traits import StrictTraits
 from services.insi.errors import InsiError
 from services.insi.qualify import QualifyResult, check_qualify_allowed, qualify_with_insi
 from services.users import Actor
-from tui.format import STATUS_WORDS, fr_date, ins_text
+from tui.format import STATUS_WORDS, fr_date, ins_text, plural
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import StatusBadge
@@ -65,12 +66,19 @@ CANCELLED_TEXT = (
     "encore par une identité aux mêmes traits, l'INS sera rattaché et vous serez prévenu ; sinon rien ne "
     "change. L'appel est tracé comme annulé par l'agent."
 )
-RETRY_YES = "Réessayer a un sens : R pour relancer l'interrogation (ou plus tard)."
-RETRY_CHANGED = "R : relancer l'interrogation INSi sur l'identité à jour."
-RETRY_NO = (
-    "Réessayer ne changera rien tant que la cause n'est pas corrigée : l'identité reste dans son "
-    "statut actuel ; prévenez le référent informatique si cela persiste."
-)
+RETRY_YES = "R : interroger l'INSi à nouveau (maintenant ou plus tard)."
+RETRY_CHANGED = "R : interroger l'INSi à nouveau sur l'identité à jour."
+RETRY_NO = "L'identité reste dans son statut actuel ; prévenez le référent informatique si cela persiste."
+_SERVER_TEXT = re.compile(r"\s*\(erreur INSi ([^\s:()]+) : « .*? »\)", re.DOTALL)
+
+
+def fault_advice(message: str, retryable: bool) -> str:
+    """What the desk says after an INSi failure: the service's French message — whose own advice
+    says whether to try again —, the fault code without the server's free text (which may say
+    the opposite: « veuillez réessayer » on a fault where retrying is useless; it stays in the
+    technical details), then one line: the key to try again, or what stays as it is."""
+    cleaned = _SERVER_TEXT.sub(r" (erreur INSi \1)", message).strip()
+    return f"{cleaned}\n\n{RETRY_YES if retryable else RETRY_NO}"
 
 
 @contextmanager
@@ -343,8 +351,8 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             names = ", ".join(TRAIT_LABELS.get(f, f).lower() for f in sorted(differing, key=_trait_order))
             self._compare(comparison_table(event.local, event.insi, differing))
             self._show(
-                f"Réponse {result.cr} : identité trouvée, mais {len(differing)} trait(s) "
-                f"diffèrent ({names}).",
+                f"Réponse {result.cr} : identité trouvée, mais {len(differing)} "
+                f"{plural(len(differing), 'trait diffère', 'traits diffèrent')} ({names}).",
                 (result.advice or "") + tried,
             )
             self._set_phase(
@@ -366,7 +374,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         advice = event.message
         if event.kind == "insi":
             self.insdesk.insi_label = "en erreur" if not event.retryable else "injoignable"
-            advice = f"{event.message}\n\n{RETRY_YES if event.retryable else RETRY_NO}"
+            advice = fault_advice(event.message, event.retryable)
             headline = f"{event.title} : l'identité n'est pas modifiée."
         elif event.kind == "changed":
             headline = "Identité modifiée sur un autre poste pendant l'interrogation : rien n'est enregistré."
