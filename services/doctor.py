@@ -588,6 +588,25 @@ class DeskStatus:
     reader_ok: bool | None
 
 
+def doctor_for(services: DeskServices, *, test_connection: bool = True) -> DoctorReport:
+    """:func:`run_doctor` on what ``services`` were built from (its environment, the demo's
+    explicit INSi endpoint and reader)."""
+    config = services.configuration
+    endpoint = (
+        config.insi_endpoint if config is not None and config.insi_endpoint_source == "option" else None
+    )
+    reader = None
+    if config is not None:
+        reader = "aucun" if config.reader_disabled else config.reader
+    return run_doctor(
+        services.db.url,
+        env=services.env,
+        insi_endpoint=endpoint,
+        reader=reader,
+        test_connection=test_connection,
+    )
+
+
 def _short_reader(name: str) -> str:
     return name if len(name) <= 24 else name[:23] + "…"
 
@@ -604,7 +623,7 @@ def desk_status(services: DeskServices, *, timeout: float = 3.0) -> DeskStatus:
         from services.insi.settings import load_insi_config
 
         try:
-            insi_config = load_insi_config(services.db, endpoint=config.insi_endpoint)
+            insi_config = load_insi_config(services.db, endpoint=config.insi_endpoint, env=services.env)
             if insi_config.uses_tls:
                 _facts, cert_status, _sentence = certificate_facts(insi_config)
                 if cert_status == FAILED:

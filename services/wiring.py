@@ -364,6 +364,8 @@ class DeskServices:
     login_hint: str | None = None
     """Shown on the login screen (the demo's accounts)."""
     sender_factory: Callable[[], ReportSender] | None = None
+    env: Mapping[str, str] | None = None
+    """The environment the configuration was read from (None: the process's)."""
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
     def sender(self) -> ReportSender:
@@ -447,4 +449,5 @@ def build_services(
         lock_minutes=config.lock_minutes,
         login_hint=login_hint,
         sender_factory=lambda: make_sender(config.outbox_kind, config.outbox_folder),
+        env=env,
     )

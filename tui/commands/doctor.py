@@ -16,6 +16,7 @@ from rich.table import Table
 from services.doctor import FAILED, NOT_CHECKED, NOT_CONFIGURED, OK, WARNING, DoctorReport, run_doctor
 from services.storage.db import resolve_database_url
 from tui.context import CliContext
+from tui.format import short_database
 
 SECTION_TITLES = {
     "database": "Base de données",
@@ -47,11 +48,13 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=doctor)
 
 
-def facts_lines(name: str, data: dict[str, Any]) -> list[str]:
-    """The facts of one section, for people (the screen and the terminal)."""
+def facts_lines(name: str, data: dict[str, Any], *, short: bool = False) -> list[str]:
+    """The facts of one section, for people (the terminal; ``short``: the screen, the database
+    named by its file or host)."""
     lines: list[str] = []
     if name == "database":
-        lines.append(f"URL : {data.get('url')}")
+        url = str(data.get("url"))
+        lines.append(f"Base : {short_database(url)}" if short else f"URL : {url}")
         if data.get("schema") or data.get("schema_expected"):
             lines.append(f"Schéma : {data.get('schema') or 'vide'} (attendu {data.get('schema_expected')})")
     elif name == "insi":

@@ -14,17 +14,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
-from services.doctor import FAILED, NOT_CHECKED, NOT_CONFIGURED, OK, WARNING, DoctorReport, run_doctor
+from services.doctor import (
+    FAILED,
+    NOT_CHECKED,
+    NOT_CONFIGURED,
+    OK,
+    STATUS_WORDS,
+    WARNING,
+    DoctorReport,
+    doctor_for,
+)
 from services.insi.settings import SETTING_KEYS as INSI_KEYS
 from services.wiring import Configuration, read_configuration, save_settings
 from tui.commands.doctor import SECTION_TITLES, facts_lines
@@ -67,22 +75,20 @@ def field_id(key: str) -> str:
     return "cfg-" + key.replace(".", "-")
 
 
-def report_table(report: DoctorReport) -> Table:
-    """One row per section: the mark, the title, the sentence and its facts."""
-    table = Table(show_header=False, box=None, pad_edge=False, expand=True)
-    table.add_column("", width=1, no_wrap=True)
-    table.add_column("", no_wrap=True)
-    table.add_column("", ratio=1)
+def section_widgets(report: DoctorReport) -> list[Static]:
+    """Per section: « ✓ Base de données » then its sentence and facts, indented under it."""
+    widgets: list[Static] = []
     for name, check in report.sections.items():
-        text = Text(check.message)
-        for line in facts_lines(name, check.data):
-            text.append("\n" + line, style="dim")
-        table.add_row(
-            Text(MARKS.get(check.status, "?"), style=f"bold {STYLES.get(check.status, '')}"),
-            Text(SECTION_TITLES.get(name, name), style="bold"),
-            text,
-        )
-    return table
+        title = Text()
+        title.append(MARKS.get(check.status, "?"), style=f"bold {STYLES.get(check.status, '')}")
+        title.append(f" {SECTION_TITLES.get(name, name)} ", style="bold")
+        title.append(f"({STATUS_WORDS.get(check.status, check.status)})", style="dim")
+        widgets.append(Static(title, classes="config-section", id=f"check-{name}"))
+        detail = Text(check.message)
+        for line in facts_lines(name, check.data, short=True):
+            detail.append("\n" + line, style="dim")
+        widgets.append(Static(detail, classes="config-detail"))
+    return widgets
 
 
 class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
@@ -123,7 +129,8 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
         yield StatusBar(id="status-bar")
         yield Static("Configuration de l'installation", id="config-title")
         with VerticalScroll(id="config"):
-            yield Static("Vérification en cours…", id="config-checks")
+            with Vertical(id="config-checks"):
+                yield Static("Vérification en cours…")
             yield Static("Réglages (^S : enregistrer ; chaque changement est tracé)", classes="form-section")
             for key, label, placeholder in editable_fields():
                 with Horizontal(classes="field-row"):
@@ -141,24 +148,33 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
     # -- the checks ---------------------------------------------------------------------------
 
     def action_check(self) -> None:
-        self.query_one("#config-checks", Static).update("Vérification en cours…")
+        self._status("Vérification en cours…")
         self._check()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="config-check")
     def _check(self) -> None:
-        report = run_doctor(self.insdesk.services.db.url)
+        report = doctor_for(self.insdesk.services)
         self.post_message(self.Checked(report))
 
     @on(Checked)
-    def _checked(self, event: Checked) -> None:
+    async def _checked(self, event: Checked) -> None:
         self.report = event.report
-        self.query_one("#config-checks", Static).update(report_table(event.report))
+        checks = self.query_one("#config-checks", Vertical)
+        await checks.remove_children()
+        await checks.mount_all(section_widgets(event.report))
+        failed = [SECTION_TITLES.get(n, n) for n, c in event.report.sections.items() if c.status == FAILED]
+        self._status(
+            "Tout ce qui est configuré répond."
+            if not failed
+            else "Ne répond pas ou ne peut pas fonctionner : " + ", ".join(failed) + ".",
+            error=bool(failed),
+        )
 
     # -- the settings -------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="config-load")
     def _load(self) -> None:
-        config: Configuration = read_configuration(self.insdesk.services.db)
+        config: Configuration = read_configuration(self.insdesk.services.db, env=self.insdesk.services.env)
         values = {key: config.settings.get(key, "") for key, _label, _ph in editable_fields()}
         self.post_message(self.Loaded(values))
 

@@ -77,6 +77,8 @@ class ResultsTable(DataTable[object]):
 
 
 class HomeScreen(Screen[None], WorkerErrorsToApp):
+    FOOTER_LESS = ("open_selected",)
+    """Left out of a short footer first (still in help and the palette)."""
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding(

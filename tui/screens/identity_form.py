@@ -171,12 +171,22 @@ class PlaceOptions(OptionList):
 
 
 class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
+    FOOTER_LESS = ("new_identity", "read_card")
+    """Left out of a short footer first (still in help and the palette)."""
     HELP_TITLE = "Fiche identité : touches"
     CAPTURE_CHANNEL: ClassVar[CaptureChannel] = CaptureChannel.MANUAL
     """How the traits of a new identity were captured (a prefilled form says its own channel)."""
     BINDINGS = [
         Binding("ctrl+s", "save", "Enregistrer", id="form.save", tooltip="Enregistrer l'identité"),
         Binding("escape", "back", "Retour", id="form.back", tooltip="Revenir à la recherche"),
+        Binding(
+            "f11,ctrl+d",
+            "show_datamatrix",
+            "DataMatrix",
+            id="form.datamatrix",
+            tooltip="Afficher le DataMatrix INS de l'identité qualifiée",
+            show=False,
+        ),
         Binding("up", "move(-1)", show=False, id="form.up", tooltip="Champ ou lieu précédent"),
         Binding("down", "move(1)", show=False, id="form.down", tooltip="Champ ou lieu suivant"),
     ]
@@ -231,6 +241,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             yield Static("Nouvelle identité" if self.identity_id is None else "Chargement…", id="form-title")
             yield StatusBadge(id="form-badge")
             yield FlagTags(id="form-flags")
+        yield Static("", id="form-ins")
         with VerticalScroll(id="form"):
             yield Static("Traits stricts (pièce d'identité en main)", classes="form-section")
             yield Static("", id="form-lock")
@@ -274,7 +285,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self.query_one("#form-badge", StatusBadge).set_status(None)
         self.query_one("#form-flags", FlagTags).set_flags(())
         self.query_one("#place-options", PlaceOptions).display = False
-        for wid in ("#place-name", "#form-lock"):
+        for wid in ("#place-name", "#form-lock", "#form-ins"):
             self.query_one(wid, Static).display = False
         for name in ALL_FIELDS:
             self.query_one(f"#m-{name}", Static).display = False
@@ -328,6 +339,16 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
     def _show_summary(self, summary: IdentitySummary) -> None:
         self.identity_id = summary.id
         self.query_one("#form-title", Static).update(f"Identité n°{summary.id} · {summary.title}")
+        ins = self.query_one("#form-ins", Static)
+        ins.display = bool(summary.ins)
+        if summary.ins:
+            usage = (
+                f"{summary.oid_label} · F11 : DataMatrix"
+                if summary.ins_usable
+                else "non transmissible tant que l'identité n'est pas qualifiée"
+            )
+            ins.update(f"INS {summary.ins} · {usage}")
+        self.refresh_bindings()
         self.query_one("#form-badge", StatusBadge).set_status(summary.status)
         self.query_one("#form-flags", FlagTags).set_flags(summary.flags)
         actor = self.insdesk.actor
@@ -356,6 +377,20 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         focused = self.focused
         if not (isinstance(focused, Input) and not focused.disabled):
             self.input("used_name").focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_datamatrix":
+            summary = self._loaded.summary if self._loaded is not None else None
+            return summary is not None and bool(summary.ins) and summary.ins_usable
+        return True
+
+    def action_show_datamatrix(self) -> None:
+        """F11 / ^D: the INS DataMatrix of the qualified identity, drawn on the screen."""
+        from tui.screens.datamatrix_modal import DataMatrixModal
+
+        summary = self._loaded.summary if self._loaded is not None else None
+        if summary is not None and summary.ins and summary.ins_usable:
+            self.app.push_screen(DataMatrixModal(summary))
 
     # -- IdentityContext ---------------------------------------------------------------------------
 

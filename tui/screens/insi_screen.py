@@ -160,17 +160,18 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     DEFAULT_CSS = """
     InsiScreen { align: center middle; }
     InsiScreen #insi-box { width: 90; }
-    InsiScreen #insi-title-row { height: auto; margin-bottom: 1; }
+    InsiScreen #insi-title-row { height: auto; }
     InsiScreen #insi-title { width: 1fr; text-style: bold; }
     InsiScreen #insi-badge { width: auto; }
     InsiScreen #insi-wait { height: 1; margin-bottom: 1; }
     InsiScreen #insi-spinner { width: 6; height: 1; min-height: 1; }
     InsiScreen #insi-waiting { width: 1fr; }
-    InsiScreen #insi-headline { text-style: bold; margin-bottom: 1; }
-    InsiScreen #insi-compare { height: auto; margin-bottom: 1; }
-    InsiScreen #insi-advice { margin-bottom: 1; }
+    InsiScreen #insi-headline { text-style: bold; margin-top: 1; }
+    InsiScreen #insi-compare { height: auto; margin-top: 1; }
+    InsiScreen #insi-advice { margin-top: 1; }
     InsiScreen #insi-advice.-error { color: $error; }
-    InsiScreen #insi-keys { color: $text-muted; }
+    /* the key line stays visible at 80×24 whatever the length of the advice above it */
+    InsiScreen #insi-keys { color: $text-muted; dock: bottom; height: auto; margin-top: 1; }
     """
     BINDINGS = [
         Binding(
@@ -357,8 +358,8 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             )
             self._set_phase(
                 Phase.DIFFERENCES,
-                "Entrée : la pièce d'identité confirme les traits INSi (ils remplacent la saisie) · "
-                "Échap : refuser (rien n'est modifié)",
+                "Entrée : la pièce confirme les traits INSi (ils remplacent la saisie) · "
+                "Échap : refuser, rien n'est modifié",
             )
             return
         self._show(

@@ -50,12 +50,17 @@ class LoginScreen(Screen[None], WorkerErrorsToApp):
                     id="login-locked",
                 )
             yield Label("Identifiant")
-            yield Input(self.locked.login if self.locked else "", id="login", placeholder="ex. accueil1")
+            yield Input(
+                self.locked.login if self.locked else "", id="login", placeholder="ex. accueil1", compact=True
+            )
             yield Label("Mot de passe")
-            yield Input(id="password", password=True)
+            yield Input(id="password", password=True, compact=True)
             yield Static("", id="login-message")
             yield Button(
-                "Se connecter" if self.locked is None else "Reprendre", variant="primary", id="login-submit"
+                "Se connecter" if self.locked is None else "Reprendre",
+                variant="primary",
+                id="login-submit",
+                compact=True,
             )
         if self.hint:
             yield Static(self.hint, id="login-hint")

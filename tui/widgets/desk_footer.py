@@ -5,7 +5,8 @@ and cuts at the right edge: at 80 columns « F2 Nouveau … » could lose F4 INS
 This one orders the keys — the F-key actions in their order, then the screen's own keys
 (Entrée, ^S, Échap…), then ? Aide and ^Q Quitter, as notes/ux.md sketches it — and, when they
 do not fit on one line, leaves out the least needed ones first (F6 Historique, F7 Attributs, the
-supervision screens…), which ``?`` (help) and ^P (the command palette) still list.
+supervision screens…, then what the screen names in ``FOOTER_LESS``, then the App's keys before
+the screen's own), which ``?`` (help) and ^P (the command palette) still list.
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ class DeskFooter(Footer):
 
     def _items(self) -> list[tuple[Binding, bool, str]]:
         seen: dict[str, tuple[Binding, bool, str]] = {}
-        for _node, binding, enabled, tooltip in self.screen.active_bindings.values():
+        self._app_actions: set[str] = set()
+        for node, binding, enabled, tooltip in self.screen.active_bindings.values():
             if not binding.show or binding.action in seen:
                 continue
             seen[binding.action] = (binding, enabled, tooltip)
+            if node is self.app:
+                self._app_actions.add(binding.action)
         items = list(seen.values())
 
         def order(item: tuple[Binding, bool, str]) -> tuple[int, int]:
@@ -74,9 +78,13 @@ class DeskFooter(Footer):
         def total() -> int:
             return sum(self._width_of(b) for b, _e, _t in kept)
 
+        app_first = [b.action for b, _e, _t in reversed(items) if b.action in self._app_actions]
         for action in (
             *sorted(SECONDARY_ACTIONS),
             "command_palette",
+            *getattr(self.screen, "FOOTER_LESS", ()),
+            # then the App's keys (the highest F-key first) before the screen's own keys
+            *(a for a in app_first if a not in LAST_ACTIONS),
             *(b.action for b, _e, _t in reversed(items) if b.action not in LAST_ACTIONS),
         ):
             if total() <= width:
