@@ -366,6 +366,8 @@ class DeskServices:
     sender_factory: Callable[[], ReportSender] | None = None
     env: Mapping[str, str] | None = None
     """The environment the configuration was read from (None: the process's)."""
+    rebuild: Callable[[], DeskServices] | None = None
+    """Build these services again from the configuration (after a settings change)."""
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
     def sender(self) -> ReportSender:
@@ -450,4 +452,14 @@ def build_services(
         login_hint=login_hint,
         sender_factory=lambda: make_sender(config.outbox_kind, config.outbox_folder),
         env=env,
+        rebuild=lambda: build_services(
+            database,
+            env=env,
+            insi_endpoint=insi_endpoint,
+            reader=reader,
+            site_name=site_name,
+            outbox_folder=outbox_folder,
+            login_hint=login_hint,
+            insi_config_hook=insi_config_hook,
+        ),
     )

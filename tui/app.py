@@ -573,12 +573,10 @@ class InsdeskApp(App[None]):
 
     def reconfigure(self) -> None:
         """Build the services again from the configuration just changed (INSi, reader, site…)."""
-        from services.wiring import build_services
-
         current = self.services
-        if current.configuration is None:
+        if current.rebuild is None:
             return
-        fresh = build_services(current.db, login_hint=current.login_hint)
+        fresh = current.rebuild()
         fresh.on_close = current.on_close
         self.services = fresh
         self.sub_title = (

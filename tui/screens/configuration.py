@@ -129,6 +129,7 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
         yield StatusBar(id="status-bar")
         yield Static("Configuration de l'installation", id="config-title")
         with VerticalScroll(id="config"):
+            yield Static("", id="config-summary")
             with Vertical(id="config-checks"):
                 yield Static("Vérification en cours…")
             yield Static("Réglages (^S : enregistrer ; chaque changement est tracé)", classes="form-section")
@@ -148,7 +149,7 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
     # -- the checks ---------------------------------------------------------------------------
 
     def action_check(self) -> None:
-        self._status("Vérification en cours…")
+        self._summary("Vérification en cours…")
         self._check()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="config-check")
@@ -163,12 +164,17 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
         await checks.remove_children()
         await checks.mount_all(section_widgets(event.report))
         failed = [SECTION_TITLES.get(n, n) for n, c in event.report.sections.items() if c.status == FAILED]
-        self._status(
+        self._summary(
             "Tout ce qui est configuré répond."
             if not failed
             else "Ne répond pas ou ne peut pas fonctionner : " + ", ".join(failed) + ".",
             error=bool(failed),
         )
+
+    def _summary(self, text: str, *, error: bool = False) -> None:
+        summary = self.query_one("#config-summary", Static)
+        summary.update(text)
+        summary.set_class(error, "-error")
 
     # -- the settings -------------------------------------------------------------------------
 
