@@ -316,7 +316,9 @@ async def test_fault_says_retry_makes_sense_and_r_retries(demo_db: Database, ins
         assert RETRY_YES in advice
         assert "l'identité n'est pas modifiée" in _text(app, "#insi-headline")
         assert "R : réessayer" in _text(app, "#insi-keys")
-        assert "INSi : injoignable" in str(app.screen_stack[-2].query_one("#status-right", Static).render())
+        assert "INSi : simulateur · injoignable ✗" in str(
+            app.screen_stack[-2].query_one("#status-right", Static).render()
+        )
         assert _identity(demo_db, "ADRTROIS").status == "PROV"
 
         insi.fault = None
@@ -325,7 +327,7 @@ async def test_fault_says_retry_makes_sense_and_r_retries(demo_db: Database, ins
         assert screen.phase is Phase.DONE
         assert "Réponse 00" in _text(app, "#insi-headline")
         assert _identity(demo_db, "ADRTROIS").status == "RECUP"
-        assert app.insi_label == "simulateur"
+        assert app.insi_label == "simulateur ✓"
 
 
 async def test_fault_not_worth_retrying_offers_no_retry(demo_db: Database, insi: InsiSimulator) -> None:

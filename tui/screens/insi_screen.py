@@ -329,7 +329,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.result = result
         attempts = ", ".join(f"{a.first_names} → {a.cr}" for a in result.attempts)
         tried = f"\nEssais (prénoms envoyés → réponse) : {attempts}" if len(result.attempts) > 1 else ""
-        self.insdesk.insi_label = self.insdesk.services.insi_label
+        self.insdesk.insi_label = f"{self.insdesk.services.insi_label} ✓"
         if result.attached:
             self._identity_updated(event.summary)
             ins = ins_text(result.ins["matricule"], result.ins["key"]) if result.ins else ""
@@ -374,7 +374,8 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self._compare(None)
         advice = event.message
         if event.kind == "insi":
-            self.insdesk.insi_label = "en erreur" if not event.retryable else "injoignable"
+            configured = self.insdesk.services.insi_label
+            self.insdesk.insi_label = f"{configured} · {'injoignable' if event.retryable else 'en erreur'} ✗"
             advice = fault_advice(event.message, event.retryable)
             headline = f"{event.title} : l'identité n'est pas modifiée."
         elif event.kind == "changed":
