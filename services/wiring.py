@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from services.errors import BadRequest
-from services.storage.db import Database, resolve_database_url
+from services.errors import BadRequest, ExternalFailure
+from services.storage.db import Database, resolve_database_url, url_without_password
 from services.users import Actor
 
 if TYPE_CHECKING:
@@ -385,6 +385,24 @@ class DeskServices:
         self.db.dispose()
 
 
+def open_database(url: str | None) -> Database:
+    """The database of ``url`` (``--db``, ``INSDESK_DB`` or the default), migrated on first use; a
+    server that does not answer (or refuses the account) is :class:`ExternalFailure` (exit 3) with
+    a French message, not an unexpected error."""
+    from sqlalchemy.exc import OperationalError
+
+    resolved = resolve_database_url(url)
+    try:
+        return Database(resolved)
+    except OperationalError as exc:
+        raise ExternalFailure(
+            f"Base de données injoignable ({url_without_password(resolved)}) : vérifiez le serveur, le "
+            "réseau et le compte ; « insdesk doctor » dit ce qui ne répond pas.",
+            code="database_unavailable",
+            detail=type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+        ) from exc
+
+
 def make_sender(kind: str, folder: Path | None) -> ReportSender:
     """The sender of an ``outbox.kind`` (``file``: :class:`FileDropSender` in ``folder``)."""
     if kind != "file":
@@ -423,7 +441,7 @@ def build_services(
     ``db``: a :class:`Database`, a URL, or None (``INSDESK_DB``, else the default SQLite file).
     Cheap: one read of the ``setting`` table; clients are made when first used.
     """
-    database = db if isinstance(db, Database) else Database(resolve_database_url(db))
+    database = db if isinstance(db, Database) else open_database(db)
     config = read_configuration(
         database,
         env=env,

@@ -250,3 +250,21 @@ def test_insi_fault_no_english_line_on_stderr(failing_insi: InsiSimulator, tmp_p
         assert english not in run.stderr, run.stderr
     text = _log_file(tmp_path).read_text(encoding="utf-8")
     assert "retrying" in text and "failed: siram_40/desir_1020" in text
+
+
+def test_database_unreachable_is_a_french_external_failure(tmp_path: Path) -> None:
+    """``insdesk`` (the desk) and a command on a PostgreSQL server that does not answer: exit 3 with a
+    French message, the URL without its password, no traceback, no « Erreur inattendue »."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg://desk:secret-pw@127.0.0.1:{port}/insdesk?connect_timeout=3"
+    env = _env(tmp_path, INSDESK_PASSWORD=PASSWORD)
+    for args in (["--db", url], ["--db", url, "--as", "admin", "stats"]):
+        run = _run(env, *args)
+        assert run.returncode == 3, (args, run.stderr)
+        assert "Base de données injoignable" in run.stderr and "insdesk doctor" in run.stderr
+        assert "secret-pw" not in run.stderr and "Traceback" not in run.stderr
+        assert "Erreur inattendue" not in run.stderr

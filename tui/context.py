@@ -14,10 +14,10 @@ from typing import Any
 from rich.console import Console
 
 from services.errors import AuthenticationFailed, InsdeskError, InvalidData
-from services.storage.db import Database, resolve_database_url
+from services.storage.db import Database
 from services.users import Actor, Right, require
 from services.users import login as login_user
-from services.wiring import DeskServices, build_services
+from services.wiring import DeskServices, build_services, open_database
 
 
 @dataclass
@@ -73,7 +73,7 @@ class CliContext:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = Database(resolve_database_url(self.db_url_option))
+            self._db = open_database(self.db_url_option)
         return self._db
 
     @property
