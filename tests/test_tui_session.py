@@ -153,7 +153,9 @@ async def test_configuration_screen_by_keyboard(demo_db: Database) -> None:
         assert screen.report is not None
         assert screen.report.sections["reader"].status == "not_configured"
         assert screen.report.sections["audit"].status == "ok"
-        # The first field has the focus: the site's name, then ^S.
+        # The checks have the focus (they scroll); Tab goes to the first setting: the site's name.
+        await pilot.press("tab")
+        await settle(pilot)
         assert app.focused is screen.query_one(f"#{field_id('desk.site_name')}", Input)
         await type_text(pilot, "Labo Bio Centre")
         await pilot.press("ctrl+s")

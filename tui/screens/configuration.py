@@ -132,7 +132,10 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
             yield Static("", id="config-summary")
             with Vertical(id="config-checks"):
                 yield Static("Vérification en cours…")
-            yield Static("Réglages (^S : enregistrer ; chaque changement est tracé)", classes="form-section")
+            yield Static(
+                "Réglages (Tab : aller aux champs ; ^S : enregistrer ; chaque changement est tracé)",
+                classes="form-section",
+            )
             for key, label, placeholder in editable_fields():
                 with Horizontal(classes="field-row"):
                     yield Label(label, classes="field-label")
@@ -143,6 +146,8 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
         yield DeskFooter()
 
     def on_mount(self) -> None:
+        # The checks first (↑/↓, Pg↑/Pg↓ scroll them); Tab goes to the settings.
+        self.query_one("#config", VerticalScroll).focus()
         self._load()
         self.action_check()
 
@@ -189,9 +194,6 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
         self.loaded = dict(event.values)
         for key, value in event.values.items():
             self.query_one(f"#{field_id(key)}", Input).value = value
-        fields = self.query(DeskInput)
-        if fields and not isinstance(self.focused, Input):
-            fields.first().focus()
 
     def values(self) -> dict[str, str]:
         return {
