@@ -74,6 +74,8 @@ async def test_insdesk_f4_queries_insi_and_f3_reads_the_named_reader(
         assert screen.phase is Phase.DONE, str(screen.query_one("#insi-advice", Static).render())
         assert "Réponse 00" in str(screen.query_one("#insi-headline", Static).render())
         assert screen.result is not None and screen.result.status == "RECUP"
+        posts = [r for r in sim.requests if r.method == "POST"]
+        assert posts and posts[-1].lps.get("Emetteur") == "accueil1", "a client per agent: its login"
         await pilot.press("enter")
         await settle(pilot)
 
