@@ -204,7 +204,7 @@ async def test_differences_side_by_side_accepted_with_enter(demo_db: Database, i
         assert "≠" in row and "LEFEBVRE" in row and "LEFEVRE" in row  # marked, not colour alone
         same = next(line for line in compare.splitlines() if "Sexe" in line)
         assert "≠" not in same
-        assert "1 trait(s) diffèrent (nom de naissance)" in _text(app, "#insi-headline")
+        assert "1 trait diffère (nom de naissance)" in _text(app, "#insi-headline")
         assert "pièce d'identité" in _text(app, "#insi-advice")
         assert _identity(demo_db, "LEFEBVRE").status == "PROV"  # nothing changed yet
         assert _calls(demo_db, ident) == 1
@@ -316,7 +316,9 @@ async def test_fault_says_retry_makes_sense_and_r_retries(demo_db: Database, ins
         assert RETRY_YES in advice
         assert "l'identité n'est pas modifiée" in _text(app, "#insi-headline")
         assert "R : réessayer" in _text(app, "#insi-keys")
-        assert "INSi : injoignable" in str(app.screen_stack[-2].query_one("#status-right", Static).render())
+        assert "INSi : simulateur · injoignable ✗" in str(
+            app.screen_stack[-2].query_one("#status-right", Static).render()
+        )
         assert _identity(demo_db, "ADRTROIS").status == "PROV"
 
         insi.fault = None
@@ -325,7 +327,7 @@ async def test_fault_says_retry_makes_sense_and_r_retries(demo_db: Database, ins
         assert screen.phase is Phase.DONE
         assert "Réponse 00" in _text(app, "#insi-headline")
         assert _identity(demo_db, "ADRTROIS").status == "RECUP"
-        assert app.insi_label == "simulateur"
+        assert app.insi_label == "simulateur ✓"
 
 
 async def test_fault_not_worth_retrying_offers_no_retry(demo_db: Database, insi: InsiSimulator) -> None:

@@ -1,4 +1,4 @@
-"""Real-terminal smoke test: ``insdesk demo`` in a detached tmux (100×30, xterm-256color).
+"""Real-terminal smoke tests: ``insdesk demo`` and ``insdesk`` itself in a detached tmux (xterm-256color).
 
 The app is the installed ``insdesk`` script of the venv, run by a private tmux server (its own
 socket, no user configuration) in an environment built from scratch (``env -i``: XDG dirs in the
@@ -9,12 +9,14 @@ login as accueil1 → search « mart » (the French labels and both MARTIN rows)
 MARTIN Paul → F4: INSi on the demo simulator answers 01 with what to try next → Échap, Échap →
 « adrtrois » → F4: answer 00, INS attached, RECUP (the row and the side pane follow) → ^Q: the
 process exits with status 0 (printed by the shell that started it) and the demo's accounts are
-back on the normal screen. No capture ever shows « Traceback ».
+back on the normal screen; its temporary folder is gone. No capture ever shows « Traceback ».
 
-Keys are sent at a person's pace (one step, then wait for the screen): Textual routes a key to
-the widget focused when the key is read, so a burst « accueil1⏎accueil-demo⏎ » written in one
-go would land in the first field. tmux missing is a failure, never a skip (scripts/bootstrap
-installs it).
+``insdesk --db URL`` (no subcommand: the product, not the demo) at 80×24 on a configured database:
+INSi from ``INSDESK_INSI_URL`` (the simulator, started by the test), no pcscd (the status bar
+says so), the login typed in one burst (keys typed ahead land in the field they were typed for),
+F4 → 00, ^X locks the desk, the password resumes it, F3 says why no card can be read.
+
+tmux missing is a failure, never a skip (scripts/bootstrap installs it).
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ class Tmux:
             env=env,
         )
 
-    def start(self, command: str) -> None:
+    def start(self, command: str, width: int = WIDTH, height: int = HEIGHT) -> None:
         self.run(
-            "new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y", str(HEIGHT), command,
+            "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), command,
             ";", "set-option", "-t", self.session, "remain-on-exit", "on",
         )  # fmt: skip
 
@@ -128,7 +130,7 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
         shutil.rmtree(sockdir, ignore_errors=True)
 
 
-def _command(tmp_path: Path) -> str:
+def _command(tmp_path: Path, argv: list[str] | None = None, **extra: str) -> str:
     env = {
         "PATH": f"{INSDESK.parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
@@ -141,11 +143,13 @@ def _command(tmp_path: Path) -> str:
         "XDG_STATE_HOME": str(tmp_path / "xdg" / "state"),
         "XDG_CACHE_HOME": str(tmp_path / "xdg" / "cache"),
         "XDG_RUNTIME_DIR": str(tmp_path / "xdg" / "runtime"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        **extra,
     }
-    for folder in ("home", "xdg/data", "xdg/config", "xdg/state", "xdg/cache", "xdg/runtime"):
+    for folder in ("home", "xdg/data", "xdg/config", "xdg/state", "xdg/cache", "xdg/runtime", "tmp"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
     (tmp_path / "xdg" / "runtime").chmod(0o700)
-    argv = [str(INSDESK), "demo", "--dir", str(tmp_path / "demo")]
+    argv = [str(INSDESK), "demo"] if argv is None else argv
     run = shlex.join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
     # The shell reaps insdesk and prints its status (tmux 3.3 may leave a dead pane's status unset).
     return f'{run}; echo "{EXIT_MARK}$?"'
@@ -162,6 +166,9 @@ def test_demo_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     screen = tmux.wait_text("Connexion", "Identifiant", "Mot de passe", "Se connecter")
     assert "insdesk — Labo démo" in screen
     assert "^Q Quitter" in screen and "? Aide" in screen
+    # The demo's accounts on the login screen itself (not only before the full-screen app).
+    assert "Comptes de démonstration" in screen and "accueil1 / accueil-demo (accueil)" in screen
+    assert len(list((tmp_path / "tmp").glob("insdesk-demo-*"))) == 1
     tmux.type("accueil1")
     tmux.wait_text("accueil1")
     tmux.send("Enter")
@@ -229,4 +236,66 @@ def test_demo_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     assert f"{EXIT_MARK}0\n" in final, final
     assert "Comptes de démonstration" in final and "accueil1 / accueil-demo / reception" in final
     assert len(tmux.captures) > 10
+    assert not any("Traceback" in c for c in tmux.captures)
+    assert list((tmp_path / "tmp").glob("insdesk-demo-*")) == [], "the demo removes its temporary folder"
+
+
+def test_insdesk_itself_at_80x24(tmux: Tmux, tmp_path: Path) -> None:
+    """The product: ``insdesk --db URL`` with no subcommand, INSi from the environment."""
+    from fixtures.demo import seed_demo
+    from services.insi_sim import InsiSimulator
+    from services.storage.db import Database
+
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is required for the real-terminal smoke test (scripts/bootstrap installs it)")
+    url = f"sqlite:///{tmp_path / 'labo.db'}"
+    db = Database(url)
+    seed_demo(db)
+    db.dispose()
+    with InsiSimulator() as sim:
+        command = _command(
+            tmp_path,
+            [str(INSDESK), "--db", url],
+            INSDESK_INSI_URL=sim.url,
+            PCSCLITE_CSOCK_NAME=str(tmp_path / "no-pcscd" / "pcscd.comm"),
+        )
+        tmux.start(command, 80, 24)
+        screen = tmux.wait_text("Connexion", "Identifiant", "Mot de passe")
+        assert "Comptes de démonstration" not in screen
+        # One burst, as a fast typist (or a password manager) sends it.
+        tmux.type("accueil1\raccueil-demo\r")
+        screen = tmux.wait_text("Rechercher :", "INSi : simulateur ✓")
+        screen = tmux.wait_text("PC/SC absent")  # the reader's line of the status bar
+        # 80 columns: the keys that matter stay in the footer (the others are in help, ?).
+        for key in ("F2 Nouveau", "F3 Carte Vitale", "F4 INSi", "F5 Pièce", "? Aide", "^Q Quitter"):
+            assert key in screen, key
+        time.sleep(STEP_PAUSE_S)
+        tmux.type("adrtrois")
+        tmux.wait_text("1 identité pour « adrtrois »")
+        tmux.send("F4")
+        screen = tmux.wait_text("Réponse 00", "RECUP")
+        assert "1 60 01 2B 020 777 13" in screen
+        tmux.send("Enter")
+        tmux.wait_text("1 identité pour « adrtrois »", absent=("Réponse 00",))
+        time.sleep(STEP_PAUSE_S)
+
+        # ^X locks the desk; the same agent's password resumes where they were.
+        tmux.send("C-x")
+        screen = tmux.wait_text("Poste verrouillé", "Session de accueil1")
+        tmux.type("accueil-demo\r")
+        tmux.wait_text("1 identité pour « adrtrois »", absent=("Poste verrouillé",))
+        time.sleep(STEP_PAUSE_S)
+
+        # F3 without pcscd: says why, in French.
+        tmux.send("F3")
+        screen = tmux.wait_text("Service PC/SC absent")
+        tmux.send("Escape")
+        tmux.wait_text("Rechercher :", absent=("Service PC/SC absent :",))
+        time.sleep(STEP_PAUSE_S)
+        tmux.send("C-q")
+        deadline = time.monotonic() + WAIT_S
+        while tmux.pane("#{pane_dead}") != "1" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        final = tmux.capture(history=True)
+        assert f"{EXIT_MARK}0\n" in final, final
     assert not any("Traceback" in c for c in tmux.captures)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.message_pump import MessagePump
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from services.errors import InsdeskError
-from services.storage.db import Database
+from services.logsafe import current_log, log_unexpected, new_error_id, unexpected_error_message
 from services.storage.models import Role
 from services.users import ROLE_LABELS, Actor, Right
+from services.wiring import DeskServices
+from tui.french import FrenchCommandPalette
 from tui.keymap import UserKeymap
 from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
@@ -26,19 +32,15 @@ from tui.screens.insi_screen import LateInsiAnswer
 from tui.screens.login import LoginScreen
 from tui.summary import IdentityContext, IdentitySummary
 
+AppServices = DeskServices
+"""What the App receives: built by ``services.wiring.build_services`` (real) or by the tests."""
 
-@dataclass
-class AppServices:
-    """Everything the TUI talks to, built by a factory (real) or by the tests (fakes, simulator)."""
-
-    db: Database
-    site_name: str = "Laboratoire"
-    insi_label: str = "non configuré"
-    reader_label: str = "aucun lecteur"
-    insi: Any | None = None
-    """The INSi qualification service (F4); None: « Service INSi non configuré »."""
-    reader: Any | None = None
-    """The carte Vitale reader (F3); None: « Aucun lecteur »."""
+TYPEAHEAD_MAX_WAIT_S = 1.0
+"""How long a key typed ahead waits for the effects of the previous keys (focus moves, screens)."""
+IDLE_CHECK_S = 15.0
+"""How often the idle lock is checked."""
+STATUS_PROBE_S = 120.0
+"""How often the status bar checks again that INSi and the reader answer."""
 
 
 _KEY_NAMES = {
@@ -67,40 +69,42 @@ class InsdeskApp(App[None]):
     COMMANDS = {InsdeskCommands}
     COMMAND_PALETTE_DISPLAY = "^P"
     BINDINGS = [
-        Binding("f2", "new_identity", "Nouveau", id="app.new", tooltip="Créer une nouvelle identité"),
+        Binding("f2,ctrl+n", "new_identity", "Nouveau", id="app.new", tooltip="Créer une nouvelle identité"),
         Binding(
-            "f3",
+            "f3,ctrl+l",
             "read_card",
             "Carte Vitale",
             id="app.card",
             tooltip="Lire la carte Vitale et choisir le bénéficiaire",
         ),
-        Binding("f4", "insi", "INSi", id="app.insi", tooltip="Interroger le téléservice INSi"),
-        Binding("f5", "proof", "Pièce", id="app.proof", tooltip="Enregistrer la pièce d'identité vérifiée"),
-        Binding("f6", "history", "Historique", id="app.history", tooltip="Historique de l'identité"),
+        Binding("f4,ctrl+o", "insi", "INSi", id="app.insi", tooltip="Interroger le téléservice INSi"),
         Binding(
-            "f7",
+            "f5,ctrl+e", "proof", "Pièce", id="app.proof", tooltip="Enregistrer la pièce d'identité vérifiée"
+        ),
+        Binding("f6,ctrl+y", "history", "Historique", id="app.history", tooltip="Historique de l'identité"),
+        Binding(
+            "f7,ctrl+g",
             "flags",
             "Attributs",
             id="app.flags",
             tooltip="Attributs de l'identité (douteuse, fictive, homonyme), déqualification",
         ),
         Binding(
-            "f8",
+            "f8,ctrl+f",
             "results",
             "Résultats",
             id="app.results",
             tooltip="Résultats bloqués pour Mon Espace Santé",
         ),
         Binding(
-            "f9",
+            "f9,ctrl+z",
             "review_log",
             "Journal",
             id="app.review_log",
             tooltip="Journal d'identitovigilance : anomalies, évènements, échanges INSi",
         ),
         Binding(
-            "f10",
+            "f10,ctrl+t",
             "dashboard",
             "Tableau de bord",
             id="app.dashboard",
@@ -123,7 +127,24 @@ class InsdeskApp(App[None]):
             tooltip="Chercher une action par son nom",
             priority=True,
         ),
-        Binding("ctrl+t", "toggle_theme", "Thème", id="app.theme", tooltip="Thème clair ou sombre"),
+        Binding(
+            "ctrl+x",
+            "lock",
+            "Verrouiller",
+            id="app.lock",
+            tooltip="Verrouiller le poste ou changer d'utilisateur",
+            priority=True,  # ctrl+x: « couper » in a field otherwise
+            show=False,
+        ),
+        Binding(
+            "ctrl+k",
+            "configuration",
+            "Configuration",
+            id="app.configuration",
+            tooltip="Configuration de l'installation (administrateur)",
+            priority=True,  # ctrl+k: « effacer jusqu'à la fin » in a field otherwise
+            show=False,
+        ),
         Binding("ctrl+q", "quit", "Quitter", id="app.quit", tooltip="Quitter insdesk", priority=True),
     ]
 
@@ -132,12 +153,30 @@ class InsdeskApp(App[None]):
     reader_label: reactive[str] = reactive("aucun lecteur")
     """Shown in the status bar (« Lecteur : … »); the card reader flow assigns it."""
 
-    def __init__(self, services: AppServices, keymap: UserKeymap | None = None) -> None:
+    def __init__(
+        self,
+        services: AppServices,
+        keymap: UserKeymap | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.services = services
         self.user_keymap = keymap
         """The user's keys (``tui.keymap.load_keymap``, read by the factory), applied on mount."""
         self.actor: Actor | None = None
+        self.crash_message: str | None = None
+        """The French message printed at exit after an unexpected error (None otherwise)."""
+        self.clock = clock
+        self.last_activity = clock()
+        """When the agent last pressed a key or used the mouse (the idle lock counts from it)."""
+        self.locked_actor: Actor | None = None
+        """The agent whose session is locked (the lock screen is up), None otherwise."""
+        self._typeahead: deque[events.Key] = deque()
+        self._typeahead_task: asyncio.Task[None] | None = None
+        self._replaying: events.Key | None = None
+        self._replayed = asyncio.Event()
+        self._last_key_target: MessagePump | None = None
         self.set_reactive(InsdeskApp.insi_label, services.insi_label)
         self.set_reactive(InsdeskApp.reader_label, services.reader_label)
 
@@ -159,8 +198,13 @@ class InsdeskApp(App[None]):
     def on_mount(self) -> None:
         self.theme = "textual-dark"
         self.sub_title = self.services.site_name
-        self.push_screen(LoginScreen())
+        self.push_screen(LoginScreen(hint=self.services.login_hint))
         self._apply_user_keymap()
+        if self.services.configuration is not None:
+            self.probe_status()
+            self.set_interval(STATUS_PROBE_S, self.probe_status)
+        if self.services.lock_minutes > 0:
+            self.set_interval(IDLE_CHECK_S, self.lock_if_idle)
 
     def _apply_user_keymap(self) -> None:
         keymap = self.user_keymap
@@ -173,15 +217,134 @@ class InsdeskApp(App[None]):
                 "\n".join(keymap.problems), title="Raccourcis personnalisés", severity="warning", timeout=15
             )
 
+    # -- the status bar: is INSi configured and answering, which reader --------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="status-probe")
+    def probe_status(self) -> None:
+        """Connection test of INSi, readers present (``services.doctor.desk_status``), in a worker."""
+        from services.doctor import desk_status
+
+        status = desk_status(self.services)
+        self.call_from_thread(self._status_probed, status)
+
+    def _status_probed(self, status: Any) -> None:
+        self.insi_label = status.insi_label
+        self.reader_label = status.reader_label
+
+    # -- login, lock, change of user --------------------------------------------------------------
+
     def logged_in(self, actor: Actor) -> None:
         from tui.screens.home import HomeScreen
         from tui.screens.results_blocked import ResultsBlockedScreen
 
+        self.last_activity = self.clock()
+        locked = self.locked_actor
+        self.locked_actor = None
+        if locked is not None and locked.login == actor.login:
+            self.actor = actor  # the same agent: back to the screen they left, as they left it
+            self.pop_screen()
+            self.refresh_bindings()
+            return
+        if locked is not None:  # another agent: the previous session's screens are closed
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
         self.actor = actor
         self.sub_title = f"{self.services.site_name} · {actor.login} ({ROLE_LABELS[actor.role]})"
         # A biologist works on the results; the other roles start at the reception search (F8).
         self.switch_screen(ResultsBlockedScreen() if actor.role == Role.BIOLOGIST else HomeScreen())
         self.refresh_bindings()
+
+    def action_lock(self, reason: str | None = None) -> None:
+        """« Verrouiller » (^X): the lock screen over the current one. The same agent's password
+        resumes where they were; another agent's login closes that session and opens theirs."""
+        if self.actor is None or self.locked_actor is not None:
+            return
+        self.locked_actor = self.actor
+        self.actor = None
+        self.sub_title = self.services.site_name
+        self.push_screen(LoginScreen(locked=self.locked_actor, reason=reason, hint=self.services.login_hint))
+
+    def lock_if_idle(self) -> None:
+        """Lock the desk after ``services.lock_minutes`` without a key or a click (the interval
+        timer calls it; tests call it with their own clock)."""
+        minutes = self.services.lock_minutes
+        if minutes <= 0 or self.actor is None or self.locked_actor is not None:
+            return
+        if self.clock() - self.last_activity >= minutes * 60:
+            self.action_lock(reason=f"inactivité de plus de {minutes:g} min")
+
+    # -- keys typed ahead land where the agent typed them ----------------------------------------
+
+    @staticmethod
+    def _busy(pump: MessagePump) -> bool:
+        queue = pump._message_queue
+        return bool(getattr(queue, "_unfinished_tasks", queue.qsize()))
+
+    def _keys_settled(self, *, inside_app: bool) -> bool:
+        """Whether the effects of the keys already delivered are over: the widget that took the
+        last key, the screen and its widgets have handled their messages (a field left, the next
+        one focused, a screen pushed and mounted), and the App has no pending callback (a
+        deferred ``focus()``)."""
+        if inside_app:  # this very key is being handled: only what waits behind it counts
+            pending = list(getattr(self._message_queue, "_queue", ()))
+            if any(not isinstance(message, events.Key) for message in pending):
+                return False
+        elif self._busy(self):
+            return False
+        target = self._last_key_target
+        if target is not None and target.is_running and self._busy(target):
+            return False
+        try:
+            screen = self.screen
+        except Exception:
+            return True
+        return not any(self._busy(node) for node in screen.walk_children(with_self=True))
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown | events.MouseScrollDown | events.MouseScrollUp):
+            self.last_activity = self.clock()
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            if event is self._replaying:
+                self._replaying = None
+                try:
+                    await self._deliver_key(event)
+                finally:
+                    self._replayed.set()
+                return
+            if self._typeahead or not self._keys_settled(inside_app=True):
+                # Typed ahead: delivered once the previous keys' effects are over, so that it goes
+                # to the field (or screen) the agent meant, not to the one still focused now.
+                self._typeahead.append(event)
+                if self._typeahead_task is None:
+                    self._typeahead_task = asyncio.create_task(self._drain_typeahead())
+                return
+            await self._deliver_key(event)
+            return
+        await super().on_event(event)
+
+    async def _deliver_key(self, event: events.Key) -> None:
+        self._last_key_target = self.focused or self.screen
+        await super().on_event(event)
+
+    async def _drain_typeahead(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._typeahead and self.is_running:
+                deadline = loop.time() + TYPEAHEAD_MAX_WAIT_S
+                while not self._keys_settled(inside_app=False) and loop.time() < deadline:
+                    await asyncio.sleep(0.002)
+                event = self._typeahead.popleft()
+                replay = events.Key(event.key, event.character)
+                replay.set_sender(self)
+                self._replaying = replay
+                self._replayed.clear()
+                self.post_message(replay)
+                try:
+                    await asyncio.wait_for(self._replayed.wait(), TYPEAHEAD_MAX_WAIT_S)
+                except TimeoutError:
+                    self._replaying = None
+        finally:
+            self._typeahead_task = None
 
     # -- which keys are live -----------------------------------------------------------------
 
@@ -212,6 +375,17 @@ class InsdeskApp(App[None]):
             # "?" is typed as text in a password or a free-text field (a reason).
             focused = self.focused
             return not (isinstance(focused, Input) and (focused.password or focused.has_class("free-text")))
+        if action == "lock":
+            return self.actor is not None and self.locked_actor is None
+        if action == "configuration":
+            from tui.screens.configuration import ConfigurationScreen
+
+            screen = self._working_screen()
+            return (
+                self.actor is not None
+                and self.actor.can(Right.CONFIG)
+                and not isinstance(screen, ModalScreen | ConfigurationScreen)
+            )
         return True
 
     # -- the identity in front of the agent ----------------------------------------------------
@@ -226,9 +400,18 @@ class InsdeskApp(App[None]):
         context = self.identity_context()
         return context.current_identity() if context is not None else None
 
-    def _identity_or_warn(self) -> IdentitySummary | None:
+    def _identity_or_warn(self, retry: str | None = None) -> IdentitySummary | None:
+        """The identity in front of the agent; None with a warning when there is none. When the
+        selected row's identity is still loading (keys typed quickly: « adrtrois » then F4), the
+        action ``retry`` runs once it is loaded instead."""
         summary = self.current_identity()
         if summary is None:
+            context = self.identity_context()
+            loading = getattr(context, "identity_loading", None)
+            if retry is not None and callable(loading) and loading():
+                action = getattr(self, f"action_{retry}")
+                context.after_identity_loaded(action)  # type: ignore[union-attr]
+                return None
             self.notify(
                 "Sélectionnez d'abord une identité (ou enregistrez celle en cours de saisie).",
                 title="Aucune identité",
@@ -300,7 +483,7 @@ class InsdeskApp(App[None]):
         """The INSi flow (F4) on the identity in front of the agent (may be None: a warning)."""
         from tui.screens.insi_screen import InsiScreen
 
-        summary = summary if summary is not None else self._identity_or_warn()
+        summary = summary if summary is not None else self._identity_or_warn("insi")
         if summary is not None:
             self.push_screen(InsiScreen(summary), callback=self.identity_changed)
 
@@ -316,14 +499,14 @@ class InsdeskApp(App[None]):
     def action_proof(self) -> None:
         from tui.screens.proof_modal import ProofModal
 
-        summary = self._identity_or_warn()
+        summary = self._identity_or_warn("proof")
         if summary is not None:
             self.push_screen(ProofModal(summary), callback=self.identity_changed)
 
     def action_flags(self) -> None:
         from tui.screens.flags_modal import FlagsModal
 
-        summary = self._identity_or_warn()
+        summary = self._identity_or_warn("flags")
         if summary is not None:
             self.push_screen(FlagsModal(summary), callback=self.identity_changed)
 
@@ -332,7 +515,7 @@ class InsdeskApp(App[None]):
 
         if isinstance(self.screen, HistoryScreen):
             return
-        summary = self._identity_or_warn()
+        summary = self._identity_or_warn("history")
         if summary is not None:
             self.push_screen(HistoryScreen(summary))
 
@@ -379,33 +562,88 @@ class InsdeskApp(App[None]):
 
     def action_command_palette(self) -> None:
         if self.use_command_palette and not CommandPalette.is_open(self):
-            self.push_screen(CommandPalette(id="--command-palette", placeholder="Chercher une action…"))
+            self.push_screen(FrenchCommandPalette(id="--command-palette", placeholder="Chercher une action…"))
+
+    def action_configuration(self) -> None:
+        """« Configuration » (^K, administrator): what this installation uses and whether it
+        answers (the checks of ``insdesk doctor``), its settings changed here, audited."""
+        from tui.screens.configuration import ConfigurationScreen
+
+        self.push_screen(ConfigurationScreen())
+
+    def reconfigure(self) -> None:
+        """Build the services again from the configuration just changed (INSi, reader, site…)."""
+        current = self.services
+        if current.rebuild is None:
+            return
+        fresh = current.rebuild()
+        fresh.on_close = current.on_close
+        self.services = fresh
+        self.sub_title = (
+            f"{fresh.site_name} · {self.actor.login} ({ROLE_LABELS[self.actor.role]})"
+            if self.actor
+            else fresh.site_name
+        )
+        self.insi_label = fresh.insi_label
+        self.reader_label = fresh.reader_label
+        self.probe_status()
 
     # -- errors ----------------------------------------------------------------------------------
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
-        """One place turns every worker failure into an error modal (never a traceback)."""
+        """One place turns every worker failure into an error modal (never a traceback); an
+        unexpected one is logged (redacted) under a short id the modal shows."""
         if event.state is not WorkerState.ERROR:
             return
         error = event.worker.error
         if isinstance(error, InsdeskError):
             self.push_screen(ErrorModal(error.title, error.message, error.detail))
-        else:
-            self.log.error(f"worker {event.worker.name} failed: {type(error).__name__}")
-            self.push_screen(
-                ErrorModal(
-                    "Erreur inattendue",
-                    "L'action n'a pas abouti et rien n'a été enregistré. Réessayez ; si cela persiste, "
-                    "prévenez le référent informatique.",
-                    type(error).__name__,
-                )
+            return
+        if error is None:
+            return
+        error_id = log_unexpected(error, f"worker {event.worker.name}")
+        self.push_screen(
+            ErrorModal(
+                "Erreur inattendue",
+                "L'action n'a pas abouti et rien n'a été enregistré. Réessayez ; si cela persiste, "
+                "prévenez le référent informatique en lui donnant la référence ci-dessous.\n"
+                + unexpected_error_message(error_id),
+                f"{error_id} · {type(error).__name__}",
             )
+        )
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An error no handler caught: the App stops (Textual's rule), but instead of Textual's
+        traceback with the local variables (patient traits…) on the terminal, a French message
+        with a short id and the log path; the traceback goes to the redacted log only."""
+        error_id = new_error_id()
+        log_unexpected(error, "insdesk (interface)", error_id=error_id)
+        self._return_code = 1
+        if self._exception is None:  # Pilot re-raises it to the test
+            self._exception = error
+            self._exception_event.set()
+        from rich.text import Text
+
+        self.crash_message = (
+            "insdesk s'est arrêté sur une erreur inattendue : ce qui n'était pas enregistré ne l'a pas "
+            "été. " + unexpected_error_message(error_id, current_log())
+        )
+        self._exit_renderables.append(Text(self.crash_message))
+        self._close_messages_no_wait()
 
 
-def make_app(db_url: str | None = None, **labels: str) -> InsdeskApp:
-    """The factory the command line and the tests use."""
-    from services.storage.db import resolve_database_url
+def make_app(
+    db_url: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    keymap: UserKeymap | None = None,
+    **overrides: Any,
+) -> InsdeskApp:
+    """The factory the console script uses (``insdesk``, ``insdesk --db URL``): the services of
+    this installation, built from its configuration (``services.wiring.build_services``)."""
+    from services.wiring import build_services
     from tui.keymap import load_keymap
 
-    return InsdeskApp(AppServices(db=Database(resolve_database_url(db_url)), **labels), load_keymap())
+    services = build_services(db_url, env=env, **overrides)
+    return InsdeskApp(services, keymap if keymap is not None else load_keymap())

@@ -9,17 +9,15 @@ or usage, 3 external service or device failure, 4 refused.
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from services.errors import BadRequest, InsdeskError, UsageError
+from services.logsafe import configure_logging, log_unexpected, unexpected_error_message
 from tui.commands import register_all
 from tui.context import CliContext, Output
-
-log = logging.getLogger("insdesk.cli")
 
 _ARGPARSE_FR = [
     (
@@ -76,11 +74,20 @@ def build_parser() -> FrenchArgumentParser:
     return parser
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    parts = [str(getattr(args, "command", None) or "tui")]
+    for name, value in sorted(vars(args).items()):
+        if name.endswith("_command") and isinstance(value, str):
+            parts.append(value)
+    return " ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; the application log (redacted, rotating) is configured first, so that an
+    unexpected error's traceback goes there and never to the terminal."""
+    configure_logging()
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not args_list:
-        args_list = ["tui"]
     FrenchArgumentParser.json_mode = "--json" in args_list
     try:
         args = parser.parse_args(args_list)
@@ -88,9 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     ctx = CliContext.from_args(args)
     handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
+    if handler is None:  # `insdesk`, `insdesk --db URL`: the desk itself
+        from tui.commands.tui_cmds import run_tui
+
+        handler = run_tui
     try:
         return int(handler(ctx, args) or 0)
     except InsdeskError as err:
@@ -100,13 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.out.error(BadRequest("interrompu par l'utilisateur", code="interrupted"))
         return 2
     except Exception as exc:  # never a traceback for the user; details go to the (redacted) log
-        log.exception("unexpected error in %s", getattr(args, "command", "?"))
+        error_id = log_unexpected(exc, f"insdesk {_command_name(args)}")
         ctx.out.error(
             InsdeskError(
-                "Erreur inattendue : l'action n'a pas été enregistrée. "
-                "Le détail est dans le journal de l'application.",
+                "Erreur inattendue : l'action n'a pas abouti et rien n'a été enregistré. "
+                + unexpected_error_message(error_id),
                 code="internal_error",
-                detail=type(exc).__name__,
+                detail=f"{error_id} {type(exc).__name__}",
             )
         )
         return 1

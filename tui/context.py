@@ -14,9 +14,10 @@ from typing import Any
 from rich.console import Console
 
 from services.errors import AuthenticationFailed, InsdeskError, InvalidData
-from services.storage.db import Database, resolve_database_url
+from services.storage.db import Database
 from services.users import Actor, Credentials, Right, check_credentials, record_login, require
 from services.users import login as login_user
+from services.wiring import DeskServices, build_services, open_database
 
 
 @dataclass
@@ -60,6 +61,7 @@ class CliContext:
     _db: Database | None = None
     _actor: Actor | None = None
     _pending_login: Credentials | None = None
+    _services: DeskServices | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CliContext:
@@ -72,8 +74,16 @@ class CliContext:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = Database(resolve_database_url(self.db_url_option))
+            self._db = open_database(self.db_url_option)
         return self._db
+
+    @property
+    def services(self) -> DeskServices:
+        """The services of this installation from its configuration (``services.wiring``): the
+        same place builds them for the TUI, the commands and the demo."""
+        if self._services is None:
+            self._services = build_services(self.db)
+        return self._services
 
     def _login_and_password(self) -> tuple[str, str]:
         login = self.as_login or os.environ.get("INSDESK_USER")
@@ -122,6 +132,10 @@ class CliContext:
             record_login(self.db, credentials)
 
     def close(self) -> None:
+        if self._services is not None:
+            while self._services.on_close:
+                self._services.on_close.pop()()
+            self._services = None
         if self._db is not None:
             self._db.dispose()
             self._db = None

@@ -114,3 +114,8 @@ def document_short_label(label: str) -> str:
     """ "Carte nationale d'identité (France, …)" -> "carte nationale d'identité"."""
     text = label.split(" (", 1)[0].strip()
     return text[:1].lower() + text[1:] if text else label
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """« 1 trait diffère », « 2 traits diffèrent »: the word for ``count`` (French: 0 and 1 singular)."""
+    return singular if count <= 1 else (plural_form or singular + "s")

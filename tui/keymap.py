@@ -94,7 +94,10 @@ def load_keymap(path: Path | None = None, env: Mapping[str, str] | None = None) 
     if keys:
         unknown = sorted(set(keys) - known_binding_ids())
         if unknown:
-            problems.append(f"identifiant(s) inconnu(s), ignoré(s) : {', '.join(unknown)}.")
+            problems.append(
+                f"identifiant{'s' if len(unknown) > 1 else ''} inconnu{'s' if len(unknown) > 1 else ''}, "
+                f"ignoré{'s' if len(unknown) > 1 else ''} : {', '.join(unknown)}."
+            )
             for binding_id in unknown:
                 del keys[binding_id]
     return UserKeymap(keys, path, tuple(problems))

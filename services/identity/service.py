@@ -1058,7 +1058,8 @@ def attach_ins(
 
 _NIR_QUERY = re.compile(r"[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}")
 _ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
-_FR_DATE = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4})")
+_FR_DATE = re.compile(r"([0-9]{1,2})[/.]([0-9]{1,2})[/.]([0-9]{4})")
+_YEAR = re.compile(r"(?:18|19|20)[0-9]{2}")
 _FOLD = str.maketrans({"Œ": "OE", "Æ": "AE", "ß": "SS", "’": "'", "‘": "'", "ʼ": "'"})
 
 
@@ -1083,6 +1084,19 @@ def _parse_date(token: str) -> date | None:
         return None
 
 
+def _local_id_prefix_query(session: Session, prefix: str, limit: int) -> Any:
+    """Identities whose local id starts with ``prefix``, index-backed on both engines (migration
+    0008): ``LIKE 'p%'`` on PostgreSQL (``text_pattern_ops``), a byte-wise range on SQLite."""
+    column = col(Identity.local_id)
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        condition: Any = column.like(_like_escape(prefix) + "%", escape="\\")
+    else:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        condition = sa.and_(column >= prefix, column < upper)
+    return select(Identity).where(condition).order_by(column, col(Identity.id)).limit(limit)
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -1091,8 +1105,8 @@ def search_identities(
     session: Session, *, query: str, limit: int = 50, actor: Actor | None = None
 ) -> list[Identity]:
     """As-you-type search: a birth-name prefix ("MART"), a name and first names ("MARTIN
-    CLAIRE"), a birth date ("21/06/1985", "1985-06-21", possibly with a name), a local id, or a
-    15-character INS.
+    CLAIRE"), a birth date ("21/06/1985", "1985-06-21", possibly with a name) or a birth year
+    ("MARTIN 1985"), a local id or its beginning ("IPP-00"), or a 15-character INS.
 
     Every query is index-backed (no leading wildcard): a byte-wise range on ``birth_name``
     (``birth_name_prefix_filter``) with the (birth_name, birth_date) / (birth_date, birth_name)
@@ -1127,13 +1141,18 @@ def search_identities(
                 select(Identity).where(Identity.local_id == text).order_by(col(Identity.id)).limit(limit)
             ).all()
         )
+        if len(text) >= 2 and not any(ch.isspace() for ch in text) and any(ch.isdigit() for ch in text):
+            add(session.exec(_local_id_prefix_query(session, text, limit)).all())
 
     birth: date | None = None
+    year: int | None = None
     names: list[str] = []
     for token in text.split():
         parsed = _parse_date(token)
         if parsed is not None and birth is None:
             birth = parsed
+        elif parsed is None and year is None and _YEAR.fullmatch(token) and int(token) <= date.today().year:
+            year = int(token)
         elif parsed is None:
             names.extend(_fold_name(token).split())
     conditions: list[Any] = []
@@ -1152,6 +1171,8 @@ def search_identities(
         conditions.append(sa.or_(*branches) if len(branches) > 1 else branches[0])
     if birth is not None:
         conditions.append(col(Identity.birth_date) == birth)
+    elif year is not None:  # « MARTIN 1985 »: an index range on (birth_name, birth_date)
+        conditions.append(col(Identity.birth_date).between(date(year, 1, 1), date(year, 12, 31)))
     if conditions and len(found) < limit:
         stmt = select(Identity).where(*conditions)
         if names:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import logging
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -44,7 +45,14 @@ from services.insi.envelope import (
     build_traits_request,
     build_vitale_request,
 )
-from services.insi.errors import InsiError, InsiFault, InsiProtocolError, InsiTlsError, InsiUnavailable
+from services.insi.errors import (
+    InsiCancelled,
+    InsiError,
+    InsiFault,
+    InsiProtocolError,
+    InsiTlsError,
+    InsiUnavailable,
+)
 from services.insi.parse import (
     InsiAnswer,
     answer_from_envelope,
@@ -354,6 +362,17 @@ class InsiClient:
         self._sleep = sleep
         self._now = now
         self._new_id = new_id
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """The agent stops waiting (Échap, from another thread): no new attempt is sent, and a
+        call that then fails (a timeout, a closed connection) is recorded as cancelled by the
+        agent. An answer already on its way is still read and returned (it cannot be recalled)."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
     def close(self) -> None:
         if self._owns_http:
@@ -425,6 +444,8 @@ class InsiClient:
 
     def _call(self, build: Callable[[], Envelope]) -> InsiExchange:
         policy = self.config.retry
+        if self._cancelled.is_set():  # the agent cancelled before this attempt: nothing is sent
+            raise InsiCancelled()
         envelope = build()  # BadRequest here: nothing was sent
         started_at = self._now()
         start = self._clock()
@@ -440,6 +461,19 @@ class InsiClient:
             except InsiError as err:
                 elapsed = self._clock() - start
                 delay = policy.delay(attempt)
+                if self._cancelled.is_set():
+                    cancelled = InsiCancelled(detail=f"{err.code}: {err.detail or err.message}"[:300])
+                    exchange = self._exchange(
+                        envelope, started_at, start, attempt, status, raw, None, cancelled.code
+                    )
+                    cancelled.exchanges = [exchange]
+                    logger.warning(
+                        "INSi %s cancelled by the agent (then %s) after %d ms",
+                        envelope.operation,
+                        err.code,
+                        exchange.duration_ms,
+                    )
+                    raise cancelled from err
                 if (
                     _auto_retry(err)
                     and attempt < policy.max_attempts

@@ -118,3 +118,20 @@ class InsiProtocolError(InsiError):
         self, message: str, *, code: str | None = None, detail: str | None = None, retryable: bool = False
     ) -> None:
         super().__init__(message, code=code, detail=detail, retryable=retryable)
+
+
+class InsiCancelled(InsiError):
+    """The agent stopped waiting for INSi (Échap at the desk): the call is recorded as cancelled
+    by the agent, never as a timeout or a network failure, and it is not retried."""
+
+    default_code = "insi_cancelled_by_agent"
+    title = "Interrogation INSi annulée"
+
+    def __init__(self, message: str | None = None, *, detail: str | None = None) -> None:
+        super().__init__(
+            message
+            or "Interrogation INSi annulée par l'agent : aucune réponse n'a été utilisée, l'identité "
+            "n'est pas modifiée. Vous pouvez interroger l'INSi à nouveau (F4).",
+            detail=detail,
+            retryable=True,
+        )

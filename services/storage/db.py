@@ -238,7 +238,9 @@ class Database:
         parsed = make_url(url)
         self.dialect_name = parsed.get_backend_name()
         self.is_sqlite = self.dialect_name == "sqlite"
-        kwargs: dict[str, Any] = {}
+        # Bound values (names, birth dates, request XML) never go into an error's message, hence
+        # never into a traceback or the application log (services.logsafe).
+        kwargs: dict[str, Any] = {"hide_parameters": True}
         if self.is_sqlite:
             connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
             if _is_sqlite_memory(parsed):

@@ -157,6 +157,9 @@ class Identity(IdentityBase, table=True):
         sa.Index("ix_identity_birth_name_birth_date", "birth_name", "birth_date"),
         sa.Index("ix_identity_birth_date_birth_name", "birth_date", "birth_name"),
         sa.Index("ix_identity_local_id", "local_id"),
+        # « IPP-00… » typed at the desk: LIKE 'p%' index-backed on PostgreSQL whatever the collation
+        # (text_pattern_ops); on SQLite a byte-wise range on the plain index (migration 0008).
+        sa.Index("ix_identity_local_id_prefix", "local_id", postgresql_ops={"local_id": "text_pattern_ops"}),
         sa.Index("ix_identity_ins_matricule", "ins_matricule"),
         sa.Index("ix_identity_merged_into", "merged_into"),
     )

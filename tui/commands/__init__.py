@@ -9,6 +9,7 @@ from tui.commands import (
     audit,
     checks,
     config,
+    doctor,
     identity,
     insi,
     insi_sim,
@@ -32,6 +33,19 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def register_all(sub: Any) -> None:
-    modules = (tui_cmds, checks, identity, insi, audit, users, config, insi_sim, vitale, results_ref, results)
+    modules = (
+        tui_cmds,
+        checks,
+        identity,
+        insi,
+        audit,
+        users,
+        config,
+        doctor,
+        insi_sim,
+        vitale,
+        results_ref,
+        results,
+    )
     for module in (*modules, results_cda):  # last: it attaches to any `results` parser
         module.register(sub)

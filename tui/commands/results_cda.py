@@ -62,7 +62,8 @@ def register(sub: Any) -> None:
         p.add_argument(
             "--outbox",
             metavar="DOSSIER",
-            help="dossier de dépôt (sinon INSDESK_OUTBOX, sinon outbox/ dans le dossier de données)",
+            help="dossier de dépôt (sinon INSDESK_OUTBOX, sinon le réglage outbox.folder, sinon outbox/ "
+            "dans le dossier de données)",
         )
         add_json(p)
         p.set_defaults(handler=send)
@@ -116,7 +117,8 @@ def cda(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def send(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.RESULTS)
-    sender = FileDropSender(args.outbox)
+    # --outbox wins; else the installation's outbox (services.wiring: outbox.kind / outbox.folder).
+    sender = FileDropSender(args.outbox) if args.outbox else ctx.services.sender()
     result = send_reports(
         ctx.db, actor=actor, sender=sender, report_ids=args.report_ids, all_ready=args.all_ready
     )
@@ -124,7 +126,8 @@ def send(ctx: CliContext, args: argparse.Namespace) -> int:
 
     def human(c: Console) -> None:
         if result.sent:
-            c.print(f"[green]✓[/] {len(result.sent)} compte(s) rendu(s) envoyé(s) vers {sender.folder}")
+            where = getattr(sender, "folder", sender.name)
+            c.print(f"[green]✓[/] {len(result.sent)} compte(s) rendu(s) envoyé(s) vers {where}")
             for report_id in result.sent:
                 c.print(f"  n° {report_id} → {result.references.get(report_id, '')}")
         elif not result.refused:

@@ -56,9 +56,14 @@ def backend_for(reader: str | None, *, timeout: float = 5.0) -> CardReaderBacken
 
 def read(ctx: CliContext, args: argparse.Namespace) -> int:
     ctx.actor(Right.CARD_READ)
-    backend = backend_for(args.reader, timeout=args.timeout)
-    name = None if isinstance(backend, SimulatedReader) else args.reader
-    card = backend.read(name)
+    if args.reader is None and ctx.services.reader is not None:
+        # The desk's reader (services.wiring: desk.reader / INSDESK_READER), as F3 reads it.
+        ctx.services.reader.apdu_timeout = args.timeout
+        card = ctx.services.reader.read()
+    else:
+        backend = backend_for(args.reader, timeout=args.timeout)
+        name = None if isinstance(backend, SimulatedReader) else args.reader
+        card = backend.read(name)
     ctx.out.result(card.as_cli_dict(), lambda c: _human(c, card))
     return 0
 

@@ -27,10 +27,30 @@ _WIDGET_KEYS: dict[str, tuple[KeyHelp, ...]] = {
     ),
     "IdentityFormScreen": (
         KeyHelp("Tab ⇧Tab", "Champ suivant", "Chaque champ est vérifié en le quittant"),
-        KeyHelp("Entrée", "Valider le champ", "Passe au champ suivant ; au lieu de naissance, choisit"),
-        KeyHelp("↑ ↓", "Lieu de naissance", "Parcourir les communes et pays proposés"),
+        KeyHelp(
+            "Entrée",
+            "Valider le champ",
+            "Passe au champ suivant ; au lieu de naissance, prend le lieu en surbrillance",
+        ),
+        KeyHelp(
+            "↑ ↓",
+            "Lieu de naissance",
+            "Parcourir les communes et pays proposés (ailleurs : champ précédent / suivant)",
+        ),
+        KeyHelp(
+            "150390",
+            "Date de naissance",
+            "JJ/MM/AAAA, JJMMAAAA, JJMMAA (siècle jamais dans le futur : 1990), MM/AAAA, AAAA",
+        ),
     ),
 }
+
+
+def _key_order(shown: str) -> tuple[int, int]:
+    """F-keys first, in their order (F2, F3… F11), then the others as they come."""
+    if len(shown) > 1 and shown[0] == "F" and shown[1:].isdigit():
+        return (0, int(shown[1:]))
+    return (1, 0)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -50,6 +70,8 @@ class HelpScreen(ModalScreen[None]):
         for extra in _WIDGET_KEYS.get(type(screen).__name__, ()):
             keys.append(extra)
             seen.add(extra.key)
+        # Every key of an action on one line: « F2 ^N » (a terminal may take the F-keys).
+        by_action: dict[tuple[str, str], KeyHelp] = {}
         for key, active in screen.active_bindings.items():
             binding = active.binding
             if not active.enabled or not binding.description:
@@ -60,7 +82,14 @@ class HelpScreen(ModalScreen[None]):
             if shown in seen:
                 continue
             seen.add(shown)
-            keys.append(KeyHelp(shown, binding.description, binding.tooltip or ""))
+            group = (binding.id, binding.action)
+            if group in by_action:
+                previous = by_action[group]
+                both = sorted([*previous.key.split(" "), shown], key=_key_order)
+                by_action[group] = KeyHelp(" ".join(both), previous.name, previous.detail)
+            else:
+                by_action[group] = KeyHelp(shown, binding.description, binding.tooltip or "")
+        keys.extend(sorted(by_action.values(), key=lambda k: _key_order(k.key.split(" ")[0])))
         title = getattr(screen, "HELP_TITLE", None) or "Touches de cet écran"
         return cls(title, keys)
 

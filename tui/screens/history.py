@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from services.audit.log import list_events
 from services.identity import service
@@ -20,6 +20,7 @@ from tui.audit_text import HistoryLine, describe
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import FlagTags, StatusBadge
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class HistoryScreen(Screen[None], WorkerErrorsToApp):
         table.add_columns("Date", "Par", "Évènement", "Détail")
         yield table
         yield Static("Chargement…", id="history-status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self.query_one("#history-flags", FlagTags).set_flags(self.summary.flags)

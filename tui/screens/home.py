@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -19,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
 from services.errors import InvalidData
@@ -34,6 +35,7 @@ from tui.screens.identity_form import IdentityFormScreen
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import status_cell
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.identity_card import IdentityCard
 from tui.widgets.status_bar import StatusBar
@@ -75,6 +77,8 @@ class ResultsTable(DataTable[object]):
 
 
 class HomeScreen(Screen[None], WorkerErrorsToApp):
+    FOOTER_LESS = ("open_selected",)
+    """Left out of a short footer first (still in help and the palette)."""
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding(
@@ -91,7 +95,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         Binding("pageup", "cursor(-10)", show=False, id="home.pageup", tooltip="Dix identités plus haut"),
         Binding("pagedown", "cursor(10)", show=False, id="home.pagedown", tooltip="Dix identités plus bas"),
         Binding(
-            "f11",
+            "f11,ctrl+d",
             "scan_datamatrix",
             "DataMatrix",
             id="home.datamatrix",
@@ -118,6 +122,10 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         super().__init__()
         self._summary: IdentitySummary | None = None
         self._loading_id: int | None = None
+        self._when_loaded: list[Callable[[], None]] = []
+        self._shown_query: str | None = None
+        """The query whose results the table shows."""
+        self._open_when_shown: str | None = None
         self._scan_message: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -137,7 +145,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
                 yield table
                 yield Static("", id="search-status")
             yield IdentityCard(id="side-pane")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     @property
     def insdesk(self) -> InsdeskApp:
@@ -180,6 +188,10 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
     def _submitted(self, event: Input.Submitted) -> None:
         if looks_like_datamatrix(event.value):
             self._scanned(event.value)
+            return
+        if event.value.strip() and self._shown_query != event.value:
+            # Entrée typed before the results of what was typed: open the first one when they come.
+            self._open_when_shown = event.value
             return
         self.action_open_selected()
 
@@ -275,6 +287,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
 
     @on(ResultsReady)
     def _show(self, event: ResultsReady) -> None:
+        self._shown_query = event.query
         table = self.table
         selected = self._summary.id if self._summary is not None else None
         table.clear()
@@ -310,6 +323,10 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             self._select(ids[table.cursor_row], reload=True)
         else:
             self._set_summary(None)
+        if self._open_when_shown is not None:
+            wanted, self._open_when_shown = self._open_when_shown, None
+            if wanted == event.query and event.query == self.search_input.value:
+                self.action_open_selected()
 
     # -- selection ---------------------------------------------------------------------------
 
@@ -370,8 +387,22 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             self._loading_id = None
         if event.summary.id == self._selected_id():
             self._set_summary(event.summary)
+            callbacks, self._when_loaded = self._when_loaded, []
+            for callback in callbacks:
+                callback()
+
+    def identity_loading(self) -> bool:
+        """The selected row's identity is being loaded (its summary is not there yet)."""
+        selected = self._selected_id()
+        return selected is not None and self._loading_id == selected
+
+    def after_identity_loaded(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (an action typed ahead: F4, F5…) once the selected identity is loaded."""
+        self._when_loaded = [callback]
 
     def _set_summary(self, summary: IdentitySummary | None) -> None:
+        if summary is None:
+            self._when_loaded = []
         self._summary = summary
         self.query_one(IdentityCard).show(summary)
 

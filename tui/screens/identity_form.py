@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -28,12 +28,16 @@ from services.identity.birthplace import load_cog
 from services.identity.traits import check_traits, check_used_name
 from services.storage.models import CaptureChannel
 from services.users import Right
+from tui.dates import HINT as DATE_HINT
+from tui.dates import iso_or_text, read_birth_date, unrecognised_message
 from tui.format import STATUS_WORDS, fr_date
 from tui.lookalikes import LookAlike, candidates, find_lookalikes
+from tui.places import search_places
 from tui.screens.lookalike_modal import LookAlikeChoice, LookAlikeModal
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import FlagTags, StatusBadge
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.status_bar import StatusBar
 
@@ -49,7 +53,7 @@ FIELD_TEXT: dict[str, tuple[str, str]] = {
     "first_names": ("Prénoms de naissance", "tous, dans l'ordre de la pièce"),
     "first_name": ("Premier prénom", "vide : le premier de la liste"),
     "sex": ("Sexe", "M ou F"),
-    "birth_date": ("Date de naissance", "JJ/MM/AAAA, MM/AAAA ou AAAA"),
+    "birth_date": ("Date de naissance", DATE_HINT),
     "birthplace": ("Lieu de naissance", "commune ou pays : nom ou code INSEE"),
     "used_name": ("Nom utilisé", "si différent du nom de naissance"),
     "used_first_name": ("Prénom utilisé", "si différent"),
@@ -64,7 +68,6 @@ _PLACEHOLDER = {
     "birth_date": "2000-01-01",
 }
 PLACE_DEBOUNCE_S = 0.15
-PLACE_LIMIT = 8
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,17 @@ class FieldResult:
 
 def _parse_birth(text: str) -> BirthDate | None:
     try:
-        return BirthDate.parse(text)
+        return BirthDate.parse(iso_or_text(text))
     except InvalidData:
         return None
+
+
+def for_services(values: dict[str, str]) -> dict[str, str]:
+    """The form's values as the services read them (the birth date typed the French way → ISO)."""
+    out = dict(values)
+    if "birth_date" in out:
+        out["birth_date"] = iso_or_text(out["birth_date"])
+    return out
 
 
 def birth_date_input(value: BirthDate) -> str:
@@ -110,13 +121,18 @@ def check_field(name: str, values: dict[str, str]) -> FieldResult:
         return FieldResult()
     if name == "birthplace" and not value.strip():
         return FieldResult()
+    typed_date = None
+    if name == "birth_date":
+        typed_date = read_birth_date(value)
+        if typed_date is None and value.strip():
+            return FieldResult((unrecognised_message(value),))
     given = dict(_PLACEHOLDER)
-    given[name] = value
+    given[name] = typed_date.iso if typed_date is not None else value
     if name == "first_name":
         given["first_names"] = values.get("first_names", "") or "A"
     if name == "birthplace":
         given["birth_date"] = (
-            values.get("birth_date", "") if _parse_birth(values.get("birth_date", "")) else ""
+            iso_or_text(values.get("birth_date", "")) if _parse_birth(values.get("birth_date", "")) else ""
         )
     result = check_traits(
         birth_name=given["birth_name"],
@@ -136,7 +152,7 @@ def check_field(name: str, values: dict[str, str]) -> FieldResult:
             "first_names": traits.first_names_text,
             "first_name": traits.first_name,
             "sex": traits.sex,
-            "birth_date": value.strip(),
+            "birth_date": typed_date.shown if typed_date is not None else value.strip(),
             "birthplace": traits.birthplace or "",
         }[name]
     return FieldResult(errors, warnings, normalized)
@@ -155,12 +171,22 @@ class PlaceOptions(OptionList):
 
 
 class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
+    FOOTER_LESS = ("new_identity", "read_card")
+    """Left out of a short footer first (still in help and the palette)."""
     HELP_TITLE = "Fiche identité : touches"
     CAPTURE_CHANNEL: ClassVar[CaptureChannel] = CaptureChannel.MANUAL
     """How the traits of a new identity were captured (a prefilled form says its own channel)."""
     BINDINGS = [
         Binding("ctrl+s", "save", "Enregistrer", id="form.save", tooltip="Enregistrer l'identité"),
         Binding("escape", "back", "Retour", id="form.back", tooltip="Revenir à la recherche"),
+        Binding(
+            "f11,ctrl+d",
+            "show_datamatrix",
+            "DataMatrix",
+            id="form.datamatrix",
+            tooltip="Afficher le DataMatrix INS de l'identité qualifiée",
+            show=False,
+        ),
         Binding("up", "move(-1)", show=False, id="form.up", tooltip="Champ ou lieu précédent"),
         Binding("down", "move(1)", show=False, id="form.down", tooltip="Champ ou lieu suivant"),
     ]
@@ -202,6 +228,10 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self._touched: set[str] = set()
         self._programmatic: dict[str, str] = {}
         self._leave_armed = False
+        self._options_for: str | None = None
+        """The birthplace text the list of places was found for."""
+        self._pending_place_moves = 0
+        """↑/↓ pressed before the list for the typed text was shown: applied when it is."""
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -211,6 +241,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             yield Static("Nouvelle identité" if self.identity_id is None else "Chargement…", id="form-title")
             yield StatusBadge(id="form-badge")
             yield FlagTags(id="form-flags")
+        yield Static("", id="form-ins")
         with VerticalScroll(id="form"):
             yield Static("Traits stricts (pièce d'identité en main)", classes="form-section")
             yield Static("", id="form-lock")
@@ -225,7 +256,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             yield Static("Identifiant local", classes="form-section")
             yield from self._field("local_id")
         yield Static("", id="form-status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def _field(self, name: str) -> ComposeResult:
         label, placeholder = FIELD_TEXT[name]
@@ -254,7 +285,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self.query_one("#form-badge", StatusBadge).set_status(None)
         self.query_one("#form-flags", FlagTags).set_flags(())
         self.query_one("#place-options", PlaceOptions).display = False
-        for wid in ("#place-name", "#form-lock"):
+        for wid in ("#place-name", "#form-lock", "#form-ins"):
             self.query_one(wid, Static).display = False
         for name in ALL_FIELDS:
             self.query_one(f"#m-{name}", Static).display = False
@@ -308,6 +339,16 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
     def _show_summary(self, summary: IdentitySummary) -> None:
         self.identity_id = summary.id
         self.query_one("#form-title", Static).update(f"Identité n°{summary.id} · {summary.title}")
+        ins = self.query_one("#form-ins", Static)
+        ins.display = bool(summary.ins)
+        if summary.ins:
+            usage = (
+                f"{summary.oid_label} · F11 : DataMatrix"
+                if summary.ins_usable
+                else "non transmissible tant que l'identité n'est pas qualifiée"
+            )
+            ins.update(f"INS {summary.ins} · {usage}")
+        self.refresh_bindings()
         self.query_one("#form-badge", StatusBadge).set_status(summary.status)
         self.query_one("#form-flags", FlagTags).set_flags(summary.flags)
         actor = self.insdesk.actor
@@ -336,6 +377,20 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         focused = self.focused
         if not (isinstance(focused, Input) and not focused.disabled):
             self.input("used_name").focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_datamatrix":
+            summary = self._loaded.summary if self._loaded is not None else None
+            return summary is not None and bool(summary.ins) and summary.ins_usable
+        return True
+
+    def action_show_datamatrix(self) -> None:
+        """F11 / ^D: the INS DataMatrix of the qualified identity, drawn on the screen."""
+        from tui.screens.datamatrix_modal import DataMatrixModal
+
+        summary = self._loaded.summary if self._loaded is not None else None
+        if summary is not None and summary.ins and summary.ins_usable:
+            self.app.push_screen(DataMatrixModal(summary))
 
     # -- IdentityContext ---------------------------------------------------------------------------
 
@@ -366,6 +421,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             self._set_value(name, event.value.upper())
         if name == "birthplace":
             self._show_place("")
+            self._pending_place_moves = 0
             if event.value.strip():
                 self._search_places(event.value, self.input("birth_date").value, PLACE_DEBOUNCE_S)
             else:
@@ -398,8 +454,9 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
                 result.normalized is not None
                 and result.normalized != typed
                 and self.input(name).value == typed
-                and name != "birth_date"
             ):
+                # The stored spelling replaces what was typed: « claire » → CLAIRE, « 150390 » →
+                # 15/03/1990 (the century chosen is seen before saving).
                 self._set_value(name, result.normalized)
 
     def _show_field(self, name: str, result: FieldResult) -> None:
@@ -422,29 +479,25 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         if worker.is_cancelled:
             return
         born = _parse_birth(birth_date)
-        at = born.value if born is not None else None
-        places = load_cog().search(text, at=at, limit=PLACE_LIMIT)
-        options = []
-        for place in places:
-            label = f"{place.code}  {place.name}"
-            if place.is_country:
-                label += " (pays)"
-            if at is not None and not place.valid_at(at):
-                label += f" — {place.describe_period()}"
-            options.append((place.code, label))
+        options = search_places(text, born.value if born is not None else None)
         if not worker.is_cancelled:
-            self.post_message(self.PlacesFound(text, options))
+            self.post_message(self.PlacesFound(text, [(o.code, o.label) for o in options]))
 
     @on(PlacesFound)
     def _places_found(self, event: PlacesFound) -> None:
         if event.query != self.input("birthplace").value:
             return
+        self._show_options(event.query, event.options)
+
+    def _show_options(self, query: str, found: list[tuple[str, str]]) -> None:
         options = self.query_one("#place-options", PlaceOptions)
         options.clear_options()
-        options.add_options([Option(label, id=code) for code, label in event.options])
-        options.display = bool(event.options) and self.focused is self.input("birthplace")
-        if event.options:
-            options.highlighted = 0
+        options.add_options([Option(label, id=code) for code, label in found])
+        self._options_for = query
+        options.display = bool(found) and self.focused is self.input("birthplace")
+        if found:
+            moves, self._pending_place_moves = self._pending_place_moves, 0
+            options.highlighted = max(0, min(len(found) - 1, moves))
 
     def _hide_places(self) -> None:
         options = self.query_one("#place-options", PlaceOptions)
@@ -456,8 +509,17 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         place.display = bool(text)
 
     def _pick_place(self) -> bool:
+        """Entrée in the birthplace field: the highlighted place (the list for what is typed now,
+        searched at once if the typed-ahead search has not answered yet) replaces the text."""
+        field = self.input("birthplace")
+        text = field.value
         options = self.query_one("#place-options", PlaceOptions)
-        if not options.display or options.highlighted is None or options.option_count == 0:
+        if text.strip() and self._options_for != text:
+            born = _parse_birth(self.input("birth_date").value)
+            found = search_places(text, born.value if born is not None else None)  # in memory, < 1 ms
+            self.workers.cancel_group(self, "places")
+            self._show_options(text, [(o.code, o.label) for o in found])
+        if options.highlighted is None or options.option_count == 0 or self._options_for != text:
             return False
         option = options.get_option_at_index(options.highlighted)
         code = option.id or ""
@@ -465,6 +527,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self._touched.add("birthplace")
         self._show_place(str(option.prompt).split("  ", 1)[-1])
         self._hide_places()
+        self._options_for = None
         return True
 
     @on(OptionList.OptionSelected, "#place-options")
@@ -473,15 +536,26 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         self._check(self.values(), ("birthplace",))
 
     def action_move(self, delta: int) -> None:
+        """↑/↓: in the birthplace field with a place typed, they move the list's highlight (never
+        the form, even before the list is shown); elsewhere, the previous or next field."""
+        field = self.input("birthplace")
         options = self.query_one("#place-options", PlaceOptions)
-        if self.focused is self.input("birthplace") and options.display and options.option_count:
-            current = options.highlighted or 0
-            options.highlighted = max(0, min(options.option_count - 1, current + delta))
+        if self.focused is field and field.value.strip() and field.value != self._picked_code():
+            if options.display and options.option_count and self._options_for == field.value:
+                current = options.highlighted or 0
+                options.highlighted = max(0, min(options.option_count - 1, current + delta))
+            else:
+                self._pending_place_moves = max(0, self._pending_place_moves + delta)
             return
         if delta > 0:
             self.focus_next()
         else:
             self.focus_previous()
+
+    def _picked_code(self) -> str | None:
+        """The code the field holds after a pick (the list is not offered again for it)."""
+        text = self.query_one("#place-name", Static)
+        return self.input("birthplace").value if text.display else None
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -542,14 +616,15 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
                 self.SaveRefused("Rien n'est enregistré : corrigez les champs signalés en rouge.")
             )
             return
+        svc = for_services(values)  # the birth date as the services read it (ISO)
         if identity_id is None:
             check = check_traits(
-                birth_name=values["birth_name"],
-                first_names=values["first_names"],
-                first_name=values["first_name"] or None,
-                sex=values["sex"],
-                birth_date=values["birth_date"],
-                birthplace=values["birthplace"] or None,
+                birth_name=svc["birth_name"],
+                first_names=svc["first_names"],
+                first_name=svc["first_name"] or None,
+                sex=svc["sex"],
+                birth_date=svc["birth_date"],
+                birthplace=svc["birthplace"] or None,
             )
             if not check.valid or check.normalized is None:
                 all_results = {
@@ -582,7 +657,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             return
         changes: dict[str, Any] = {}
         for name in changed:
-            value = values[name].strip()
+            value = svc[name].strip()
             changes[name] = (
                 value if value or name in ("birth_name", "first_names", "sex", "birth_date") else None
             )

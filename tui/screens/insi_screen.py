@@ -16,6 +16,7 @@ attached as the service rules — the desk then says so, :class:`LateInsiAnswer`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Footer, LoadingIndicator, Static
+from textual.widgets import LoadingIndicator, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from services.errors import ConcurrentUpdate, InsdeskError
@@ -40,10 +41,11 @@ from services.identity.traits import StrictTraits
 from services.insi.errors import InsiError
 from services.insi.qualify import QualifyResult, check_qualify_allowed, qualify_with_insi
 from services.users import Actor
-from tui.format import STATUS_WORDS, fr_date, ins_text
+from tui.format import STATUS_WORDS, fr_date, ins_text, plural
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import StatusBadge
+from tui.widgets.desk_footer import DeskFooter
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
@@ -59,12 +61,24 @@ TRAIT_LABELS: dict[str, str] = {
     "birthplace": "Lieu de naissance",
 }
 
-RETRY_YES = "Réessayer a un sens : R pour relancer l'interrogation (ou plus tard)."
-RETRY_CHANGED = "R : relancer l'interrogation INSi sur l'identité à jour."
-RETRY_NO = (
-    "Réessayer ne changera rien tant que la cause n'est pas corrigée : l'identité reste dans son "
-    "statut actuel ; prévenez le référent informatique si cela persiste."
+CANCELLED_TEXT = (
+    "Interrogation INSi annulée : la demande déjà partie ne peut pas être rappelée. Si l'INSi y répond "
+    "encore par une identité aux mêmes traits, l'INS sera rattaché et vous serez prévenu ; sinon rien ne "
+    "change. L'appel est tracé comme annulé par l'agent."
 )
+RETRY_YES = "R : interroger l'INSi à nouveau (maintenant ou plus tard)."
+RETRY_CHANGED = "R : interroger l'INSi à nouveau sur l'identité à jour."
+RETRY_NO = "L'identité reste dans son statut actuel ; prévenez le référent informatique si cela persiste."
+_SERVER_TEXT = re.compile(r"\s*\(erreur INSi ([^\s:()]+) : « .*? »\)", re.DOTALL)
+
+
+def fault_advice(message: str, retryable: bool) -> str:
+    """What the desk says after an INSi failure: the service's French message — whose own advice
+    says whether to try again —, the fault code without the server's free text (which may say
+    the opposite: « veuillez réessayer » on a fault where retrying is useless; it stays in the
+    technical details), then one line: the key to try again, or what stays as it is."""
+    cleaned = _SERVER_TEXT.sub(r" (erreur INSi \1)", message).strip()
+    return f"{cleaned}\n\n{RETRY_YES if retryable else RETRY_NO}"
 
 
 @contextmanager
@@ -146,17 +160,18 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     DEFAULT_CSS = """
     InsiScreen { align: center middle; }
     InsiScreen #insi-box { width: 90; }
-    InsiScreen #insi-title-row { height: auto; margin-bottom: 1; }
+    InsiScreen #insi-title-row { height: auto; }
     InsiScreen #insi-title { width: 1fr; text-style: bold; }
     InsiScreen #insi-badge { width: auto; }
     InsiScreen #insi-wait { height: 1; margin-bottom: 1; }
     InsiScreen #insi-spinner { width: 6; height: 1; min-height: 1; }
     InsiScreen #insi-waiting { width: 1fr; }
-    InsiScreen #insi-headline { text-style: bold; margin-bottom: 1; }
-    InsiScreen #insi-compare { height: auto; margin-bottom: 1; }
-    InsiScreen #insi-advice { margin-bottom: 1; }
+    InsiScreen #insi-headline { text-style: bold; margin-top: 1; }
+    InsiScreen #insi-compare { height: auto; margin-top: 1; }
+    InsiScreen #insi-advice { margin-top: 1; }
     InsiScreen #insi-advice.-error { color: $error; }
-    InsiScreen #insi-keys { color: $text-muted; }
+    /* the key line stays visible at 80×24 whatever the length of the advice above it */
+    InsiScreen #insi-keys { color: $text-muted; dock: bottom; height: auto; margin-top: 1; }
     """
     BINDINGS = [
         Binding(
@@ -207,6 +222,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.retryable = False
         self.changed: IdentitySummary | None = None
         self.result: QualifyResult | None = None
+        self._client: Any = None
 
     @property
     def insdesk(self) -> InsdeskApp:
@@ -224,7 +240,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             yield Static("", id="insi-compare")
             yield Static("", id="insi-advice")
             yield Static("", id="insi-keys")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self._start()
@@ -280,6 +296,9 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         try:
             check_qualify_allowed(db, actor=actor, identity_id=identity_id)
             with insi_client(app.services.insi, actor) as client:
+                self._client = client  # Échap tells it (cancel): recorded as cancelled by the agent
+                if worker.is_cancelled and hasattr(client, "cancel"):
+                    client.cancel()
                 result = qualify_with_insi(db, actor=actor, identity_id=identity_id, client=client)
         except InsiError as err:
             if not worker.is_cancelled:
@@ -310,7 +329,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.result = result
         attempts = ", ".join(f"{a.first_names} → {a.cr}" for a in result.attempts)
         tried = f"\nEssais (prénoms envoyés → réponse) : {attempts}" if len(result.attempts) > 1 else ""
-        self.insdesk.insi_label = self.insdesk.services.insi_label
+        self.insdesk.insi_label = f"{self.insdesk.services.insi_label} ✓"
         if result.attached:
             self._identity_updated(event.summary)
             ins = ins_text(result.ins["matricule"], result.ins["key"]) if result.ins else ""
@@ -333,14 +352,14 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             names = ", ".join(TRAIT_LABELS.get(f, f).lower() for f in sorted(differing, key=_trait_order))
             self._compare(comparison_table(event.local, event.insi, differing))
             self._show(
-                f"Réponse {result.cr} : identité trouvée, mais {len(differing)} trait(s) "
-                f"diffèrent ({names}).",
+                f"Réponse {result.cr} : identité trouvée, mais {len(differing)} "
+                f"{plural(len(differing), 'trait diffère', 'traits diffèrent')} ({names}).",
                 (result.advice or "") + tried,
             )
             self._set_phase(
                 Phase.DIFFERENCES,
-                "Entrée : la pièce d'identité confirme les traits INSi (ils remplacent la saisie) · "
-                "Échap : refuser (rien n'est modifié)",
+                "Entrée : la pièce confirme les traits INSi (ils remplacent la saisie) · "
+                "Échap : refuser, rien n'est modifié",
             )
             return
         self._show(
@@ -355,8 +374,9 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self._compare(None)
         advice = event.message
         if event.kind == "insi":
-            self.insdesk.insi_label = "en erreur" if not event.retryable else "injoignable"
-            advice = f"{event.message}\n\n{RETRY_YES if event.retryable else RETRY_NO}"
+            configured = self.insdesk.services.insi_label
+            self.insdesk.insi_label = f"{configured} · {'injoignable' if event.retryable else 'en erreur'} ✗"
+            advice = fault_advice(event.message, event.retryable)
             headline = f"{event.title} : l'identité n'est pas modifiée."
         elif event.kind == "changed":
             headline = "Identité modifiée sur un autre poste pendant l'interrogation : rien n'est enregistré."
@@ -445,7 +465,10 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     def action_cancel(self) -> None:
         if self.phase is Phase.CALLING:
             self.workers.cancel_group(self, "insi")
-            self.notify("Interrogation INSi annulée.", title="INSi", severity="warning")
+            client = self._client
+            if client is not None and hasattr(client, "cancel"):
+                client.cancel()
+            self.notify(CANCELLED_TEXT, title="INSi", severity="warning", timeout=10)
             self.dismiss(self.changed)
 
     def action_reject(self) -> None:

@@ -1,4 +1,9 @@
-"""Login: user and password; the role decides what is shown next."""
+"""Login: user and password; the role decides what is shown next.
+
+The same screen locks the desk (^X, or after the idle time of ``desk.lock_minutes``): the locked
+agent's password resumes their session as they left it; another agent's login closes it (what
+was not saved is lost, the screen says so) and opens theirs. The demo shows its accounts here.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +13,61 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Header, Input, Label, Static
 
 from services.errors import AuthenticationFailed
 from services.users import Actor
 from services.users import login as login_user
 from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_footer import DeskFooter
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
 
 
 class LoginScreen(Screen[None], WorkerErrorsToApp):
+    HELP_TITLE = "Connexion : touches"
+
+    def __init__(
+        self, *, locked: Actor | None = None, reason: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__()
+        self.locked = locked
+        self.reason = reason
+        self.hint = hint
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="login-box"):
-            yield Static("Connexion", id="login-title")
+            if self.locked is None:
+                yield Static("Connexion", id="login-title")
+            else:
+                why = f" ({self.reason})" if self.reason else ""
+                yield Static(f"Poste verrouillé{why}", id="login-title")
+                yield Static(
+                    f"Session de {self.locked.login} : son mot de passe la reprend telle quelle. "
+                    "Un autre identifiant la ferme (ce qui n'est pas enregistré est perdu).",
+                    id="login-locked",
+                )
             yield Label("Identifiant")
-            yield Input(id="login", placeholder="ex. accueil1")
+            yield Input(
+                self.locked.login if self.locked else "", id="login", placeholder="ex. accueil1", compact=True
+            )
             yield Label("Mot de passe")
-            yield Input(id="password", password=True)
+            yield Input(id="password", password=True, compact=True)
             yield Static("", id="login-message")
-            yield Button("Se connecter", variant="primary", id="login-submit")
-        yield Footer(compact=True, show_command_palette=False)
+            yield Button(
+                "Se connecter" if self.locked is None else "Reprendre",
+                variant="primary",
+                id="login-submit",
+                compact=True,
+            )
+        if self.hint:
+            yield Static(self.hint, id="login-hint")
+        yield DeskFooter()
+
+    def on_mount(self) -> None:
+        self.query_one("#password" if self.locked else "#login", Input).focus()
 
     @property
     def insdesk(self) -> InsdeskApp:
