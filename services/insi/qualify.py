@@ -194,16 +194,17 @@ def search_insi(
     traits: StrictTraits,
     warnings: Sequence[FieldIssue] = (),
     automatic: bool = False,
+    identity_id: int | None = None,
 ) -> TracedSearch:
     """``insi search``: the certified strategy for validated ``traits`` (see
-    :func:`validate_search_traits`), traced with no identity (``identity_id`` null).
-    An ``InsiError`` (exit 3) is raised after the calls are stored."""
+    :func:`validate_search_traits`), traced with ``identity_id`` (null for a search typed at the
+    desk). An ``InsiError`` (exit 3) is raised after the calls are stored."""
     require(actor, Right.INSI_SEARCH)
     return _traced(
         db,
         actor=actor,
         client=client,
-        identity_id=None,
+        identity_id=identity_id,
         automatic=automatic,
         run=lambda searcher: run_strategy(searcher, traits, warnings=warnings),
     )
@@ -249,7 +250,7 @@ class QualifyResult:
     attached: bool
     call_ids: list[int]
     insi_traits: StrictTraits | None = None
-    history: list[dict[str, str | None]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[FieldIssue] = field(default_factory=list)
 
     @property
