@@ -96,7 +96,7 @@ def cli(
         save_insi_settings(
             session,
             actor=Actor("admin", Role.ADMIN),
-            values={"retry_backoff": "0.05", "retry_deadline": "10", "idam": IDAM},
+            values={"retry_backoff": "0.05", "retry_deadline": "10", "idam": IDAM, "environment": "test"},
         )
     db.dispose()
     yield c

@@ -147,9 +147,11 @@ def test_retry_after_is_honoured_within_the_bound(sim: InsiSimulator) -> None:
 def test_retry_after_beyond_the_bound_stops_at_once_and_says_so(sim: InsiSimulator) -> None:
     sim.fault, sim.fault_count, sim.retry_after = "busy", 1, "120"
     sleeps = Sleeps()
-    with InsiClient(config(sim.url, total_deadline=5.0), sleep=sleeps) as client:
-        with pytest.raises(InsiError) as info:
-            client.search_traits(ADRTROIS)
+    with (
+        InsiClient(config(sim.url, total_deadline=5.0), sleep=sleeps) as client,
+        pytest.raises(InsiError) as info,
+    ):
+        client.search_traits(ADRTROIS)
     sim.fault, sim.fault_count = None, None
     assert sleeps.waits == [] and info.value.exchanges[-1].attempts == 1
     assert info.value.retry_after == 120.0

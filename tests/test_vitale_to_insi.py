@@ -32,6 +32,7 @@ from services.vitale.to_insi import (
     search_insi_with_card,
 )
 from tests.sesam_double import SesamDouble
+from tests.support_env import declare_test_installation
 
 RECEPTION = Actor("accueil1", Role.RECEPTION)
 BIOLOGIST = Actor("bio1", Role.BIOLOGIST)
@@ -74,6 +75,7 @@ def client(insi: InsiSimulator) -> Iterator[InsiClient]:
 @pytest.fixture
 def db(sqlite_url: str) -> Iterator[Database]:
     database = Database(sqlite_url)
+    declare_test_installation(database)  # the simulator's demo and test personas carry test OIDs
     yield database
     report = verify_database(database)  # the audit chain verifies after every scenario
     assert report.ok, report

@@ -44,7 +44,7 @@ from services.results.catalog import Problem, validate_mapping
 from services.results.models import CatalogEntry, LabReport, Observation, ReportStatus
 from services.results.parsed import NUMERIC_TYPES
 from services.results.units import is_ucum, normalize_unit, ucum_candidates
-from services.storage.models import Identity, utcnow
+from services.storage.models import Identity, IdentityAlias, utcnow
 from services.users import Actor, Right, require
 
 __all__ = [
@@ -223,20 +223,50 @@ def _json_contains(column: Any, value: str) -> Any:
 
 
 def match_identity(session: Session, report: LabReport) -> Match:
-    """The identity a report belongs to, from its local ids and its INS (see the module docstring)."""
+    """The identity a report belongs to, from its local ids and its INS (see the module docstring).
+
+    A local id also matches through ``identity_alias`` (the local id of a duplicate merged into an
+    identity, issue #13); merged duplicates (tombstones) match nothing; an INS that designates
+    two identities (duplicates from before migration 0005) matches neither."""
     local_ids = [str(x) for x in (report.patient_local_ids or []) if str(x).strip()]
     shown_local = local_ids[0] if local_ids else None
     by_local: dict[int, tuple[Identity, str]] = {}
+    live = col(Identity.merged_into).is_(None)
     if local_ids:
-        for identity in session.exec(select(Identity).where(col(Identity.local_id).in_(local_ids))).all():
+        for identity in session.exec(
+            select(Identity).where(col(Identity.local_id).in_(local_ids), live)
+        ).all():
             if identity.id is not None and identity.local_id is not None:
                 by_local[identity.id] = (identity, identity.local_id)
+        aliases = session.exec(
+            select(IdentityAlias.local_id, Identity)
+            .join(Identity, col(Identity.id) == col(IdentityAlias.identity_id))
+            .where(col(IdentityAlias.local_id).in_(local_ids), live)
+        ).all()
+        for alias_local_id, identity in aliases:
+            if identity.id is not None:
+                by_local.setdefault(identity.id, (identity, alias_local_id))
     by_ins: Identity | None = None
     ins = (report.patient_ins or "").strip()
     if len(ins) == 15:
-        by_ins = session.exec(
-            select(Identity).where(Identity.ins_matricule == ins[:13], Identity.ins_key == ins[13:])
-        ).first()
+        holders = session.exec(
+            select(Identity)
+            .where(Identity.ins_matricule == ins[:13], Identity.ins_key == ins[13:], live)
+            .order_by(col(Identity.id))
+            .limit(2)
+        ).all()
+        if len(holders) > 1:  # the local id may say which one; else no arbitrary pick
+            by_ins = next((h for h in holders if h.id in by_local), None)
+            if by_ins is None:
+                ids = ", ".join(f"n°{h.id}" for h in holders)
+                return Match(
+                    None,
+                    shown_local,
+                    f"Patient non rapproché : l'INS du compte rendu désigne plusieurs identités ({ids}) : "
+                    "doublon à fusionner (identitovigilance).",
+                )
+        elif holders:
+            by_ins = holders[0]
 
     if len(by_local) > 1:
         ids = ", ".join(f"n°{i}" for i in sorted(by_local))
@@ -562,6 +592,10 @@ def recompute_for_identity(session: Session, identity_id: int, *, actor: str | N
     if identity is not None:
         if identity.local_id:
             conditions.append(_json_contains(LabReport.patient_local_ids, identity.local_id))
+        for alias in session.exec(
+            select(IdentityAlias.local_id).where(IdentityAlias.identity_id == identity_id)
+        ).all():
+            conditions.append(_json_contains(LabReport.patient_local_ids, alias))
         if identity.ins_matricule and identity.ins_key:
             conditions.append(LabReport.patient_ins == identity.ins_matricule + identity.ins_key)
     reports = session.exec(

@@ -30,6 +30,7 @@ from typing import Any, Final, Protocol, TypedDict
 
 from services.errors import BadRequest
 from services.identity import service
+from services.identity.ins_claims import DuplicateIns, holder_of
 from services.identity.matricule import compact
 from services.identity.service import identity_flags
 from services.identity.status import check_insi_allowed
@@ -39,7 +40,7 @@ from services.insi.config import InsiConfig
 from services.insi.envelope import TraitsQuery, VitaleQuery
 from services.insi.errors import InsiError
 from services.insi.parse import CR_FOUND, CR_SEVERAL, InsiIdentity
-from services.insi.qualify import search_insi, validate_search_traits
+from services.insi.qualify import history_entries, search_insi, validate_search_traits
 from services.insi.strategy import TraitsSearcher
 from services.insi.trace import CallRecord, auth_mode, save_calls
 from services.storage.db import Database
@@ -487,7 +488,9 @@ def create_identity_from_card(
     ``first_names``, ``sex``, ``birthplace``...), checked by the input rules (InvalidData, exit 2).
     With the ``00`` of :func:`search_insi_with_card` for this person: the strict traits are
     INSi's and the INS is attached in the same transaction (PROV→RECUP); strict overrides are then
-    refused (INSi's traits are authoritative). ``used_name``, ``used_first_name`` and ``local_id``
+    refused (INSi's traits are authoritative). When that INS is already an identity's, nothing is
+    created (:class:`~services.identity.ins_claims.DuplicateIns`, ``duplicate_of``: open it).
+    ``used_name``, ``used_first_name`` and ``local_id``
     may always be given.
     """
     require(actor, Right.CARD_READ)
@@ -519,6 +522,12 @@ def create_identity_from_card(
                 code="card_insi_traits_locked",
             )
     traits = found.traits if found is not None else _card_traits(person, card, overrides)
+    if found is not None:  # one INS, one identity: a known patient is not created again
+        held = [found.matricule.number] + [h.matricule.number for h in found.history if h.key_valid]
+        with db.session() as session:
+            holder = holder_of(session, held)
+        if holder is not None:
+            raise DuplicateIns(duplicate_of=holder, matricule=found.matricule.number)
     with db.transaction() as session:
         identity = service.create_identity(
             session,
@@ -538,11 +547,10 @@ def create_identity_from_card(
                 matricule=found.matricule,
                 oid=found.oid,
                 insi_traits=found.traits,
-                history=[
-                    service.InsHistoryEntry(h.matricule, h.oid, h.valid_from, h.valid_to)
-                    for h in found.history
-                ],
+                history=history_entries(found),
                 insi_call_id=insi_result.call_ids[-1] if insi_result.call_ids else None,
             )
+            if attach.duplicate_of is not None:  # claimed meanwhile by another desk: create nothing
+                raise DuplicateIns(duplicate_of=attach.duplicate_of, matricule=found.matricule.number)
             identity = attach.identity
     return identity
