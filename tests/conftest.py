@@ -122,7 +122,7 @@ def plug_card(pcsc_rig: PcscRig) -> Iterator[Callable[..., VirtualCard]]:
 # Only one pcscd can run on a machine (fixed /run/pcscd socket, vpcd's TCP ports): under
 # pytest-xdist ("-n N", --dist load) every PC/SC test module goes to a single worker, which
 # alone starts the rig; the other tests are spread as usual.
-PCSC_TEST_MODULES = frozenset({"tests/test_vitale_reader.py"})
+PCSC_TEST_MODULES = frozenset({"tests/test_vitale_reader.py", "tests/test_tui_card_pcsc.py"})
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
