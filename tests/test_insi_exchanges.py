@@ -248,3 +248,32 @@ def test_an_answer_with_lone_combining_marks_is_a_recorded_answer(cli: Cli) -> N
     assert out["differences"] == [{"field": "birth_name", "local": "ACCENT", "insi": "\u0301\u0301ACCENT"}]
     assert any("U+0301" in w["message"] for w in out["warnings"])
     assert [(c.identity_id, c.cr) for c in calls(cli)] == [(ident, "00")]
+
+
+# --- test INS and the unknown birthplace (cli.md additions, "Test identities") ---------------------
+
+
+def test_test_oids_are_refused_outside_a_test_installation(cli: Cli) -> None:
+    """MOREAU's INS carries the test OID ...4.10: refused in production (the default), nothing
+    attached, the call recorded; accepted once the installation is declared a test one."""
+    ident = create(cli, "MOREAU", "LOUISE JEANNE", "F", "1945-03-10", "49007")
+    code, out, _ = cli("identity", "insi", str(ident), user="accueil1")
+    assert code == 1 and out["error"]["code"] == "ins_test_oid"
+    assert "1.2.250.1.213.1.4.10" in out["error"]["message"]
+    assert show(cli, ident)["ins"] is None and len(calls(cli)) == 1
+    code, out, _ = cli("config", "set", "insi.environment=recette", user="admin", url=False)
+    assert code == 2 and "test" in out["error"]["message"]
+    code, out, _ = cli("config", "set", "insi.environment=test", user="admin", url=False)
+    assert code == 0 and out["insi"]["environment"] == "test"
+    code, out, _ = cli("identity", "insi", str(ident), user="accueil1")
+    assert code == 0 and out["status"] == "RECUP"
+
+
+def test_the_unknown_birthplace_is_never_sent(cli: Cli, sim: InsiSimulator) -> None:
+    ident = create(cli, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01", "99999")
+    sim.clear_requests()
+    code, out, _ = cli("identity", "insi", str(ident), user="accueil1")
+    sent = [r.traits for r in sim.requests if r.idam == IDAM]
+    assert sent and all(t["birthplace"] is None for t in sent)
+    assert (code, out["cr"]) == (1, "00")  # found without it; the local 99999 differs from 2B020
+    assert {"field": "birthplace", "local": "99999", "insi": "2B020"} in out["differences"]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from services.errors import BadRequest
+from services.identity.birthplace import UNKNOWN_BIRTHPLACE
 from services.identity.traits import StrictTraits
 from services.insi.config import InsiConfig
 
@@ -70,13 +71,14 @@ class TraitsQuery:
 
     @classmethod
     def from_traits(cls, traits: StrictTraits, *, first_names: str | None = None) -> TraitsQuery:
-        """A query from validated strict traits; ``first_names`` defaults to the whole list."""
+        """A query from validated strict traits; ``first_names`` defaults to the whole list. The
+        unknown birthplace ``99999`` is never sent (cli.md additions): it is left out."""
         return cls(
             birth_name=traits.birth_name,
             first_names=first_names if first_names is not None else traits.first_names_text,
             sex=traits.sex,
             birth_date=traits.birth_date.iso(),
-            birthplace=traits.birthplace,
+            birthplace=traits.birthplace if traits.birthplace != UNKNOWN_BIRTHPLACE else None,
         )
 
     def as_dict(self) -> dict[str, str | None]:
@@ -224,6 +226,8 @@ def build_traits_request(
         raise _bad("Requête INSi impossible : le sexe doit être M ou F.")
     birth_date = _date(query.birth_date, "la date de naissance")
     birthplace = query.birthplace.strip() if query.birthplace and query.birthplace.strip() else None
+    if birthplace == UNKNOWN_BIRTHPLACE:  # never sent to INSi: it says nothing of the person
+        birthplace = None
     if birthplace is not None:
         birthplace = _text(birthplace, "le lieu de naissance")
 
