@@ -309,3 +309,43 @@ def test_snapshot_merge_confirmation(
         assert isinstance(pilot.app.screen, MergeScreen)
 
     assert snap_compare(desk(demo_db, sim), terminal_size=(110, 40), run_before=run_before)
+
+
+# --- the document list follows the current RNIV cases ----------------------------------------------
+
+
+async def test_f5_lists_the_minors_documents_with_nothing_preselected(
+    demo_db: Database, insi: InsiSimulator
+) -> None:
+    """Issue #13 item 8: DCEM and the guardian's document with the court decision are offered;
+    nothing is preselected; the DCEM recorded by keyboard for the minor BERNARD Lucas."""
+    from textual.widgets import Select
+
+    from tui.screens.proof_modal import ProofModal
+
+    app = desk(demo_db, insi)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await login(pilot)
+        await type_text(pilot, "bernard lucas")
+        await settle(pilot)
+        await pilot.press("f5")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, ProofModal)
+        select = modal.query_one("#proof-type", Select)
+        labels = [str(prompt) for prompt, _ in select._options]
+        assert "Document de circulation pour étranger mineur (DCEM)" in labels
+        assert any("tuteur" in label and "décision de justice" in label for label in labels)
+        assert select.value is Select.NULL  # nothing preselected
+        await pilot.press("enter")  # open the list
+        await pilot.press(*["down"] * labels.index("Document de circulation pour étranger mineur (DCEM)"))
+        await pilot.press("enter", "ctrl+s")
+        await settle(pilot)
+    with demo_db.session() as session:
+        lucas = session.exec(select_identity("BERNARD")).one()
+        proofs = service.identity_view(session, identity=lucas)["proofs"]
+    assert proofs[-1]["document_type"] == "dcem"
+
+
+def select_identity(name: str) -> Any:
+    return select(Identity).where(Identity.birth_name == name)
