@@ -223,6 +223,14 @@ async def test_duplicates_then_merge_by_keyboard(demo_db: Database, insi: InsiSi
         assert any(
             f"n°{second} fusionnée dans l'identité n°{first.id}" in n.message for n in app._notifications
         )
+        app.open_identity(first.id)  # MARTIN Claire's history (F6) holds the duplicate's and the merge
+        await settle(pilot)
+        await pilot.press("f6")
+        await settle(pilot)
+        history = app.screen.query_one("#history", DataTable)
+        whats = [str(history.get_row_at(i)[2]) for i in range(history.row_count)]
+        assert any(w.startswith(f"[n°{second}] Création") for w in whats)
+        assert any(w.startswith(f"Fusion : l'identité n°{second}") for w in whats)
     with demo_db.session() as session:
         dup = session.get(Identity, second)
         assert dup is not None and dup.merged_into == first.id
