@@ -76,14 +76,16 @@ class Cli:
         return Database(self.db_url)
 
 
-@pytest.fixture
-def cli(
-    sqlite_url: str, sim: InsiSimulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Cli]:
-    sim.fault = None
-    sim.clear_requests()
+def cli_with_users(
+    db_url: str,
+    sim: InsiSimulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, str],
+) -> Cli:
+    """A CLI on a new database with admin, accueil1 and superviseur1, and these ``insi.*`` settings."""
     monkeypatch.delenv("INSDESK_INSI_URL", raising=False)
-    c = Cli(sqlite_url, sim, capsys, monkeypatch)
+    c = Cli(db_url, sim, capsys, monkeypatch)
     code, _, _ = c("users", "add", "admin", "--role", "admin", stdin=PASSWORDS["admin"] + "\n", url=False)
     assert code == 0
     for login, role in (("accueil1", "reception"), ("superviseur1", "supervisor")):
@@ -92,13 +94,21 @@ def cli(
         )
         assert code == 0, out
     db = c.db()
-    with db.transaction() as session:  # short waits between automatic retries, for the tests
-        save_insi_settings(
-            session,
-            actor=Actor("admin", Role.ADMIN),
-            values={"retry_backoff": "0.05", "retry_deadline": "10", "idam": IDAM, "environment": "test"},
-        )
+    with db.transaction() as session:
+        save_insi_settings(session, actor=Actor("admin", Role.ADMIN), values={"idam": IDAM, **settings})
     db.dispose()
+    return c
+
+
+@pytest.fixture
+def cli(
+    sqlite_url: str, sim: InsiSimulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cli]:
+    sim.fault = None
+    sim.clear_requests()
+    # Short waits between automatic retries, for the tests; the simulator's personas carry test OIDs.
+    settings = {"retry_backoff": "0.05", "retry_deadline": "10", "environment": "test"}
+    c = cli_with_users(sqlite_url, sim, capsys, monkeypatch, settings)
     yield c
     sim.fault = None
     code, out, _ = c("audit", "verify", user="superviseur1", url=False)

@@ -16,11 +16,9 @@ from services.insi.client import InsiClient, parse_retry_after
 from services.insi.config import InsiConfig, RetryPolicy
 from services.insi.envelope import TraitsQuery
 from services.insi.errors import InsiError, InsiUnavailable
-from services.insi.settings import save_insi_settings
 from services.insi_sim import InsiSimulator
-from services.storage.models import InsHistory, InsiCall, Role
-from services.users import Actor
-from tests.test_cli_insi import IDAM, PASSWORDS, Cli, create, show
+from services.storage.models import InsHistory, InsiCall
+from tests.test_cli_insi import IDAM, Cli, cli_with_users, create, show
 
 INSTANCE = "6f1c3a52-8f0e-4d5b-9a77-2c1d0e4b5a60"
 ADRTROIS = TraitsQuery("ADRTROIS", "TOUSSAINT", "M", "1960-01-01")
@@ -36,24 +34,9 @@ def sim() -> Iterator[InsiSimulator]:
 def cli(
     db_url: str, sim: InsiSimulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Cli]:
+    """A production installation (the default) with a total deadline of 1.5 s."""
     sim.fault, sim.fault_count = None, None
-    monkeypatch.delenv("INSDESK_INSI_URL", raising=False)
-    c = Cli(db_url, sim, capsys, monkeypatch)
-    code, _, _ = c("users", "add", "admin", "--role", "admin", stdin=PASSWORDS["admin"] + "\n", url=False)
-    assert code == 0
-    for login, role in (("accueil1", "reception"), ("superviseur1", "supervisor")):
-        code, out, _ = c(
-            "users", "add", login, "--role", role, user="admin", stdin=PASSWORDS[login] + "\n", url=False
-        )
-        assert code == 0, out
-    db = c.db()
-    with db.transaction() as session:
-        save_insi_settings(
-            session,
-            actor=Actor("admin", Role.ADMIN),
-            values={"retry_backoff": "0.05", "retry_deadline": "1.5", "idam": IDAM},
-        )
-    db.dispose()
+    c = cli_with_users(db_url, sim, capsys, monkeypatch, {"retry_backoff": "0.05", "retry_deadline": "1.5"})
     yield c
     sim.fault, sim.fault_count = None, None
     code, out, _ = c("audit", "verify", user="superviseur1", url=False)

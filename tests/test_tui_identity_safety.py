@@ -30,7 +30,7 @@ from services.insi_sim import InsiSimulator
 from services.storage.db import Database
 from services.storage.models import Identity, IdentityAlias, Role
 from services.users import Actor
-from tests.test_tui_insi import _calls, _identity, _lefebvre, _plain, _text, desk
+from tests.test_tui_insi import _calls, _identity, _lefebvre, _plain, _text, desk, insi, sim
 from tests.test_tui_snapshots import WIDE, steady
 from tests.test_tui_support import SEED_AT, demo_db, demo_template, login, settle, type_text
 from tui.screens.duplicates import DuplicatesScreen
@@ -38,23 +38,10 @@ from tui.screens.identity_form import IdentityFormScreen
 from tui.screens.insi_screen import InsiScreen, Phase
 from tui.screens.merge_confirm import MergeScreen
 
-__all__ = ["demo_db", "demo_template"]  # fixtures
+__all__ = ["demo_db", "demo_template", "insi", "sim"]  # fixtures
 
 RECEPTION = Actor("accueil1", Role.RECEPTION)
 SUPERVISOR = Actor("superviseur1", Role.SUPERVISOR)
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[InsiSimulator]:
-    with InsiSimulator(slow_seconds=1.0) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def insi(sim: InsiSimulator) -> Iterator[InsiSimulator]:
-    sim.fault = None
-    yield sim
-    sim.fault = None
 
 
 def second_martin_claire(db: Database) -> int:

@@ -1035,7 +1035,16 @@ def attach_ins(
 
     current = identity_traits(identity)
     differences = compare_traits(current, insi_traits) if insi_traits is not None else []
+    before_status = Status(identity.status)
     holder = holder_of(session, held, exclude=identity.id)
+    if holder is None and (accept_insi_traits or not differences):
+        if differences and before_status is Status.QUAL:
+            # The strict traits of a qualified identity are locked (EXI SI 07).
+            require(actor, Right.STRICT_EDIT_VERIFIED)
+        try:  # first of all: the claim (a race with another desk ends here, nothing changed)
+            claim_ins(session, identity_id=int(identity.id or 0), active=matricule.number, history=held[1:])
+        except DuplicateIns as err:
+            holder = err.duplicate_of
     if holder is not None:
         _duplicate_refused(
             session,
@@ -1048,22 +1057,6 @@ def attach_ins(
         return AttachResult(identity, differences, attached=False, duplicate_of=holder)
     if differences and not accept_insi_traits:
         return AttachResult(identity, differences, attached=False)
-    before_status = Status(identity.status)
-    if differences and before_status is Status.QUAL:
-        # The strict traits of a qualified identity are locked (EXI SI 07).
-        require(actor, Right.STRICT_EDIT_VERIFIED)
-    try:  # first of all: the claim (a race with another desk ends here, nothing changed)
-        claim_ins(session, identity_id=int(identity.id or 0), active=matricule.number, history=held[1:])
-    except DuplicateIns as err:
-        _duplicate_refused(
-            session,
-            actor=actor,
-            identity=identity,
-            duplicate_of=err.duplicate_of,
-            ins=ins_value,
-            insi_call_id=insi_call_id,
-        )
-        return AttachResult(identity, differences, attached=False, duplicate_of=err.duplicate_of)
 
     now = _now()
     if differences and insi_traits is not None:
