@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any, Final
 
 import sqlalchemy as sa
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from sqlmodel import Session, col, select
 
 from services.identity.traits import StrictTraits
@@ -50,9 +50,16 @@ REASON_LABELS: Final = {
 }
 _ORDER: Final = {REASON_SAME_INS: 0, REASON_SAME_TRAITS: 1, REASON_SIMILAR: 2}
 SIMILAR_THRESHOLD: Final = 0.85
-_BLOCK_MAX: Final = 400
+_BLOCK_MAX: Final = 2000
 """A block larger than this (a very common name born the same year) is compared by its first
 ``_BLOCK_MAX`` members only: a bound on the quadratic part, never on the other reasons."""
+
+
+def _name_cutoff(threshold: float) -> float:
+    """The score is 0.4 name + 0.3 first names + 0.3 date (0-100): within a block of the same birth
+    date (date 100), a pair reaches ``threshold`` only with a name ratio of at least
+    (threshold - 30 - 30) / 0.4 (62.5 for 0.85), checked in C (rapidfuzz.process) first."""
+    return max(0.0, (threshold * 100 - 60) / 0.4 - 0.5)
 
 
 def _date_score(a: date, b: date) -> float:
@@ -159,6 +166,16 @@ def _blocks(rows: Iterable[_Row], key: Any) -> Iterator[list[_Row]]:
         yield block
 
 
+def _close(block: list[_Row], key: Any, scorer: Any, cutoff: float) -> Iterator[tuple[_Row, _Row]]:
+    """The pairs of ``block`` whose ``key`` scores at least ``cutoff`` (compared in C)."""
+    block = block[:_BLOCK_MAX]
+    values = [key(r) for r in block]
+    for i, a in enumerate(block[:-1]):
+        rest = values[i + 1 :]
+        for _, _, j in process.extract(values[i], rest, scorer=scorer, score_cutoff=cutoff, limit=None):
+            yield a, block[i + 1 + j]
+
+
 def _same_ins(session: Session) -> set[tuple[int, int]]:
     live = (col(Identity.merged_into).is_(None), col(Identity.ins_matricule).is_not(None))
     pairs: set[tuple[int, int]] = set()
@@ -217,13 +234,11 @@ def find_duplicates(
 
     by_date = _rows(session, (col(Identity.birth_date), col(Identity.id)))
     for block in _blocks(by_date, lambda r: r.birth_date):
-        block = block[:_BLOCK_MAX]
-        for i, a in enumerate(block):
-            for b in block[i + 1 :]:
-                consider(a, b)
+        for a, b in _close(block, lambda r: r.birth_name, fuzz.ratio, _name_cutoff(threshold)):
+            consider(a, b)
     by_name = _rows(session, (col(Identity.birth_name), col(Identity.birth_date), col(Identity.id)))
     for block in _blocks(by_name, lambda r: (r.birth_name, r.birth_date.year)):
-        block = block[:_BLOCK_MAX]
+        block = block[:_BLOCK_MAX]  # small blocks: a name, a sex and a year
         for i, a in enumerate(block):
             for b in block[i + 1 :]:
                 if a.sex == b.sex and a.birth_date != b.birth_date:

@@ -257,6 +257,8 @@ class InsHistoryCreate(InsHistoryBase):
 
 class InsHistory(InsHistoryBase, table=True):
     __tablename__ = "ins_history"
+    # Who holds a matricule (one INS, one identity; migration 0005): looked up on every attachment.
+    __table_args__ = (sa.Index("ix_ins_history_matricule", "matricule"),)
 
     id: int | None = Field(default=None, primary_key=True)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -10,7 +10,8 @@ stay visible (``identity duplicates``, the review log's anomaly) until a supervi
 and no new duplicate can be created. Merged tombstones and invalidated INS claim nothing.
 
 ``ins_history.key_valid``: false for an INSHISTO entry whose key is absent or does not check
-(CNDA TEST_2.08), never used to match anything.
+(CNDA TEST_2.08), never used to match anything; ``ix_ins_history_matricule``: who holds a matricule
+in an INSi history is looked up on every attachment.
 
 Revision ID: 0005
 Revises: 0004
@@ -33,6 +34,7 @@ depends_on: str | None = None
 def upgrade() -> None:
     with op.batch_alter_table("ins_history") as batch:
         batch.add_column(sa.Column("key_valid", sa.Boolean(), nullable=False, server_default=sa.true()))
+        batch.create_index("ix_ins_history_matricule", ["matricule"])
     claims = op.create_table(
         "ins_claim",
         sa.Column("matricule", sa.String(13), primary_key=True),
@@ -84,4 +86,5 @@ def downgrade() -> None:
     op.drop_index("ix_ins_claim_identity_id", table_name="ins_claim")
     op.drop_table("ins_claim")
     with op.batch_alter_table("ins_history") as batch:
+        batch.drop_index("ix_ins_history_matricule")
         batch.drop_column("key_valid")
