@@ -47,6 +47,7 @@ class Right(StrEnum):
     DEQUALIFY = "dequalify"
     STRICT_EDIT_VERIFIED = "strict_edit_verified"
     REVERIFY = "reverify"
+    IDENTITY_MERGE = "identity_merge"
     STATS = "stats"
     AUDIT_VERIFY = "audit_verify"
     AUDIT_EXPORT = "audit_export"
@@ -67,6 +68,7 @@ RIGHT_LABELS: Mapping[Right, str] = {
     Right.DEQUALIFY: "déqualifier une identité",
     Right.STRICT_EDIT_VERIFIED: "modifier les traits stricts d'une identité vérifiée",
     Right.REVERIFY: "relancer la vérification des identités",
+    Right.IDENTITY_MERGE: "rechercher les doublons et fusionner des identités",
     Right.STATS: "consulter les statistiques",
     Right.AUDIT_VERIFY: "vérifier le journal d'audit",
     Right.AUDIT_EXPORT: "exporter le journal d'audit",
@@ -94,6 +96,7 @@ _SUPERVISOR = _RECEPTION | frozenset(
         Right.DEQUALIFY,
         Right.STRICT_EDIT_VERIFIED,
         Right.REVERIFY,
+        Right.IDENTITY_MERGE,
         Right.STATS,
         Right.AUDIT_VERIFY,
         Right.AUDIT_EXPORT,

@@ -125,7 +125,12 @@ def plug_card(pcsc_rig: PcscRig) -> Iterator[Callable[..., VirtualCard]]:
 # pytest-xdist ("-n N", --dist load) every PC/SC test module goes to a single worker, which
 # alone starts the rig; the other tests are spread as usual.
 PCSC_TEST_MODULES = frozenset(
-    {"tests/test_vitale_reader.py", "tests/test_tui_production.py", "tests/test_doctor.py"}
+    {
+        "tests/test_vitale_reader.py",
+        "tests/test_tui_production.py",
+        "tests/test_doctor.py",
+        "tests/test_tui_card_pcsc.py",
+    }
 )
 
 

@@ -116,6 +116,49 @@ def test_traits_check_refuses_ligature_naming_it(cli: Cli) -> None:
     assert {e["field"] for e in out["errors"]} >= {"birth_name", "first_names"}
 
 
+@pytest.mark.parametrize("value", ["\u0301\u0301", "A\u200b\u0301", "\u0301"])
+def test_lone_combining_marks_are_a_validation_answer(cli: Cli, value: str) -> None:
+    """Issue #12 item 5: ``\u0301\u0301`` was an internal error in ``traits check`` and
+    ``identity create``; any Unicode now gets a validation answer (exit 1) and nothing is created."""
+    traits = ["--first-names", value, "--sex", "M", "--birth-date", "1960-01-01"]
+    code, out, err = cli("traits", "check", "--birth-name", value, *traits)
+    assert code == 1 and "internal_error" not in json.dumps(out) and "Traceback" not in err
+    assert {e["field"] for e in out["errors"]} == {"birth_name", "first_names"}
+    assert all("U+" in e["message"] for e in out["errors"])
+    code, out, err = cli("identity", "create", "--birth-name", value, *traits, user="accueil1")
+    assert code == 1 and out["error"]["code"] == "invalid", out
+    code, out, _ = cli("identity", "show", "1", user="accueil1")
+    assert code == 1 and out["error"]["code"] == "identity_not_found"
+
+
+def test_undecodable_argument_bytes_are_a_validation_answer(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates: still one JSON answer, in UTF-8."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui",
+            "traits",
+            "check",
+            "--birth-name",
+            b"\xff\xcc\x81",
+            "--first-names",
+            "A",
+            "--sex",
+            "M",
+            "--birth-date",
+            "1960-01-01",
+            "--json",
+        ],
+        capture_output=True,
+        env={**os.environ, "INSDESK_DB": f"sqlite:///{tmp_path / 'x.db'}", "PYTHONIOENCODING": "utf-8"},
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr
+    out = json.loads(run.stdout.decode("utf-8"))
+    assert out["valid"] is False and out["errors"][0]["field"] == "birth_name"
+
+
 def test_traits_check_normalises_with_warnings_and_partial_date(cli: Cli) -> None:
     code, out, _ = cli(
         "traits",

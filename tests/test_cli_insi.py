@@ -76,14 +76,16 @@ class Cli:
         return Database(self.db_url)
 
 
-@pytest.fixture
-def cli(
-    sqlite_url: str, sim: InsiSimulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Cli]:
-    sim.fault = None
-    sim.clear_requests()
+def cli_with_users(
+    db_url: str,
+    sim: InsiSimulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: dict[str, str],
+) -> Cli:
+    """A CLI on a new database with admin, accueil1 and superviseur1, and these ``insi.*`` settings."""
     monkeypatch.delenv("INSDESK_INSI_URL", raising=False)
-    c = Cli(sqlite_url, sim, capsys, monkeypatch)
+    c = Cli(db_url, sim, capsys, monkeypatch)
     code, _, _ = c("users", "add", "admin", "--role", "admin", stdin=PASSWORDS["admin"] + "\n", url=False)
     assert code == 0
     for login, role in (("accueil1", "reception"), ("superviseur1", "supervisor")):
@@ -92,13 +94,21 @@ def cli(
         )
         assert code == 0, out
     db = c.db()
-    with db.transaction() as session:  # short waits between automatic retries, for the tests
-        save_insi_settings(
-            session,
-            actor=Actor("admin", Role.ADMIN),
-            values={"retry_backoff": "0.05", "retry_deadline": "10", "idam": IDAM},
-        )
+    with db.transaction() as session:
+        save_insi_settings(session, actor=Actor("admin", Role.ADMIN), values={"idam": IDAM, **settings})
     db.dispose()
+    return c
+
+
+@pytest.fixture
+def cli(
+    sqlite_url: str, sim: InsiSimulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cli]:
+    sim.fault = None
+    sim.clear_requests()
+    # Short waits between automatic retries, for the tests; the simulator's personas carry test OIDs.
+    settings = {"retry_backoff": "0.05", "retry_deadline": "10", "environment": "test"}
+    c = cli_with_users(sqlite_url, sim, capsys, monkeypatch, settings)
     yield c
     sim.fault = None
     code, out, _ = c("audit", "verify", user="superviseur1", url=False)
@@ -339,3 +349,33 @@ def test_reverify_finds_a_mismatch(cli: Cli) -> None:
     assert code == 3 and out["error"]["code"] == "siram_40/desir_1020"
     code, out, _ = cli("insi", "reverify", "--older-than-days", "-1", user="superviseur1")
     assert code == 2
+
+
+def test_identity_insi_names_the_identity_that_holds_the_ins(cli: Cli) -> None:
+    """Issue #13: the INS INSi returns is already another identity's: nothing attached, exit 1,
+    ``duplicate_of`` beside the usual keys; re-verifying a duplicate from before migration 0005
+    reports it too."""
+    first = create(cli, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01", "2B020")
+    second = create(cli, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01")
+    code, out, _ = cli("identity", "insi", str(first), user="accueil1")
+    assert code == 0 and out["status"] == "RECUP"
+    code, out, _ = cli("identity", "insi", str(second), user="accueil1")
+    assert code == 1 and out["duplicate_of"] == first
+    assert {"id", "status", "cr", "ins", "differences"} <= set(out) and out["ins"][
+        "matricule"
+    ] == "160012B020777"
+    assert out["status"] == "PROV" and show(cli, second)["ins"] is None
+    db = cli.db()
+    with db.transaction() as session:  # an old database: the same INS written on the second one
+        session.execute(
+            sa.update(Identity)
+            .where(col(Identity.id) == second)
+            .values(
+                ins_matricule="160012B020777", ins_key="13", ins_oid="1.2.250.1.213.1.4.8", birthplace="2B020"
+            )
+        )
+    db.dispose()
+    code, out, _ = cli("insi", "reverify", "--older-than-days", "0", user="superviseur1")
+    assert code == 1
+    found = {(m["id"], m["reason"], m.get("duplicate_of")) for m in out["mismatches"]}
+    assert found == {(second, "duplicate", first), (first, "duplicate", second)}

@@ -440,6 +440,21 @@ def test_proof_for_a_minor(db: Database) -> None:
     assert proof(db, iid, "livret_famille", expires=None).status is Status.VALI
 
 
+@pytest.mark.parametrize("document", ["dcem", "tuteur_decision"])
+def test_current_rniv_cases_for_minors(db: Database, document: str) -> None:
+    """Issue #13 item 8: a foreign minor's travel document (DCEM), a guardian's document with the
+    court decision: accepted for a minor, refused for an adult, configurable like the others."""
+    child = make_traits(
+        birth_name="PETIT", first_names="LEO", sex="M", birth_date=f"{date.today().year - 12}-01-15"
+    )
+    assert proof(db, create(db, traits=child), document, expires=None).status is Status.VALI
+    adult = create(
+        db, traits=make_traits(birth_name="GRAND", first_names="LEO", sex="M", birth_date="1970-01-15")
+    )
+    with pytest.raises(BadRequest, match="mineur"):
+        proof(db, adult, document, expires=None)
+
+
 def test_no_document_type_is_preselected() -> None:
     """EXI ID 19, RNIV EXI SI 10/23: no default document type anywhere."""
     param = inspect.signature(svc.add_proof).parameters["document_type"]
@@ -450,9 +465,16 @@ def test_no_document_type_is_preselected() -> None:
         "titre_sejour",
         "livret_famille",
         "extrait_naissance",
+        "dcem",
+        "tuteur_decision",
         "identite_numerique",
     ]
-    assert [d.code for d in SHIPPED_DOCUMENT_TYPES if d.minors] == ["livret_famille", "extrait_naissance"]
+    assert [d.code for d in SHIPPED_DOCUMENT_TYPES if d.minors] == [
+        "livret_famille",
+        "extrait_naissance",
+        "dcem",
+        "tuteur_decision",
+    ]
 
 
 def test_document_types_configurable(db: Database) -> None:

@@ -34,6 +34,7 @@ from services.insi.envelope import NS_RECSANS, TraitsQuery, VitaleQuery
 from services.insi.errors import InsiFault, InsiProtocolError, InsiTlsError, InsiUnavailable
 from services.insi.parse import InsiAnswer, parse_response
 from services.insi.tls import build_ssl_context
+from tests.sesam_double import assertion_xml
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "fixtures" / "insi_samples"
@@ -254,13 +255,16 @@ def test_prenom_without_listeprenom_and_no_birthplace() -> None:
     assert identity.traits.first_names == ("JEAN",) and identity.traits.birthplace is None
 
 
-def test_missing_key_is_computed_and_a_wrong_key_is_refused() -> None:
+def test_an_active_ins_without_its_key_or_with_a_wrong_one_is_refused() -> None:
+    """Issue #12 item 6: an answer without ``<Cle>`` is refused (its key was computed, before);
+    an active INS whose key does not check makes the answer unusable (cli.md additions)."""
     no_key = (
         "<INSACTIF><IdIndividu><NumIdentifiant>160012B020777</NumIdentifiant></IdIndividu>"
         f"<OID>{OID_INS_NIR}</OID></INSACTIF>"
     )
-    identity = parse_response(resultat(f"{CR_OK}<INDIVIDU>{no_key}{TIQ}</INDIVIDU>")).identity
-    assert identity is not None and identity.matricule.key == "13"
+    with pytest.raises(InsiProtocolError) as absent:
+        parse_response(resultat(f"{CR_OK}<INDIVIDU>{no_key}{TIQ}</INDIVIDU>"))
+    assert "Cle" in absent.value.message and absent.value.exit_code == 3
     with pytest.raises(InsiProtocolError) as info:
         parse_response(
             resultat(
@@ -302,7 +306,32 @@ def test_inshisto_zero_one_or_several_including_the_active_ins() -> None:
         "oid": OID_INS_NIA,
         "valid_from": "2000-01-01",
         "valid_to": "2018-12-31",
+        "key_valid": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("entry", "shown"),
+    [
+        ("<IdIndividu><NumIdentifiant>760012B020123</NumIdentifiant><Cle>00</Cle></IdIndividu>", "00"),
+        ("<IdIndividu><NumIdentifiant>760012B020123</NumIdentifiant></IdIndividu>", ""),
+        ("<IdIndividu><NumIdentifiant>76001</NumIdentifiant><Cle>12</Cle></IdIndividu>", "12"),
+    ],
+    ids=["wrong-key", "no-key", "not-a-matricule"],
+)
+def test_cnda_2_08_a_history_entry_whose_key_does_not_check_keeps_the_answer_usable(
+    entry: str, shown: str
+) -> None:
+    active = "160012B020777"
+    histo = f"<INSHISTO>{entry}<OID>{OID_INS_NIA}</OID></INSHISTO>"
+    identity = parse_response(
+        resultat(f"{CR_OK}<INDIVIDU><INSACTIF>{ins(active)}</INSACTIF>{histo}{TIQ}</INDIVIDU>")
+    ).identity
+    assert identity is not None and identity.matricule.number == active
+    (kept,) = identity.history
+    assert kept.key_valid is False and kept.matricule.key == shown
+    assert kept.as_cli_dict()["key_valid"] is False
+    assert any(w.field == "history" for w in identity.warnings)
 
 
 def test_insi_traits_are_never_refused_by_local_rules() -> None:
@@ -481,7 +510,10 @@ def test_search_vitale() -> None:
         return soap_response(sample(CR00))
 
     client, _ = mock_client(handler)
-    exchange = client.search_vitale(VitaleQuery("160012B02077713", "ADRTROIS", "1960-01-01", 1))
+    query = VitaleQuery(
+        "160012B02077713", "ADRTROIS", "1960-01-01", 1, assertion=assertion_xml("160012B020777")
+    )
+    exchange = client.search_vitale(query)
     assert exchange.operation == "rechercherInsAvecCarteVitale" and exchange.cr == "00"
 
 

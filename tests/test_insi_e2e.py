@@ -52,6 +52,7 @@ from services.insi.client import interpret_response
 from services.insi.envelope import CONTENT_TYPE, NS_RECVIT, build_vitale_request
 from services.insi.parse import InsiAnswer
 from services.insi_sim import InsiSimulator
+from tests.sesam_double import assertion_xml
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONAS_FILE = ROOT / "fixtures" / "insi_personas.json"
@@ -174,7 +175,8 @@ def _vitale_query(sent: dict[str, Any]) -> VitaleQuery:
         matricule_od=sent["matricule"] + sent.get("key", ""),
         birth_name=sent["birth_name"],
         birth_date=sent["birth_date"],
-        birth_rank=sent.get("rank", "1"),
+        birth_rank=sent.get("rank"),
+        assertion=assertion_xml(sent["matricule"]),
     )
 
 
@@ -309,6 +311,7 @@ def test_the_wire_carries_what_the_client_built(sim: InsiSimulator) -> None:
 def test_vitale_through_the_client(sim: InsiSimulator, style: str) -> None:
     bernard, lucas, emma = PERSONAS["bernard-isabelle"], PERSONAS["bernard-lucas"], PERSONAS["bernard-emma"]
     holder_nir = bernard["matricule"] + bernard["key"]
+    signed = assertion_xml(holder_nir)
     with client_for(sim, headers={STYLE_HEADER: style}) as client:
         # The holder's NIR goes in MatriculeOD; the card's rank tells the twins apart.
         for persona_id, born, rank in (
@@ -316,7 +319,7 @@ def test_vitale_through_the_client(sim: InsiSimulator, style: str) -> None:
             ("bernard-lucas", lucas["birth_date"], 1),
             ("bernard-emma", emma["birth_date"], "2"),
         ):
-            exchange = client.search_vitale(VitaleQuery(holder_nir, "BERNARD", born, rank))
+            exchange = client.search_vitale(VitaleQuery(holder_nir, "BERNARD", born, rank, assertion=signed))
             assert exchange.answer is not None and exchange.response_xml is not None
             check_identity(exchange.answer, persona_id, exchange.response_xml)
             assert _style_of(exchange.response_xml) == style
@@ -325,15 +328,28 @@ def test_vitale_through_the_client(sim: InsiSimulator, style: str) -> None:
             assert traits["rank"] == str(rank)
         # A beneficiary whose own NIR is on the card: MatriculeIndividu as well.
         exchange = client.search_vitale(
-            VitaleQuery(holder_nir, "BERNARD", emma["birth_date"], 2, matricule_individu=emma["matricule"])
+            VitaleQuery(
+                holder_nir,
+                "BERNARD",
+                emma["birth_date"],
+                2,
+                matricule_individu=emma["matricule"],
+                assertion=assertion_xml(emma["matricule"]),
+            )
         )
         assert exchange.answer is not None and exchange.answer.identity is not None
         assert exchange.answer.identity.matricule.number == emma["matricule"]
         assert sim.requests[-1].traits["matricule"] == emma["matricule"]
         # A NIR that is not on any card, and a wrong key.
-        assert client.search_vitale(VitaleQuery("1990101123456", "BERNARD", "1983-09-14", 1)).cr == "01"
+        stranger = VitaleQuery(
+            "1990101123456", "BERNARD", "1983-09-14", 1, assertion=assertion_xml("1990101123456")
+        )
+        assert client.search_vitale(stranger).cr == "01"
         wrong_key = bernard["matricule"] + f"{(int(bernard['key']) + 1) % 97:02d}"
-        assert client.search_vitale(VitaleQuery(wrong_key, "BERNARD", "1983-09-14", 1)).cr == "01"
+        assert (
+            client.search_vitale(VitaleQuery(wrong_key, "BERNARD", "1983-09-14", 1, assertion=signed)).cr
+            == "01"
+        )
     assert [r.operation for r in sim.requests] == ["RECVITALE"] * 6
 
 
@@ -666,7 +682,10 @@ def test_mutual_tls_pem_insi_auto(tls: InsiSimulator, pki: Pki) -> None:
     cert, key = pki.client_pem("INSI-AUTO")
     with tls_client(tls, pki, cert_file=cert, key_file=key) as client:
         exchange = client.search_traits(ADRTROIS)
-        assert client.search_vitale(VitaleQuery("160012B02077713", "ADRTROIS", "1960-01-01", 1)).cr == "00"
+        query = VitaleQuery(
+            "160012B02077713", "ADRTROIS", "1960-01-01", 1, assertion=assertion_xml("160012B020777")
+        )
+        assert client.search_vitale(query).cr == "00"
     assert exchange.answer is not None and exchange.response_xml is not None
     check_identity(exchange.answer, "adrtrois-toussaint", exchange.response_xml)
     assert [r.client_cn for r in tls.requests] == ["INSI-AUTO", "INSI-AUTO"]

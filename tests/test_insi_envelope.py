@@ -25,8 +25,10 @@ from services.insi.envelope import (
     NS_CTXLPS,
     NS_RECSANS,
     NS_RECVIT,
+    NS_SAML2,
     NS_SOAP,
     NS_WSA,
+    NS_WSSE,
     OPERATION_TRAITS,
     OPERATION_VITALE,
     TraitsQuery,
@@ -34,6 +36,7 @@ from services.insi.envelope import (
     build_traits_request,
     build_vitale_request,
 )
+from tests.sesam_double import assertion_xml
 
 ROOT = Path(__file__).resolve().parent.parent
 XSD_DIR = ROOT / "services" / "insi" / "xsd"
@@ -218,6 +221,7 @@ def test_vitale_request_validates_against_the_xsds() -> None:
         birth_name="ADRTROIS",
         birth_date="1960-00-00",
         birth_rank=1,
+        assertion=assertion_xml("160012B020777"),
     )
     envelope = build_vitale_request(make_config(), query, message_id=MESSAGE_ID, now=NOW)
     assert envelope.operation == OPERATION_VITALE and envelope.action == ACTION_VITALE
@@ -240,14 +244,31 @@ def test_vitale_request_validates_against_the_xsds() -> None:
     assert one(root, NS_RECVIT, "DateNaissance").text == "1960-00-00"
     assert one(root, NS_RECVIT, "RangNaissance").text == "1"
     assert one(root, NS_WSA, "Action").text == ACTION_VITALE
+    # The SESAM-Vitale assertion travels in wsse:Security (the WSDL's NO1_Security header part).
+    security = one(root, NS_WSSE, "Security")
+    assert [etree.QName(c).text for c in security] == [f"{{{NS_SAML2}}}Assertion"]
 
 
-def test_vitale_request_without_individual_matricule() -> None:
-    query = VitaleQuery("160012B020777", "ADRTROIS", "1960-01-01", "2")
+def test_vitale_request_without_individual_matricule_nor_rank() -> None:
+    """The birth rank comes from the card or is left out: never a default of 1."""
+    query = VitaleQuery(
+        "160012B020777", "ADRTROIS", "1960-01-01", None, assertion=assertion_xml("160012B020777")
+    )
     root = etree.fromstring(build_vitale_request(make_config(), query).xml)
     body = one(root, NS_RECVIT, "RECVITALE")
     assert_valid("INSi_RECVITALE_INS.xsd", body)
-    assert etree.QName(body[0]).localname == "MatriculeOD"
+    assert [etree.QName(c).localname for c in body] == ["MatriculeOD", "NomNaissance", "DateNaissance"]
+
+
+@pytest.mark.parametrize(
+    "assertion",
+    [None, "", "<nope/>", "<saml2:Assertion", '<!DOCTYPE x [<!ENTITY e "e">]><x/>'],
+)
+def test_vitale_request_is_never_built_without_a_saml_assertion(assertion: str | None) -> None:
+    query = VitaleQuery("160012B020777", "ADRTROIS", "1960-01-01", 1, assertion=assertion)
+    with pytest.raises(BadRequest) as info:
+        build_vitale_request(make_config(), query)
+    assert info.value.code in ("insi_vitale_assertion", "insi_request")
 
 
 @pytest.mark.parametrize(
@@ -260,6 +281,7 @@ def test_vitale_request_refuses_malformed_fields(overrides: dict[str, object]) -
         "birth_name": "ADRTROIS",
         "birth_date": "1960-01-01",
         "birth_rank": 1,
+        "assertion": assertion_xml("160012B020777"),
         **overrides,
     }
     with pytest.raises(BadRequest):

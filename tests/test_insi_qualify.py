@@ -42,6 +42,7 @@ from services.storage.models import (
     Setting,
 )
 from services.users import Actor
+from tests.support_env import declare_test_installation
 
 RECEPTION = Actor("accueil1", Role.RECEPTION)
 SUPERVISOR = Actor("superviseur1", Role.SUPERVISOR)
@@ -76,6 +77,7 @@ def sent(sim: InsiSimulator) -> list[RecordedRequest]:
 @pytest.fixture
 def db(sqlite_url: str) -> Iterator[Database]:
     database = Database(sqlite_url)
+    declare_test_installation(database)  # the simulator's demo and test personas carry test OIDs
     yield database
     report = verify_database(database)  # the audit chain verifies after every scenario
     assert report.ok, report

@@ -36,6 +36,7 @@ from services.insi_sim import (
     soap,
 )
 from services.insi_sim.personas import DEFAULT_PERSONAS_PATH, Serialisation
+from tests.sesam_double import assertion_xml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "reference" / "insi"
@@ -76,8 +77,11 @@ def header_xml(
     lps: bool = True,
     bam: bool = True,
     to: str | None = "http://127.0.0.1/lps",
+    assertion: str | None = None,
 ) -> str:
     parts = []
+    if assertion is not None:
+        parts.append(f'<wsse:Security xmlns:wsse="{soap.NS_WSSE}">{assertion}</wsse:Security>')
     if bam:
         parts.append(
             '<ctxbam:ContexteBAM xmlns:ctxbam="urn:siram:bam:ctxbam" Version="01_02">'
@@ -262,13 +266,13 @@ def test_documented_scenarios(sim: InsiSimulator, client: httpx.Client, scenario
         body = vitale_body(
             sent["matricule"], sent.get("key"), sent["birth_name"], sent["birth_date"], sent.get("rank")
         )
-        action = soap.ACTION_VITALE
+        header: dict[str, Any] = {"action": soap.ACTION_VITALE, "assertion": assertion_xml(sent["matricule"])}
     else:
         body = traits_body(
             sent["birth_name"], sent["first_names"], sent["sex"], sent["birth_date"], sent.get("birthplace")
         )
-        action = soap.ACTION_TRAITS
-    response = client.post(sim.url, content=envelope(body, action=action), headers=SOAP_XML)
+        header = {"action": soap.ACTION_TRAITS}
+    response = client.post(sim.url, content=envelope(body, **header), headers=SOAP_XML)
     if scenario["cr"] == "fault":
         f = fault_of(response)
         assert f"{f['subcode'].split(':')[-1]}/{f['error']}" == scenario["fault"]
@@ -370,9 +374,14 @@ def test_every_persona_answer_is_valid_in_every_style() -> None:
 # --- RECVITALE ----------------------------------------------------------------------------------
 
 
-def vitale(client: httpx.Client, sim: InsiSimulator, *args: Any) -> httpx.Response:
+def vitale(
+    client: httpx.Client, sim: InsiSimulator, *args: Any, assertion: str | None = "default"
+) -> httpx.Response:
+    signed = assertion_xml(args[0]) if assertion == "default" else assertion
     return client.post(
-        sim.url, content=envelope(vitale_body(*args), action=soap.ACTION_VITALE), headers=SOAP_XML
+        sim.url,
+        content=envelope(vitale_body(*args), action=soap.ACTION_VITALE, assertion=signed),
+        headers=SOAP_XML,
     )
 
 
@@ -390,6 +399,26 @@ def test_recvitale_holder_and_ayants_droit(sim: InsiSimulator, client: httpx.Cli
     entry = sim.requests[0]
     assert entry.operation == "RECVITALE" and entry.traits["rank"] == "1"
     assert entry.action == soap.ACTION_VITALE
+    assert entry.traits["assertion_issuer"] == "SESAM-Vitale (double de test)"
+
+
+@pytest.mark.parametrize(
+    "assertion",
+    [None, assertion_xml("2831033063001"), assertion_xml("2830933063002", issuer="")],
+    ids=["absente", "autre-personne", "sans-emetteur"],
+)
+def test_recvitale_without_the_assertion_vitale_is_refused(
+    sim: InsiSimulator, client: httpx.Client, assertion: str | None
+) -> None:
+    """Like the teleservice, the simulator refuses a carte Vitale search without the SESAM-Vitale
+    « assertion Vitale » (or with one about another person, or without issuer)."""
+    mother = BOOK.get("bernard-isabelle").ins
+    f = fault_of(
+        vitale(client, sim, mother.matricule, mother.key, "BERNARD", "1983-09-14", assertion=assertion)
+    )
+    assert (f["code"], f["subcode"], f["error"]) == ("soap:Sender", "soap:siram_100", "desir_580")
+    assert "SESAM-Vitale" in f["reason"]
+    assert sim.requests[-1].outcome == "siram_100/desir_580"
 
 
 # --- request errors -----------------------------------------------------------------------------
@@ -580,7 +609,8 @@ def test_personas_file_keys_oids_and_demo_people() -> None:
     for p in raw["personas"]:
         for ins in [p, *p.get("history", [])]:
             number = ins["matricule"].replace("2A", "19").replace("2B", "18")
-            assert int(ins["key"]) == 97 - int(number) % 97, p["id"]
+            right = int(ins["key"]) == 97 - int(number) % 97
+            assert right is ins.get("key_valid", True), p["id"]  # wrong only where said (TEST_2.08)
     assert nir_key("160012B020777") == "13" and nir_key("180032B020401") == "23"
     oids = {p.ins.oid for p in BOOK.personas}
     assert oids == {
@@ -610,6 +640,9 @@ def test_personas_file_keys_oids_and_demo_people() -> None:
         ({"first_names": ["A B"]}, "first_names"),
         ({"fault": "boom"}, "mode de panne inconnu"),
         ({"sex": "X"}, "sex"),
+        ({"key_valid": False}, "« key_valid » vaut false mais la clé 13 est correcte"),
+        ({"key_valid": "non"}, "« key_valid » doit valoir true ou false"),
+        ({"serialisation": {"cle": "non"}}, "« cle » doit valoir true ou false"),
     ],
 )
 def test_invalid_personas_are_refused(change: dict[str, Any], message: str) -> None:
@@ -902,3 +935,48 @@ def test_concurrent_requests_and_chunked_bodies(sim: InsiSimulator) -> None:
         response = c.post(sim.url, content=iter([body[:100], body[100:]]), headers=SOAP_XML)
     assert cr_of(response) == "00"
     assert sim.requests[-1].headers.get("Transfer-Encoding") == "chunked"
+
+
+def test_busy_answers_503_with_retry_after_for_the_next_requests_only(
+    sim: InsiSimulator, client: httpx.Client
+) -> None:
+    sim.fault, sim.fault_count, sim.retry_after = "busy", 2, "7"
+    for _ in range(2):
+        response = search(client, sim, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01")
+        assert response.status_code == 503 and response.headers["retry-after"] == "7"
+        root = _safe_parse(response.content)
+        assert root.find("soap:Body/soap:Fault/soap:Detail/siram:Erreur", NS).get("code") == "desir_1020"
+    assert sim.fault is None and sim.fault_count is None
+    assert cr_of(search(client, sim, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01")) == "00"
+    assert [r.outcome for r in sim.requests] == ["busy:siram_40/desir_1020"] * 2 + ["00"]
+
+
+def test_huge_fault_codes(sim: InsiSimulator, client: httpx.Client) -> None:
+    sim.fault = "huge-fault"
+    response = search(client, sim, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01")
+    root = _safe_parse(response.content)
+    assert response.status_code == 500
+    erreur = root.find("soap:Body/soap:Fault/soap:Detail/siram:Erreur", NS)
+    assert len(erreur.get("code")) > 10_000
+
+
+def test_trickle_sends_the_whole_answer_byte_by_byte(sim: InsiSimulator) -> None:
+    sim.fault, sim.trickle_interval = "trickle", 0.0005
+    with httpx.Client(timeout=30) as client:
+        response = search(client, sim, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01")
+    assert cr_of(response) == "00"
+    for _ in range(200):  # the simulator records the trickle once its last wait is over
+        if sim.trickles:
+            break
+        time.sleep(0.01)
+    (sent, total), *_ = sim.trickles
+    assert sent == total > len(response.content)  # the status line and headers trickled too
+
+
+def test_answers_without_the_active_key_or_with_a_wrong_one(sim: InsiSimulator, client: httpx.Client) -> None:
+    no_key = resultat(search(client, sim, "SANSCLE", "JULES", "M", "1990-09-09"))
+    assert no_key.find("r:INDIVIDU/r:INSACTIF/r:IdIndividu/r:Cle", NS) is None
+    wrong = resultat(search(client, sim, "CLEFAUSSE", "PAUL", "M", "1982-02-02"))
+    assert wrong.findtext("r:INDIVIDU/r:INSACTIF/r:IdIndividu/r:Cle", namespaces=NS) == "34"
+    histo = resultat(search(client, sim, "CLEHISTO", "MARTINE", "F", "1975-05-05"))
+    assert histo.findtext("r:INDIVIDU/r:INSHISTO/r:IdIndividu/r:Cle", namespaces=NS) == "48"

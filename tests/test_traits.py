@@ -426,6 +426,22 @@ _name_chars = st.one_of(
     st.sampled_from(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz -'’ÉœÆ")),
     st.characters(),
 )
+# All of Unicode: every category (unassigned, private use, format... and the lone surrogates
+# that surrogateescape gives for undecodable command-line bytes), with combining marks and
+# separators drawn often enough to meet each other (issue #12, item 5: "\u0301\u0301").
+# Each branch is mapped so that Hypothesis does not merge them into one code-point interval
+# (where the few hundred combining marks would almost never be drawn).
+_UNICODE_CHAR = st.one_of(
+    st.characters(codec=None, exclude_categories=()).map(str),
+    st.characters(categories=["Cs"]).map(str),
+    st.characters(categories=["Mn", "Mc", "Me"]).map(str),
+    st.characters(min_codepoint=0x0300, max_codepoint=0x036F).map(str),  # combining class > 0
+    st.sampled_from(list("AZaz -'’\u200b\u00a0")),
+)
+
+
+def unicode_text(max_size: int) -> st.SearchStrategy[str]:
+    return st.lists(_UNICODE_CHAR, max_size=max_size).map("".join)
 
 
 @settings(max_examples=300, deadline=None)
@@ -470,3 +486,70 @@ def test_check_traits_never_crashes(name: str, first: str, sex: str, date: str, 
             birthplace=n.birthplace,
         )
         assert again.normalized is not None and again.normalized.birth_name == n.birth_name
+
+
+def _utf8_json(payload: object) -> None:
+    """What the command line prints: one JSON object, encodable as UTF-8 (no lone surrogate)."""
+    json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u0301\u0301",
+        "\u0301",
+        "A\u0301\u0301",
+        "-\u0301",
+        " \u0301A",
+        "\u200b\u0301",
+        "\udcff\u0301",
+        "1\u20dd",
+    ],
+)
+def test_lone_combining_marks_get_a_validation_answer(value: str) -> None:
+    """Issue #12 item 5: a combining mark with no base letter crashed the validator (ord() of two
+    characters). Each field now answers with a French error naming the code points."""
+    for field in ("birth_name", "first_names", "first_name", "used_name", "used_first_name"):
+        normalized, errors, _ = normalize_name(value, field=field, allow_double_hyphen=field == "birth_name")
+        assert normalized is None and errors, (field, value)
+        assert all("U+" in e.message or "«" in e.message or "ne doit" in e.message for e in errors)
+    result = check_traits(
+        birth_name=value, first_names=value, first_name=value, sex="M", birth_date="1960-01-01"
+    )
+    assert not result.valid
+    assert {e.field for e in result.errors} == {"birth_name", "first_names", "first_name"}
+    _utf8_json(result.as_dict())
+
+
+@settings(max_examples=400, deadline=None)
+@given(unicode_text(12), st.sampled_from(["birth_name", "first_names", "used_first_name"]))
+def test_every_unicode_text_gets_a_validation_answer(value: str, field: str) -> None:
+    """Any Unicode, in any field: a normalised value or French errors, printable as UTF-8."""
+    normalized, errors, warnings = normalize_name(value, field=field, allow_double_hyphen=True)
+    assert (normalized is None) == bool(errors)
+    _utf8_json([i.as_dict() for i in errors + warnings])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    unicode_text(10),
+    unicode_text(10),
+    unicode_text(3),
+    unicode_text(10),
+    st.one_of(st.none(), unicode_text(6)),
+)
+def test_check_traits_over_all_unicode(name: str, first: str, sex: str, date: str, place: str | None) -> None:
+    result = check_traits(
+        birth_name=name, first_names=first, first_name=first, sex=sex, birth_date=date, birthplace=place
+    )
+    assert result.valid == (result.normalized is not None)
+    _utf8_json(result.as_dict())
+
+
+@settings(max_examples=200, deadline=None)
+@given(unicode_text(12), unicode_text(12))
+def test_insi_traits_over_all_unicode_never_refused(name: str, first: str) -> None:
+    """Traits INSi returns are stored as received whatever their characters: warnings only."""
+    traits, warnings = traits_from_insi(birth_name=name, first_names=first, sex="M", birth_date="1960-01-01")
+    assert traits.birth_name == name
+    _utf8_json([w.as_dict() for w in warnings])

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
-from sqlmodel import col, func, select
+from sqlmodel import func, select
 from textual.widgets import Input, OptionList, Select, Static
 
 from services.identity import service
@@ -32,6 +33,7 @@ from tests.test_tui_support import demo_db, demo_template, login, make_app, sett
 from tui.screens.card_picker import CardPickerScreen, CardPrefilledFormScreen
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
+from tui.screens.identity_form import IdentityFormScreen
 from tui.screens.insi_screen import RETRY_NO, RETRY_YES, WAITING_TEXT, InsiScreen, Phase
 from tui.screens.proof_modal import ProofModal
 from tui.widgets.badge import StatusBadge
@@ -40,6 +42,7 @@ from tui.widgets.identity_card import IdentityCard
 __all__ = ["demo_db", "demo_template"]  # fixtures
 
 RECEPTION = Actor("accueil1", Role.RECEPTION)
+CARDS = Path(__file__).resolve().parent.parent / "fixtures" / "vitale"
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +193,7 @@ def _lefebvre(db: Database) -> int:
         return identity.id
 
 
-async def test_differences_side_by_side_accepted_with_enter(demo_db: Database, insi: InsiSimulator) -> None:
+async def test_differences_side_by_side_accepted_with_a(demo_db: Database, insi: InsiSimulator) -> None:
     ident = _lefebvre(demo_db)
     app = desk(demo_db, insi)
     async with app.run_test(size=(110, 34)) as pilot:
@@ -209,7 +212,11 @@ async def test_differences_side_by_side_accepted_with_enter(demo_db: Database, i
         assert _identity(demo_db, "LEFEBVRE").status == "PROV"  # nothing changed yet
         assert _calls(demo_db, ident) == 1
 
-        await pilot.press("enter")  # the document confirms INSi's traits
+        await pilot.press("enter")  # Entrée does not accept differing traits (issue #13)
+        await settle(pilot)
+        assert screen.phase is Phase.DIFFERENCES and _identity(demo_db, "LEFEBVRE").status == "PROV"
+        assert "Entrée n'accepte pas" in _text(app, "#insi-keys")
+        await pilot.press("a")  # the document confirms INSi's traits: a deliberate key
         await settle(pilot)
         assert screen.phase is Phase.DONE
         assert "Traits INSi confirmés" in _text(app, "#insi-headline")
@@ -251,7 +258,7 @@ async def test_differences_refused_with_escape(demo_db: Database, insi: InsiSimu
             )
 
 
-async def test_identity_changed_elsewhere_before_enter_writes_nothing(
+async def test_identity_changed_elsewhere_before_accepting_writes_nothing(
     demo_db: Database, insi: InsiSimulator
 ) -> None:
     ident = _lefebvre(demo_db)
@@ -263,7 +270,7 @@ async def test_identity_changed_elsewhere_before_enter_writes_nothing(
         # Another desk edits the identity while the agent compares with the document.
         with Database.transaction(demo_db) as session:
             service.edit_identity(session, actor=RECEPTION, identity_id=ident, used_name="DURAND")
-        await pilot.press("enter")
+        await pilot.press("a")
         await settle(pilot)
         assert screen.phase is Phase.FAULT and screen.retryable
         assert "modifiée sur un autre poste" in _text(app, "#insi-headline")
@@ -278,7 +285,7 @@ async def test_identity_changed_elsewhere_before_enter_writes_nothing(
         await pilot.press("r")  # search again on the identity as it is now
         await settle(pilot)
         assert screen.phase is Phase.DIFFERENCES
-        await pilot.press("enter")
+        await pilot.press("a")
         await settle(pilot)
         assert screen.phase is Phase.DONE
         assert _identity(demo_db, "LEFEVRE").status == "RECUP"
@@ -392,7 +399,10 @@ async def test_escape_cancels_the_call(demo_db: Database, insi: InsiSimulator) -
 
 
 async def test_f3_card_persons_then_prefilled_form(demo_db: Database, insi: InsiSimulator) -> None:
-    app = desk(demo_db, insi, reader=SimulatedReader(), reader_label="simulé")
+    """A person the desk does not know: the form prefilled from the card, the birthplace proposed
+    from the NIR (75115, valid at the birth date) taken by Entrée in the empty field."""
+    reader = SimulatedReader(CARDS / "famille_martin.json", insert_delay=0)
+    app = desk(demo_db, insi, reader=reader, reader_label="simulé")
     async with app.run_test(size=(110, 34)) as pilot:
         await login(pilot)
         await pilot.press("f3")
@@ -401,48 +411,73 @@ async def test_f3_card_persons_then_prefilled_form(demo_db: Database, insi: Insi
         await settle(pilot)
         persons = picker.query_one("#card-persons", OptionList)
         lines = [str(persons.get_option_at_index(i).prompt) for i in range(persons.option_count)]
-        assert len(lines) == 2
-        assert "LEROY" in lines[0] and "Sophie" in lines[0] and "30/01/1991" in lines[0]
+        assert len(lines) == 3
+        assert "MARTIN" in lines[0] and "Claire" in lines[0] and "21/06/1985" in lines[0]
         assert "assuré" in lines[0]
-        assert "BERNARD" in lines[1] and "Lucas" in lines[1] and "12/04/2015" in lines[1]
+        assert "MARTIN" in lines[1] and "Lea" in lines[1] and "14/03/2012" in lines[1]
         assert "Rang" in _text(app, "#card-header")
-        assert "2 personnes sur la carte" in _text(app, "#card-message")
+        assert "3 personnes sur la carte" in _text(app, "#card-message")
         assert app.reader_label == "carte lue"
 
         await pilot.press("down", "enter")
         await settle(pilot)
         form = app.screen
         assert isinstance(form, CardPrefilledFormScreen)
-        assert form.query_one("#f-birth_name", Input).value == "BERNARD"
-        assert form.query_one("#f-first_names", Input).value == "LUCAS"
-        assert form.query_one("#f-sex", Input).value == "M"
-        assert form.query_one("#f-birth_date", Input).value == "12/04/2015"
-        assert form.query_one("#f-birthplace", Input).value == ""
+        assert form.query_one("#f-birth_name", Input).value == "MARTIN"
+        assert form.query_one("#f-first_names", Input).value == "LEA"
+        assert form.query_one("#f-sex", Input).value == "F"
+        assert form.query_one("#f-birth_date", Input).value == "14/03/2012"
+        assert form.query_one("#f-birthplace", Input).value == ""  # proposed, never written for the agent
         assert app.focused is form.query_one("#f-birthplace", Input)
         status = _text(app, "#form-status")
         assert "Pré-rempli depuis la carte Vitale" in status
         assert "n'est pas une pièce d'identité" in status and "lieu de naissance" in status
+        assert "proposé d'après le n° de sécurité sociale : 75115" in status
+        assert "SESAM-Vitale" in status  # F4 will search by traits, and says so
+        options = form.query_one("#place-options", OptionList)
+        assert options.display and "75115" in str(options.get_option_at_index(0).prompt)
 
-        # The agent completes from the identity document and saves: a look-alike of the demo's
-        # BERNARD Lucas is announced first, as for typed traits.
-        await type_text(pilot, "33063")
-        await settle(pilot)
+        # The agent confirms the birthplace with the document (Entrée), completes, saves.
         await pilot.press("enter")
         await settle(pilot)
-        assert form.query_one("#f-birthplace", Input).value == "33063"
+        assert form.query_one("#f-birthplace", Input).value == "75115"
         await pilot.press("ctrl+s")
-        await settle(pilot)
-        assert app.screen is not form  # the look-alike warning
-        assert "ressemblantes" in str(form.query_one("#form-status", Static).render())
-        await pilot.press("c")  # « Créer quand même »: the capture channel is the card
         await settle(pilot)
         with demo_db.session() as session:
             created = session.exec(
-                select(Identity)
-                .where(Identity.birth_name == "BERNARD", Identity.birthplace == "33063")
-                .order_by(col(Identity.id).desc())
-            ).first()
-        assert created is not None and created.capture_channel == CaptureChannel.CARTE_VITALE
+                select(Identity).where(Identity.birth_name == "MARTIN", Identity.first_names == "LEA")
+            ).one()
+        assert created.capture_channel == CaptureChannel.CARTE_VITALE and created.birthplace == "75115"
+
+
+@pytest.mark.parametrize(
+    ("card", "down", "name", "how"),
+    [("famille_martin.json", 0, "MARTIN", "INS"), ("demo.json", 1, "BERNARD", "mêmes traits")],
+    ids=["by-ins", "by-traits"],
+)
+async def test_f3_a_known_patient_opens_the_identity(
+    demo_db: Database, insi: InsiSimulator, card: str, down: int, name: str, how: str
+) -> None:
+    """Issue #13 item 3: a person whose NIR is an identity's INS (MARTIN Claire, QUAL), or whose
+    strict traits match one identity (BERNARD Lucas), opens it instead of a new form."""
+    first = "CLAIRE ANNE" if name == "MARTIN" else "LUCAS"
+    with demo_db.session() as session:
+        known = session.exec(
+            select(Identity).where(Identity.birth_name == name, Identity.first_names == first)
+        ).one()
+    app = desk(demo_db, insi, reader=SimulatedReader(CARDS / card, insert_delay=0))
+    async with app.run_test(size=(110, 34)) as pilot:
+        await login(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        await pilot.press(*["down"] * down, "enter")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, IdentityFormScreen) and not isinstance(form, CardPrefilledFormScreen)
+        assert form.identity_id == known.id
+        assert f"Identité n°{known.id}" in _text(app, "#form-title")
+        notice = next(n.message for n in app._notifications if "patient connu" in n.message)
+        assert how in notice and f"identité n°{known.id}" in notice
 
 
 async def test_f3_without_card_says_so_and_r_rereads(demo_db: Database, insi: InsiSimulator) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,22 +105,28 @@ def test_card_picker(snap_compare: Any, demo_db: Database, sim: InsiSimulator) -
     assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
 
 
+MARTIN_CARD = Path(__file__).resolve().parent.parent / "fixtures" / "vitale" / "famille_martin.json"
+
+
 def test_card_prefilled_form(snap_compare: Any, demo_db: Database, sim: InsiSimulator) -> None:
+    """A child the desk does not know: the card's prefill, its warnings, the birthplace proposed
+    from the NIR in the empty field's list (Entrée would take it)."""
+
     async def run_before(pilot: Pilot[Any]) -> None:
         await signed_in(pilot)
         await pilot.press("f3")
         await settle(pilot)
-        await pilot.press("down", "enter")  # BERNARD Lucas, the beneficiary
+        await pilot.press("down", "enter")  # MARTIN Léa, a beneficiary with her own NIR
         await steady(pilot)
         assert isinstance(pilot.app.screen, CardPrefilledFormScreen)
 
-    app = desk(demo_db, sim, reader=SimulatedReader(), reader_label="simulé")
+    app = desk(demo_db, sim, reader=SimulatedReader(MARTIN_CARD, insert_delay=0), reader_label="simulé")
     assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
 
 
 async def test_card_warnings_style_ends_with_their_message(demo_db: Database, sim: InsiSimulator) -> None:
     """The prefill's warnings are shown as warnings; the form's next message is not."""
-    app = desk(demo_db, sim, reader=SimulatedReader(), reader_label="simulé")
+    app = desk(demo_db, sim, reader=SimulatedReader(MARTIN_CARD, insert_delay=0), reader_label="simulé")
     async with app.run_test(size=WIDE) as pilot:
         await signed_in(pilot)
         await pilot.press("f3")
@@ -128,6 +135,7 @@ async def test_card_warnings_style_ends_with_their_message(demo_db: Database, si
         await settle(pilot)
         status = app.screen.query_one("#form-status")
         assert status.has_class("-warning") and "Pré-rempli" in str(status.render())
+        await pilot.press("tab")  # the proposed birthplace is not taken: the agent leaves the field
         await pilot.press("ctrl+s")  # the birthplace is missing: refused
         await settle(pilot)
         assert "Pré-rempli" not in str(status.render())

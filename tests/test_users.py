@@ -58,6 +58,7 @@ def test_rights_per_role_match_the_cli_contract() -> None:
         R.DEQUALIFY,
         R.STRICT_EDIT_VERIFIED,
         R.REVERIFY,
+        R.IDENTITY_MERGE,
         R.STATS,
         R.AUDIT_VERIFY,
         R.AUDIT_EXPORT,
@@ -68,6 +69,7 @@ def test_rights_per_role_match_the_cli_contract() -> None:
     # What each role must NOT do.
     assert not Actor("a", Role.RECEPTION).can(R.FLAG_CLEAR)
     assert not Actor("a", Role.RECEPTION).can(R.AUDIT_VERIFY)
+    assert not Actor("a", Role.RECEPTION).can(R.IDENTITY_MERGE)
     assert not Actor("a", Role.BIOLOGIST).can(R.IDENTITY_WRITE)
     assert not Actor("a", Role.BIOLOGIST).can(R.INSI_SEARCH)
     assert not Actor("a", Role.SUPERVISOR).can(R.USERS)

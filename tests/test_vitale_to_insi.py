@@ -20,21 +20,26 @@ from services.storage.db import Database
 from services.storage.models import AuditEvent, Identity, InsHistory, InsiCall, Role
 from services.users import Actor
 from services.vitale.model import CardPerson, CardRead
-from services.vitale.reader import SimulatedReader
+from services.vitale.reader import SesamVitaleReader, SimulatedReader
 from services.vitale.to_insi import (
     ADVICE_CARD_NONE,
+    MODE_TRAITS,
+    NOTICE_TRAITS_FALLBACK,
     WARNING_SEX_SHARED,
     WARNING_USED_NAME,
     create_identity_from_card,
     prefill_from_card,
     search_insi_with_card,
 )
+from tests.sesam_double import SesamDouble
+from tests.support_env import declare_test_installation
 
 RECEPTION = Actor("accueil1", Role.RECEPTION)
 BIOLOGIST = Actor("bio1", Role.BIOLOGIST)
 IDAM = "IDAM-VITALE-TO-INSI-TESTS"
 CARDS = Path(__file__).resolve().parent.parent / "fixtures" / "vitale"
 ISABELLE_NIR = "283093306311763"
+SESAM = SesamDouble()
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +75,7 @@ def client(insi: InsiSimulator) -> Iterator[InsiClient]:
 @pytest.fixture
 def db(sqlite_url: str) -> Iterator[Database]:
     database = Database(sqlite_url)
+    declare_test_installation(database)  # the simulator's demo and test personas carry test OIDs
     yield database
     report = verify_database(database)  # the audit chain verifies after every scenario
     assert report.ok, report
@@ -110,10 +116,13 @@ def test_card_file_matches_the_simulator_personas() -> None:
 
 def test_holder_recvitale_00_creates_recup_identity_with_the_ins(db: Database, client: InsiClient) -> None:
     card = read_card("bernard.json")
-    result = search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=0)
+    result = search_insi_with_card(
+        db, actor=RECEPTION, client=client, card=card, person_index=0, assertions=SESAM
+    )
     assert result.cr == "00" and result.found and result.advice is None
     assert result.identity is not None
     assert (result.identity.matricule.number, result.identity.matricule.key) == ("2830933063117", "63")
+    assert result.query is not None and result.mode == "vitale" and result.notice is None
     assert result.query.matricule_od == ISABELLE_NIR and result.query.matricule_individu is None
 
     (call,) = calls(db)
@@ -145,8 +154,11 @@ def test_twin_found_by_rank(
     db: Database, client: InsiClient, index: int, first_name: str, matricule: str
 ) -> None:
     card = read_card("bernard.json")
-    result = search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=index)
+    result = search_insi_with_card(
+        db, actor=RECEPTION, client=client, card=card, person_index=index, assertions=SESAM
+    )
     assert result.cr == "00" and result.identity is not None
+    assert result.query is not None
     assert result.query.birth_rank == index and result.query.matricule_individu is None
     assert result.identity.traits.first_names == (first_name,)
     assert result.identity.matricule.number == matricule
@@ -159,8 +171,10 @@ def test_twin_found_by_rank(
 
 def test_beneficiary_with_own_nir_sends_matricule_individu(db: Database, client: InsiClient) -> None:
     card = read_card("demo.json")  # LEROY SOPHIE (not on a card of the simulator) + LUCAS, own NIR
-    result = search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=1)
-    assert result.query.matricule_od == "291015935000444"
+    result = search_insi_with_card(
+        db, actor=RECEPTION, client=client, card=card, person_index=1, assertions=SESAM
+    )
+    assert result.query is not None and result.query.matricule_od == "291015935000444"
     assert result.query.matricule_individu == "115043306300879"
     assert result.cr == "00" and result.identity is not None
     assert result.identity.matricule.number == "1150433063008"
@@ -174,7 +188,9 @@ def test_unknown_person_01_creates_nothing(db: Database, client: InsiClient, tmp
         encoding="utf-8",
     )
     card = SimulatedReader(data, insert_delay=0).read()
-    result = search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=0)
+    result = search_insi_with_card(
+        db, actor=RECEPTION, client=client, card=card, person_index=0, assertions=SESAM
+    )
     assert result.cr == "01" and result.identity is None and result.advice == ADVICE_CARD_NONE
     with pytest.raises(BadRequest):
         create_identity_from_card(db, actor=RECEPTION, card=card, person_index=0, insi_result=result)
@@ -189,7 +205,7 @@ def test_fault_is_typed_traced_and_creates_nothing(
     card = read_card("bernard.json")
     insi.fault = "unavailable"
     with pytest.raises(InsiError) as info:
-        search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=0)
+        search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=0, assertions=SESAM)
     err = info.value
     assert err.exit_code == 3 and err.code == "siram_40/desir_1020"
     (call,) = calls(db)
@@ -239,5 +255,50 @@ def test_rights(db: Database, client: InsiClient) -> None:
     with pytest.raises(PermissionDenied):
         search_insi_with_card(db, actor=BIOLOGIST, client=client, card=card, person_index=0)
     with pytest.raises(BadRequest):
-        search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=7)
+        search_insi_with_card(db, actor=RECEPTION, client=client, card=card, person_index=7, assertions=SESAM)
     assert calls(db) == []
+
+
+def test_twins_without_a_rank_on_the_card_are_not_given_rank_1(
+    db: Database, client: InsiClient, insi: InsiSimulator, tmp_path: Path
+) -> None:
+    """The birth rank comes from the card: a card that gives none sends none (INSi then finds the
+    two twins: 02), where a default of 1 would have named LUCAS for EMMA."""
+    data = tmp_path / "jumeaux.json"
+    data.write_text(
+        '{"label": "x", "persons": ['
+        '{"name": "BERNARD", "first_name": "ISABELLE", "birth_date": "19830914", "nir": "2830933063117"},'
+        '{"name": "BERNARD", "first_name": "EMMA", "birth_date": "20150412", "nir": "2830933063117"}]}',
+        encoding="utf-8",
+    )
+    card = SimulatedReader(data, insert_delay=0).read()
+    result = search_insi_with_card(
+        db, actor=RECEPTION, client=client, card=card, person_index=1, assertions=SESAM
+    )
+    assert result.query is not None and result.query.birth_rank is None
+    assert insi.requests[-1].traits["rank"] is None
+    assert result.cr == "02" and result.identity is None
+
+
+@pytest.mark.parametrize("assertions", [None, SesamVitaleReader()], ids=["no-hook", "hook-without-library"])
+def test_without_the_sesam_vitale_library_the_traits_search_runs_and_says_so(
+    db: Database, client: InsiClient, insi: InsiSimulator, assertions: SesamVitaleReader | None
+) -> None:
+    """INSi refuses RECVITALE without the « assertion Vitale »: without the SESAM-Vitale library the
+    desk searches by traits with the card's traits, and the result says so."""
+    card = read_card("bernard.json")
+    result = search_insi_with_card(
+        db, actor=RECEPTION, client=client, card=card, person_index=0, assertions=assertions
+    )
+    assert result.mode == MODE_TRAITS and result.notice == NOTICE_TRAITS_FALLBACK and result.query is None
+    assert result.cr == "00" and result.identity is not None
+    assert result.identity.matricule.value == ISABELLE_NIR
+    assert [r.operation for r in insi.requests] == ["RECSANSVITALE"]
+    sent = insi.requests[-1].traits
+    assert (sent["birth_name"], sent["first_names"], sent["sex"], sent["birth_date"]) == (
+        "BERNARD", ["ISABELLE"], "F", "1983-09-14",
+    )  # fmt: skip
+    (call,) = calls(db)
+    assert call.operation == "rechercherInsAvecTraitsIdentite" and call.cr == "00"
+    payload = result.as_cli_dict()
+    assert payload["mode"] == "traits" and "SESAM-Vitale" in payload["notice"]

@@ -58,9 +58,13 @@ _KEY_NAMES = {
 
 # Actions that act on the desk's data: hidden before login and under a modal.
 _DESK_ACTIONS = frozenset({"new_identity", "read_card", "insi", "proof", "history", "flags"})
-# Supervision screens (F9, F10): Right.STATS (supervisor, admin).
-_SUPERVISION_ACTIONS = frozenset({"review_log", "dashboard"})
-_SUPERVISION_SCREENS = {"review_log": "ReviewLogScreen", "dashboard": "DashboardScreen"}
+# Supervision screens (F9, F10, F12): Right.STATS (supervisor, admin).
+_SUPERVISION_ACTIONS = frozenset({"review_log", "dashboard", "duplicates"})
+_SUPERVISION_SCREENS = {
+    "review_log": "ReviewLogScreen",
+    "dashboard": "DashboardScreen",
+    "duplicates": "DuplicatesScreen",
+}
 
 
 class InsdeskApp(App[None]):
@@ -111,6 +115,13 @@ class InsdeskApp(App[None]):
             tooltip="Tableau de bord : taux de qualification, agents, canaux, résultats bloqués",
         ),
         Binding(
+            "f12,ctrl+u",
+            "duplicates",
+            "Doublons",
+            id="app.duplicates",
+            tooltip="Doublons possibles et fusion d'identités (identitovigilance)",
+        ),
+        Binding(
             "question_mark,f1",
             "help",
             "Aide",
@@ -152,6 +163,8 @@ class InsdeskApp(App[None]):
     """Shown in the status bar (« INSi : … »); the INSi flow assigns it."""
     reader_label: reactive[str] = reactive("aucun lecteur")
     """Shown in the status bar (« Lecteur : … »); the card reader flow assigns it."""
+    environment: reactive[str] = reactive("production")
+    """``insi.environment`` of the database (read after login): the status bar names a test one."""
 
     def __init__(
         self,
@@ -253,6 +266,14 @@ class InsdeskApp(App[None]):
         # A biologist works on the results; the other roles start at the reception search (F8).
         self.switch_screen(ResultsBlockedScreen() if actor.role == Role.BIOLOGIST else HomeScreen())
         self.refresh_bindings()
+        self.run_worker(self._read_environment, thread=True, exit_on_error=False, group="environment")
+
+    def _read_environment(self) -> None:
+        from services.environment import installation_environment
+
+        with self.services.db.session() as session:
+            environment = installation_environment(session)
+        self.call_from_thread(setattr, self, "environment", environment)
 
     def action_lock(self, reason: str | None = None) -> None:
         """« Verrouiller » (^X): the lock screen over the current one. The same agent's password
@@ -462,9 +483,14 @@ class InsdeskApp(App[None]):
         self.push_screen(CardPickerScreen(), callback=self._card_person_chosen)
 
     def _card_person_chosen(self, choice: Any) -> None:
-        from tui.screens.card_picker import CardPrefilledFormScreen
+        from tui.screens.card_picker import CardPrefilledFormScreen, known_patient_notice
 
         if choice is None:
+            return
+        known = choice.known_identity_id
+        if known is not None:  # a patient the desk knows: that identity, not a new form
+            self.notify(known_patient_notice(choice), title="Patient connu")
+            self.open_identity(known)
             return
         self._back_to_home()
         self.push_screen(CardPrefilledFormScreen(choice))
@@ -548,6 +574,20 @@ class InsdeskApp(App[None]):
         from tui.screens.dashboard import DashboardScreen
 
         self._open_supervision(DashboardScreen)
+
+    def action_duplicates(self) -> None:
+        """« Doublons » (F12): candidate duplicates and their merge (supervisor)."""
+        from tui.screens.duplicates import DuplicatesScreen
+
+        self._open_supervision(DuplicatesScreen)
+
+    async def action_quit(self) -> None:
+        """^Q asks first when a form holds unsaved changes, as Échap does."""
+        for screen in reversed(self.screen_stack):
+            asks = getattr(screen, "quit_needs_confirmation", None)
+            if callable(asks) and asks():
+                return
+        await super().action_quit()
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

@@ -129,6 +129,15 @@ def describe(event: AuditEvent, document_labels: Mapping[str, str]) -> HistoryLi
     elif kind == audit.IDENTITY_INS_INVALIDATED:
         what = "INS invalidé"
         detail = _join(_ins(d.get("ins")), STATUS_EVENTS.get(str(d.get("event")), ""), _reason(d))
+    elif kind == audit.IDENTITY_DUPLICATE_REFUSED:
+        what = "INS non rattaché : déjà celui d'une autre identité"
+        detail = _join(_ins(d.get("ins")), f"identité n°{d.get('duplicate_of')}")
+    elif kind == audit.IDENTITY_MERGED:
+        what = f"Fusion : l'identité n°{d.get('merged')} est fusionnée dans n°{d.get('keep')}"
+        status = d.get("status") if isinstance(d.get("status"), Mapping) else {}
+        detail = _join(
+            f"statut {status.get('from', '?')} → {status.get('to', '?')}" if status else "", _reason(d)
+        )
     elif kind == audit.INSI_CALL:
         what = "Appel au téléservice INSi"
         cr = d.get("cr")

@@ -1,20 +1,20 @@
 """Look-alikes: existing identities that resemble the one about to be created.
 
-A warning only (the agent decides): fuzzy match with rapidfuzz on the birth name, the first
-names and the birth date, among the candidates ``search_identities`` finds by birth-name
-prefix and by birth date (index-backed queries, never a full scan).
+A warning only (the agent decides): the score of ``identity duplicates`` (rapidfuzz on the birth
+name, the first names and the birth date: ``services.identity.duplicates.similarity``), among the
+candidates ``search_identities`` finds by birth-name prefix and by birth date (index-backed
+queries, never a full scan; merged duplicates are never candidates).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 
-from rapidfuzz import fuzz
 from sqlmodel import Session
 
 from services.identity import service
+from services.identity.duplicates import similarity
 from services.identity.traits import StrictTraits
 from services.storage.models import Identity
 from services.users import Actor
@@ -34,28 +34,6 @@ class LookAlike:
     local_id: str
     status: str
     score: int
-
-
-def _date_score(a: date, b: date) -> float:
-    if a == b:
-        return 100.0
-    same = (a.year == b.year) + (a.month == b.month) + (a.day == b.day)
-    if a.year == b.year and a.day == b.month and a.month == b.day:
-        return 90.0  # day and month swapped
-    if same == 2:
-        return 80.0  # one part mistyped
-    return fuzz.ratio(f"{a:%Y%m%d}", f"{b:%Y%m%d}") * 0.6
-
-
-def similarity(traits: StrictTraits, other: Identity) -> float:
-    """0–100: birth name 40 %, first names 30 %, birth date 30 %."""
-    name = fuzz.ratio(traits.birth_name, other.birth_name)
-    firsts = max(
-        fuzz.token_set_ratio(traits.first_names_text, other.first_names),
-        fuzz.ratio(traits.first_name, other.first_name or ""),
-    )
-    born = _date_score(traits.birth_date.value, other.birth_date)
-    return 0.4 * name + 0.3 * firsts + 0.3 * born
 
 
 def candidates(session: Session, *, actor: Actor, traits: StrictTraits) -> list[Identity]:

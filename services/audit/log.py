@@ -59,6 +59,8 @@ IDENTITY_PROOF_ADDED = "identity.proof_added"
 IDENTITY_DEQUALIFIED = "identity.dequalified"
 IDENTITY_INS_ATTACHED = "identity.ins_attached"
 IDENTITY_INS_INVALIDATED = "identity.ins_invalidated"
+IDENTITY_DUPLICATE_REFUSED = "identity.duplicate_refused"
+IDENTITY_MERGED = "identity.merged"
 INSI_CALL = "insi.call"
 USER_ADDED = "user.added"
 USER_LOGIN = "user.login"
@@ -86,6 +88,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
         IDENTITY_DEQUALIFIED,
         IDENTITY_INS_ATTACHED,
         IDENTITY_INS_INVALIDATED,
+        IDENTITY_DUPLICATE_REFUSED,
+        IDENTITY_MERGED,
         INSI_CALL,
         USER_ADDED,
         USER_LOGIN,

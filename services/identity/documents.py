@@ -82,11 +82,24 @@ SHIPPED_DOCUMENT_TYPES: tuple[DocumentType, ...] = (
         minors=True,
     ),
     DocumentType(
+        "dcem",
+        "Document de circulation pour étranger mineur (DCEM)",
+        minors=True,
+    ),
+    DocumentType(
+        "tuteur_decision",
+        "Pièce d'identité du tuteur avec la décision de justice qui le désigne (mineur sous tutelle)",
+        minors=True,
+    ),
+    DocumentType(
         "identite_numerique",
         "Identité numérique eIDAS substantiel ou élevé (e-CNI, appli carte Vitale)",
     ),
 )
-"""The list shipped with insdesk (EXI ID 19); in this order, none pre-selected."""
+"""The list shipped with insdesk (EXI ID 19, the current RNIV cases); in this order, none
+pre-selected. A minor without a document of their own: the livret de famille or a birth
+certificate extract with a parent's high-trust document, a foreign minor's travel document (DCEM),
+or, under guardianship, the guardian's document with the court decision appointing them."""
 
 NEVER_ACCEPTED: Mapping[str, str] = {
     "carte_vitale": "La carte Vitale n'est pas une pièce d'identité à haut niveau de confiance.",

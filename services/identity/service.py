@@ -26,6 +26,7 @@ from sqlmodel import Session, col, func, select
 from services.audit.log import (
     IDENTITY_CREATED,
     IDENTITY_DEQUALIFIED,
+    IDENTITY_DUPLICATE_REFUSED,
     IDENTITY_EDITED,
     IDENTITY_FLAG_CLEARED,
     IDENTITY_FLAG_SET,
@@ -35,9 +36,11 @@ from services.audit.log import (
     IDENTITY_STATUS_CHANGED,
     append_event,
 )
+from services.environment import check_oid_allowed
 from services.errors import BadRequest, ConcurrentUpdate, FieldIssue, InvalidData, NotFound
 from services.identity.birthdate import BirthDate
 from services.identity.documents import check_document_type, document_types
+from services.identity.ins_claims import DuplicateIns, claim_ins, holder_of, release_claims
 from services.identity.matricule import MatriculeINS
 from services.identity.status import (
     BLOCKING_FLAGS,
@@ -54,6 +57,7 @@ from services.identity.traits import StrictTraits, check_traits, check_used_name
 from services.storage.models import (
     CaptureChannel,
     Identity,
+    IdentityAlias,
     IdentityProof,
     InsHistory,
     InsiCall,
@@ -190,6 +194,18 @@ def _load(session: Session, identity_id: int) -> Identity:
     return identity
 
 
+def _load_live(session: Session, identity_id: int) -> Identity:
+    """An identity that may change: a merged duplicate (tombstone) is refused (BadRequest)."""
+    identity = _load(session, identity_id)
+    if identity.merged_into is not None:
+        raise BadRequest(
+            f"L'identité n°{identity.id} a été fusionnée dans l'identité n°{identity.merged_into} : "
+            f"elle ne se modifie plus, travaillez sur l'identité n°{identity.merged_into}.",
+            code="identity_merged",
+        )
+    return identity
+
+
 def _check_version(identity: Identity, expect_version: int | None) -> None:
     if expect_version is not None and identity.version != expect_version:
         raise ConcurrentUpdate(
@@ -251,9 +267,16 @@ def _ins_value(identity: Identity) -> dict[str, str] | None:
 
 
 def _invalidate_ins(
-    session: Session, *, actor: Actor, identity: Identity, event: Event, reason: str | None
+    session: Session,
+    *,
+    actor: Actor,
+    identity: Identity,
+    event: Event,
+    reason: str | None,
+    keep_claims: Sequence[str] = (),
 ) -> None:
-    """Move the INS out of the identity row into ``ins_history`` (source ``invalidated``)."""
+    """Move the INS out of the identity row into ``ins_history`` (source ``invalidated``); the
+    identity's INS claims go (but ``keep_claims``: the INS replacing it)."""
     if identity.ins_matricule is None:
         return
     old = _ins_value(identity)
@@ -286,6 +309,8 @@ def _invalidate_ins(
     identity.ins_key = None
     identity.ins_oid = None
     identity.ins_checked_at = None
+    if identity.id is not None:  # the INS is free again for the identity it belongs to
+        release_claims(session, identity_id=identity.id, keep=keep_claims)
     append_event(
         session,
         actor=actor.login,
@@ -322,6 +347,11 @@ def _clean_local_id(session: Session, value: str | None, *, identity_id: int | N
     if identity_id is not None:
         stmt = stmt.where(Identity.id != identity_id)
     other = session.exec(stmt).first()
+    if other is None:  # another local id of an identity (a merged duplicate's)
+        alias = select(IdentityAlias.identity_id).where(IdentityAlias.local_id == text)
+        if identity_id is not None:
+            alias = alias.where(IdentityAlias.identity_id != identity_id)
+        other = session.exec(alias).first()
     if other is not None:
         raise BadRequest(
             f"Le numéro patient local « {text} » est déjà attribué à l'identité n°{other}.",
@@ -465,12 +495,21 @@ def identity_view(session: Session, *, identity: Identity) -> dict[str, Any]:
                 "source": InsSource(h.source).value,
                 "recorded_at": _iso(h.recorded_at),
                 "insi_call_id": h.insi_call_id,
+                "key_valid": h.key_valid,
             }
             for h in history
         ],
         "created_at": _iso(identity.created_at),
         "created_by": identity.created_by,
         "updated_at": _iso(identity.updated_at),
+        "merged_into": identity.merged_into,
+        "aliases": list(
+            session.exec(
+                select(IdentityAlias.local_id)
+                .where(IdentityAlias.identity_id == identity.id)
+                .order_by(col(IdentityAlias.id))
+            ).all()
+        ),
     }
 
 
@@ -557,7 +596,7 @@ def edit_identity(
     ConcurrentUpdate. Invalid traits: InvalidData, nothing changed.
     """
     require(actor, Right.IDENTITY_WRITE)
-    identity = _load(session, identity_id)
+    identity = _load_live(session, identity_id)
     _check_version(identity, expect_version)
     reason_text = _reason(reason, mandatory=False, action="la modification")
 
@@ -655,7 +694,7 @@ def add_proof(
     """
     require(actor, Right.IDENTITY_WRITE)
     doc = check_document_type(session, document_type)
-    identity = _load(session, identity_id)
+    identity = _load_live(session, identity_id)
     at = checked_at or _now()
     if at.tzinfo is None:
         raise BadRequest("Horodatage de vérification sans fuseau horaire.", code="naive_datetime")
@@ -767,7 +806,7 @@ def set_flag(
     require(actor, Right.FLAG_SET)
     target = _parse_flag(flag)
     reason_text = _reason(reason, mandatory=False, action="poser un attribut")
-    identity = _load(session, identity_id)
+    identity = _load_live(session, identity_id)
     _check_version(identity, expect_version)
     flags = check_flag_set(identity_flags(identity), target)
 
@@ -801,7 +840,7 @@ def clear_flag(
     require(actor, Right.FLAG_CLEAR)
     target = _parse_flag(flag)
     reason_text = _reason(reason, mandatory=True, action="retirer un attribut")
-    identity = _load(session, identity_id)
+    identity = _load_live(session, identity_id)
     _check_version(identity, expect_version)
     flags = check_flag_clear(identity_flags(identity), target)
     _store_flags(
@@ -829,7 +868,7 @@ def dequalify(
     history (EXI SI 07). A PROV identity is refused (BadRequest)."""
     require(actor, Right.DEQUALIFY)
     reason_text = _reason(reason, mandatory=True, action="déqualifier une identité")
-    identity = _load(session, identity_id)
+    identity = _load_live(session, identity_id)
     _check_version(identity, expect_version)
     before_status = Status(identity.status)
     if before_status is Status.PROV:
@@ -870,27 +909,36 @@ class TraitDifference:
 
 @dataclass
 class AttachResult:
+    """``attached``: the INS is the identity's. Otherwise ``differences`` (INSi's traits, not
+    confirmed) or ``duplicate_of`` (the INS is already another identity's): nothing changed."""
+
     identity: Identity
     differences: list[TraitDifference] = field(default_factory=list)
     attached: bool = False
+    duplicate_of: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "id": self.identity.id,
             "status": Status(self.identity.status).value,
             "attached": self.attached,
             "differences": [d.as_dict() for d in self.differences],
         }
+        if self.duplicate_of is not None:
+            payload["duplicate_of"] = self.duplicate_of
+        return payload
 
 
 @dataclass(frozen=True)
 class InsHistoryEntry:
-    """An earlier matricule returned by INSi (INSHISTO)."""
+    """An earlier matricule returned by INSi (INSHISTO); ``key_valid`` false: its key is absent
+    or does not check (kept, never matched: CNDA TEST_2.08)."""
 
     matricule: MatriculeINS
     oid: str
     valid_from: date | None = None
     valid_to: date | None = None
+    key_valid: bool = True
 
 
 def compare_traits(local: StrictTraits, insi: StrictTraits) -> list[TraitDifference]:
@@ -899,8 +947,9 @@ def compare_traits(local: StrictTraits, insi: StrictTraits) -> list[TraitDiffere
     return [TraitDifference(name, a[name], b[name]) for name in STRICT_FIELDS if a[name] != b[name]]
 
 
-def _history_fields(entry: Any) -> tuple[str, str, str, date | None, date | None]:
-    """(matricule 13, key, oid, valid_from, valid_to) of an INSHISTO entry (dataclass or mapping)."""
+def _history_fields(entry: Any) -> tuple[str, str, str, date | None, date | None, bool]:
+    """(matricule 13, key, oid, valid_from, valid_to, key_valid) of an INSHISTO entry (dataclass
+    or mapping). An entry whose key did not check is kept only if it fits the columns."""
 
     def get(name: str) -> Any:
         if isinstance(entry, Mapping):
@@ -918,9 +967,29 @@ def _history_fields(entry: Any) -> tuple[str, str, str, date | None, date | None
         valid_from = date.fromisoformat(valid_from) if valid_from else None
     if isinstance(valid_to, str):
         valid_to = date.fromisoformat(valid_to) if valid_to else None
-    if len(number) != 13 or len(key) != 2:
+    key_valid = get("key_valid") is not False
+    if key_valid and (len(number) != 13 or len(key) != 2):
         raise BadRequest("Historique INS mal formé (matricule de 13 caractères et clé de 2 attendus).")
-    return number, key, str(get("oid") or ""), valid_from, valid_to
+    return number, key, str(get("oid") or ""), valid_from, valid_to, key_valid
+
+
+def _duplicate_refused(
+    session: Session,
+    *,
+    actor: Actor,
+    identity: Identity,
+    duplicate_of: int,
+    ins: dict[str, str],
+    insi_call_id: int | None,
+) -> None:
+    """The supervisor's log sees the INS that was not attached because another identity holds it."""
+    append_event(
+        session,
+        actor=actor.login,
+        kind=IDENTITY_DUPLICATE_REFUSED,
+        identity_id=identity.id,
+        details={"ins": ins, "duplicate_of": duplicate_of, "insi_call_id": insi_call_id},
+    )
 
 
 def attach_ins(
@@ -942,11 +1011,16 @@ def attach_ins(
     traits differ and are not accepted, nothing changes and the differences are returned.
     Accepted, they replace the local strict traits (the agent confirms them with the document
     in hand); doing so on a QUAL identity needs Right.STRICT_EDIT_VERIFIED (locked traits).
-    Refused (BadRequest) for a douteuse/fictive identity (EXI SI 09).
+    Refused (BadRequest) for a douteuse/fictive identity (EXI SI 09) and a merged one; an INS of a
+    test OID outside a test installation is refused (:class:`~services.environment.TestInsRefused`).
+
+    One INS, one identity (issue #13): when the INS — or a valid matricule of its history — is
+    already another identity's, nothing is attached, ``duplicate_of`` names it and the refusal is
+    audited (``identity.duplicate_refused``); the database's claim settles a race between desks.
     """
     require(actor, Right.INSI_SEARCH)
     require(actor, Right.IDENTITY_WRITE)
-    identity = _load(session, identity_id)
+    identity = _load_live(session, identity_id)
     _check_version(identity, expect_version)
     check_insi_allowed(identity_flags(identity))
     if not isinstance(matricule, MatriculeINS):
@@ -954,16 +1028,35 @@ def attach_ins(
     oid_text = (oid or "").strip()
     if not oid_text:
         raise BadRequest("OID de l'INS manquant.", code="ins_oid_missing")
+    check_oid_allowed(session, oid_text)
     entries = [_history_fields(entry) for entry in history]
+    held = [matricule.number] + [number for number, *_, valid in entries if valid]
+    ins_value = {"matricule": matricule.number, "key": matricule.key, "oid": oid_text}
 
     current = identity_traits(identity)
     differences = compare_traits(current, insi_traits) if insi_traits is not None else []
+    before_status = Status(identity.status)
+    holder = holder_of(session, held, exclude=identity.id)
+    if holder is None and (accept_insi_traits or not differences):
+        if differences and before_status is Status.QUAL:
+            # The strict traits of a qualified identity are locked (EXI SI 07).
+            require(actor, Right.STRICT_EDIT_VERIFIED)
+        try:  # first of all: the claim (a race with another desk ends here, nothing changed)
+            claim_ins(session, identity_id=int(identity.id or 0), active=matricule.number, history=held[1:])
+        except DuplicateIns as err:
+            holder = err.duplicate_of
+    if holder is not None:
+        _duplicate_refused(
+            session,
+            actor=actor,
+            identity=identity,
+            duplicate_of=holder,
+            ins=ins_value,
+            insi_call_id=insi_call_id,
+        )
+        return AttachResult(identity, differences, attached=False, duplicate_of=holder)
     if differences and not accept_insi_traits:
         return AttachResult(identity, differences, attached=False)
-    before_status = Status(identity.status)
-    if differences and before_status is Status.QUAL:
-        # The strict traits of a qualified identity are locked (EXI SI 07).
-        require(actor, Right.STRICT_EDIT_VERIFIED)
 
     now = _now()
     if differences and insi_traits is not None:
@@ -986,7 +1079,12 @@ def attach_ins(
     old_ins = (identity.ins_matricule, identity.ins_key, identity.ins_oid)
     if identity.ins_matricule is not None and old_ins != new_ins:
         _invalidate_ins(
-            session, actor=actor, identity=identity, event=Event.INS_INVALIDATED, reason="Remplacé par l'INSi"
+            session,
+            actor=actor,
+            identity=identity,
+            event=Event.INS_INVALIDATED,
+            reason="Remplacé par l'INSi",
+            keep_claims=held,
         )
     existing = session.exec(select(InsHistory).where(InsHistory.identity_id == identity.id)).all()
     has_active = any(
@@ -1004,9 +1102,11 @@ def attach_ins(
             )
         )
     known_histo = {(h.matricule, h.key, h.oid) for h in existing if h.source == InsSource.HISTO}
-    for number, key, entry_oid, valid_from, valid_to in entries:
+    for number, key, entry_oid, valid_from, valid_to, key_valid in entries:
         if (number, key, entry_oid) in known_histo:
             continue
+        if not key_valid and (len(number) != 13 or len(key) > 2 or len(entry_oid) > 64):
+            continue  # not storable as a matricule: it stays in the raw answer (insi_call)
         known_histo.add((number, key, entry_oid))
         session.add(
             InsHistory(
@@ -1018,6 +1118,7 @@ def attach_ins(
                 valid_to=valid_to,
                 source=InsSource.HISTO,
                 insi_call_id=insi_call_id,
+                key_valid=key_valid,
             )
         )
     identity.ins_matricule, identity.ins_key, identity.ins_oid = new_ins
@@ -1094,7 +1195,8 @@ def _local_id_prefix_query(session: Session, prefix: str, limit: int) -> Any:
     else:
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         condition = sa.and_(column >= prefix, column < upper)
-    return select(Identity).where(condition).order_by(column, col(Identity.id)).limit(limit)
+    live = col(Identity.merged_into).is_(None)  # merged duplicates (tombstones) are never found
+    return select(Identity).where(condition, live).order_by(column, col(Identity.id)).limit(limit)
 
 
 def _like_escape(text: str) -> str:
@@ -1106,7 +1208,9 @@ def search_identities(
 ) -> list[Identity]:
     """As-you-type search: a birth-name prefix ("MART"), a name and first names ("MARTIN
     CLAIRE"), a birth date ("21/06/1985", "1985-06-21", possibly with a name) or a birth year
-    ("MARTIN 1985"), a local id or its beginning ("IPP-00"), or a 15-character INS.
+    ("MARTIN 1985"), a local id or its beginning ("IPP-00") (also the local id of a duplicate
+    merged into an identity), or a 15-character INS. Merged duplicates (tombstones) are never
+    found.
 
     Every query is index-backed (no leading wildcard): a byte-wise range on ``birth_name``
     (``birth_name_prefix_filter``) with the (birth_name, birth_date) / (birth_date, birth_name)
@@ -1125,12 +1229,13 @@ def search_identities(
             if row.id is not None and row.id not in found and len(found) < limit:
                 found[row.id] = row
 
+    live = col(Identity.merged_into).is_(None)  # a merged duplicate is never found again
     compact = re.sub(r"\s+", "", text).upper()
     if _NIR_QUERY.fullmatch(compact):
         add(
             session.exec(
                 select(Identity)
-                .where(Identity.ins_matricule == compact[:13], Identity.ins_key == compact[13:])
+                .where(Identity.ins_matricule == compact[:13], Identity.ins_key == compact[13:], live)
                 .order_by(col(Identity.id))
                 .limit(limit)
             ).all()
@@ -1138,7 +1243,19 @@ def search_identities(
     if len(text) <= LOCAL_ID_MAX:
         add(
             session.exec(
-                select(Identity).where(Identity.local_id == text).order_by(col(Identity.id)).limit(limit)
+                select(Identity)
+                .where(Identity.local_id == text, live)
+                .order_by(col(Identity.id))
+                .limit(limit)
+            ).all()
+        )
+        add(  # another local id of an identity (a merged duplicate's)
+            session.exec(
+                select(Identity)
+                .join(IdentityAlias, col(IdentityAlias.identity_id) == col(Identity.id))
+                .where(IdentityAlias.local_id == text, live)
+                .order_by(col(Identity.id))
+                .limit(limit)
             ).all()
         )
         if len(text) >= 2 and not any(ch.isspace() for ch in text) and any(ch.isdigit() for ch in text):
@@ -1174,7 +1291,7 @@ def search_identities(
     elif year is not None:  # « MARTIN 1985 »: an index range on (birth_name, birth_date)
         conditions.append(col(Identity.birth_date).between(date(year, 1, 1), date(year, 12, 31)))
     if conditions and len(found) < limit:
-        stmt = select(Identity).where(*conditions)
+        stmt = select(Identity).where(*conditions, live)
         if names:
             stmt = stmt.order_by(col(Identity.birth_name), col(Identity.birth_date), col(Identity.id))
         else:

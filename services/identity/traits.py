@@ -135,6 +135,11 @@ def _suggestion(ch: str) -> str | None:
     return None
 
 
+def _codepoints(ch: str) -> str:
+    """``U+0301`` (or ``U+0031 U+0301`` for a character followed by combining marks)."""
+    return " ".join(f"U+{ord(c):04X}" for c in ch)
+
+
 def _quoted(chars: list[str], limit: int = 8) -> str:
     shown = ", ".join(f"« {c} »" for c in chars[:limit])
     return shown + (", …" if len(chars) > limit else "")
@@ -153,12 +158,12 @@ def _char_messages(refused: list[str], wording: _Wording) -> list[str]:
         if unicodedata.combining(ch[0]):
             messages.append(
                 f"{wording.subject} {_verb(wording, 'contient', 'contiennent')} un accent isolé "
-                f"(U+{ord(ch):04X}) que l'INSi n'accepte pas : saisir la lettre sans accent."
+                f"({_codepoints(ch)}) que l'INSi n'accepte pas : saisir la lettre sans accent."
             )
         elif not _is_visible(ch):
             label = _INVISIBLE_NAMES.get(ch, "un caractère invisible")
             messages.append(
-                f"{wording.subject} {_verb(wording, 'contient', 'contiennent')} {label} (U+{ord(ch):04X}) "
+                f"{wording.subject} {_verb(wording, 'contient', 'contiennent')} {label} ({_codepoints(ch)}) "
                 "que l'INSi n'accepte pas : effacer et ressaisir le texte au clavier."
             )
         elif ch in _APOSTROPHE_LOOKALIKES:
@@ -172,7 +177,7 @@ def _char_messages(refused: list[str], wording: _Wording) -> list[str]:
         elif (suggestion := _suggestion(ch)) is not None and unicodedata.normalize("NFKD", ch) == suggestion:
             # A compatibility look-alike (full-width Ａ, KELVIN SIGN...), not an accented letter.
             messages.append(
-                f"« {ch} » (U+{ord(ch[0]):04X}) ressemble à « {suggestion} » mais n'est pas la lettre "
+                f"« {ch} » ({_codepoints(ch)}) ressemble à « {suggestion} » mais n'est pas la lettre "
                 f"ordinaire : l'effacer et saisir « {suggestion} » au clavier {wording.inside}."
             )
         elif suggestion is not None:
@@ -223,7 +228,9 @@ def normalize_name(
     while i < n:
         ch = text[i]
         j = i + 1
-        while j < n and unicodedata.combining(text[j]):
+        # Combining marks after a base character belong to it; a mark with no base (at the
+        # start, or after another lone mark) is refused on its own as an isolated accent.
+        while j < n and not unicodedata.combining(ch) and unicodedata.combining(text[j]):
             j += 1
         if j > i + 1:
             # A letter followed by combining accents (decomposed "É"): refused as one

@@ -12,9 +12,16 @@ one of our errors (:mod:`services.insi.errors`), with a French message saying wh
   or refused) -> :class:`InsiTlsError`;
 * a SOAP Fault -> :class:`InsiFault`; malformed or unexpected content -> :class:`InsiProtocolError`.
 
-Automatic retries, with exponential backoff and within a total deadline, only where trying
-again is safe and useful: the ``desir_1020`` fault (temporarily unavailable), a connection that
-could not be opened, HTTP 502/503/504. Never for authentication or request errors.
+Automatic retries, with exponential backoff, only where trying again is safe and useful: the
+``desir_1020`` fault (temporarily unavailable), a connection that could not be opened, HTTP
+429/502/503/504. Never for authentication or request errors. A ``Retry-After`` the server sends
+is honoured (the wait is at least what it asks) when it fits in the retry bound; otherwise the
+call stops at once and the message says how long the service asked to wait.
+
+Each exchange has a **total deadline** (``RetryPolicy.total_deadline``: every attempt and wait
+included), enforced on every socket operation of the client's own connections
+(:mod:`services.insi.deadline`): a server trickling its answer cannot hold a call longer, and the
+message then names that total deadline, not the per-read timeout.
 
 Each call returns an :class:`InsiExchange` (answer, raw request and response, duration,
 attempts, HTTP status) so that the caller stores it as received (EXI REC 07/08); a failed
@@ -24,7 +31,9 @@ call's exchange is on the error (``err.exchanges``).
 from __future__ import annotations
 
 import datetime
+import email.utils
 import logging
+import math
 import ssl
 import threading
 import time
@@ -37,6 +46,7 @@ import httpx
 
 from services.identity.traits import StrictTraits
 from services.insi.config import InsiConfig
+from services.insi.deadline import exchange_deadline, install_deadline
 from services.insi.envelope import (
     CONTENT_TYPE,
     Envelope,
@@ -66,6 +76,11 @@ from services.insi.tls import build_ssl_context
 logger = logging.getLogger(__name__)
 
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+_RETRY_AFTER_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RETRY_AFTER_MAX = 24 * 3600.0
+# A socket timeout fires at the instant asked, give or take the scheduler: within this margin of
+# the exchange's deadline, a timeout is the deadline's.
+_DEADLINE_SLACK = 0.05
 
 
 @dataclass(frozen=True)
@@ -231,9 +246,38 @@ def _auto_retry(err: InsiError) -> bool:
         return err.retryable
     if isinstance(err, InsiUnavailable):
         return err.kind in ("connect", "connect_timeout") or (
-            err.kind == "http_status" and err.http_status in _UNAVAILABLE_STATUSES
+            err.kind == "http_status" and err.http_status in (*_UNAVAILABLE_STATUSES, 429)
         )
     return False
+
+
+def deadline_error(total: float, *, detail: str | None = None) -> InsiUnavailable:
+    """The exchange took its whole total deadline (every attempt and wait included)."""
+    return InsiUnavailable(
+        f"Le service INSi n'a pas répondu dans le délai total de {total:g} s (tentatives comprises). "
+        "Réessayez dans quelques minutes ; si cela se répète, le service est peut-être surchargé.",
+        kind="deadline",
+        code="insi_timeout_total",
+        detail=detail,
+    )
+
+
+def parse_retry_after(value: str | None, *, now: datetime.datetime | None = None) -> float | None:
+    """Seconds asked by a ``Retry-After`` header (RFC 9110: delay-seconds or an HTTP-date);
+    None when absent or unreadable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return min(float(text), _RETRY_AFTER_MAX)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    seconds = (when - (now or datetime.datetime.now(datetime.UTC))).total_seconds()
+    return min(max(0.0, seconds), _RETRY_AFTER_MAX) if math.isfinite(seconds) else None
 
 
 # --- HTTP answers ----------------------------------------------------------------------------
@@ -277,6 +321,15 @@ def interpret_response(status: int, body: bytes, content_type: str | None, confi
             http_status=status,
             retryable=True,
         )
+    if status == 429:
+        raise InsiUnavailable(
+            "Le service INSi reçoit trop de demandes de ce poste (HTTP 429). "
+            "Réessayez dans quelques instants.",
+            kind="http_status",
+            code="insi_http_429",
+            http_status=status,
+            retryable=True,
+        )
     if status in (401, 403):
         raise InsiTlsError(
             f"Accès refusé par le serveur INSi (HTTP {status}) : le certificat de l'établissement n'est "
@@ -311,8 +364,9 @@ def build_http_client(config: InsiConfig) -> httpx.Client:
     """An ``httpx.Client`` for ``config``: the mutual-TLS context for https (raises
     :class:`InsiTlsError` when the certificate is missing, unreadable or expired)."""
     verify: ssl.SSLContext | bool = build_ssl_context(config) if config.uses_tls else True
+    transport = install_deadline(httpx.HTTPTransport(verify=verify, trust_env=False, proxy=config.proxy))
     return httpx.Client(
-        verify=verify,
+        transport=transport,
         timeout=httpx.Timeout(
             connect=config.connect_timeout,
             read=config.read_timeout,
@@ -320,9 +374,16 @@ def build_http_client(config: InsiConfig) -> httpx.Client:
             pool=config.connect_timeout,
         ),
         trust_env=False,
-        proxy=config.proxy,
         follow_redirects=False,
     )
+
+
+@dataclass(frozen=True)
+class _HttpAnswer:
+    status: int
+    body: bytes
+    content_type: str | None
+    retry_after: str | None
 
 
 def _decode(raw: bytes) -> str:
@@ -408,7 +469,9 @@ class InsiClient:
 
     # --- machinery ---------------------------------------------------------------------------
 
-    def _post(self, envelope: Envelope, remaining: float) -> tuple[int, bytes, str | None]:
+    def _post(self, envelope: Envelope, remaining: float) -> _HttpAnswer:
+        """One HTTP exchange within ``remaining`` seconds (every socket operation bounded by it
+        on the client's own connections, and checked between body chunks on any client)."""
         config = self.config
         timeout = httpx.Timeout(
             connect=max(0.01, min(config.connect_timeout, remaining)),
@@ -421,10 +484,14 @@ class InsiClient:
             "Accept": "application/soap+xml, text/xml, application/xml",
             "User-Agent": f"{config.software_name}/{config.software_version}",
         }
+        deadline = time.monotonic() + remaining
         try:
-            with self._http.stream(
-                "POST", config.endpoint.strip(), content=envelope.xml, headers=headers, timeout=timeout
-            ) as response:
+            with (
+                exchange_deadline(deadline),
+                self._http.stream(
+                    "POST", config.endpoint.strip(), content=envelope.xml, headers=headers, timeout=timeout
+                ) as response,
+            ):
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in response.iter_bytes():
@@ -435,8 +502,19 @@ class InsiClient:
                             "octets). Inutile de réessayer : contactez le support informatique.",
                             code="insi_protocol_too_large",
                         )
+                    if time.monotonic() >= deadline:  # an injected client without the backend
+                        raise deadline_error(config.retry.total_deadline, detail=f"{size} octets reçus")
                     chunks.append(chunk)
-                return response.status_code, b"".join(chunks), response.headers.get("content-type")
+                return _HttpAnswer(
+                    response.status_code,
+                    b"".join(chunks),
+                    response.headers.get("content-type"),
+                    response.headers.get("retry-after"),
+                )
+        except httpx.TimeoutException as exc:
+            if time.monotonic() >= deadline - _DEADLINE_SLACK:
+                raise deadline_error(config.retry.total_deadline, detail=f"{type(exc).__name__}") from exc
+            raise map_transport_error(exc, config) from exc
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, config) from exc
         except ssl.SSLError as exc:  # a transport that lets it through
@@ -453,18 +531,38 @@ class InsiClient:
         attempt = 0
         while True:
             attempt += 1
-            status: int | None = None
-            raw: bytes | None = None
+            http: _HttpAnswer | None = None
             try:
-                status, raw, content_type = self._post(envelope, deadline - self._clock())
-                answer = interpret_response(status, raw, content_type, self.config)
+                left = deadline - self._clock()
+                if left <= 0:
+                    raise deadline_error(policy.total_deadline)
+                http = self._post(envelope, left)
+                try:
+                    answer = interpret_response(http.status, http.body, http.content_type, self.config)
+                except InsiError:
+                    raise
+                except Exception as exc:  # never an unrecorded call: the answer is kept with the error
+                    logger.exception("INSi %s: unexpected answer", envelope.operation)
+                    raise InsiProtocolError(
+                        "Réponse INSi inattendue : elle n'a pas pu être lue. Inutile de réessayer telle "
+                        "quelle : si le problème persiste, contactez le support informatique.",
+                        code="insi_protocol_unexpected",
+                        detail=type(exc).__name__,
+                    ) from exc
             except InsiError as err:
                 elapsed = self._clock() - start
                 delay = policy.delay(attempt)
                 if self._cancelled.is_set():
                     cancelled = InsiCancelled(detail=f"{err.code}: {err.detail or err.message}"[:300])
                     exchange = self._exchange(
-                        envelope, started_at, start, attempt, status, raw, None, cancelled.code
+                        envelope,
+                        started_at,
+                        start,
+                        attempt,
+                        http.status if http is not None else None,
+                        http.body if http is not None else None,
+                        None,
+                        cancelled.code,
                     )
                     cancelled.exchanges = [exchange]
                     logger.warning(
@@ -474,11 +572,12 @@ class InsiClient:
                         exchange.duration_ms,
                     )
                     raise cancelled from err
-                if (
-                    _auto_retry(err)
-                    and attempt < policy.max_attempts
-                    and elapsed + delay < policy.total_deadline
-                ):
+                if http is not None and http.status in _RETRY_AFTER_STATUSES:
+                    err.retry_after = parse_retry_after(http.retry_after, now=self._now())
+                if err.retry_after is not None:
+                    delay = max(delay, err.retry_after)
+                retry = _auto_retry(err) and attempt < policy.max_attempts
+                if retry and elapsed + delay < policy.total_deadline:
                     logger.warning(
                         "INSi %s: %s (attempt %d/%d), retrying in %.1f s",
                         envelope.operation,
@@ -490,6 +589,13 @@ class InsiClient:
                     self._sleep(delay)
                     envelope = build()
                     continue
+                if retry and err.retry_after is not None:
+                    err.message += (
+                        f" Le service demande d'attendre {err.retry_after:g} s avant de réessayer "
+                        f"(au-delà du délai total de {policy.total_deadline:g} s d'un appel)."
+                    )
+                status = http.status if http is not None else None
+                raw = http.body if http is not None else None
                 exchange = self._exchange(envelope, started_at, start, attempt, status, raw, None, err.code)
                 if attempt > 1:
                     err.detail = f"{err.detail or ''} ({attempt} tentatives)".strip()
@@ -502,12 +608,14 @@ class InsiClient:
                     exchange.duration_ms,
                 )
                 raise
-            exchange = self._exchange(envelope, started_at, start, attempt, status, raw, answer, None)
+            exchange = self._exchange(
+                envelope, started_at, start, attempt, http.status, http.body, answer, None
+            )
             logger.info(
                 "INSi %s: CR %s, HTTP %s, %d attempt(s), %d ms",
                 envelope.operation,
                 answer.cr,
-                status,
+                http.status,
                 attempt,
                 exchange.duration_ms,
             )

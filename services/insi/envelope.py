@@ -10,9 +10,11 @@ Two operations (insi-protocol.md, ``xsd/DESIR_ICIR_EXP_1.5.0.wsdl``):
 Headers, in the order of the reference request: ``ContexteBAM`` (``Version="01_02"``: Id, Temps,
 Emetteur, an empty ``COUVERTURE``), ``ContexteLPS`` (``Nature="CTXLPS" Version="01_00"``: Id,
 Temps, Emetteur, ``LPS`` with ``IDAM R="4"``, Version, Instance, Nom), then WS-Addressing
-``Action``, ``MessageID`` (``uuid:...``) and ``To``. Mutual TLS authenticates the call, so there is
-no ``wsse:Security`` header. The tests validate body and contexts against the shared XSDs
-(copied in ``services/insi/xsd/``).
+``Action``, ``MessageID`` (``uuid:...``) and ``To``. Mutual TLS authenticates the call. A
+traits search has no ``wsse:Security`` header; a carte Vitale search carries in it the
+SESAM-Vitale « assertion Vitale » (a SAML 2.0 ``Assertion`` the licensed SESAM-Vitale library signs
+from the card it read): INSi refuses ``RECVITALE`` without one, so it is never sent without one.
+The tests validate body and contexts against the shared XSDs (copied in ``services/insi/xsd/``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxml import etree
 
 from services.errors import BadRequest
+from services.identity.birthplace import UNKNOWN_BIRTHPLACE
 from services.identity.traits import StrictTraits
 from services.insi.config import InsiConfig
 
@@ -37,6 +40,9 @@ NS_RECSANS = "http://www.cnamts.fr/INSiRecSans"
 NS_RECVIT = "http://www.cnamts.fr/INSiRecVit"
 NS_RESULTAT = "http://www.cnamts.fr/INSiResultat"
 NS_SIRAM = "urn:siram"
+NS_WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+NS_SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
+ASSERTION_MAX_BYTES = 64_000
 
 OPERATION_TRAITS = "rechercherInsAvecTraitsIdentite"
 OPERATION_VITALE = "rechercherInsAvecCarteVitale"
@@ -65,13 +71,14 @@ class TraitsQuery:
 
     @classmethod
     def from_traits(cls, traits: StrictTraits, *, first_names: str | None = None) -> TraitsQuery:
-        """A query from validated strict traits; ``first_names`` defaults to the whole list."""
+        """A query from validated strict traits; ``first_names`` defaults to the whole list. The
+        unknown birthplace ``99999`` is never sent (cli.md additions): it is left out."""
         return cls(
             birth_name=traits.birth_name,
             first_names=first_names if first_names is not None else traits.first_names_text,
             sex=traits.sex,
             birth_date=traits.birth_date.iso(),
-            birthplace=traits.birthplace,
+            birthplace=traits.birthplace if traits.birthplace != UNKNOWN_BIRTHPLACE else None,
         )
 
     def as_dict(self) -> dict[str, str | None]:
@@ -91,13 +98,17 @@ class VitaleQuery:
     ``matricule_od`` is the NIR of the ouvrant droit (13 characters, with or without its key),
     ``matricule_individu`` the beneficiary's own NIR when the card carries one.
     ``birth_date`` may be a "lunar" date (``1960-00-00``), as the card stores it.
+    ``birth_rank`` is the card's (twins): None when the card gives none — never a default.
+    ``assertion`` is the SESAM-Vitale « assertion Vitale » (the XML of a SAML 2.0 ``Assertion``),
+    without which the request is not built.
     """
 
     matricule_od: str
     birth_name: str
     birth_date: str
-    birth_rank: int | str
+    birth_rank: int | str | None
     matricule_individu: str | None = None
+    assertion: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -215,6 +226,8 @@ def build_traits_request(
         raise _bad("Requête INSi impossible : le sexe doit être M ou F.")
     birth_date = _date(query.birth_date, "la date de naissance")
     birthplace = query.birthplace.strip() if query.birthplace and query.birthplace.strip() else None
+    if birthplace == UNKNOWN_BIRTHPLACE:  # never sent to INSi: it says nothing of the person
+        birthplace = None
     if birthplace is not None:
         birthplace = _text(birthplace, "le lieu de naissance")
 
@@ -263,9 +276,12 @@ def build_vitale_request(
     )
     birth_name = _text(query.birth_name, "le nom de naissance")
     birth_date = _date(query.birth_date, "la date de naissance")
-    rank = str(query.birth_rank).strip()
-    if not rank.isascii() or not rank.isdigit() or not 1 <= int(rank) <= 9:
-        raise _bad("Requête INSi impossible : le rang de naissance doit être un chiffre de 1 à 9.")
+    rank: str | None = None
+    if query.birth_rank is not None:
+        rank = str(query.birth_rank).strip()
+        if not rank.isascii() or not rank.isdigit() or not 1 <= int(rank) <= 9:
+            raise _bad("Requête INSi impossible : le rang de naissance doit être un chiffre de 1 à 9.")
+    assertion = _assertion(query.assertion)
 
     envelope, body, wsa_id = _envelope(
         config,
@@ -275,6 +291,10 @@ def build_vitale_request(
         message_id=message_id,
         now=now,
     )
+    header = envelope.find(f"{{{NS_SOAP}}}Header")
+    assert header is not None
+    security = etree.SubElement(header, f"{{{NS_WSSE}}}Security", nsmap={"wsse": NS_WSSE})
+    security.append(assertion)
     request = _sub(body, NS_RECVIT, "RECVITALE")
     for name, matricule in (("MatriculeIndividu", individual), ("MatriculeOD", (od_number, od_key))):
         if matricule is None:
@@ -285,5 +305,29 @@ def build_vitale_request(
             _sub(element, NS_RECVIT, "Cle", matricule[1])
     _sub(request, NS_RECVIT, "NomNaissance", birth_name)
     _sub(request, NS_RECVIT, "DateNaissance", birth_date)
-    _sub(request, NS_RECVIT, "RangNaissance", str(int(rank)))
+    if rank is not None:
+        _sub(request, NS_RECVIT, "RangNaissance", str(int(rank)))
     return Envelope(OPERATION_VITALE, ACTION_VITALE, wsa_id, _serialize(envelope))
+
+
+def _assertion(text: str | None) -> etree._Element:
+    """The SESAM-Vitale assertion as an element (hardened parse); BadRequest when absent or not a
+    SAML 2.0 ``Assertion``: no ``RECVITALE`` is ever sent without it (INSi refuses it)."""
+    if text is None or not text.strip():
+        raise BadRequest(
+            "Recherche INSi par carte Vitale impossible sans l'assertion Vitale des API SESAM-Vitale : "
+            "faites la recherche par traits.",
+            code="insi_vitale_assertion",
+        )
+    raw = text.strip().encode("utf-8")
+    upper = raw.upper()
+    if len(raw) > ASSERTION_MAX_BYTES or b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
+        raise _bad("Assertion Vitale refusée : trop volumineuse, ou avec une déclaration DOCTYPE.")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        element = etree.fromstring(raw, parser)
+    except etree.XMLSyntaxError:
+        raise _bad("Assertion Vitale illisible (XML mal formé).") from None
+    if element.tag != f"{{{NS_SAML2}}}Assertion":
+        raise _bad("Assertion Vitale inattendue : une assertion SAML 2.0 est attendue.")
+    return element

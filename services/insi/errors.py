@@ -35,6 +35,8 @@ class InsiError(ExternalFailure):
         super().__init__(message, code=code, detail=detail)
         self.retryable = retryable
         self.exchanges: list[InsiExchange] = []
+        self.retry_after: float | None = None
+        """Seconds the server asked to wait (``Retry-After``), when it did."""
 
 
 class InsiFault(InsiError):
@@ -73,8 +75,8 @@ class InsiUnavailable(InsiError):
     """INSi could not be reached or did not answer: connection refused, timeout (connexion or
     réponse), HTTP 502/503/504, an HTML page instead of SOAP.
 
-    ``kind`` is one of ``connect``, ``connect_timeout``, ``read_timeout``, ``network``,
-    ``http_status``, ``html``.
+    ``kind`` is one of ``connect``, ``connect_timeout``, ``read_timeout``, ``deadline`` (the
+    exchange's total deadline), ``network``, ``http_status``, ``html``.
     """
 
     default_code = "insi_unavailable"

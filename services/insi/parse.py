@@ -9,8 +9,16 @@ the element order and omit optional elements): elements are matched by namespace
 name, never by prefix nor position; inside ``RESULTAT`` an unqualified element is accepted too.
 ``INSHISTO`` may appear zero or more times, possibly equal to the active INS; ``Prenom`` may be
 absent; ``ListePrenom`` is space separated. Traits returned by INSi are authoritative: they go
-through :func:`~services.identity.traits.traits_from_insi` (warnings, never a refusal). The
-matricule is checked against its key: a wrong key means a corrupted answer.
+through :func:`~services.identity.traits.traits_from_insi` (warnings, never a refusal).
+
+Keys (cli.md additions, CNDA TEST_2.08): the **active** matricule must come with its ``Cle`` and
+the key must check — otherwise the answer is unusable (a corrupted answer, exit 3, nothing
+attached). An ``INSHISTO`` entry whose key is absent or does not check (or whose matricule is not
+one) is kept as received with ``key_valid`` false: shown, never used to match anything, and it
+does not make the answer unusable.
+
+Every text taken from a fault (codes, messages) is bounded: a server may send anything, and the
+codes go to columns of 64 characters.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ _KEY = re.compile(r"[0-9]{2}", re.ASCII)
 _XSD_DATE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:Z|[+-][0-9]{2}:[0-9]{2})?", re.ASCII)
 _OID = re.compile(r"[0-2](?:\.[0-9]+)+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_CODE_PART = re.compile(r"[a-z0-9_.-]{1,30}", re.ASCII)
+CODE_PART_MAX = 30
 _DTD_MARKERS = (b"<!doctype", b"<!entity")
 
 
@@ -58,20 +68,25 @@ _DTD_MARKERS = (b"<!doctype", b"<!entity")
 
 @dataclass(frozen=True)
 class InsHistoryEntry:
-    """An earlier matricule INS of the person (``INSHISTO``): kept as received (EXI REC 07/08)."""
+    """An earlier matricule INS of the person (``INSHISTO``): kept as received (EXI REC 07/08).
+
+    ``key_valid`` is false when the key is absent or does not check (or the matricule is not
+    one): the entry is then shown but never used to match anything (CNDA TEST_2.08)."""
 
     matricule: MatriculeINS
     oid: str
     valid_from: datetime.date | None = None
     valid_to: datetime.date | None = None
+    key_valid: bool = True
 
-    def as_cli_dict(self) -> dict[str, str | None]:
+    def as_cli_dict(self) -> dict[str, str | bool | None]:
         return {
             "matricule": self.matricule.number,
             "key": self.matricule.key,
             "oid": self.oid,
             "valid_from": self.valid_from.isoformat() if self.valid_from else None,
             "valid_to": self.valid_to.isoformat() if self.valid_to else None,
+            "key_valid": self.key_valid,
         }
 
 
@@ -259,6 +274,7 @@ def _date(value: str | None, what: str) -> datetime.date | None:
 
 
 def _matricule(number: str | None, key: str | None, what: str) -> MatriculeINS:
+    """The active matricule: present, well formed, with its key, and the key checks."""
     if number is None:
         raise _unexpected(f"le matricule {what} est absent.")
     number = number.upper()
@@ -269,10 +285,17 @@ def _matricule(number: str | None, key: str | None, what: str) -> MatriculeINS:
     except InvalidData:
         raise _unexpected(f"le matricule {what} n'a pas le format attendu.") from None
     if key is None:
-        key = expected
-    elif not _KEY.fullmatch(key) or key != expected:
+        raise _unexpected(f"la clé (Cle) du matricule {what} est absente : la réponse est inutilisable.")
+    if not _KEY.fullmatch(key) or key != expected:
         raise _unexpected(f"la clé du matricule {what} ne correspond pas au matricule (réponse altérée ?).")
     return MatriculeINS(number, key)
+
+
+def _oid(element: etree._Element, what: str) -> str:
+    oid = _text(element, "OID")
+    if oid is None or not _OID.fullmatch(oid) or len(oid) > 64:
+        raise _unexpected(f"OID absent ou illisible ({what}).", detail=_clean(oid, 60))
+    return oid
 
 
 def _ins(
@@ -282,15 +305,48 @@ def _ins(
     if ident is None:
         raise _unexpected(f"IdIndividu absent ({what}).")
     matricule = _matricule(_text(ident, "NumIdentifiant"), _text(ident, "Cle"), what)
-    oid = _text(element, "OID")
-    if oid is None or not _OID.fullmatch(oid):
-        raise _unexpected(f"OID absent ou illisible ({what}).", detail=_clean(oid, 60))
     return (
         matricule,
-        oid,
+        _oid(element, what),
         _date(_text(element, "DateDeb"), "de début"),
         _date(_text(element, "DateFin"), "de fin"),
     )
+
+
+def _history_entry(element: etree._Element) -> InsHistoryEntry:
+    """An ``INSHISTO`` entry: a key that is absent or does not check (or a matricule that is not
+    one) keeps the entry, marked ``key_valid`` false (CNDA TEST_2.08); its texts are bounded."""
+    ident = _child(element, "IdIndividu")
+    number = (_text(ident, "NumIdentifiant") or "").upper() if ident is not None else ""
+    key = _text(ident, "Cle") if ident is not None else None
+    valid = False
+    if _MATRICULE.fullmatch(number) and key is not None and _KEY.fullmatch(key):
+        try:
+            valid = compute_key(number) == key
+        except InvalidData:
+            valid = False
+    oid = _text(element, "OID") or ""
+    if not valid:
+        return InsHistoryEntry(
+            MatriculeINS(_clean(number, 20), _clean(key, 4)),
+            _clean(oid, 64),
+            _lenient_date(_text(element, "DateDeb")),
+            _lenient_date(_text(element, "DateFin")),
+            key_valid=False,
+        )
+    return InsHistoryEntry(
+        MatriculeINS(number, key or ""),
+        _oid(element, "historique"),
+        _date(_text(element, "DateDeb"), "de début"),
+        _date(_text(element, "DateFin"), "de fin"),
+    )
+
+
+def _lenient_date(value: str | None) -> datetime.date | None:
+    try:
+        return _date(value, "")
+    except InsiProtocolError:
+        return None
 
 
 def _identity(individu: etree._Element) -> InsiIdentity:
@@ -298,10 +354,7 @@ def _identity(individu: etree._Element) -> InsiIdentity:
     if active is None:
         raise _unexpected("INSACTIF absent d'une réponse 00.")
     matricule, oid, valid_from, valid_to = _ins(active, "actif")
-    history = []
-    for entry in _children(individu, "INSHISTO"):
-        h_matricule, h_oid, h_from, h_to = _ins(entry, "historique")
-        history.append(InsHistoryEntry(h_matricule, h_oid, h_from, h_to))
+    history = [_history_entry(entry) for entry in _children(individu, "INSHISTO")]
 
     tiq = _child(individu, "TIQ")
     if tiq is None:
@@ -335,6 +388,15 @@ def _identity(individu: etree._Element) -> InsiIdentity:
     except InvalidData as exc:
         raise _unexpected(exc.message) from None
     warnings = list(warnings)
+    for entry in history:
+        if not entry.key_valid:
+            warnings.append(
+                FieldIssue(
+                    "history",
+                    "Un ancien matricule (historique INSi) a une clé absente ou incorrecte : il est "
+                    "conservé tel que reçu mais n'est utilisé pour aucun rapprochement.",
+                )
+            )
     if oid not in KNOWN_OIDS:
         warnings.append(FieldIssue("oid", f"OID renvoyé par l'INSi inhabituel : {oid}."))
     return InsiIdentity(matricule, oid, valid_from, valid_to, traits, history, warnings)
@@ -394,10 +456,20 @@ _GENERIC_ADVICE = _FaultAdvice(
 
 
 def _local_value(text: str | None) -> str | None:
-    """``soap:siram_100`` -> ``siram_100`` (a QName as text)."""
+    """``soap:siram_100`` -> ``siram_100`` (a QName as text), bounded for the record."""
     if not text:
         return None
-    return text.strip().rsplit(":", 1)[-1] or None
+    return _clean(text.strip().rsplit(":", 1)[-1], 60) or None
+
+
+def _code_part(text: str | None, unreadable: str) -> str | None:
+    """A fault code as the record and the JSON keep it: ``siram_40``, ``desir_1020``...; anything
+    else (a 10 kB code, characters outside ``a-z0-9_.-``) becomes ``unreadable``: the text as
+    received stays in the stored answer and, shortened, in ``detail``."""
+    if not text:
+        return None
+    value = text.strip().lower()
+    return value if _CODE_PART.fullmatch(value) else unreadable
 
 
 def _reason(fault: etree._Element) -> str | None:
@@ -435,12 +507,16 @@ def fault_from_element(fault: etree._Element) -> InsiFault:
         erreur = next((e for e in detail.iter() if isinstance(e.tag, str) and _qname(e)[1] == "Erreur"), None)
         if erreur is not None and _qname(erreur)[0] not in (NS_SIRAM, None):
             erreur = None
-    error_code = erreur.get("code").strip().lower() if erreur is not None and erreur.get("code") else None
-    severity = erreur.get("severite") if erreur is not None else None
-    message_id = erreur.get("messageID") if erreur is not None else None
+    error_code = _code_part(erreur.get("code"), "code_illisible") if erreur is not None else None
+    severity = _clean(erreur.get("severite"), 40) or None if erreur is not None else None
+    message_id = _clean(erreur.get("messageID"), 100) or None if erreur is not None else None
     error_text = _clean(erreur.text) if erreur is not None else ""
 
-    siram = subcode_value.lower() if subcode_value and subcode_value.lower().startswith("siram") else None
+    siram = (
+        _code_part(subcode_value, "siram_illisible")
+        if subcode_value and subcode_value.lower().startswith("siram")
+        else None
+    )
     parts = [p for p in (siram, error_code) if p]
     code = "/".join(parts) if parts else "soap_fault"
     reason = _clean(_reason(fault))

@@ -37,6 +37,7 @@ from sqlmodel import col, select
 from services.errors import BadRequest, FieldIssue, InsdeskError, InvalidData
 from services.identity import service
 from services.identity.birthdate import BirthDate
+from services.identity.ins_claims import holder_of
 from services.identity.service import TraitDifference, compare_traits, identity_flags, identity_traits
 from services.identity.status import check_insi_allowed
 from services.identity.traits import StrictTraits, check_traits
@@ -75,12 +76,14 @@ REASON_NOT_FOUND: Final = "not_found"
 REASON_SEVERAL: Final = "several"
 REASON_INS_DIFFERS: Final = "ins_differs"
 REASON_TRAITS_DIFFER: Final = "traits_differ"
+REASON_DUPLICATE: Final = "duplicate"
 
 _REASON_LABELS: Final = {
     REASON_NOT_FOUND: "l'INSi ne trouve plus cette identité (01)",
     REASON_SEVERAL: "l'INSi trouve plusieurs identités (02)",
     REASON_INS_DIFFERS: "l'INSi renvoie un autre INS que celui enregistré",
     REASON_TRAITS_DIFFER: "les traits renvoyés par l'INSi diffèrent de ceux enregistrés",
+    REASON_DUPLICATE: "l'INS renvoyé par l'INSi est celui d'une autre identité (doublon à fusionner)",
 }
 
 
@@ -194,16 +197,17 @@ def search_insi(
     traits: StrictTraits,
     warnings: Sequence[FieldIssue] = (),
     automatic: bool = False,
+    identity_id: int | None = None,
 ) -> TracedSearch:
     """``insi search``: the certified strategy for validated ``traits`` (see
-    :func:`validate_search_traits`), traced with no identity (``identity_id`` null).
-    An ``InsiError`` (exit 3) is raised after the calls are stored."""
+    :func:`validate_search_traits`), traced with ``identity_id`` (null for a search typed at the
+    desk). An ``InsiError`` (exit 3) is raised after the calls are stored."""
     require(actor, Right.INSI_SEARCH)
     return _traced(
         db,
         actor=actor,
         client=client,
-        identity_id=None,
+        identity_id=identity_id,
         automatic=automatic,
         run=lambda searcher: run_strategy(searcher, traits, warnings=warnings),
     )
@@ -249,8 +253,10 @@ class QualifyResult:
     attached: bool
     call_ids: list[int]
     insi_traits: StrictTraits | None = None
-    history: list[dict[str, str | None]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[FieldIssue] = field(default_factory=list)
+    duplicate_of: int | None = None
+    """The identity that already holds the INS INSi returned (nothing attached, exit 1)."""
 
     @property
     def exit_code(self) -> int:
@@ -274,11 +280,22 @@ class QualifyResult:
             "attempts": [a.as_cli_dict() for a in self.attempts],
             "calls": list(self.call_ids),
             "warnings": [w.as_dict() for w in self.warnings],
-        }
+        } | ({"duplicate_of": self.duplicate_of} if self.duplicate_of is not None else {})
 
 
-def _history_entries(found: InsiIdentity) -> list[service.InsHistoryEntry]:
-    return [service.InsHistoryEntry(h.matricule, h.oid, h.valid_from, h.valid_to) for h in found.history]
+def history_entries(found: InsiIdentity) -> list[service.InsHistoryEntry]:
+    """INSi's INSHISTO entries as :func:`services.identity.service.attach_ins` takes them."""
+    return [
+        service.InsHistoryEntry(h.matricule, h.oid, h.valid_from, h.valid_to, key_valid=h.key_valid)
+        for h in found.history
+    ]
+
+
+ADVICE_DUPLICATE: Final = (
+    "L'INS renvoyé par l'INSi est déjà celui d'une autre identité : c'est probablement la même personne "
+    "(doublon). Rien n'a été rattaché. Ouvrez l'identité existante ; la cellule d'identitovigilance peut "
+    "fusionner les deux."
+)
 
 
 def _load_for_call(db: Database, *, actor: Actor, identity_id: int) -> tuple[int, StrictTraits]:
@@ -354,7 +371,7 @@ def qualify_with_insi(
             matricule=found.matricule,
             oid=found.oid,
             insi_traits=found.traits,
-            history=_history_entries(found),
+            history=history_entries(found),
             insi_call_id=traced.call_ids[-1] if traced.call_ids else None,
             accept_insi_traits=accept_insi_traits,
             expect_version=version,
@@ -371,8 +388,15 @@ def qualify_with_insi(
         ins=_ins_dict(found),
         differences=attach.differences,
         attempts=outcome.attempts,
-        advice=ADVICE_DIFFERENCES if attach.differences and not attach.attached else None,
+        advice=(
+            ADVICE_DUPLICATE
+            if attach.duplicate_of is not None
+            else ADVICE_DIFFERENCES
+            if attach.differences and not attach.attached
+            else None
+        ),
         attached=attach.attached,
+        duplicate_of=attach.duplicate_of,
         call_ids=traced.call_ids,
         insi_traits=found.traits,
         history=[h.as_cli_dict() for h in found.history],
@@ -395,13 +419,14 @@ class ReverifyMismatch:
     differences: list[TraitDifference] = field(default_factory=list)
     stored_ins: dict[str, str] | None = None
     insi_ins: dict[str, str] | None = None
+    duplicate_of: int | None = None
 
     @property
     def message(self) -> str:
         return _REASON_LABELS.get(self.reason, self.reason)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        payload = {
             "id": self.identity_id,
             "reason": self.reason,
             "cr": self.cr,
@@ -410,6 +435,9 @@ class ReverifyMismatch:
             "stored_ins": self.stored_ins,
             "insi_ins": self.insi_ins,
         }
+        if self.duplicate_of is not None:
+            payload["duplicate_of"] = self.duplicate_of
+        return payload
 
 
 @dataclass(frozen=True)
@@ -637,6 +665,21 @@ def _reverify_one(
         return err if _stops_run(err) else None
     report.checked += 1
     mismatch = _verdict(snap, outcome)
+    if mismatch is None and outcome.identity is not None:
+        # Confirmed, but the INS (or a matricule of its history) is another identity's too.
+        found = outcome.identity
+        held = [found.matricule.number] + [h.matricule.number for h in found.history if h.key_valid]
+        with db.session() as session:
+            holder = holder_of(session, held, exclude=identity_id)
+        if holder is not None:
+            mismatch = ReverifyMismatch(
+                0,
+                REASON_DUPLICATE,
+                outcome.cr,
+                stored_ins=_ins_of(snap.ins),
+                insi_ins=found.ins_cli_dict(),
+                duplicate_of=holder,
+            )
     if mismatch is not None:
         store(recorder.records, mismatch.reason, False)
         report.mismatches.append(
@@ -647,6 +690,7 @@ def _reverify_one(
                 mismatch.differences,
                 mismatch.stored_ins,
                 mismatch.insi_ins,
+                mismatch.duplicate_of,
             )
         )
         return None

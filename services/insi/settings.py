@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session
 
+from services.environment import check_environment_value
 from services.errors import BadRequest
 from services.insi.config import InsiConfig, RetryPolicy, is_loopback_host
 from services.settings_store import read_settings, store_settings
@@ -64,6 +65,7 @@ SETTING_KEYS: Final[tuple[str, ...]] = (
     "retry_max_attempts",
     "retry_backoff",
     "retry_deadline",
+    "environment",
 )
 """Names stored as ``insi.<name>`` in the ``setting`` table."""
 
@@ -211,10 +213,14 @@ def save_insi_settings(session: Session, *, actor: Actor, values: Mapping[str, s
     """Store ``insi.*`` settings (Right.CONFIG; ``None`` or an empty text removes one); audited
     ``config.changed``. Returns the stored settings. Passwords are refused: environment only."""
     require(actor, Right.CONFIG)
+    checked: dict[str, str | None] = dict(values)
     for name, raw in values.items():
         text = raw.strip() if isinstance(raw, str) else ""
         if text and (name in _FLOATS or name in _INTS):
             _number(name, text)
+        if text and name == "environment":  # test or production (services.environment)
+            checked[name] = check_environment_value(text)
+    values = checked
     return store_settings(
         session, actor=actor, prefix=SETTING_PREFIX, allowed=SETTING_KEYS, values=values, label="INSi"
     )

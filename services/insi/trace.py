@@ -11,6 +11,10 @@ transaction **of their own**, committed before the caller changes any identity: 
 survives a fault, a refused attachment or a concurrent-update conflict, and recording a call
 never changes an identity row (its version stays what the caller read before the call).
 
+Every text field is bounded to its column (``_bounded``): a server may answer anything, and an
+``error_code`` of 10 kB must not make PostgreSQL refuse the row — the call would go unrecorded.
+The raw answer keeps everything as received (``Text`` columns).
+
 Automatic HTTP retries of one exchange (``desir_1020``, connection refused, HTTP 503) are one
 row: ``InsiExchange`` keeps the last request and answer, the audit event says how many HTTP
 attempts were made (``http_attempts``).
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, overload
 
 from sqlmodel import Session
 
@@ -94,6 +98,18 @@ class RecordingSearcher:
         return exchange
 
 
+@overload
+def _bounded(value: str, column: str) -> str: ...
+@overload
+def _bounded(value: str | None, column: str) -> str | None: ...
+def _bounded(value: str | None, column: str) -> str | None:
+    """``value`` cut to the length of ``insi_call.<column>`` (a marked cut: « … »)."""
+    if value is None:
+        return None
+    limit = InsiCall.__table__.c[column].type.length  # type: ignore[attr-defined]
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def _ins_returned(exchange: InsiExchange | None) -> str | None:
     answer = exchange.answer if exchange is not None else None
     if answer is None or answer.identity is None:
@@ -120,18 +136,20 @@ def record_calls(
         exchange = record.exchange
         call = InsiCall(
             identity_id=identity_id,
-            user_login=user_login,
+            user_login=_bounded(user_login, "user_login"),
             at=exchange.started_at if exchange is not None else utcnow(),
-            operation=exchange.operation if exchange is not None else OPERATION_TRAITS,
+            operation=_bounded(exchange.operation if exchange is not None else OPERATION_TRAITS, "operation"),
             traits_sent=dict(record.query.as_dict()),
-            cr=exchange.cr if exchange is not None else None,
-            ins_returned=_ins_returned(exchange),
-            auth_mode=auth,
+            cr=_bounded(exchange.cr if exchange is not None else None, "cr"),
+            ins_returned=_bounded(_ins_returned(exchange), "ins_returned"),
+            auth_mode=_bounded(auth, "auth_mode"),
             duration_ms=exchange.duration_ms if exchange is not None else None,
             automatic=automatic,
             request_xml=exchange.request_xml if exchange is not None else None,
             response_xml=exchange.response_xml if exchange is not None else None,
-            error_code=record.error_code or (exchange.error_code if exchange is not None else None),
+            error_code=_bounded(
+                record.error_code or (exchange.error_code if exchange is not None else None), "error_code"
+            ),
         )
         session.add(call)
         session.flush()

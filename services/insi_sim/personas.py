@@ -35,7 +35,19 @@ OID_NIR_DEMO = "1.2.250.1.213.1.4.11"
 KNOWN_OIDS = frozenset({OID_NIR, OID_NIA, OID_NIR_TEST, OID_NIR_DEMO})
 
 #: Fault modes a persona, the simulator or a request may carry (see ``faults.py``).
-FAULT_MODES = ("unavailable", "technical", "unknown-idam", "slow", "malformed", "html", "bomb", "xxe")
+FAULT_MODES = (
+    "unavailable",
+    "technical",
+    "unknown-idam",
+    "slow",
+    "malformed",
+    "html",
+    "bomb",
+    "xxe",
+    "trickle",
+    "busy",
+    "huge-fault",
+)
 NAMESPACE_STYLES = ("default", "ns2")
 
 DEFAULT_PERSONAS_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "insi_personas.json"
@@ -55,13 +67,17 @@ def nir_key(matricule: str) -> str:
 
 @dataclass(frozen=True)
 class InsNumber:
-    """One INS: matricule (13 characters), key, OID and optional validity dates."""
+    """One INS: matricule (13 characters), key, OID and optional validity dates.
+
+    ``key_valid`` false: the file deliberately gives a wrong key (an answer as the CNDA's
+    TEST_2.08 shows one); the loader checks that it is indeed wrong."""
 
     matricule: str
     key: str
     oid: str
     valid_from: str | None = None
     valid_to: str | None = None
+    key_valid: bool = True
 
 
 @dataclass(frozen=True)
@@ -71,13 +87,15 @@ class Serialisation:
     ``namespace``: ``default`` = like the public sample (``RESULTAT xmlns=...``, no prefix);
     ``ns2`` = JAX-WS style (``ns2:`` prefix on every element, an unrelated default namespace,
     a WS-Addressing header). ``prenom``: also write ``TIQ/Prenom`` (the first first name).
-    ``dates``: write ``DateDeb``/``DateFin`` when known. ``indent``: pretty-printed.
+    ``dates``: write ``DateDeb``/``DateFin`` when known. ``indent``: pretty-printed. ``cle``:
+    write ``INSACTIF/IdIndividu/Cle`` (false: an answer without the active key).
     """
 
     namespace: str = "default"
     prenom: bool = True
     dates: bool = True
     indent: bool = False
+    cle: bool = True
 
 
 @dataclass(frozen=True)
@@ -235,8 +253,15 @@ def _ins(data: Any, where: str) -> InsNumber:
     oid = _req(data, "oid", where)
     if not _MATRICULE.fullmatch(matricule):
         raise _Invalid(f"{where} : matricule de 13 caractères attendu")
-    if not _KEY.fullmatch(key) or key != nir_key(matricule):
+    key_valid = data.get("key_valid", True)
+    if not isinstance(key_valid, bool):
+        raise _Invalid(f"{where} : « key_valid » doit valoir true ou false")
+    if not _KEY.fullmatch(key):
+        raise _Invalid(f"{where} : clé de 2 chiffres attendue")
+    if key_valid and key != nir_key(matricule):
         raise _Invalid(f"{where} : clé {key} incorrecte pour le matricule (attendue {nir_key(matricule)})")
+    if not key_valid and key == nir_key(matricule):
+        raise _Invalid(f"{where} : « key_valid » vaut false mais la clé {key} est correcte")
     if oid not in KNOWN_OIDS:
         raise _Invalid(f"{where} : OID inconnu {oid}")
     return InsNumber(
@@ -245,6 +270,7 @@ def _ins(data: Any, where: str) -> InsNumber:
         oid=oid,
         valid_from=_date(data, "valid_from", where, required=False),
         valid_to=_date(data, "valid_to", where, required=False),
+        key_valid=key_valid,
     )
 
 
@@ -265,7 +291,7 @@ def _serialisation(data: Any, where: str) -> Serialisation:
     if namespace not in NAMESPACE_STYLES:
         raise _Invalid(f"{where} : « namespace » vaut default ou ns2")
     flags = {}
-    for name in ("prenom", "dates", "indent"):
+    for name in ("prenom", "dates", "indent", "cle"):
         if name in data:
             if not isinstance(data[name], bool):
                 raise _Invalid(f"{where} : « {name} » doit valoir true ou false")

@@ -119,10 +119,19 @@ class InsiSimulator:
         slow_seconds: float = 30.0,
         unknown_idams: Iterable[str] = (),
         style: str | None = None,
+        fault_count: int | None = None,
+        trickle_interval: float = 1.0,
+        retry_after: str = "2",
     ) -> None:
         book = personas if personas is not None else load_personas(personas_path)
         self.book = merge_unknown_idams(book, unknown_idams)
+        self._lock = threading.Lock()
         self.fault = fault
+        self.fault_count = fault_count
+        self.trickle_interval = trickle_interval
+        self.retry_after = retry_after
+        self.trickles: list[tuple[int, int]] = []
+        """``(bytes sent, bytes of the whole answer)`` of each ``trickle`` answer, once it ended."""
         self.host = host
         self._port = port
         self.allowed_cns = frozenset(allowed_cns)
@@ -138,7 +147,6 @@ class InsiSimulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._canary_hits: list[RecordedRequest] = []
 
@@ -156,6 +164,28 @@ class InsiSimulator:
                 code="insi_sim_fault",
             )
         self._fault = mode
+
+    @property
+    def fault_count(self) -> int | None:
+        """How many more requests get the simulator's ``fault`` (None: every one); at 0 the
+        mode is cleared (e.g. ``busy`` for one request, then normal answers)."""
+        return self._fault_count
+
+    @fault_count.setter
+    def fault_count(self, count: int | None) -> None:
+        if count is not None and count < 0:
+            raise BadRequest("Le nombre de pannes doit être positif.", code="insi_sim_fault")
+        self._fault_count = count
+
+    def _take_fault(self) -> str | None:
+        """The simulator's fault mode for this request (counting it down)."""
+        with self._lock:
+            mode = self._fault
+            if mode is not None and self._fault_count is not None:
+                self._fault_count -= 1
+                if self._fault_count <= 0:
+                    self._fault, self._fault_count = None, None
+            return mode
 
     @property
     def style(self) -> str | None:
@@ -298,6 +328,12 @@ class InsiSimulator:
         )
         answer, entry = self._answer_post(handler, entry)
         mode = entry.fault_mode
+        if mode == "trickle":
+            self._record(replace(entry, outcome="trickle:" + answer.outcome))
+            sent, total = handler.trickle(answer, self.trickle_interval, self._stopping)
+            with self._lock:
+                self.trickles.append((sent, total))
+            return
         if mode == "slow" and self._stopping.wait(self.slow_seconds):
             self._record(replace(entry, outcome="dropped (arrêt du simulateur)"))
             handler.close_connection = True
@@ -324,7 +360,7 @@ class InsiSimulator:
                 415, "Type de contenu non pris en charge : application/soap+xml attendu (SOAP 1.2)."
             ), entry
 
-        mode = handler.headers.get(FAULT_HEADER) or self.fault
+        mode = handler.headers.get(FAULT_HEADER) or self._take_fault()
         if mode is not None and mode not in FAULT_MODES:
             return _plain(400, f"{FAULT_HEADER} inconnu : {mode}"), entry
         style = handler.headers.get(STYLE_HEADER) or self.style
@@ -393,11 +429,18 @@ class InsiSimulator:
             return _fault(_MODE_FAULTS[mode], message_id)
         if mode == "html":
             return _Answer(503, soap.html_error_page(), "text/html; charset=utf-8", "html")
+        if mode == "busy":
+            answer = _fault(soap.FAULT_UNAVAILABLE, message_id)
+            answer.status, answer.outcome = 503, "busy:" + answer.outcome
+            answer.headers.append(("Retry-After", self.retry_after))
+            return answer
+        if mode == "huge-fault":
+            return _fault(soap.huge_fault(), message_id)
         if mode == "bomb":
             return _Answer(200, soap.bomb_envelope(), SOAP_CONTENT_TYPE, "bomb")
         if mode == "xxe":
             return _Answer(200, soap.xxe_envelope(self.base_url + CANARY_PATH), SOAP_CONTENT_TYPE, "xxe")
-        return None  # None, "slow" and "malformed" answer normally (late, or cut)
+        return None  # None, "slow", "malformed", "trickle" answer normally (late, cut, or slowly)
 
     def _search(self, request: soap.ParsedRequest) -> list[Persona]:
         t = request.traits
@@ -510,6 +553,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer.body)
         self.wfile.flush()
+
+    def trickle(self, answer: _Answer, interval: float, stopping: threading.Event) -> tuple[int, int]:
+        """The whole HTTP answer, status line and headers included, one byte every ``interval``
+        seconds (a server that holds a client with a trickle); ends when the client hangs up."""
+        lines = [f"HTTP/1.1 {answer.status} {self.responses.get(answer.status, ('',))[0]}"]
+        lines += [f"Content-Type: {answer.content_type}", f"Content-Length: {len(answer.body)}"]
+        lines += [f"{name}: {value}" for name, value in answer.headers] + ["Connection: close", "", ""]
+        data = "\r\n".join(lines).encode("latin-1") + answer.body
+        self.close_connection = True
+        sent = 0
+        try:
+            for byte in data:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                sent += 1
+                if stopping.wait(interval):
+                    break
+        except OSError:  # the client hung up
+            pass
+        return sent, len(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)

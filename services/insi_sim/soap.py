@@ -33,6 +33,8 @@ NS_SIRAM = "urn:siram"
 NS_RECSANS = "http://www.cnamts.fr/INSiRecSans"
 NS_RECVIT = "http://www.cnamts.fr/INSiRecVit"
 NS_RESULTAT = "http://www.cnamts.fr/INSiResultat"
+NS_WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+NS_SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
 
 ACTION_TRAITS = "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite"
 ACTION_VITALE = "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecCarteVitale"
@@ -115,6 +117,27 @@ FAULT_WSA = Fault(
 )
 FAULT_OPERATION = Fault("Sender", "siram_10", "desir_105", _REQUEST_REASON, "Opération inconnue.")
 FAULT_CONTENT = Fault("Sender", "siram_10", "insi_101", _REQUEST_REASON, "Contenu de la requête invalide.")
+# RECVITALE needs the "assertion Vitale" the SESAM-Vitale library signs from the card read (in
+# wsse:Security): without it the teleservice refuses the call. The code is this simulator's choice.
+FAULT_ASSERTION = Fault(
+    "Sender",
+    "siram_100",
+    "desir_580",
+    "La recherche avec la carte Vitale exige l'assertion produite par les API SESAM-Vitale à la lecture "
+    "de la carte. Contactez l'éditeur du progiciel.",
+    "Assertion carte Vitale absente ou invalide.",
+)
+
+
+def huge_fault() -> Fault:
+    """A fault whose codes and texts are 10 kB long (a client must store the call all the same)."""
+    return Fault(
+        "Receiver",
+        "siram_" + "9" * 10_000,
+        "desir_" + "x" * 10_000,
+        "Erreur " + "très longue " * 900,
+        "Détail " + "interminable " * 800,
+    )
 
 
 class RequestError(Exception):
@@ -260,6 +283,7 @@ def parse_request(body: bytes, *, content_type_action: str | None = None) -> Par
         traits = _traits_search(element, message_id)
     else:
         traits = _vitale_search(element, message_id)
+        _check_vitale_assertion(header, traits, message_id)
     return ParsedRequest(
         operation=operation,
         action=action,
@@ -345,6 +369,23 @@ def _vitale_search(element: Any, message_id: str) -> dict[str, Any]:
     return traits
 
 
+def _check_vitale_assertion(header: Any, traits: dict[str, Any], message_id: str) -> None:
+    """``wsse:Security`` must carry a SAML 2.0 ``Assertion`` (the SESAM-Vitale "assertion Vitale")
+    with an ``Issuer`` and a ``Subject/NameID`` naming the NIR searched (13 characters)."""
+    assertion = header.find(f"{{{NS_WSSE}}}Security/{{{NS_SAML2}}}Assertion")
+    if assertion is None:
+        raise RequestError(FAULT_ASSERTION, message_id)
+    issuer = _text(assertion.find(f"{{{NS_SAML2}}}Issuer"))
+    name_id = _text(assertion.find(f"{{{NS_SAML2}}}Subject/{{{NS_SAML2}}}NameID"))
+    searched = {traits.get("matricule"), traits.get("matricule_od")} - {None}
+    if issuer is None or name_id is None or name_id[:13] not in searched:
+        raise RequestError(
+            FAULT_ASSERTION.with_detail("Assertion carte Vitale sans émetteur ou d'une autre personne."),
+            message_id,
+        )
+    traits["assertion_issuer"] = issuer
+
+
 # --- answers ------------------------------------------------------------------------------------
 
 
@@ -367,12 +408,10 @@ def _render(node: _Node, indent: bool, level: int = 0) -> str:
     return f"{pad}<{node.name}{attrs}>{escape(node.text)}</{node.name}>"
 
 
-def _ins_node(name: str, ins: InsNumber, p: str, dates: bool) -> _Node:
+def _ins_node(name: str, ins: InsNumber, p: str, dates: bool, cle: bool = True) -> _Node:
+    ident = [_Node(f"{p}NumIdentifiant", ins.matricule)] + ([_Node(f"{p}Cle", ins.key)] if cle else [])
     children = [
-        _Node(
-            f"{p}IdIndividu",
-            children=[_Node(f"{p}NumIdentifiant", ins.matricule), _Node(f"{p}Cle", ins.key)],
-        ),
+        _Node(f"{p}IdIndividu", children=ident),
         _Node(f"{p}OID", ins.oid),
     ]
     if dates and ins.valid_from:
@@ -393,7 +432,7 @@ def _individu(persona: Persona, p: str, style: Serialisation) -> _Node:
     ]
     if persona.birthplace:
         tiq.append(_Node(f"{p}LieuNaissance", persona.birthplace))
-    children = [_ins_node("INSACTIF", persona.ins, p, style.dates)]
+    children = [_ins_node("INSACTIF", persona.ins, p, style.dates, style.cle)]
     children += [_ins_node("INSHISTO", h, p, style.dates) for h in persona.history]
     children.append(_Node(f"{p}TIQ", children=tiq))
     return _Node(f"{p}INDIVIDU", children=children)

@@ -249,6 +249,9 @@ class InsHistoryBase(SQLModel):
     valid_to: date | None = None
     source: InsSource = Field(default=InsSource.ACTIVE, sa_type=_enum_type(InsSource))
     insi_call_id: int | None = Field(default=None, foreign_key="insi_call.id", ondelete="SET NULL")
+    # False for an INSHISTO entry whose key is absent or does not check (migration 0005, CNDA
+    # TEST_2.08): kept as received, never used to match anything.
+    key_valid: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
 
 
 class InsHistoryCreate(InsHistoryBase):
@@ -257,6 +260,8 @@ class InsHistoryCreate(InsHistoryBase):
 
 class InsHistory(InsHistoryBase, table=True):
     __tablename__ = "ins_history"
+    # Who holds a matricule (one INS, one identity; migration 0005): looked up on every attachment.
+    __table_args__ = (sa.Index("ix_ins_history_matricule", "matricule"),)
 
     id: int | None = Field(default=None, primary_key=True)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -265,6 +270,30 @@ class InsHistory(InsHistoryBase, table=True):
 class InsHistoryPublic(InsHistoryBase):
     id: int
     recorded_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# ins_claim
+
+
+class InsClaim(SQLModel, table=True):
+    """One INS belongs to one identity (issue #13, migration 0005): a row per matricule an identity
+    holds — its active INS and the valid keys of its INSi history (INSHISTO). The primary key on
+    the matricule is the database's guarantee: two desks racing to attach the same INS to two
+    identities cannot both commit (the second gets ``duplicate_of``), on SQLite and PostgreSQL.
+
+    Databases that already hold two identities with the same INS keep them: migration 0005 gives
+    the claim to the first holder (lowest id) and none to the others, which stay visible as an
+    anomaly (``identity duplicates``, the supervisor's log) until merged; no new one can be made.
+    A claim goes with the INS: released when the INS is invalidated, moved by a merge.
+    """
+
+    __tablename__ = "ins_claim"
+
+    matricule: str = Field(primary_key=True, max_length=13)
+    identity_id: int = Field(foreign_key="identity.id", index=True, ondelete="CASCADE")
+    source: InsSource = Field(default=InsSource.ACTIVE, sa_type=_enum_type(InsSource))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 # ---------------------------------------------------------------------------------------------

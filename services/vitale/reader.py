@@ -942,6 +942,12 @@ class SesamVitaleReader:
     and its error codes to the :class:`CardError` subclasses; then choose it where the
     backend is built (``tui/commands/vitale.py``). Until then every method raises
     :class:`ReaderUnavailable` with this explanation.
+
+    The same library produces the « assertion Vitale » that the INSi carte Vitale search
+    (``RECVITALE``) requires in its ``wsse:Security`` header — a SAML 2.0 assertion it signs from
+    the card just read, for the beneficiary chosen: :meth:`assertion_vitale` is where it plugs in
+    (:class:`services.vitale.to_insi.VitaleAssertionSource`). Without it the desk searches INSi by
+    traits with the card's traits, and says so.
     """
 
     def __init__(self, library_path: str | None = None) -> None:
@@ -967,6 +973,11 @@ class SesamVitaleReader:
         self._unavailable()
 
     def monitor(self, on_insert: EventCallback, on_remove: EventCallback) -> MonitorHandle:
+        self._unavailable()
+
+    def assertion_vitale(self, card: CardRead, person_index: int) -> str:
+        """The SESAM-Vitale « assertion Vitale » (XML of a SAML 2.0 ``Assertion``) for
+        ``card.persons[person_index]``, as the INSi carte Vitale search requires it."""
         self._unavailable()
 
 

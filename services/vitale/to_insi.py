@@ -9,9 +9,13 @@ Vitale INSi search (``RECVITALE``) or prefills the traits search; the capture ch
 * :func:`search_insi_with_card` — ``RECVITALE`` for one card person: ``MatriculeOD`` is the
   holder's NIR (first person of the card), ``MatriculeIndividu`` the person's own NIR when it
   differs from the holder's, ``NomNaissance`` / ``DateNaissance`` as read, ``RangNaissance`` the
-  rank when the card gives one (else ``1``). The exchange is traced like every INSi call
-  (:mod:`services.insi.trace`: one ``insi_call`` row + one ``insi.call`` audit event, in a
-  transaction of its own, also when the call fails — the error is re-raised afterwards).
+  rank when the card gives one (never a default: without it the element is left out). INSi
+  requires the SESAM-Vitale « assertion Vitale » with it (:class:`VitaleAssertionSource`, the
+  licensed library's hook); without that library, the traits search runs instead with the card's
+  traits and the result says so (``mode`` ``traits`` and ``notice``). Every exchange is traced
+  like every INSi call (:mod:`services.insi.trace`: one ``insi_call`` row + one ``insi.call``
+  audit event, in a transaction of its own, also when the call fails — the error is re-raised
+  afterwards).
 * :func:`create_identity_from_card` — a PROV identity captured from the card (channel
   ``carte_vitale``, in the ``identity.created`` audit event); given the ``00`` of the card search,
   the identity is created with the INSi traits and the INS attached (PROV→RECUP, the channel stays
@@ -26,6 +30,7 @@ from typing import Any, Final, Protocol, TypedDict
 
 from services.errors import BadRequest
 from services.identity import service
+from services.identity.ins_claims import DuplicateIns, holder_of
 from services.identity.matricule import compact
 from services.identity.service import identity_flags
 from services.identity.status import check_insi_allowed
@@ -35,17 +40,20 @@ from services.insi.config import InsiConfig
 from services.insi.envelope import TraitsQuery, VitaleQuery
 from services.insi.errors import InsiError
 from services.insi.parse import CR_FOUND, CR_SEVERAL, InsiIdentity
+from services.insi.qualify import history_entries, search_insi, validate_search_traits
+from services.insi.strategy import TraitsSearcher
 from services.insi.trace import CallRecord, auth_mode, save_calls
 from services.storage.db import Database
 from services.storage.models import CaptureChannel, Identity
 from services.users import Actor, Right, require
-from services.vitale.model import CardPerson, CardRead
+from services.vitale.model import CardPerson, CardRead, ReaderUnavailable
 
 __all__ = [
     "ADVICE_CARD_NONE",
     "ADVICE_CARD_SEVERAL",
     "CardPrefill",
     "CardSearchResult",
+    "VitaleAssertionSource",
     "VitaleSearcher",
     "create_identity_from_card",
     "prefill_from_card",
@@ -86,6 +94,11 @@ WARNING_DATE_PARTIAL: Final = (
 )
 WARNING_DATE_UNREADABLE: Final = (
     "La date de naissance de la carte est illisible : saisissez-la à partir de la pièce d'identité."
+)
+NOTICE_TRAITS_FALLBACK: Final = (
+    "Recherche INSi par carte Vitale impossible sur ce poste : elle exige l'assertion Vitale des API "
+    "SESAM-Vitale (bibliothèque sous licence, absente). La recherche a été faite par traits, avec les "
+    "traits lus sur la carte : confirmez-les avec la pièce d'identité."
 )
 WARNING_CONFIRM: Final = (
     "La carte Vitale n'est pas une pièce d'identité : confirmez chaque trait avec la pièce d'identité "
@@ -183,6 +196,16 @@ class VitaleSearcher(Protocol):
 
     def search_vitale(self, query: VitaleQuery) -> InsiExchange: ...
 
+    def search_traits(self, query: TraitsQuery) -> InsiExchange: ...
+
+
+class VitaleAssertionSource(Protocol):
+    """The SESAM-Vitale library's « assertion Vitale » for a person of the card just read
+    (:meth:`services.vitale.reader.SesamVitaleReader.assertion_vitale`); raises
+    :class:`~services.vitale.model.ReaderUnavailable` when the library is not installed."""
+
+    def assertion_vitale(self, card: CardRead, person_index: int) -> str: ...
+
 
 @dataclass(frozen=True)
 class _VitaleTraceQuery(TraitsQuery):
@@ -191,7 +214,7 @@ class _VitaleTraceQuery(TraitsQuery):
 
     matricule_od: str = ""
     matricule_individu: str | None = None
-    birth_rank: str = ""
+    birth_rank: str | None = None
 
     @classmethod
     def of(cls, query: VitaleQuery) -> _VitaleTraceQuery:
@@ -202,7 +225,7 @@ class _VitaleTraceQuery(TraitsQuery):
             birth_date=query.birth_date,
             matricule_od=query.matricule_od,
             matricule_individu=query.matricule_individu,
-            birth_rank=str(query.birth_rank),
+            birth_rank=str(query.birth_rank) if query.birth_rank is not None else None,
         )
 
     def as_dict(self) -> dict[str, str | None]:
@@ -215,17 +238,26 @@ class _VitaleTraceQuery(TraitsQuery):
         }
 
 
+MODE_VITALE: Final = "vitale"
+MODE_TRAITS: Final = "traits"
+
+
 @dataclass(frozen=True)
 class CardSearchResult:
-    """The answer of the card search for ``person_index``; ``identity`` set on ``00``."""
+    """The answer of the card search for ``person_index``; ``identity`` set on ``00``.
+
+    ``mode`` is ``vitale`` (``RECVITALE`` with the assertion) or ``traits`` (no SESAM-Vitale
+    library: the traits search with the card's traits, ``notice`` says so; ``query`` is None)."""
 
     person_index: int
     cr: str
     label: str
     identity: InsiIdentity | None
     advice: str | None
-    query: VitaleQuery
+    query: VitaleQuery | None
     call_ids: list[int] = field(default_factory=list)
+    mode: str = MODE_VITALE
+    notice: str | None = None
 
     @property
     def found(self) -> bool:
@@ -242,6 +274,8 @@ class CardSearchResult:
             "advice": self.advice,
             "warnings": [w.as_dict() for w in found.warnings] if found is not None else [],
             "calls": list(self.call_ids),
+            "mode": self.mode,
+            "notice": self.notice,
         }
 
 
@@ -265,8 +299,10 @@ def _card_date(raw: str) -> str:
     return f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
 
 
-def vitale_query(card: CardRead, person_index: int) -> VitaleQuery:
-    """The ``RECVITALE`` query for one card person; BadRequest when the card lacks what it needs."""
+def vitale_query(card: CardRead, person_index: int, *, assertion: str | None = None) -> VitaleQuery:
+    """The ``RECVITALE`` query for one card person (``assertion``: the SESAM-Vitale one, required
+    to build the request); BadRequest when the card lacks what it needs. The birth rank is the
+    card's, or none."""
     person = _person(card, person_index)
     holder = card.holder
     holder_nir = compact(holder.nir or "") if holder is not None else ""
@@ -283,8 +319,9 @@ def vitale_query(card: CardRead, person_index: int) -> VitaleQuery:
         matricule_od=holder_nir,
         birth_name=name,
         birth_date=_card_date(person.birth_date_raw),
-        birth_rank=person.rank if person.rank is not None else 1,
+        birth_rank=person.rank,
         matricule_individu=own if own and own != holder_nir else None,
+        assertion=assertion,
     )
 
 
@@ -302,20 +339,39 @@ def search_insi_with_card(
     person_index: int,
     identity_id: int | None = None,
     automatic: bool = False,
+    assertions: VitaleAssertionSource | None = None,
 ) -> CardSearchResult:
-    """``RECVITALE`` for ``card.persons[person_index]``, traced (EXI REC 07/08) with
-    ``identity_id`` (may be None: the identity does not exist yet).
+    """INSi for ``card.persons[person_index]``, traced (EXI REC 07/08) with ``identity_id`` (may
+    be None: the identity does not exist yet).
+
+    With the SESAM-Vitale library (``assertions``): ``RECVITALE`` with its « assertion Vitale ».
+    Without it (None, or the hook saying it is not installed): the certified traits search with
+    the card's traits (name, first name, birth date, sex from the person's own NIR), the result's
+    ``notice`` saying so — the teleservice refuses ``RECVITALE`` without the assertion.
 
     Before any call: ``PermissionDenied`` (Right.INSI_SEARCH), ``BadRequest`` (unknown person,
-    card data missing, douteuse/fictive identity). An ``InsiError`` (exit 3) is raised after the
-    failed exchange is stored.
+    card data missing, douteuse/fictive identity), ``TraitsRefused`` (card traits the input rules
+    refuse, or no sex to search by traits). An ``InsiError`` (exit 3) is raised after the failed
+    exchange is stored.
     """
     require(actor, Right.INSI_SEARCH)
-    query = vitale_query(card, person_index)
+    person = _person(card, person_index)
     if identity_id is not None:
         with db.session() as session:
             identity = service.get_identity(session, actor=actor, identity_id=identity_id)
             check_insi_allowed(identity_flags(identity))
+    assertion: str | None = None
+    if assertions is not None:
+        try:
+            assertion = assertions.assertion_vitale(card, person_index)
+        except ReaderUnavailable:
+            assertion = None
+    if assertion is None:
+        return _traits_fallback(
+            db, actor=actor, client=client, card=card, person=person, person_index=person_index,
+            identity_id=identity_id, automatic=automatic,
+        )  # fmt: skip
+    query = vitale_query(card, person_index, assertion=assertion)
     trace_query = _VitaleTraceQuery.of(query)
 
     def store(record: CallRecord) -> list[int]:
@@ -346,6 +402,47 @@ def search_insi_with_card(
         advice=advice,
         query=query,
         call_ids=call_ids,
+    )
+
+
+def _traits_fallback(
+    db: Database,
+    *,
+    actor: Actor,
+    client: TraitsSearcher,
+    card: CardRead,
+    person: CardPerson,
+    person_index: int,
+    identity_id: int | None,
+    automatic: bool,
+) -> CardSearchResult:
+    prefill = prefill_from_card(person, card=card)
+    traits, warnings = validate_search_traits(
+        birth_name=prefill["birth_name"] or "",
+        first_names=prefill["first_names"] or "",
+        sex=prefill["sex"] or "",
+        birth_date=prefill["birth_date"] or "",
+    )
+    traced = search_insi(
+        db,
+        actor=actor,
+        client=client,
+        traits=traits,
+        warnings=warnings,
+        automatic=automatic,
+        identity_id=identity_id,
+    )
+    outcome = traced.outcome
+    return CardSearchResult(
+        person_index=person_index,
+        cr=outcome.cr,
+        label=outcome.label,
+        identity=outcome.identity if outcome.found else None,
+        advice=outcome.advice,
+        query=None,
+        call_ids=traced.call_ids,
+        mode=MODE_TRAITS,
+        notice=NOTICE_TRAITS_FALLBACK,
     )
 
 
@@ -391,7 +488,9 @@ def create_identity_from_card(
     ``first_names``, ``sex``, ``birthplace``...), checked by the input rules (InvalidData, exit 2).
     With the ``00`` of :func:`search_insi_with_card` for this person: the strict traits are
     INSi's and the INS is attached in the same transaction (PROV→RECUP); strict overrides are then
-    refused (INSi's traits are authoritative). ``used_name``, ``used_first_name`` and ``local_id``
+    refused (INSi's traits are authoritative). When that INS is already an identity's, nothing is
+    created (:class:`~services.identity.ins_claims.DuplicateIns`, ``duplicate_of``: open it).
+    ``used_name``, ``used_first_name`` and ``local_id``
     may always be given.
     """
     require(actor, Right.CARD_READ)
@@ -423,6 +522,12 @@ def create_identity_from_card(
                 code="card_insi_traits_locked",
             )
     traits = found.traits if found is not None else _card_traits(person, card, overrides)
+    if found is not None:  # one INS, one identity: a known patient is not created again
+        held = [found.matricule.number] + [h.matricule.number for h in found.history if h.key_valid]
+        with db.session() as session:
+            holder = holder_of(session, held)
+        if holder is not None:
+            raise DuplicateIns(duplicate_of=holder, matricule=found.matricule.number)
     with db.transaction() as session:
         identity = service.create_identity(
             session,
@@ -442,11 +547,10 @@ def create_identity_from_card(
                 matricule=found.matricule,
                 oid=found.oid,
                 insi_traits=found.traits,
-                history=[
-                    service.InsHistoryEntry(h.matricule, h.oid, h.valid_from, h.valid_to)
-                    for h in found.history
-                ],
+                history=history_entries(found),
                 insi_call_id=insi_result.call_ids[-1] if insi_result.call_ids else None,
             )
+            if attach.duplicate_of is not None:  # claimed meanwhile by another desk: create nothing
+                raise DuplicateIns(duplicate_of=attach.duplicate_of, matricule=found.matricule.number)
             identity = attach.identity
     return identity

@@ -1,4 +1,4 @@
-"""``identity create|show|edit|proof|flag|unflag|dequalify``."""
+"""``identity create|show|edit|proof|flag|unflag|dequalify|duplicates|merge``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.errors import FieldIssue, InvalidData
+from services.errors import BadRequest, FieldIssue, InvalidData
 from services.identity import service
+from services.identity.duplicates import SIMILAR_THRESHOLD, find_duplicates
+from services.identity.merge import merge_identities
 from services.identity.status import Flag
 from services.identity.traits import check_traits
 from services.users import Right
@@ -79,6 +81,25 @@ def register(sub: Any) -> None:
     add_json(p)
     p.set_defaults(handler=dequalify)
 
+    p = ident.add_parser("duplicates", help="doublons possibles, les plus probables d'abord (superviseur)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=SIMILAR_THRESHOLD,
+        metavar="SCORE",
+        help=f"ressemblance minimale de 0 à 1 (défaut {SIMILAR_THRESHOLD})",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="nombre maximal de paires")
+    add_json(p)
+    p.set_defaults(handler=duplicates)
+
+    p = ident.add_parser("merge", help="fusionne un doublon dans l'identité conservée (superviseur)")
+    p.add_argument("keep", type=int, metavar="KEEP_ID", help="identité conservée")
+    p.add_argument("dup", type=int, metavar="DUP_ID", help="doublon fusionné (conservé comme trace)")
+    p.add_argument("--reason", required=True, metavar="MOTIF")
+    add_json(p)
+    p.set_defaults(handler=merge)
+
     from tui.commands.insi import register_identity_insi
 
     register_identity_insi(ident)
@@ -131,6 +152,11 @@ def show(ctx: CliContext, args: argparse.Namespace) -> int:
 
     def human(c: Console) -> None:
         _status_line(c, view)
+        if view.get("merged_into") is not None:
+            c.print(
+                f"[yellow]Fusionnée dans l'identité n° {view['merged_into']}[/] "
+                "(doublon, conservée comme trace)"
+            )
         table = Table(show_header=False, box=None)
         for key, value in view["traits"].items():
             table.add_row(key, str(value))
@@ -229,4 +255,44 @@ def dequalify(ctx: CliContext, args: argparse.Namespace) -> int:
         identity = service.dequalify(session, actor=actor, identity_id=args.id, reason=args.reason)
         payload = {"id": identity.id, "status": str(identity.status)}
     ctx.out.result(payload, lambda c: c.print(f"[green]✓[/] Identité n° {payload['id']} déqualifiée (PROV)."))
+    return 0
+
+
+def duplicates(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.IDENTITY_MERGE)
+    if not 0 <= args.threshold <= 1:
+        raise BadRequest("Le seuil de ressemblance est compris entre 0 et 1.", code="threshold")
+    if args.limit is not None and args.limit < 1:
+        raise BadRequest("La limite doit être un entier d'au moins 1.", code="limit")
+    with ctx.db.session() as session:
+        pairs = find_duplicates(session, actor=actor, threshold=args.threshold, limit=args.limit)
+    payload = {"pairs": [p.as_dict() for p in pairs]}
+
+    def human(c: Console) -> None:
+        if not pairs:
+            c.print("[green]Aucun doublon possible.[/]")
+            return
+        table = Table("identités", "raison", "score")
+        for p in pairs:
+            table.add_row(f"n° {p.ids[0]} et n° {p.ids[1]}", p.label, f"{p.score:.2f}")
+        c.print(table)
+
+    ctx.out.result(payload, human)
+    return 0
+
+
+def merge(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.IDENTITY_MERGE)
+    with ctx.db.transaction() as session:
+        result = merge_identities(
+            session, actor=actor, keep_id=args.keep, dup_id=args.dup, reason=args.reason
+        )
+        payload = result.as_cli_dict()
+    ctx.out.result(
+        payload,
+        lambda c: c.print(
+            f"[green]✓[/] Identité n° {payload['merged']} fusionnée dans l'identité n° {payload['id']} "
+            f"(statut {payload['status']})."
+        ),
+    )
     return 0

@@ -168,6 +168,11 @@ def identity_insi(ctx: CliContext, args: argparse.Namespace) -> int:
                 f"[green]✓ INS récupéré[/] pour l'identité n° {result.identity_id} : statut "
                 f"[bold]{result.status}[/]"
             )
+        elif result.duplicate_of is not None:
+            c.print(
+                f"[yellow]Cet INS appartient déjà à l'identité n° {result.duplicate_of}[/] : rien n'a été "
+                "rattaché (doublon probable)."
+            )
         elif result.differences:
             c.print("[yellow]Les traits INSi diffèrent : rien n'a été modifié.[/]")
             table = Table("trait", "identité", "INSi")

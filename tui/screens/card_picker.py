@@ -1,14 +1,20 @@
-"""Carte Vitale (F3): the card is read in a worker, its persons listed; Entrée on a person opens
-the identity form prefilled from the card (``prefill_from_card``) with the card's warnings.
+"""Carte Vitale (F3): the card is read in a worker, its persons listed; Entrée on a person looks
+them up (``services.vitale.recognise``, in a worker): a patient the desk knows — the person's own
+NIR is an identity's INS, or the strict traits match one identity — opens that identity; anyone
+else gets the identity form prefilled from the card (``prefill_from_card``) with the card's
+warnings and the birthplace the NIR gives proposed (valid at the birth date in the COG history:
+Entrée on the empty birthplace field takes it, the agent confirms it with the document).
 
 The carte Vitale is not an identity document: every prefilled trait is to be confirmed with the
-identity document before saving (the form checks them as usual, look-alikes included).
+identity document before saving (the form checks them as usual, look-alikes included). INSi's
+carte Vitale search needs the SESAM-Vitale library's assertion: without it, F4 searches by traits,
+and the form says so.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
 from textual import on, work
@@ -25,6 +31,7 @@ from services.errors import InsdeskError, InvalidData
 from services.identity.birthdate import BirthDate
 from services.storage.models import CaptureChannel
 from services.vitale.model import CardPerson, CardRead, birth_date_text
+from services.vitale.recognise import BY_INS, Recognition, recognise
 from services.vitale.to_insi import CardPrefill, prefill_from_card
 from tui.format import fr_date
 from tui.screens.identity_form import IdentityFormScreen, birth_date_input
@@ -35,18 +42,41 @@ if TYPE_CHECKING:
     from tui.app import InsdeskApp
 
 READING_TEXT = "Lecture de la carte Vitale…"
+NOTICE_F4_TRAITS = (
+    "F4 interrogera l'INSi par les traits : la recherche par carte Vitale exige l'assertion des API "
+    "SESAM-Vitale, absentes de ce poste."
+)
 
 
 @dataclass(frozen=True)
 class CardChoice:
-    """The person chosen on the card (and the card, for the INSi card search later)."""
+    """The person chosen on the card (and the card, for the INSi card search later), and who the
+    desk recognises in them (``recognition``)."""
 
     card: CardRead
     person_index: int
+    recognition: Recognition | None = None
 
     @property
     def person(self) -> CardPerson:
         return self.card.persons[self.person_index]
+
+    @property
+    def known_identity_id(self) -> int | None:
+        return self.recognition.identity_id if self.recognition is not None else None
+
+
+def known_patient_notice(choice: CardChoice) -> str:
+    """« MARTIN Claire : patient connu (même INS que la carte), identité n°1. »"""
+    recognition = choice.recognition
+    how = (
+        "son n° de sécurité sociale est l'INS de l'identité"
+        if recognition is not None and recognition.how == BY_INS
+        else "mêmes traits que la carte"
+    )
+    person = choice.person
+    who = f"{person.name} {name_case(person.first_name)}"
+    return f"{who} : patient connu ({how}), identité n°{choice.known_identity_id}."
 
 
 def person_birth_text(person: CardPerson) -> str:
@@ -97,6 +127,10 @@ class CardPickerScreen(ModalScreen[CardChoice | None], WorkerErrorsToApp):
     class ReadFailed(Message):
         title: str
         message: str
+
+    @dataclass
+    class Recognised(Message):
+        choice: CardChoice
 
     def __init__(self) -> None:
         super().__init__()
@@ -191,8 +225,22 @@ class CardPickerScreen(ModalScreen[CardChoice | None], WorkerErrorsToApp):
 
     @on(OptionList.OptionSelected, "#card-persons")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        if self.card is not None and event.option.id is not None:
-            self.dismiss(CardChoice(self.card, int(event.option.id)))
+        if self.card is not None and event.option.id is not None and not self.reading:
+            self.reading = True  # one look-up at a time
+            self._message("Recherche du patient parmi les identités connues…")
+            self._recognise(CardChoice(self.card, int(event.option.id)))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="recognise")
+    def _recognise(self, choice: CardChoice) -> None:
+        actor = self.insdesk.actor
+        assert actor is not None
+        with self.insdesk.services.db.session() as session:
+            found = recognise(session, actor=actor, card=choice.card, person_index=choice.person_index)
+        self.post_message(self.Recognised(replace(choice, recognition=found)))
+
+    @on(Recognised)
+    def _recognised(self, event: Recognised) -> None:
+        self.dismiss(event.choice)
 
     def action_reread(self) -> None:
         if not self.reading:
@@ -226,6 +274,9 @@ class CardPrefilledFormScreen(IdentityFormScreen):
         super().__init__(None)
         self.choice = choice
         self.prefill = prefill_from_card(choice.person, card=choice.card)
+        place = choice.recognition.birthplace if choice.recognition is not None else None
+        if place is not None:
+            self.place_suggestion = (place.code, place.label)
 
     def on_mount(self) -> None:
         # Runs before IdentityFormScreen.on_mount: fill once the form is set up.
@@ -239,6 +290,12 @@ class CardPrefilledFormScreen(IdentityFormScreen):
         person = self.choice.person
         lines = [f"Pré-rempli depuis la carte Vitale ({person.name} {name_case(person.first_name)}) :"]
         lines += [f"⚠ {w}" for w in self.prefill["warnings"]]
+        if self.place_suggestion is not None:
+            lines.append(
+                f"Lieu de naissance proposé d'après le n° de sécurité sociale : {self.place_suggestion[1]} "
+                "(Entrée dans le champ vide pour le reprendre, après vérification sur la pièce)."
+            )
+        lines.append(f"ℹ {NOTICE_F4_TRAITS}")
         self._status("\n".join(lines))
         self.query_one("#form-status", Static).add_class("-warning")
         for name in ("sex", "birth_date", "birthplace"):

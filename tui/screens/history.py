@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
+from sqlmodel import select
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Static
 from services.audit.log import list_events
 from services.identity import service
 from services.identity.documents import document_types
+from services.storage.models import Identity
 from tui.audit_text import HistoryLine, describe
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
@@ -71,7 +73,16 @@ class HistoryScreen(Screen[None], WorkerErrorsToApp):
             identity = service.get_identity(session, actor=actor, identity_id=identity_id)
             summary = summarize(session, identity)
             labels = {d.code: d.label for d in document_types(session)}
-            lines = [describe(e, labels) for e in list_events(session, identity_id=identity_id)]
+            events = list_events(session, identity_id=identity_id)
+            # The history of the duplicates merged into this identity is its history too.
+            for merged in session.exec(select(Identity.id).where(Identity.merged_into == identity_id)).all():
+                events += list_events(session, identity_id=merged)
+            lines = []
+            for event in sorted(events, key=lambda e: e.id):
+                line = describe(event, labels)
+                if event.identity_id != identity_id:
+                    line = replace(line, what=f"[n°{event.identity_id}] {line.what}")
+                lines.append(line)
         self.post_message(self.Loaded(summary, lines))
 
     @on(Loaded)

@@ -25,7 +25,9 @@ from textual.worker import get_current_worker
 
 from services.errors import InvalidData
 from services.identity import service
+from services.identity.ins_claims import holder_of
 from services.storage.models import CaptureChannel
+from services.users import Right, require
 from services.vitale import datamatrix
 from services.vitale.datamatrix import InsDataMatrix
 from services.vitale.to_insi import CardPrefill
@@ -228,14 +230,12 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
     def _resolve_datamatrix(self, scanned: InsDataMatrix) -> None:
         actor = self.insdesk.actor
         assert actor is not None
+        require(actor, Right.IDENTITY_READ)
         with self.insdesk.services.db.session() as session:
-            found = service.search_identities(session, actor=actor, query=scanned.matricule, limit=5)
-            ids = [
-                int(i.id)
-                for i in found
-                if i.id is not None and i.ins_matricule == scanned.number and i.ins_key == scanned.key
-            ]
-        self.post_message(self.DataMatrixResolved(scanned, ids[0] if ids else None))
+            # The identity the INS belongs to (active, or in its INSi history; the parser checked
+            # the key): one INS, one identity.
+            holder = holder_of(session, [scanned.number])
+        self.post_message(self.DataMatrixResolved(scanned, holder))
 
     @on(DataMatrixResolved)
     def _datamatrix_resolved(self, event: DataMatrixResolved) -> None:

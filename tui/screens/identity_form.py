@@ -232,6 +232,10 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         """The birthplace text the list of places was found for."""
         self._pending_place_moves = 0
         """↑/↓ pressed before the list for the typed text was shown: applied when it is."""
+        self._quit_armed = False
+        self.place_suggestion: tuple[str, str] | None = None
+        """(code, label) of a birthplace proposed (from a card's NIR): offered in the empty
+        birthplace field, taken only by the agent's Entrée."""
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -417,6 +421,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
             return
         self._touched.add(name)
         self._leave_armed = False
+        self._quit_armed = False
         if name == "sex" and event.value != event.value.upper():
             self._set_value(name, event.value.upper())
         if name == "birthplace":
@@ -571,6 +576,13 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         if event.widget is self.input("birthplace"):
             self._hide_places()
 
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The proposed birthplace, in the empty field's list: Entrée takes it, typing replaces it."""
+        field = self.input("birthplace")
+        if event.widget is field and self.place_suggestion is not None and not field.value.strip():
+            code, label = self.place_suggestion
+            self.post_message(self.PlacesFound("", [(code, f"{label} — proposé d'après la carte")]))
+
     # -- save -------------------------------------------------------------------------------------
 
     def action_save(self, allow_lookalikes: bool = False) -> None:
@@ -720,6 +732,16 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         if self._loaded is None:
             return any(v.strip() for v in values.values())
         return any(values[n] != self._loaded.values.get(n, "") for n in ALL_FIELDS)
+
+    def quit_needs_confirmation(self) -> bool:
+        """^Q on unsaved changes: the first one asks (as Échap does), the second one quits."""
+        if not self._dirty() or self._quit_armed:
+            return False
+        self._quit_armed = True
+        message = "Saisie non enregistrée : ^S pour enregistrer, ^Q à nouveau pour quitter sans enregistrer."
+        self._status(message, error=True)
+        self.notify(message, title="Quitter insdesk ?", severity="warning")
+        return True
 
     def action_back(self) -> None:
         if self._dirty() and not self._leave_armed:

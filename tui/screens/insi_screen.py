@@ -7,8 +7,13 @@ attached as the service rules — the desk then says so, :class:`LateInsiAnswer`
 
 * ``00``, same traits: the INS is attached (PROV→RECUP, VALI→QUAL), the badge updates at once;
 * ``00``, other traits: *Saisie locale* and *Réponse INSi* in two columns, the differing traits
-  marked « ≠ » (and highlighted); Entrée accepts INSi's traits (attached from that same answer,
-  no second call, guarded by the identity's version), Échap rejects (nothing changes);
+  marked « ≠ » (and highlighted); accepting INSi's traits takes a deliberate key on the
+  comparison, **A** (attached from that same answer, no second call, guarded by the identity's
+  version) — Entrée does not accept, and keys typed before the comparison was on screen do
+  nothing (issue #13: F4 then Entrée Entrée typed quickly accepted LEFEVRE for LEFEBVRE); Échap
+  rejects (nothing changes);
+* ``00`` with an INS already another identity's: nothing is attached, the screen names it and
+  O opens it (one INS, one identity);
 * ``01``/``02``: what to try next;
 * a fault: the French message, whether trying again makes sense, R to try again when it does;
 * douteuse/fictive (or traits the input rules refuse): the service's refusal, no call made.
@@ -16,7 +21,9 @@ attached as the service rules — the desk then says so, :class:`LateInsiAnswer`
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -34,6 +41,7 @@ from textual.screen import ModalScreen
 from textual.widgets import LoadingIndicator, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from services.environment import TestInsRefused
 from services.errors import ConcurrentUpdate, InsdeskError
 from services.identity import service
 from services.identity.matricule import MatriculeINS
@@ -149,8 +157,15 @@ class Phase(Enum):
     CALLING = "calling"
     DIFFERENCES = "differences"
     ACCEPTING = "accepting"
+    DUPLICATE = "duplicate"
     DONE = "done"
     FAULT = "fault"
+
+
+ENTER_DOES_NOT_ACCEPT = (
+    "Entrée n'accepte pas des traits différents : comparez-les avec la pièce d'identité, puis A pour "
+    "les accepter ou Échap pour les refuser."
+)
 
 
 class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
@@ -172,14 +187,29 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     InsiScreen #insi-advice.-error { color: $error; }
     /* the key line stays visible at 80×24 whatever the length of the advice above it */
     InsiScreen #insi-keys { color: $text-muted; dock: bottom; height: auto; margin-top: 1; }
+    InsiScreen #insi-keys.-hint { color: $warning; text-style: bold; }
     """
     BINDINGS = [
         Binding(
-            "enter",
+            "a",
             "accept",
             "Accepter les traits INSi",
             id="insi.accept",
             tooltip="La pièce d'identité confirme les traits INSi : ils remplacent la saisie",
+        ),
+        Binding(
+            "enter",
+            "enter_on_differences",
+            show=False,
+            id="insi.enter_differences",
+            tooltip="Entrée n'accepte pas des traits différents (A les accepte)",
+        ),
+        Binding(
+            "o",
+            "open_duplicate",
+            "Ouvrir l'identité existante",
+            id="insi.open_duplicate",
+            tooltip="Ouvrir l'identité qui porte déjà cet INS",
         ),
         Binding("enter", "close", "Fermer", id="insi.close", tooltip="Fermer"),
         Binding("r", "retry", "Réessayer", id="insi.retry", tooltip="Relancer l'interrogation INSi"),
@@ -223,6 +253,9 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.changed: IdentitySummary | None = None
         self.result: QualifyResult | None = None
         self._client: Any = None
+        self.armed_at = math.inf
+        """When the comparison was on screen: keys typed before it (type-ahead) do nothing."""
+        self.ignored_keys = 0
 
     @property
     def insdesk(self) -> InsdeskApp:
@@ -248,20 +281,35 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     # -- which keys are live -----------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "accept":
+        if action in ("accept", "enter_on_differences"):
             return self.phase is Phase.DIFFERENCES
         if action == "cancel":
             return self.phase is Phase.CALLING
         if action == "reject":
             return self.phase is Phase.DIFFERENCES
+        if action == "open_duplicate":
+            return self.phase is Phase.DUPLICATE
         if action == "close":
-            return self.phase in (Phase.DONE, Phase.FAULT)
+            return self.phase in (Phase.DONE, Phase.FAULT, Phase.DUPLICATE)
         if action == "retry":
             return self.phase is Phase.FAULT and self.retryable
         return True
 
+    def on_key(self, event: events.Key) -> None:
+        """A key typed before INSi's differing traits were on screen does nothing (type-ahead)."""
+        if self.phase is Phase.DIFFERENCES and event.time < self.armed_at:
+            self.ignored_keys += 1
+            event.stop()
+            event.prevent_default()
+
+    def _arm(self) -> None:
+        if self.phase is Phase.DIFFERENCES:
+            self.armed_at = time.monotonic()
+
     def _set_phase(self, phase: Phase, keys: str) -> None:
+        self.armed_at = math.inf
         self.phase = phase
+        self.query_one("#insi-keys", Static).remove_class("-hint")
         self.query_one("#insi-wait").display = phase in (Phase.CALLING, Phase.ACCEPTING)
         self.query_one("#insi-keys", Static).update(keys)
         self.refresh_bindings()
@@ -308,6 +356,10 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             if not worker.is_cancelled:
                 self.post_message(self.Failed(err.title, err.message, True, "changed", err.detail))
             return
+        except TestInsRefused as err:  # after the call: a test INS in production
+            if not worker.is_cancelled:
+                self.post_message(self.Failed(err.title, err.message, False, "accept", err.detail))
+            return
         except InsdeskError as err:  # refused before any call: douteuse/fictive, traits, rights
             if not worker.is_cancelled:
                 self.post_message(self.Failed(err.title, err.message, False, "before", err.detail))
@@ -347,6 +399,23 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
                 self._compare(comparison_table(event.local, event.insi, set()))
             self._set_phase(Phase.DONE, "Entrée ou Échap : fermer")
             return
+        if result.duplicate_of is not None:
+            if event.insi is not None:
+                self._compare(
+                    comparison_table(event.local, event.insi, {d.field for d in result.differences})
+                )
+            ins = ins_text(result.ins["matricule"], result.ins["key"]) if result.ins else ""
+            self._show(
+                f"Réponse {result.cr} : l'INS {ins} appartient déjà à l'identité n°{result.duplicate_of}. "
+                "Rien n'est rattaché.",
+                (result.advice or "") + tried,
+                error=True,
+            )
+            self._set_phase(
+                Phase.DUPLICATE,
+                f"O : ouvrir l'identité n°{result.duplicate_of} · Échap : fermer (rien n'est modifié)",
+            )
+            return
         if result.differences and event.insi is not None:
             differing = {d.field for d in result.differences}
             names = ", ".join(TRAIT_LABELS.get(f, f).lower() for f in sorted(differing, key=_trait_order))
@@ -358,9 +427,10 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             )
             self._set_phase(
                 Phase.DIFFERENCES,
-                "Entrée : la pièce confirme les traits INSi (ils remplacent la saisie) · "
-                "Échap : refuser, rien n'est modifié",
+                "A : la pièce d'identité confirme les traits INSi (ils remplacent la saisie) · "
+                "Échap : refuser (rien n'est modifié)",
             )
+            self.call_after_refresh(self._arm)  # from now on, and not before, A accepts
             return
         self._show(
             f"Réponse {result.cr} : {result.label or 'aucune identité unique'}.",
@@ -382,7 +452,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
             headline = "Identité modifiée sur un autre poste pendant l'interrogation : rien n'est enregistré."
             advice = f"{event.message}\n\n{RETRY_CHANGED}"
         elif event.kind == "accept":
-            headline = f"{event.title} : traits INSi non enregistrés, rien n'est modifié."
+            headline = f"{event.title} : rien n'est rattaché, l'identité n'est pas modifiée."
         else:
             headline = f"{event.title} : aucun appel INSi n'a été fait."
         self._show(headline, advice, error=True)
@@ -470,6 +540,20 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
                 client.cancel()
             self.notify(CANCELLED_TEXT, title="INSi", severity="warning", timeout=10)
             self.dismiss(self.changed)
+
+    def action_enter_on_differences(self) -> None:
+        """Entrée on differing traits: the keys line says what does accept (no toast over the
+        comparison the agent is reading)."""
+        keys = self.query_one("#insi-keys", Static)
+        keys.update(ENTER_DOES_NOT_ACCEPT)
+        keys.add_class("-hint")
+
+    def action_open_duplicate(self) -> None:
+        result = self.result
+        if self.phase is Phase.DUPLICATE and result is not None and result.duplicate_of is not None:
+            holder = result.duplicate_of
+            self.dismiss(self.changed)
+            self.insdesk.open_identity(holder)
 
     def action_reject(self) -> None:
         if self.phase is Phase.DIFFERENCES:

@@ -1,4 +1,5 @@
-"""The status line: site · user (role) · database · INSi · card reader."""
+"""The status line: site · user (role) · database · INSi · card reader; « TEST » on a test
+installation (``insi.environment=test``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class StatusBar(Horizontal):
     card-reader flows update it by assigning them."""
 
     def compose(self) -> ComposeResult:
+        yield Label("", id="status-env")
         yield Label("", id="status-left")
         yield Label("", id="status-right")
 
@@ -31,6 +33,7 @@ class StatusBar(Horizontal):
         app = self.insdesk
         self.watch(app, "insi_label", self._refresh_labels, init=False)
         self.watch(app, "reader_label", self._refresh_labels, init=False)
+        self.watch(app, "environment", self._refresh_labels, init=False)
         self._refresh_labels()
 
     def _refresh_labels(self, _value: object = None) -> None:
@@ -44,3 +47,7 @@ class StatusBar(Horizontal):
         self.query_one("#status-right", Label).update(
             f"INSi : {app.insi_label} · Lecteur : {app.reader_label}"
         )
+        env = self.query_one("#status-env", Label)
+        test = app.environment != "production"
+        env.update("[reverse bold] TEST [/] " if test else "")
+        env.display = test
