@@ -9,6 +9,7 @@ from tui.commands import (
     audit,
     checks,
     config,
+    dmp_sim,
     identity,
     insi,
     insi_sim,
@@ -33,5 +34,6 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 def register_all(sub: Any) -> None:
     modules = (tui_cmds, checks, identity, insi, audit, users, config, insi_sim, vitale, results_ref, results)
+    modules = (*modules, dmp_sim)
     for module in (*modules, results_cda):  # last: it attaches to any `results` parser
         module.register(sub)
