@@ -34,6 +34,7 @@ from services.dmp.soap import RegistryEntry
 from services.dmp_sim import DmpSimulator
 from services.dmp_sim.registry import patients_from_json
 from services.errors import BadRequest
+from services.results.outbox import ReportSender
 from services.results.validate import CdaValidator
 from tests.dmp_support import STRUCTURE_ID, Pki, make_pki, nir, outgoing, report_for
 
@@ -138,6 +139,7 @@ def body_of(envelope: bytes) -> etree._Element:
 
 
 def test_send_registers_the_report_with_its_metadata(sender: DmpSender, sim: DmpSimulator, pki: Pki) -> None:
+    assert isinstance(sender, ReportSender)  # fits the outbox
     document = outgoing(report_for(OPEN))
     reference = sender.send(document)
     assert reference.startswith("dmp:2.25.")
@@ -338,6 +340,47 @@ def test_a_vihf_signed_by_an_unknown_authority_is_refused(sim: DmpSimulator, pki
     assert "VIHF" in caught.value.message
     assert sim.requests[-1].outcome == "fault:wsse:InvalidSecurity" and sim.requests[-1].status == 400
     assert not sim.entries
+
+
+@pytest.mark.parametrize("tamper", ["direct_mode", "stale", "no_structure"])
+def test_vihf_attributes_and_freshness_are_checked(
+    sim: DmpSimulator, pki: Pki, monkeypatch: pytest.MonkeyPatch, tamper: str
+) -> None:
+    import datetime as dt
+
+    from services.dmp import codes
+
+    clock = None
+    if tamper == "direct_mode":
+        monkeypatch.setattr(codes, "AUTH_MODE_INDIRECT", "DIRECTE")
+    elif tamper == "stale":
+        clock = lambda: dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)  # noqa: E731
+    config = config_for(sim.url, pki, structure_id="" if tamper == "no_structure" else STRUCTURE_ID)
+    if tamper == "no_structure":
+        with pytest.raises(DmpConfigError):
+            DmpSender(config)
+        return
+    with DmpSender(config, clock=clock) as tampered, pytest.raises(DmpSecurityRefused) as caught:
+        tampered.send(outgoing(report_for(OPEN)))
+    assert sim.requests[-1].outcome == "fault:wsse:FailedAuthentication"
+    assert ("INDIRECTE" if tamper == "direct_mode" else "IssueInstant") in caught.value.message
+    assert not sim.entries
+
+
+def test_only_the_sending_structure_may_delete(
+    sender: DmpSender, sim: DmpSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.dmp.cda_header import Organisation
+
+    document = outgoing(report_for(OPEN))
+    sender.send(document)
+    _corrupt_header(
+        monkeypatch, author_institution=Organisation("1.2.250.1.71.4.2.2", "1750099999", "Autre labo")
+    )
+    with pytest.raises(DmpRefused) as caught:
+        sender.withdraw(document)
+    assert caught.value.code == "XDSMetadataUpdateError" and "auteur" in caught.value.errors[0].context
+    assert sim.entries[document.document_id].status == STATUS + "Approved"
 
 
 def test_a_submission_set_signature_over_other_content_is_refused(
