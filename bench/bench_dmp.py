@@ -21,6 +21,7 @@ ratio A/B (what the protocol costs over moving the bytes). ``--tls`` does the sa
 from __future__ import annotations
 
 import argparse
+import ssl
 import statistics
 import subprocess
 import sys
@@ -79,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         size_hint = len(documents[0].xml)
         with simulator(pki, args.tls) as url:
             options: dict[str, object] = {}
-            verify: object = True
-            cert: tuple[str, str] | None = None
+            verify: ssl.SSLContext | bool = True
             if args.tls:
                 options = {
                     "tls_cert": pki.client.cert_path,
                     "tls_key": pki.client.key_path,
                     "ca_file": pki.ca.cert_path,
                 }
-                verify, cert = str(pki.ca.cert_path), (str(pki.client.cert_path), str(pki.client.key_path))
+                verify = ssl.create_default_context(cafile=str(pki.ca.cert_path))
+                verify.maximum_version = ssl.TLSVersion.TLSv1_2
+                verify.load_cert_chain(str(pki.client.cert_path), str(pki.client.key_path))
             config = DmpConfig(
                 url=url,
                 structure_id=STRUCTURE_ID,
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 sign_key=pki.seal.key_path,
                 **options,  # type: ignore[arg-type]
             )
-            with DmpSender(config) as sender, httpx.Client(verify=verify, cert=cert) as bare:  # type: ignore[arg-type]
+            with DmpSender(config) as sender, httpx.Client(verify=verify) as bare:
                 # The request of a real send, to size the bare round trip's body like it.
                 first = sender.submit(documents[0])
                 assert not first.already_present
