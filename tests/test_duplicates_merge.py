@@ -92,8 +92,10 @@ def legacy_duplicate(db: Database, identity_id: int, ins: MatriculeINS = INS) ->
 
 
 @pytest.fixture
-def db(db_url: str, tmp_path: Path) -> Iterator[Database]:
-    database = Database(db_url, anchor_path=tmp_path / "audit.anchor")
+def db(db_url: str) -> Iterator[Database]:
+    # The default anchor (beside a SQLite file): the one the CLI and the racing desks use too — on
+    # SQLite the anchor witnesses every writer, so a second anchor would refuse their appends.
+    database = Database(db_url)
     yield database
     report = verify_database(database)
     assert report.ok, report
@@ -163,7 +165,7 @@ _RACER = textwrap.dedent(
     from services.storage.models import Role
     from services.users import Actor
 
-    url, anchor, identity_id, role, folder = sys.argv[1:6]
+    url, identity_id, role, folder = sys.argv[1:5]
     folder = Path(folder)
 
     def wait_for(name):
@@ -173,7 +175,7 @@ _RACER = textwrap.dedent(
             time.sleep(0.05)
         raise SystemExit(f"no {name}")
 
-    db = Database(url, anchor_path=Path(anchor))
+    db = Database(url)  # the default anchor, as every desk of this machine
     if role == "B":
         wait_for("a-attached")
         (folder / "b-starting").touch()
@@ -198,7 +200,7 @@ def test_two_desks_racing_to_attach_the_same_ins(db: Database, db_url: str, tmp_
     script.write_text(_RACER, encoding="utf-8")
 
     def desk(identity_id: int, role: str) -> subprocess.Popen[str]:
-        args = [sys.executable, str(script), db_url, str(tmp_path / f"{role}.anchor"), str(identity_id)]
+        args = [sys.executable, str(script), db_url, str(identity_id)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this tree's code, whatever is installed
         return subprocess.Popen(
             [*args, role, str(tmp_path)],
