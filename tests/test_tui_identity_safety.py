@@ -7,7 +7,7 @@ simulator over HTTP and the seeded demo database; snapshots of the new screens.
 * The issue's desk scenario: MARTIN Claire is QUAL; a second MARTIN Claire created anyway from the
   look-alike dialog, then F4: INSi's INS is the first one's — nothing attached, the screen names
   identity n°1 and O opens it.
-* The supervisor's « Doublons » (F12) and the merge confirmation (both identities side by side),
+* The supervisor's « Doublons » (F12, ^B; ^U still clears a field) and the merge confirmation (both identities side by side),
   merged by keyboard; ^Q with unsaved changes asks as Échap does; a test installation says TEST.
 """
 
@@ -22,7 +22,7 @@ import time_machine
 from sqlmodel import select
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from services.identity import service
 from services.identity.traits import check_traits
@@ -34,6 +34,7 @@ from tests.test_tui_insi import _calls, _identity, _lefebvre, _plain, _text, des
 from tests.test_tui_snapshots import WIDE, steady
 from tests.test_tui_support import SEED_AT, demo_db, demo_template, login, settle, type_text
 from tui.screens.duplicates import DuplicatesScreen
+from tui.screens.home import HomeScreen
 from tui.screens.identity_form import IdentityFormScreen
 from tui.screens.insi_screen import InsiScreen, Phase
 from tui.screens.merge_confirm import MergeScreen
@@ -185,7 +186,11 @@ async def test_duplicates_then_merge_by_keyboard(demo_db: Database, insi: InsiSi
     app = desk(demo_db, insi)
     async with app.run_test(size=(120, 40)) as pilot:
         await supervisor(pilot)
-        await pilot.press("f12")
+        await type_text(pilot, "martin")
+        await pilot.press("ctrl+u")  # clears the search box: F12's second key is ^B, not ^U
+        await settle(pilot)
+        assert isinstance(app.screen, HomeScreen) and app.screen.query_one("#search", Input).value == ""
+        await pilot.press("ctrl+b")  # F12
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, DuplicatesScreen)

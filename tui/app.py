@@ -115,7 +115,7 @@ class InsdeskApp(App[None]):
             tooltip="Tableau de bord : taux de qualification, agents, canaux, résultats bloqués",
         ),
         Binding(
-            "f12,ctrl+u",
+            "f12,ctrl+b",
             "duplicates",
             "Doublons",
             id="app.duplicates",

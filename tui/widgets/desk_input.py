@@ -1,7 +1,7 @@
 """An Input that leaves « ? » to the help key and a few control keys to the desk's actions.
 
 Names, dates, codes and searches never need « ? »; and the second keys of the desk's F-key actions
-(^E pièce, ^D DataMatrix, ^U doublons…, for terminals that take the F-keys) win over the Input's own editing
+(^E pièce, ^D DataMatrix…, for terminals that take the F-keys) win over the Input's own editing
 shortcuts for them: Fin (End) and Suppr (Delete) do the same editing.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual.binding import Binding, BindingType
 from textual.widgets import Input
 
-DESK_CONTROL_KEYS = frozenset({"ctrl+e", "ctrl+d", "ctrl+u"})
+DESK_CONTROL_KEYS = frozenset({"ctrl+e", "ctrl+d"})
 """Control keys an Input binds that the desk uses for its actions (the App's bindings)."""
 
 
@@ -48,7 +48,7 @@ def _input_bindings() -> list[BindingType]:
 
 class DeskInput(Input, inherit_bindings=False):
     """Textual drops the bindings of the keys a focused Input consumes; this one lets « ? » through,
-    and does not bind ^E / ^D / ^U (the desk's keys for F5 / F11 / F12)."""
+    and does not bind ^E / ^D (the desk's keys for F5 / F11); ^U still clears the field (F12 is ^B)."""
 
     BINDINGS = _without_desk_keys(_input_bindings())
     HELP_CHARACTER = "?"
