@@ -356,6 +356,9 @@ class InsdeskApp(App[None]):
                     await asyncio.sleep(0.002)
                 event = self._typeahead.popleft()
                 replay = events.Key(event.key, event.character)
+                # When it was typed, not now: a screen that refuses keys typed before it showed
+                # something (the INSi comparison, issue #13) must still see them as typed ahead.
+                replay.time = event.time
                 replay.set_sender(self)
                 self._replaying = replay
                 self._replayed.clear()
