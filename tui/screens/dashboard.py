@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Select, Sparkline, Static
+from textual.widgets import DataTable, Label, Select, Sparkline, Static
 
 from services.supervision import EXPORT_RIGHT, REVIEW_RIGHT
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
@@ -30,6 +30,7 @@ from tui.format import fr_date
 from tui.screens.results_blocked import reason_label
 from tui.screens.review_log import ExportModal, thousands
 from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class DashboardScreen(Screen[None], WorkerErrorsToApp):
             yield channels
             yield Static("", id="dash-blocked")
             yield Sparkline([], id="dash-blocked-chart")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self.query_one("#dash-body").focus()

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from services.identity import service
 from services.identity.duplicates import REASON_SAME_INS, DuplicatePair, find_duplicates
@@ -24,6 +24,7 @@ from tui.format import fr_date
 from tui.screens.merge_confirm import MergeScreen
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
         table.add_columns("Raison", "Score", "Identités")
         yield table
         yield Static("Recherche des doublons…", id="dups-status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self.query_one("#dups-table", DataTable).focus()

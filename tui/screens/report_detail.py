@@ -31,7 +31,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from services.errors import NotFound
 from services.results.catalog import get_entry
@@ -53,6 +53,7 @@ from tui.screens.results_blocked import (
     status_text,
 )
 from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -306,7 +307,7 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
         table.add_column("Problème", key="problem")
         yield table
         yield Static("Chargement…", id="observation-detail")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     @property
     def table(self) -> DataTable[object]:

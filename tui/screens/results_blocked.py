@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from services.results.gate import (
@@ -47,6 +47,7 @@ from services.users import Right, require
 from tui.format import local
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.status_bar import StatusBar
 
@@ -265,7 +266,7 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
         table.add_columns("N°", "Patient", "IPP", "Reçu le", "Statut", "Motifs")
         yield table
         yield Static("Chargement…", id="reports-status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     @property
     def filter_input(self) -> Input:

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from services.audit import log as audit
 from services.errors import NotFound
@@ -34,6 +34,7 @@ from services.users import require
 from tui.audit_text import OPERATIONS, detail_fields, outcome_words
 from tui.format import fr_datetime
 from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class ReviewDetailScreen(Screen[None], WorkerErrorsToApp):
         with VerticalScroll(id="detail-scroll"):
             yield Static("Chargement…", id="event-detail")
             yield Static("", id="insi-exchange")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()  # ↑/↓, Pg↑/Pg↓ scroll long XML

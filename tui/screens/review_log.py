@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, Select, Static
 from textual.widgets.data_table import ColumnKey
 
 from services.audit.log import ChainReport, verify_database
@@ -40,6 +40,7 @@ from services.supervision.review import (
 from services.users import Right, require
 from tui.format import fr_date, local, parse_day
 from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         table.add_column("Évènement", key="event", width=EVENT_MIN)
         yield table
         yield Static("Chargement…", id="review-status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield DeskFooter()
 
     @property
     def table(self) -> ReviewTable:
