@@ -221,7 +221,7 @@ async def test_fix_a_missing_loinc_releases_the_reports(
         assert "bloqué" in _text(app, "#report-status")
         text = _text(app, "#observation-detail")
         assert "LOINC : aucun" in text and "code local absent du catalogue" in text
-        assert "l ou Entrée : corriger le code LOINC de KSG" in text
+        assert "L ou Entrée : corriger le code LOINC de KSG" in text
 
         # l: the modal searches the value set as you type (the label's first word to start).
         await pilot.press("l")
@@ -245,6 +245,7 @@ async def test_fix_a_missing_loinc_releases_the_reports(
         assert "Associer KSG à 6298-4 : 2 comptes rendus seront débloqués pour MES" in confirm
         assert "1 compte rendu reste bloqué pour d'autres motifs" in confirm  # MARTIN Paul (PROV)
         assert "Entrée : confirmer" in confirm
+        assert not modal.query_one("#loinc-hint").display  # the choosing keys' line is not true now
         assert _entry(demo_db, "KSG") is None  # nothing written yet
         # Entrée again maps KSG → 6298-4: the gate releases MARTIN Claire's two reports.
         await pilot.press("enter")
@@ -340,6 +341,14 @@ async def test_refused_codes_show_their_message_and_change_nothing(demo_db: Data
         await type_text(pilot, "88365")
         await settle(pilot)
         await pilot.press("enter")  # checked, shown, waiting for confirmation
+        await settle(pilot)
+        assert "Entrée : confirmer" in _text(app, "#loinc-message")
+        hint = app.screen.query_one("#loinc-hint")
+        assert not hint.display
+        await pilot.press("escape")  # back to the choice: its keys again
+        await settle(pilot)
+        assert isinstance(app.screen, LoincFixModal) and app.screen.pending is None and hint.display
+        await pilot.press("enter")
         await settle(pilot)
         assert "Entrée : confirmer" in _text(app, "#loinc-message")
         await pilot.press("enter")

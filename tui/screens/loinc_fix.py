@@ -108,6 +108,10 @@ class Hit:
     status: str
 
 
+CHOOSING_KEYS = "↑↓ choisir · Entrée : associer ce code · Échap : annuler"
+"""The keys while choosing; hidden while a checked code waits for Entrée (its own key line)."""
+
+
 class HitsTable(DataTable[object]):
     """The value-set codes found; the focus stays in the search box (↑/↓ and Entrée act from there)."""
 
@@ -149,8 +153,18 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
         self.target = target
         self._hits: list[Hit] = []
         self._busy = False
-        self.pending: str | None = None
+        self._pending: str | None = None
+
+    @property
+    def pending(self) -> str | None:
         """The code checked and waiting for confirmation (Entrée again)."""
+        return self._pending
+
+    @pending.setter
+    def pending(self, code: str | None) -> None:
+        self._pending = code
+        if self.is_mounted:  # while a code waits for Entrée, the choosing keys' line is not true
+            self.query_one("#loinc-hint", Static).display = code is None
 
     @property
     def insdesk(self) -> InsdeskApp:
@@ -193,7 +207,7 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
             table.add_column("Statut", key="status", width=11)
             yield table
             yield Static("", id="loinc-message")
-            yield Static("↑↓ choisir · Entrée : associer ce code · Échap : annuler", classes="modal-hint")
+            yield Static(CHOOSING_KEYS, id="loinc-hint", classes="modal-hint")
 
     @property
     def search_input(self) -> DeskInput:

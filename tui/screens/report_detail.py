@@ -235,7 +235,6 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             "fix_loinc",
             "Corriger LOINC",
             id="report.fix_loinc",
-            key_display="l",
             tooltip="Corriger le code LOINC du résultat sélectionné",
         ),
         Binding(
@@ -243,7 +242,6 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             "match",
             "Rapprocher",
             id="report.match",
-            key_display="m",
             tooltip="Rapprocher à la main ce compte rendu d'une identité (audité)",
         ),
         Binding(
@@ -251,7 +249,6 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             "pdf",
             "Copie PDF",
             id="report.pdf",
-            key_display="p",
             tooltip="Écrire et ouvrir la copie PDF du CR-BIO",
         ),
         Binding(
@@ -259,7 +256,6 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             "send",
             "Envoyer",
             id="report.send",
-            key_display="e",
             tooltip="Envoyer ce compte rendu prêt vers la boîte d'envoi configurée (audité)",
         ),
         Binding(
@@ -415,7 +411,7 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             text.append("\n")
             text.append(message, style="red")
         if row.loinc_problem:
-            text.append("\nl ou Entrée : corriger le code LOINC de ", style="dim")
+            text.append("\nL ou Entrée : corriger le code LOINC de ", style="dim")
             text.append(row.local_code, style="dim bold")
         detail.update(text)
 
