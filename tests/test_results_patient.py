@@ -191,7 +191,9 @@ def test_uncertain_birth_date_compares_year_and_month(db: Database) -> None:
 
         recompute_for_identity(s, int(identity.id or 0), actor="test")
     row = _report(db)
-    assert _codes(row) == [("IDENTITY_MISMATCH", None)] and "date de naissance" in row.reasons[0]["message"]
+    assert _codes(row) == [("IDENTITY_MISMATCH", None)]
+    # in French, and the identity's date as far as it is known (its day is not)
+    assert "date de naissance (01/01/1980 ≠ 02/1980)" in row.reasons[0]["message"]
 
 
 # --- final results ---------------------------------------------------------------------------------

@@ -404,6 +404,12 @@ def _date_parts(value: Any) -> tuple[int, int, int] | None:
     return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
+def _french_parts(parts: tuple[int, int, int], known: int) -> str:
+    """``JJ/MM/AAAA`` as read at the desk; ``MM/AAAA`` or ``AAAA`` when the day or month is unknown."""
+    year, month, day = parts
+    return (f"{year:04d}", f"{month:02d}/{year:04d}", f"{day:02d}/{month:02d}/{year:04d}")[known - 1]
+
+
 def trait_differences(traits: dict[str, Any], identity: Identity) -> list[str]:
     """The traits a report gives that disagree with the identity's (French field names with both
     values); traits the report does not give are not compared."""
@@ -428,7 +434,7 @@ def trait_differences(traits: dict[str, Any], identity: Identity) -> list[str]:
         if identity.birth_date_uncertain:
             size = 1 if (mine[1], mine[2]) == (12, 31) else 2  # month unknown / day unknown
         if parts[:size] != mine[:size]:
-            out.append(f"date de naissance ({traits.get('birth_date')} ≠ {identity.birth_date.isoformat()})")
+            out.append(f"date de naissance ({_french_parts(parts, 3)} ≠ {_french_parts(mine, size)})")
     sex = str(traits.get("sex") or "").strip().upper()
     if sex in ("M", "F") and sex != identity.sex:
         out.append(f"sexe ({sex} ≠ {identity.sex})")
