@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pypdf
 import pytest
 
 from services.audit.log import AUDIT_EXPORTED, list_events, verify_database
@@ -210,6 +212,10 @@ def test_dashboard_export_cli_and_service(cli: Cli, tmp_path: Path) -> None:  # 
         "audit", "dashboard", "--format", "pdf", "--out", str(pdf), "--by", "week", user="admin"
     )
     assert code == 0 and pdf.read_bytes().startswith(b"%PDF")
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(pdf).pages)
+    assert re.search(r"Depuis le \d\d/\d\d/\d{4}, par semaine", text), text  # dates read in French
+    assert "\nsaisie manuelle 3 0 0,0 %" in text  # the channel in words, as on the screen
+    assert re.search(r"\n\d\d/\d\d/\d{4} 3 \d", text) and not re.search(r"\d{4}-\d\d-\d\d", text), text
     code, _, _ = cli("audit", "dashboard", "--format", "pdf", "--out", str(pdf), user="accueil1")
     assert code == 4
     db = Database(cli.db_url)

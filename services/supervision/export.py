@@ -38,6 +38,7 @@ from services.audit import log as audit
 from services.audit.anchor import Anchor
 from services.audit.log import ChainReport, append_event, verify_database
 from services.errors import BadRequest
+from services.identity.birthdate import french_date
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
@@ -519,7 +520,7 @@ def _write_dashboard_pdf(path: Path, dash: Dashboard, *, actor: Actor, anchor: A
         "Tableau de bord d'identitovigilance",
         actor=actor,
         lines=[
-            f"Depuis le {dash.since.isoformat()}, par {words[dash.by]}",
+            f"Depuis le {french_date(dash.since)}, par {words[dash.by]}",
             f"Ancre du journal d'audit : n° {anchor.last_id}, empreinte {anchor.last_hash}",
         ],
     )
@@ -528,7 +529,7 @@ def _write_dashboard_pdf(path: Path, dash: Dashboard, *, actor: Actor, anchor: A
         pdf,
         (40, 40, 40, 40),
         ("Période", "Identités", "QUAL", "Taux"),
-        [(p.period.isoformat(), str(p.identities), str(p.qual), _pct(p.rate)) for p in dash.rate],
+        [(french_date(p.period), str(p.identities), str(p.qual), _pct(p.rate)) for p in dash.rate],
     )
     pdf.ln(3)
     _line(pdf, "Par agent", style="B")
@@ -544,7 +545,10 @@ def _write_dashboard_pdf(path: Path, dash: Dashboard, *, actor: Actor, anchor: A
         pdf,
         (50, 40, 40, 40),
         ("Canal", "Identités", "QUAL", "Taux"),
-        [(c.channel, str(c.identities), str(c.qual), _pct(c.rate)) for c in dash.channels],
+        [
+            (_CHANNELS_FR.get(c.channel, c.channel), str(c.identities), str(c.qual), _pct(c.rate))
+            for c in dash.channels
+        ],
     )
     pdf.ln(3)
     _line(pdf, "Comptes rendus bloqués (verdict actuel, par date de réception)", style="B")
@@ -554,7 +558,7 @@ def _write_dashboard_pdf(path: Path, dash: Dashboard, *, actor: Actor, anchor: A
         ("Période", "Reçus", "Bloqués", "Motifs"),
         [
             (
-                b.period.isoformat(),
+                french_date(b.period),
                 str(b.received),
                 str(b.blocked),
                 ", ".join(f"{c} {n}" for c, n in sorted(b.by_reason.items())),
