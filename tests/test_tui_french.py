@@ -1,6 +1,6 @@
 """No English at the desk (issue #15): the command palette's « No matches found », the footer's
-« Dismiss menu » of an open list, replaced; every F-key action reachable by its second key (terminals
-take F1, F10, F11…)."""
+« Dismiss menu » of an open list, Textual's « Press ctrl+q to quit the app » on ^C, replaced; every
+F-key action reachable by its second key (terminals take F1, F10, F11…)."""
 
 from __future__ import annotations
 
@@ -85,3 +85,20 @@ async def test_every_f_key_action_has_a_second_key(demo_db: Database) -> None:
         await pilot.press("ctrl+d")  # F11: the search box waits for the scanner
         await settle(pilot)
         assert "DataMatrix" in str(app.screen.query_one("#search-status").render())
+
+
+async def test_ctrl_c_outside_a_field_answers_in_french(demo_db: Database) -> None:
+    """^C copies in a field; elsewhere Textual says « Do you want to quit? Press ctrl+q… »."""
+    app = make_app(demo_db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await login(pilot)
+        await type_text(pilot, "martin 1950")
+        await settle(pilot)
+        await pilot.press("f6")  # the history: a table has the focus, not a field
+        await settle(pilot)
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("ctrl+c")
+        await settle(pilot)
+        told = [(n.title, n.message) for n in app._notifications]
+        assert told == [("Quitter ?", "Pour quitter insdesk : ^Q.")]  # and nothing in English
+        assert app.is_running

@@ -592,6 +592,10 @@ class InsdeskApp(App[None]):
                 return
         await super().action_quit()
 
+    def action_help_quit(self) -> None:
+        """^C outside a field (where it copies): Textual's English « Press ctrl+q to quit », in French."""
+        self.notify("Pour quitter insdesk : ^Q.", title="Quitter ?")
+
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
 
