@@ -426,3 +426,19 @@ async def test_open_existing_from_lookalike_warning(demo_db: Database) -> None:
 
 async def test_flag_enum_labels_match_the_modal() -> None:
     assert [f.value for f in Flag] == ["douteuse", "fictive", "homonyme"]
+
+
+async def test_the_status_bar_keeps_who_is_logged_in_at_80_columns(demo_db: Database) -> None:
+    """With « TEST » and the INSi and reader states, 80 columns cannot hold the whole line: the
+    database, then the site give way, not the agent's login (it read « Labo test · accueil1 (acc… »,
+    or « ad… » for admin)."""
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await login(pilot)
+        await settle(pilot)
+        assert _text(app, "#status-env").strip() == "TEST"
+        assert _text(app, "#status-right") == "INSi : non configuré · Lecteur : aucun lecteur"
+        assert _text(app, "#status-left") == "accueil1 (accueil)"
+        await pilot.resize_terminal(100, 30)
+        await settle(pilot)
+        assert _text(app, "#status-left") == "Labo test · accueil1 (accueil) · demo.db"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.events import Resize
 from textual.widgets import Label
 
 from services.users import ROLE_LABELS
@@ -14,6 +16,8 @@ from tui.format import short_database
 
 if TYPE_CHECKING:
     from tui.app import InsdeskApp
+
+ENV_TEXT = " TEST "
 
 
 class StatusBar(Horizontal):
@@ -42,12 +46,19 @@ class StatusBar(Horizontal):
         # The role's short word: "superviseur (cellule d'identitovigilance)" -> "superviseur".
         role = ROLE_LABELS.get(actor.role, str(actor.role)).split(" (", 1)[0] if actor else ""
         who = f"{actor.login} ({role})" if actor else "non connecté"
-        left = " · ".join((app.services.site_name, who, short_database(app.services.db.url)))
-        self.query_one("#status-left", Label).update(left)
-        self.query_one("#status-right", Label).update(
-            f"INSi : {app.insi_label} · Lecteur : {app.reader_label}"
-        )
-        env = self.query_one("#status-env", Label)
+        right = f"INSi : {app.insi_label} · Lecteur : {app.reader_label}"
         test = app.environment != "production"
-        env.update("[reverse bold] TEST [/] " if test else "")
+        room = self.size.width - (cell_len(right) + 2) - (cell_len(ENV_TEXT) + 2 if test else 0) - 2
+        site, database = app.services.site_name, short_database(app.services.db.url)
+        # On a narrow line the database, then the site, then the role give way: who is logged in
+        # stays readable (the label still ends with « … » if even the login does not fit).
+        variants = [(site, who, database), (site, who), (who,), (actor.login if actor else who,)]
+        fitting = [v for v in variants if self.size.width == 0 or cell_len(" · ".join(v)) <= room]
+        self.query_one("#status-left", Label).update(" · ".join(fitting[0] if fitting else variants[-1]))
+        self.query_one("#status-right", Label).update(right)
+        env = self.query_one("#status-env", Label)
+        env.update(f"[reverse bold]{ENV_TEXT}[/] " if test else "")
         env.display = test
+
+    def on_resize(self, event: Resize) -> None:
+        self._refresh_labels()
