@@ -23,7 +23,16 @@ LAST_ACTIONS = ("command_palette", "help", "quit")
 """At the end; « ? Aide » and « ^Q Quitter » always shown."""
 KEPT_ACTIONS = frozenset({"help", "quit"})
 SECONDARY_ACTIONS = frozenset(
-    {"history", "flags", "review_log", "dashboard", "results", "clear_search", "scan_datamatrix"}
+    {
+        "history",
+        "flags",
+        "review_log",
+        "dashboard",
+        "duplicates",
+        "results",
+        "clear_search",
+        "scan_datamatrix",
+    }
 )
 """Left out first when the line is too short (they stay in help and in the palette)."""
 
