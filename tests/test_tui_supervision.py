@@ -26,6 +26,7 @@ import time_machine
 from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
+from textual.widgets._footer import FooterKey
 
 from services.audit.log import AUDIT_EXPORTED, INSI_CALL, append_event
 from services.identity import service
@@ -146,6 +147,12 @@ async def test_review_log_chain_anomalies_filter_and_detail(review_db: Database)
         await pilot.press("f9")
         await settle(pilot)
         assert isinstance(app.screen, ReviewLogScreen)
+        # at 80 columns the footer keeps Exporter and Retour (the paging keys give way: help has them)
+        footer = [(k.key_display, k.description) for k in app.screen.query(FooterKey)]
+        assert footer[:2] == [("Entrée", "Détail"), ("/", "Filtres")]
+        assert (
+            ("X", "Exporter") in footer and ("Échap", "Retour") in footer and footer[-1] == ("^Q", "Quitter")
+        )
 
         chain = _text(app, "#chain-state")
         assert "Chaîne d'audit intègre ✓" in chain and "évènements" in chain

@@ -108,6 +108,8 @@ class ReviewTable(DataTable[object]):
 class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
     HELP_TITLE = "Journal d'identitovigilance : touches"
     DESK_ACTIONS = False
+    FOOTER_LESS = ("page(-1)", "page(1)")
+    """On a short line the paging keys give way to Exporter and Retour (they stay in help)."""
     BINDINGS = [
         # Priority: before the list's own Entrée, so that the footer and « ? » show it.
         Binding(
