@@ -7,8 +7,9 @@ simulator over HTTP and the seeded demo database; snapshots of the new screens.
 * The issue's desk scenario: MARTIN Claire is QUAL; a second MARTIN Claire created anyway from the
   look-alike dialog, then F4: INSi's INS is the first one's — nothing attached, the screen names
   identity n°1 and O opens it.
-* The supervisor's « Doublons » (F12, ^B; ^U still clears a field) and the merge confirmation (both identities side by side),
-  merged by keyboard; ^Q with unsaved changes asks as Échap does; a test installation says TEST.
+* The supervisor's « Doublons » (F12, ^B; ^U still clears a field) and the merge confirmation
+  (both identities side by side, ^G keeps the other one), merged by keyboard; ^Q with unsaved
+  changes asks as Échap does; a test installation says TEST.
 """
 
 from __future__ import annotations
@@ -205,6 +206,13 @@ async def test_duplicates_then_merge_by_keyboard(demo_db: Database, insi: InsiSi
         assert f"Conservée · n°{first.id}" in table and f"Doublon fusionné · n°{second}" in table
         ipp = next(line for line in table.splitlines() if "IPP" in line)
         assert "≠" in ipp and "IPP-0001" in ipp and "IPP-0200" in ipp
+        # ^G keeps the other one, from the reason's field (which has the focus: G would be typed)
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert merge.keep.summary.id == second and f"Conservée · n°{second}" in _plain(app, "#merge-table")
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert merge.keep.summary.id == first.id and merge.query_one("#merge-reason", Input).value == ""
         await pilot.press("ctrl+s")  # no reason yet: nothing happens but a message
         await settle(pilot)
         assert app.screen is merge and "motif est obligatoire" in _text(app, "#merge-message")

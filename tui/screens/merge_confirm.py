@@ -1,8 +1,9 @@
 """Merge confirmation: the two identities side by side before anything changes (issue #13).
 
 Every strict trait, the complementary ones, the local id, status, flags, INS, proofs, INSi calls
-and reports of both, the rows that differ marked « ≠ »; G swaps which one is kept (the one that
-carries the INS, else the qualified one, else the older, is proposed); the reason is mandatory;
+and reports of both, the rows that differ marked « ≠ »; ^G swaps which one is kept (the one that
+carries the INS, else the qualified one, else the older, is proposed; a control key, as the
+reason's field has the focus and takes letters); the reason is mandatory;
 ^S merges (``merge_identities`` in a worker, guarded by both versions). A refusal (two different
 INS: two people) is said here and nothing changes.
 """
@@ -108,7 +109,7 @@ class MergeScreen(ModalScreen[bool], WorkerErrorsToApp):
     MergeScreen #merge-message.-error { color: $error; }
     """
     BINDINGS = [
-        Binding("g", "swap", "Garder l'autre", id="merge.swap", tooltip="Conserver l'autre identité"),
+        Binding("ctrl+g", "swap", "Garder l'autre", id="merge.swap", tooltip="Conserver l'autre identité"),
         Binding(
             "ctrl+s",
             "merge",
@@ -160,7 +161,7 @@ class MergeScreen(ModalScreen[bool], WorkerErrorsToApp):
             yield Static("", id="merge-message")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Fusionner (^S)", variant="warning", id="merge-apply")
-                yield Button("Garder l'autre (G)", id="merge-swap")
+                yield Button("Garder l'autre (^G)", id="merge-swap")
                 yield Button("Annuler (Échap)", id="merge-cancel")
 
     def on_mount(self) -> None:
