@@ -24,6 +24,7 @@ from sqlmodel import select
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
+from textual.widgets._footer import FooterKey
 
 from services.identity import service
 from services.identity.traits import check_traits
@@ -197,6 +198,8 @@ async def test_duplicates_then_merge_by_keyboard(demo_db: Database, insi: InsiSi
         assert isinstance(screen, DuplicatesScreen)
         assert screen.rows[0].pair.ids == (first.id, second)
         assert screen.rows[0].pair.reason == "same_traits"
+        footer = [(k.key_display, k.description) for k in screen.query(FooterKey)]
+        assert ("Entrée", "Comparer et fusionner") in footer and ("Échap", "Retour") in footer
         await pilot.press("enter")
         await settle(pilot)
         merge = app.screen

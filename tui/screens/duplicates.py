@@ -59,6 +59,7 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
     DuplicatesScreen #dups-status { height: auto; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
+        # Priority: before the list's own Entrée, so that the footer and « ? » show it.
         Binding(
             "enter",
             "compare",
@@ -66,6 +67,7 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
             id="duplicates.compare",
             tooltip="Voir les deux identités côte à côte, puis fusionner",
             key_display="Entrée",
+            priority=True,
         ),
         Binding("ctrl+r", "reload", "Actualiser", id="duplicates.reload", tooltip="Chercher à nouveau"),
         Binding("escape", "back", "Retour", id="duplicates.back", tooltip="Revenir à l'écran précédent"),
