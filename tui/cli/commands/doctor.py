@@ -15,7 +15,7 @@ from rich.table import Table
 
 from services.doctor import FAILED, NOT_CHECKED, NOT_CONFIGURED, OK, WARNING, DoctorReport, run_doctor
 from services.storage.db import resolve_database_url
-from tui.context import CliContext
+from tui.cli.context import CliContext
 from tui.format import short_database
 
 SECTION_TITLES = {
@@ -37,7 +37,7 @@ MARKS = {
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     p = sub.add_parser(
         "doctor", help="vérifie la configuration de ce poste (base, INSi, lecteur, audit, envoi)"
