@@ -35,7 +35,7 @@ from services.doctor import (
 )
 from services.insi.settings import SETTING_KEYS as INSI_KEYS
 from services.wiring import Configuration, read_configuration, save_settings
-from tui.cli.commands.doctor import SECTION_TITLES, facts_lines
+from tui.doctor_text import SECTION_TITLES, facts_lines
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
