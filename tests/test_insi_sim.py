@@ -859,7 +859,7 @@ def test_server_module_prints_its_url_first(client: httpx.Client) -> None:
 
 
 def test_insi_sim_command_registers_and_serves(client: httpx.Client) -> None:
-    from tui.commands import insi_sim
+    from tui.cli.commands import insi_sim
 
     parser = argparse.ArgumentParser()
     insi_sim.register(parser.add_subparsers(dest="command"))
@@ -895,8 +895,8 @@ def test_insi_sim_command_registers_and_serves(client: httpx.Client) -> None:
 
     runner = (
         "import argparse, sys\n"
-        "from tui.commands import insi_sim\n"
-        "from tui.context import CliContext\n"
+        "from tui.cli.commands import insi_sim\n"
+        "from tui.cli.context import CliContext\n"
         "p = argparse.ArgumentParser(); insi_sim.register(p.add_subparsers(dest='command'))\n"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.handler(CliContext.from_args(a), a))\n"
     )

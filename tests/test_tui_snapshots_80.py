@@ -153,7 +153,7 @@ def test_configuration_screen(snap_compare: Any, demo_db: Database, sim: InsiSim
 
 
 def test_demo_login_shows_its_accounts(snap_compare: Any, demo_db: Database) -> None:
-    from tui.commands.tui_cmds import demo_accounts_text
+    from tui.cli.commands.tui_cmds import demo_accounts_text
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await steady(pilot)

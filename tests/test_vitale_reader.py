@@ -54,7 +54,7 @@ from services.vitale.reader import (
 )
 from tests.rig.pcsc import READERS, PcscRig, VirtualCard, card_present, wait_card_state
 from tests.rig.postgres import RigError
-from tui.commands import vitale as vitale_cmd
+from tui.cli.commands import vitale as vitale_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "fixtures" / "vitale"
@@ -385,7 +385,7 @@ def test_simulated_reader_from_the_command_line(vitale_cli: Callable[..., CliRun
 PCSCD_ABSENT = r"""
 import sys
 import tui.cli
-from tui.commands import vitale
+from tui.cli.commands import vitale
 original = tui.cli.register_all
 def register_all(sub):
     original(sub)

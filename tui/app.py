@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import Queue
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
@@ -23,17 +25,15 @@ from services.errors import InsdeskError
 from services.logsafe import current_log, log_unexpected, new_error_id, unexpected_error_message
 from services.storage.models import Role
 from services.users import ROLE_LABELS, Actor, Right
-from services.wiring import DeskServices
+from tui.bindings import APP_BINDINGS
+from tui.desk_app import AppServices, DeskApp
 from tui.french import FrenchCommandPalette
 from tui.keymap import UserKeymap
 from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
 from tui.screens.insi_screen import LateInsiAnswer
 from tui.screens.login import LoginScreen
-from tui.summary import IdentityContext, IdentitySummary
-
-AppServices = DeskServices
-"""What the App receives: built by ``services.wiring.build_services`` (real) or by the tests."""
+from tui.summary import IdentityContext, IdentitySummary, LoadingIdentityContext
 
 TYPEAHEAD_MAX_WAIT_S = 1.0
 """How long a key typed ahead waits for the effects of the previous keys (focus moves, screens)."""
@@ -72,92 +72,7 @@ class InsdeskApp(App[None]):
     TITLE = "insdesk"
     COMMANDS = {InsdeskCommands}
     COMMAND_PALETTE_DISPLAY = "^P"
-    BINDINGS = [
-        Binding("f2,ctrl+n", "new_identity", "Nouveau", id="app.new", tooltip="Créer une nouvelle identité"),
-        Binding(
-            "f3,ctrl+l",
-            "read_card",
-            "Carte Vitale",
-            id="app.card",
-            tooltip="Lire la carte Vitale et choisir le bénéficiaire",
-        ),
-        Binding("f4,ctrl+o", "insi", "INSi", id="app.insi", tooltip="Interroger le téléservice INSi"),
-        Binding(
-            "f5,ctrl+e", "proof", "Pièce", id="app.proof", tooltip="Enregistrer la pièce d'identité vérifiée"
-        ),
-        Binding("f6,ctrl+y", "history", "Historique", id="app.history", tooltip="Historique de l'identité"),
-        Binding(
-            "f7,ctrl+g",
-            "flags",
-            "Attributs",
-            id="app.flags",
-            tooltip="Attributs de l'identité (douteuse, fictive, homonyme), déqualification",
-        ),
-        Binding(
-            "f8,ctrl+f",
-            "results",
-            "Résultats",
-            id="app.results",
-            tooltip="Résultats bloqués pour Mon Espace Santé",
-        ),
-        Binding(
-            "f9,ctrl+z",
-            "review_log",
-            "Journal",
-            id="app.review_log",
-            tooltip="Journal d'identitovigilance : anomalies, évènements, échanges INSi",
-        ),
-        Binding(
-            "f10,ctrl+t",
-            "dashboard",
-            "Tableau de bord",
-            id="app.dashboard",
-            tooltip="Tableau de bord : taux de qualification, agents, canaux, résultats bloqués",
-        ),
-        Binding(
-            "f12,ctrl+b",
-            "duplicates",
-            "Doublons",
-            id="app.duplicates",
-            tooltip="Doublons possibles et fusion d'identités (identitovigilance)",
-        ),
-        Binding(
-            "question_mark,f1",
-            "help",
-            "Aide",
-            id="app.help",
-            tooltip="Les touches de l'écran",
-            key_display="?",
-            priority=True,
-        ),
-        Binding(
-            "ctrl+p",
-            "command_palette",
-            "Commandes",
-            id="app.palette",
-            tooltip="Chercher une action par son nom",
-            priority=True,
-        ),
-        Binding(
-            "ctrl+x",
-            "lock",
-            "Verrouiller",
-            id="app.lock",
-            tooltip="Verrouiller le poste ou changer d'utilisateur",
-            priority=True,  # ctrl+x: « couper » in a field otherwise
-            show=False,
-        ),
-        Binding(
-            "ctrl+k",
-            "configuration",
-            "Configuration",
-            id="app.configuration",
-            tooltip="Configuration de l'installation (administrateur)",
-            priority=True,  # ctrl+k: « effacer jusqu'à la fin » in a field otherwise
-            show=False,
-        ),
-        Binding("ctrl+q", "quit", "Quitter", id="app.quit", tooltip="Quitter insdesk", priority=True),
-    ]
+    BINDINGS = APP_BINDINGS
 
     insi_label: reactive[str] = reactive("non configuré")
     """Shown in the status bar (« INSi : … »); the INSi flow assigns it."""
@@ -298,7 +213,7 @@ class InsdeskApp(App[None]):
 
     @staticmethod
     def _busy(pump: MessagePump) -> bool:
-        queue = pump._message_queue
+        queue: Queue[Message | None] = pump._message_queue
         return bool(getattr(queue, "_unfinished_tasks", queue.qsize()))
 
     def _keys_settled(self, *, inside_app: bool) -> bool:
@@ -418,7 +333,7 @@ class InsdeskApp(App[None]):
         screen = self.screen
         if isinstance(screen, CommandPalette) and len(self.screen_stack) > 1:
             screen = self.screen_stack[-2]
-        return screen if hasattr(screen, "current_identity") else None  # type: ignore[return-value]
+        return screen if isinstance(screen, IdentityContext) else None
 
     def current_identity(self) -> IdentitySummary | None:
         context = self.identity_context()
@@ -431,10 +346,12 @@ class InsdeskApp(App[None]):
         summary = self.current_identity()
         if summary is None:
             context = self.identity_context()
-            loading = getattr(context, "identity_loading", None)
-            if retry is not None and callable(loading) and loading():
-                action = getattr(self, f"action_{retry}")
-                context.after_identity_loaded(action)  # type: ignore[union-attr]
+            if (
+                retry is not None
+                and isinstance(context, LoadingIdentityContext)
+                and context.identity_loading()
+            ):
+                context.after_identity_loaded(getattr(self, f"action_{retry}"))
                 return None
             self.notify(
                 "Sélectionnez d'abord une identité (ou enregistrez celle en cours de saisie).",
@@ -465,6 +382,12 @@ class InsdeskApp(App[None]):
 
         self._back_to_home()
         self.push_screen(IdentityFormScreen(identity_id))
+
+    def open_report(self, report_id: int) -> None:
+        """The detail of one lab report, above the current screen (Entrée on « Résultats »)."""
+        from tui.screens.report_detail import ReportDetailScreen
+
+        self.push_screen(ReportDetailScreen(report_id))
 
     def action_new_identity(self) -> None:
         self.open_identity(None)
@@ -608,7 +531,8 @@ class InsdeskApp(App[None]):
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     def action_command_palette(self) -> None:
-        if self.use_command_palette and not CommandPalette.is_open(self):
+        # Textual types is_open for App[object], and App is invariant in its return type.
+        if self.use_command_palette and not CommandPalette.is_open(self):  # type: ignore[arg-type]
             self.push_screen(FrenchCommandPalette(id="--command-palette", placeholder="Chercher une action…"))
 
     def action_configuration(self) -> None:
@@ -678,6 +602,11 @@ class InsdeskApp(App[None]):
         )
         self._exit_renderables.append(Text(self.crash_message))
         self._close_messages_no_wait()
+
+
+def _implements_desk_app(app: InsdeskApp) -> DeskApp:
+    """mypy checks here that the App is what its screens type it as (``tui.desk_app.DeskApp``)."""
+    return app
 
 
 def make_app(

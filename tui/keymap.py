@@ -47,16 +47,17 @@ def keymap_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
 
 def known_binding_ids() -> set[str]:
     """Every binding id of the application, its screens and widgets (Textual's own included)."""
+    from textual.binding import Binding
     from textual.dom import DOMNode
 
-    import tui.app  # the App and its bindings
     import tui.screens
     import tui.widgets
+    from tui.bindings import APP_BINDINGS  # the App's own (tui.app imports this module, not the reverse)
 
     for package in (tui.screens, tui.widgets):
         for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             importlib.import_module(module.name)
-    ids: set[str] = set()
+    ids: set[str] = {b.id for b in APP_BINDINGS if isinstance(b, Binding) and b.id}
     pending: list[type[DOMNode]] = [DOMNode]
     while pending:
         cls = pending.pop()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
@@ -54,7 +55,7 @@ class InsdeskCommands(Provider):
     def _entries(self) -> list[PaletteEntry]:
         return list(palette_entries(self.screen))
 
-    def _command(self, entry: PaletteEntry) -> partial[object]:
+    def _command(self, entry: PaletteEntry) -> partial[Coroutine[Any, Any, bool]]:
         return partial(self.app.run_action, entry.action, entry.namespace)
 
     @staticmethod

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlmodel import Session
 
@@ -109,9 +110,19 @@ def summarize(session: Session, identity: Identity) -> IdentitySummary:
     )
 
 
+@runtime_checkable
 class IdentityContext(Protocol):
     """A screen that has a current identity (the actions F3–F7 act on it)."""
 
     def current_identity(self) -> IdentitySummary | None: ...
 
     def identity_changed(self, summary: IdentitySummary) -> None: ...
+
+
+@runtime_checkable
+class LoadingIdentityContext(Protocol):
+    """A screen whose selected identity may still be loading (keys typed ahead wait for it)."""
+
+    def identity_loading(self) -> bool: ...
+
+    def after_identity_loaded(self, callback: Callable[[], None]) -> None: ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,13 +33,11 @@ from services.storage.models import CaptureChannel
 from services.vitale.model import CardPerson, CardRead, birth_date_text
 from services.vitale.recognise import BY_INS, Recognition, recognise
 from services.vitale.to_insi import CardPrefill, prefill_from_card
+from tui.desk_app import DeskApp
 from tui.format import fr_date
 from tui.screens.identity_form import IdentityFormScreen, birth_date_input
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 READING_TEXT = "Lecture de la carte Vitale…"
 NOTICE_F4_TRAITS = (
@@ -138,8 +136,8 @@ class CardPickerScreen(ModalScreen[CardChoice | None], WorkerErrorsToApp):
         self.reading = False
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="card-box", classes="modal-box"):

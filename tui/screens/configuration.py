@@ -12,7 +12,7 @@ typed here: they come from the environment only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from rich.text import Text
 from textual import on, work
@@ -35,14 +35,12 @@ from services.doctor import (
 )
 from services.insi.settings import SETTING_KEYS as INSI_KEYS
 from services.wiring import Configuration, read_configuration, save_settings
-from tui.commands.doctor import SECTION_TITLES, facts_lines
+from tui.desk_app import DeskApp
+from tui.doctor_text import SECTION_TITLES, facts_lines
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 # (setting, label, placeholder); insi.environment appears once the INSi settings know it.
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -122,8 +120,8 @@ class ConfigurationScreen(Screen[None], WorkerErrorsToApp):
         self.report: DoctorReport | None = None
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")

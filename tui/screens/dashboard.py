@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 from rich.text import Text
 from textual import on, work
@@ -26,15 +26,13 @@ from services.supervision.dashboard import Dashboard, Period, compute_dashboard
 from services.supervision.export import export_dashboard
 from services.supervision.review import PARIS
 from services.users import require
+from tui.desk_app import DeskApp
 from tui.format import fr_date
 from tui.screens.results_blocked import reason_label
 from tui.screens.review_log import ExportModal, thousands
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 SPANS: Final[dict[str, timedelta]] = {
     "day": timedelta(days=30),
@@ -122,8 +120,8 @@ class DashboardScreen(Screen[None], WorkerErrorsToApp):
         self.dash: Dashboard | None = None
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")

@@ -6,7 +6,7 @@ the two identities side by side (:class:`~tui.screens.merge_confirm.MergeScreen`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from rich.text import Text
 from textual import on, work
@@ -20,15 +20,13 @@ from textual.widgets import DataTable, Static
 from services.identity import service
 from services.identity.duplicates import REASON_SAME_INS, DuplicatePair, find_duplicates
 from services.storage.models import Identity
+from tui.desk_app import DeskApp
 from tui.format import fr_date
 from tui.screens.merge_confirm import MergeScreen
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 PAIRS_SHOWN = 500
 
@@ -83,8 +81,8 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
         self.searching = True
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")

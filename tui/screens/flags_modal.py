@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,12 +17,10 @@ from textual.worker import Worker, WorkerState
 from services.identity import service
 from services.identity.status import Flag
 from services.users import Right
+from tui.desk_app import DeskApp
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import FlagTags, StatusBadge
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 # Reasons are mandatory for these (the service refuses without one anyway).
 _REASON_NEEDED = ("clear:", "dequalify")
@@ -58,8 +56,8 @@ class FlagsModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.summary = summary
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         actor = self.insdesk.actor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from sqlmodel import select
 from textual import on, work
@@ -19,14 +19,12 @@ from services.identity import service
 from services.identity.documents import document_types
 from services.storage.models import Identity
 from tui.audit_text import HistoryLine, describe
+from tui.desk_app import DeskApp
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import FlagTags, StatusBadge
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 
 class HistoryScreen(Screen[None], WorkerErrorsToApp):
@@ -45,8 +43,8 @@ class HistoryScreen(Screen[None], WorkerErrorsToApp):
         self.summary = summary
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -31,6 +31,7 @@ from services.users import Right, require
 from services.vitale import datamatrix
 from services.vitale.datamatrix import InsDataMatrix
 from services.vitale.to_insi import CardPrefill
+from tui.desk_app import DeskApp
 from tui.format import fr_date
 from tui.screens.card_picker import form_values
 from tui.screens.identity_form import IdentityFormScreen
@@ -41,9 +42,6 @@ from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.identity_card import IdentityCard
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 SEARCH_DEBOUNCE_S = 0.15
 SEARCH_LIMIT = 100
@@ -150,8 +148,8 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         yield DeskFooter()
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     @property
     def search_input(self) -> Input:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -30,6 +30,7 @@ from services.storage.models import CaptureChannel
 from services.users import Right
 from tui.dates import HINT as DATE_HINT
 from tui.dates import iso_or_text, read_birth_date, unrecognised_message
+from tui.desk_app import DeskApp
 from tui.format import STATUS_WORDS, fr_date
 from tui.lookalikes import LookAlike, candidates, find_lookalikes
 from tui.places import search_places
@@ -40,9 +41,6 @@ from tui.widgets.badge import FlagTags, StatusBadge
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 STRICT = ("birth_name", "first_names", "first_name", "sex", "birth_date", "birthplace")
 COMPLEMENTARY = ("used_name", "used_first_name")
@@ -113,8 +111,8 @@ def check_field(name: str, values: dict[str, str]) -> FieldResult:
     """One field with the services' rules (``check_traits`` / ``check_used_name``)."""
     value = values.get(name, "")
     if name in COMPLEMENTARY:
-        normalized, errors, warnings = check_used_name(value, field=name)
-        return FieldResult(_messages(errors, name), _messages(warnings, name), normalized)
+        used, used_errors, used_warnings = check_used_name(value, field=name)
+        return FieldResult(_messages(used_errors, name), _messages(used_warnings, name), used)
     if name == "local_id":
         return FieldResult(normalized=value.strip())
     if name == "first_name" and not value.strip():
@@ -276,8 +274,8 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         yield Static("", id=f"m-{name}", classes="field-message")
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def input(self, name: str) -> Input:
         return self.query_one(f"#f-{name}", Input)

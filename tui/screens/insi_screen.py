@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -49,14 +49,12 @@ from services.identity.traits import StrictTraits
 from services.insi.errors import InsiError
 from services.insi.qualify import QualifyResult, check_qualify_allowed, qualify_with_insi
 from services.users import Actor
+from tui.desk_app import DeskApp
 from tui.format import STATUS_WORDS, fr_date, ins_text, plural
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import StatusBadge
 from tui.widgets.desk_footer import DeskFooter
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 WAITING_TEXT = "Interrogation du téléservice INSi…"
 
@@ -258,8 +256,8 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.ignored_keys = 0
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="insi-box", classes="modal-box"):

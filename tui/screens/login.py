@@ -7,7 +7,7 @@ was not saved is lost, the screen says so) and opens theirs. The demo shows its 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,11 +18,9 @@ from textual.widgets import Button, Header, Input, Label, Static
 from services.errors import AuthenticationFailed
 from services.users import Actor
 from services.users import login as login_user
+from tui.desk_app import DeskApp
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 
 class LoginScreen(Screen[None], WorkerErrorsToApp):
@@ -70,8 +68,8 @@ class LoginScreen(Screen[None], WorkerErrorsToApp):
         self.query_one("#password" if self.locked else "#login", Input).focus()
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     @on(Input.Submitted, "#login")
     def _next_field(self) -> None:

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 from rich.text import Text
 from textual import on, work
@@ -35,12 +35,10 @@ from services.results.catalog import blocking, get_entry, set_mapping, validate_
 from services.results.gate import preview_mapping
 from services.results.loinc import normalize_loinc_code, search_value_set
 from services.users import Right, require
+from tui.desk_app import DeskApp
 from tui.screens.results_blocked import clip
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_input import DeskInput
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 SEARCH_DEBOUNCE_S = 0.15
 SEARCH_LIMIT = 30
@@ -167,8 +165,8 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
             self.query_one("#loinc-hint", Static).display = code is None
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         t = self.target

@@ -11,7 +11,7 @@ INS: two people) is said here and nothing changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from rich.table import Table
 from rich.text import Text
@@ -29,12 +29,10 @@ from services.identity import service
 from services.identity.duplicates import DuplicatePair
 from services.identity.merge import merge_identities
 from services.results.models import LabReport
+from tui.desk_app import DeskApp
 from tui.format import STATUS_WORDS
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 _RANK = {"QUAL": 3, "RECUP": 2, "VALI": 1, "PROV": 0}
 
@@ -141,8 +139,8 @@ class MergeScreen(ModalScreen[bool], WorkerErrorsToApp):
         self.busy = True
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="merge-box", classes="modal-box"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,14 +17,12 @@ from textual.worker import Worker, WorkerState
 
 from services.identity import service
 from services.identity.documents import document_types
+from tui.desk_app import DeskApp
 from tui.format import desk_timezone, fr_date, parse_day
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import StatusBadge
 from tui.widgets.desk_input import DeskInput
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 
 class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
@@ -46,8 +44,8 @@ class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         self.summary = summary
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         actor = self.insdesk.actor

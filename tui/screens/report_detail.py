@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from rich.text import Text
 from sqlmodel import col, select
@@ -42,6 +42,7 @@ from services.results.outbox import FileDropSender, ReportSender, send_reports
 from services.results.pdf import write_pdf_copy
 from services.storage.models import Identity
 from services.users import Right, require
+from tui.desk_app import DeskApp
 from tui.format import fr_datetime
 from tui.screens.loinc_fix import FixResult, FixTarget, LoincFixModal, released_sentence
 from tui.screens.report_match import MatchDone, MatchTarget, ReportMatchModal
@@ -55,9 +56,6 @@ from tui.screens.results_blocked import (
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 LABEL_WIDTH = 22
 
@@ -285,8 +283,8 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
         self.view: ReportView | None = None
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")

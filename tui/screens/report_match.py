@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -27,12 +27,10 @@ from textual.worker import get_current_worker
 
 from services.identity.service import search_identities
 from services.results.matching import MatchPreview, match_preview, match_report
+from tui.desk_app import DeskApp
 from tui.screens.results_blocked import clip
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_input import DeskInput
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 SEARCH_DEBOUNCE_S = 0.15
 SEARCH_LIMIT = 20
@@ -175,8 +173,8 @@ class ReportMatchModal(ModalScreen[MatchDone | None], WorkerErrorsToApp):  # Mod
         self._busy = False
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         t = self.target.traits

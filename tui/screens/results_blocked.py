@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 from rich.text import Text
 from sqlmodel import col, select
@@ -44,15 +44,13 @@ from services.results.models import LabReport
 from services.stats import desk_stats
 from services.storage.models import Identity
 from services.users import Right, require
+from tui.desk_app import DeskApp
 from tui.format import local
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 FILTER_DEBOUNCE_S = 0.15
 WIDE = 100
@@ -244,8 +242,8 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
         self._filled_width = 0
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")
@@ -473,10 +471,8 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
         self.action_open_selected()
 
     def action_open_selected(self) -> None:
-        from tui.screens.report_detail import ReportDetailScreen
-
         selected = self.selected_id()
         if selected is None:
             self.notify("Aucun compte rendu sélectionné.", severity="warning")
             return
-        self.app.push_screen(ReportDetailScreen(selected))
+        self.insdesk.open_report(selected)  # the App opens it: the detail screen imports this one

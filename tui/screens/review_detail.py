@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from rich.text import Text
 from textual import on, work
@@ -32,13 +32,11 @@ from services.supervision.review import (
 )
 from services.users import require
 from tui.audit_text import OPERATIONS, detail_fields, outcome_words
+from tui.desk_app import DeskApp
 from tui.format import fr_datetime
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 
 @dataclass(frozen=True)
@@ -129,8 +127,8 @@ class ReviewDetailScreen(Screen[None], WorkerErrorsToApp):
         self.reasons = reasons
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 from rich.text import Text
 from textual import events, on, work
@@ -38,13 +38,11 @@ from services.supervision.review import (
     review_page,
 )
 from services.users import Right, require
+from tui.desk_app import DeskApp
 from tui.format import fr_date, local, parse_day
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 PAGE_SIZE: Final = 50
 EVENT_MIN: Final = 28
@@ -164,8 +162,8 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         self._selection: dict[str, Selected] = {}
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")

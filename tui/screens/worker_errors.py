@@ -8,6 +8,7 @@ handler (``tui/app.py``) turns them into the error modal.
 from __future__ import annotations
 
 from textual import on
+from textual.app import App
 from textual.dom import DOMNode
 from textual.worker import Worker, WorkerState
 
@@ -22,5 +23,5 @@ class WorkerErrorsToApp(DOMNode):
 
     @on(Worker.StateChanged)
     def _forward_worker_error(self, event: Worker.StateChanged) -> None:
-        if event.state is WorkerState.ERROR and self.app is not self:
+        if event.state is WorkerState.ERROR and not isinstance(self, App):  # the App handles its own
             self.app.post_message(Worker.StateChanged(event.worker, event.state))

@@ -3,7 +3,7 @@ installation (``insi.environment=test``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from rich.cells import cell_len
 from textual.app import ComposeResult
@@ -12,10 +12,8 @@ from textual.events import Resize
 from textual.widgets import Label
 
 from services.users import ROLE_LABELS
+from tui.desk_app import DeskApp
 from tui.format import short_database
-
-if TYPE_CHECKING:
-    from tui.app import InsdeskApp
 
 ENV_TEXT = " TEST "
 
@@ -30,11 +28,11 @@ class StatusBar(Horizontal):
         yield Label("", id="status-right")
 
     @property
-    def insdesk(self) -> InsdeskApp:
-        return cast("InsdeskApp", self.app)
+    def insdesk(self) -> DeskApp:
+        return cast(DeskApp, self.app)
 
     def on_mount(self) -> None:
-        app = self.insdesk
+        app = self.app  # the reactives of DeskApp live on the App itself
         self.watch(app, "insi_label", self._refresh_labels, init=False)
         self.watch(app, "reader_label", self._refresh_labels, init=False)
         self.watch(app, "environment", self._refresh_labels, init=False)

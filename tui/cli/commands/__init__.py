@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tui.commands import (
+from tui.cli.commands import (
     audit,
     checks,
     config,

@@ -10,13 +10,13 @@ from typing import Any
 from services.errors import FieldIssue, InvalidData
 from services.storage.models import Role
 from services.users import add_user, has_admin
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 ROLES = [r.value for r in Role]
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     users = sub.add_parser("users", help="utilisateurs").add_subparsers(
         dest="users_command", metavar="ACTION"

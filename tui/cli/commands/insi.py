@@ -37,8 +37,8 @@ from services.insi.qualify import (
 )
 from services.insi.settings import load_insi_config
 from services.users import Actor, Right, require
-from tui.commands.checks import add_traits_options
-from tui.context import CliContext
+from tui.cli.commands.checks import add_traits_options
+from tui.cli.context import CliContext
 
 
 def _add_insi_options(p: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def _add_insi_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     insi = sub.add_parser("insi", help="téléservice INSi").add_subparsers(
         dest="insi_command", metavar="ACTION"
@@ -80,7 +80,7 @@ def register(sub: Any) -> None:
 
 def register_identity_insi(ident: Any) -> None:
     """``identity insi ID [--accept-insi-traits]``: added to the ``identity`` sub-parsers."""
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     p = ident.add_parser("insi", help="interroge l'INSi avec les traits de l'identité et récupère l'INS")
     p.add_argument("id", type=int, metavar="ID")

@@ -1,21 +1,11 @@
-"""``insdesk doctor``: what this installation would use, and whether it answers (cli.md, Additions).
-
-No user is needed: the command reads no patient data (settings, the state of services, the
-audit chain's integrity and size), and it must work when logging in does not (a database that
-does not answer, a first run). Exit 0 when everything configured answers, 3 otherwise.
-"""
+"""The checks of ``insdesk doctor`` in French words, for the terminal (``tui.cli.commands.doctor``)
+and the « Configuration » screen (``tui.screens.configuration``): section titles and the facts of
+each section (docs/cli.md, doctor)."""
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from services.doctor import FAILED, NOT_CHECKED, NOT_CONFIGURED, OK, WARNING, DoctorReport, run_doctor
-from services.storage.db import resolve_database_url
-from tui.context import CliContext
 from tui.format import short_database
 
 SECTION_TITLES = {
@@ -27,25 +17,6 @@ SECTION_TITLES = {
     "lab": "Identité du laboratoire (CDA)",
     "documents": "Pièces d'identité acceptées",
 }
-MARKS = {
-    OK: "[green]✓[/]",
-    WARNING: "[yellow]![/]",
-    FAILED: "[red]✗[/]",
-    NOT_CONFIGURED: "[dim]–[/]",
-    NOT_CHECKED: "[dim]?[/]",
-}
-
-
-def register(sub: Any) -> None:
-    from tui.commands import add_json
-
-    p = sub.add_parser(
-        "doctor", help="vérifie la configuration de ce poste (base, INSi, lecteur, audit, envoi)"
-    )
-    p.add_argument("--insi-url", metavar="URL", help="adresse INSi à vérifier (sinon la configuration)")
-    p.add_argument("--reader", metavar="NOM|sim|aucun", help="lecteur à vérifier (sinon la configuration)")
-    add_json(p)
-    p.set_defaults(handler=doctor)
 
 
 def facts_lines(name: str, data: dict[str, Any], *, short: bool = False) -> list[str]:
@@ -91,29 +62,3 @@ def facts_lines(name: str, data: dict[str, Any], *, short: bool = False) -> list
     elif name == "documents":
         lines.append(", ".join(data.get("types") or []))
     return lines
-
-
-def _human(report: DoctorReport) -> Any:
-    def render(c: Console) -> None:
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column("", width=1)
-        table.add_column("", no_wrap=True)
-        table.add_column("")
-        for name, check in report.sections.items():
-            details = "\n".join([check.message, *facts_lines(name, check.data)])
-            table.add_row(MARKS.get(check.status, "?"), SECTION_TITLES.get(name, name), details)
-        c.print(table)
-        if report.exit_code == 0:
-            c.print("[green]Tout ce qui est configuré répond.[/]")
-        else:
-            c.print("[red]Au moins un élément configuré ne répond pas (✗).[/]")
-
-    return render
-
-
-def doctor(ctx: CliContext, args: argparse.Namespace) -> int:
-    report = run_doctor(
-        resolve_database_url(ctx.db_url_option), reader=args.reader, insi_endpoint=args.insi_url
-    )
-    ctx.out.result(report.as_dict(), _human(report))
-    return report.exit_code

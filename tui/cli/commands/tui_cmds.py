@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 
 def register(sub: Any) -> None:

@@ -9,7 +9,7 @@
   exit 1 when a report was refused, 3 when the outbox cannot be written.
 
 Both act as a user with the right ``RESULTS`` (biologist, admin). They attach to the ``results``
-command when ``tui.commands.results`` registered it first, else create it; ``send`` is added
+command when ``tui.cli.commands.results`` registered it first, else create it; ``send`` is added
 only when that module has none.
 """
 
@@ -29,7 +29,7 @@ from services.results.cda import build_cda, cda_report_from_db
 from services.results.outbox import FileDropSender, send_reports
 from services.results.validate import default_validator
 from services.users import Right
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 
 def _results_actions(sub: Any) -> Any:
@@ -44,7 +44,7 @@ def _results_actions(sub: Any) -> Any:
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     actions = _results_actions(sub)
     if "cda" not in actions.choices:

@@ -13,11 +13,11 @@ from services.audit.log import ChainReport, verify_database
 from services.supervision import export as sv_export
 from services.supervision import retention, review
 from services.users import Right
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     audit = sub.add_parser("audit", help="journal d'audit infalsifiable").add_subparsers(
         dest="audit_command", metavar="ACTION"
@@ -129,7 +129,7 @@ def anchor_line(report: ChainReport, copy: str | None) -> str:
 
 
 def export(ctx: CliContext, args: argparse.Namespace) -> int:
-    from tui.commands.identity import parse_date_option
+    from tui.cli.commands.identity import parse_date_option
 
     actor = ctx.actor(Right.AUDIT_EXPORT)
     date_from = parse_date_option(args.date_from, field="from", label="La date de début")
@@ -155,7 +155,7 @@ def export(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def dashboard(ctx: CliContext, args: argparse.Namespace) -> int:
-    from tui.commands.identity import parse_date_option
+    from tui.cli.commands.identity import parse_date_option
 
     actor = ctx.actor(Right.AUDIT_EXPORT)
     since = parse_date_option(args.since, field="since", label="La date de début")
@@ -206,7 +206,7 @@ def purge(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def review_cmd(ctx: CliContext, args: argparse.Namespace) -> int:
     from services.errors import BadRequest
-    from tui.commands.identity import parse_date_option
+    from tui.cli.commands.identity import parse_date_option
 
     ctx.actor(Right.STATS)
     if args.limit < 1 or args.offset < 0:

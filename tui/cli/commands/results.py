@@ -12,7 +12,7 @@
 * ``stats`` (supervisor): identities per status, qualification rate, reports per verdict and
   blocked reports per reason code.
 
-``results cda`` and ``results send`` live in ``tui.commands.results_cda``, which attaches them to
+``results cda`` and ``results send`` live in ``tui.cli.commands.results_cda``, which attaches them to
 the ``results`` parser registered here.
 """
 
@@ -30,7 +30,7 @@ from services.results.ingest import InboxOutcome, import_file, process_inbox, wa
 from services.results.matching import match_preview, match_report
 from services.stats import desk_stats
 from services.users import Right
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 STATUSES = ("blocked", "ready", "sent")
 _STATUS_LABELS = {"ready": "[green]prêt[/]", "blocked": "[red]bloqué[/]", "sent": "[blue]envoyé[/]"}
@@ -47,7 +47,7 @@ def _results_actions(sub: Any) -> Any:
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     actions = _results_actions(sub)
     p = actions.add_parser("import", help="importe un fichier de résultats (HL7 ORU^R01 ou HPRIM Santé)")

@@ -23,11 +23,11 @@ from services.wiring import (
     SETTING_SECTIONS,
     save_settings,
 )
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     config = sub.add_parser("config", help="réglages du laboratoire (admin)").add_subparsers(
         dest="config_command", metavar="ACTION"

@@ -10,11 +10,11 @@ from rich.console import Console
 from services.results.catalog import import_catalog
 from services.results.loinc import import_value_set
 from services.users import Right
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     loinc = sub.add_parser("loinc", help="jeu de valeurs LOINC Biologie FR").add_subparsers(
         dest="loinc_command", metavar="ACTION"

@@ -16,8 +16,8 @@ from typing import NoReturn
 
 from services.errors import BadRequest, InsdeskError, UsageError
 from services.logsafe import configure_logging, log_unexpected, unexpected_error_message
-from tui.commands import register_all
-from tui.context import CliContext, Output
+from tui.cli.commands import register_all
+from tui.cli.context import CliContext, Output
 
 _ARGPARSE_FR = [
     (
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = CliContext.from_args(args)
     handler = getattr(args, "handler", None)
     if handler is None:  # `insdesk`, `insdesk --db URL`: the desk itself
-        from tui.commands.tui_cmds import run_tui
+        from tui.cli.commands.tui_cmds import run_tui
 
         handler = run_tui
     try:

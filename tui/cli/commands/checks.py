@@ -9,11 +9,11 @@ from rich.console import Console
 
 from services.identity.matricule import check_nir
 from services.identity.traits import check_traits
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     nir = sub.add_parser("nir", help="matricule INS / NIR").add_subparsers(
         dest="nir_command", metavar="ACTION"

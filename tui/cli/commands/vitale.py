@@ -18,13 +18,13 @@ from rich.table import Table
 from services.users import Right
 from services.vitale.model import CardRead
 from services.vitale.reader import CardReaderBackend, PcscReader, SimulatedReader
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 SIMULATED = "sim"
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     vitale = sub.add_parser("vitale", help="carte Vitale").add_subparsers(
         dest="vitale_command", metavar="ACTION"

@@ -16,14 +16,14 @@ from services.identity.merge import merge_identities
 from services.identity.status import Flag
 from services.identity.traits import check_traits
 from services.users import Right
-from tui.commands.checks import add_traits_options
-from tui.context import CliContext
+from tui.cli.commands.checks import add_traits_options
+from tui.cli.context import CliContext
 
 FLAGS = [f.value for f in Flag]
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     ident = sub.add_parser("identity", help="identités des patients").add_subparsers(
         dest="identity_command", metavar="ACTION"
@@ -100,7 +100,7 @@ def register(sub: Any) -> None:
     add_json(p)
     p.set_defaults(handler=merge)
 
-    from tui.commands.insi import register_identity_insi
+    from tui.cli.commands.insi import register_identity_insi
 
     register_identity_insi(ident)
 

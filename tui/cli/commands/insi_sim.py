@@ -8,11 +8,11 @@ import sys
 from typing import Any
 
 from services.insi_sim.server import add_options, serve_until_signalled, simulator_from_args
-from tui.context import CliContext
+from tui.cli.context import CliContext
 
 
 def register(sub: Any) -> None:
-    from tui.commands import add_json
+    from tui.cli.commands import add_json
 
     p = sub.add_parser(
         "insi-sim",
