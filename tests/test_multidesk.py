@@ -341,7 +341,7 @@ def test_two_desks_same_identities_no_lost_update_valid_chain(
         assert report.ok and report.events == head, report
         anchors = [tmp_path / "setup.anchor"] + [_desk_anchor(tmp_path, d, url) for d in DESKS]
         for anchor_path in anchors:
-            from services.audit.anchor import AnchorFile
+            from services.storage.anchor import AnchorFile
 
             anchor = AnchorFile(anchor_path).read()
             assert anchor is not None, anchor_path
