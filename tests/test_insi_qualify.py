@@ -19,7 +19,7 @@ from services.identity import service
 from services.identity.matricule import MatriculeINS, compute_key
 from services.identity.traits import check_traits
 from services.insi import InsiClient, InsiConfig, InsiError, RetryPolicy, TraitsQuery
-from services.insi.client import InsiExchange
+from services.insi.exchange import InsiExchange
 from services.insi.qualify import (
     ADVICE_DIFFERENCES,
     TraitsRefused,

@@ -42,7 +42,7 @@ from services.identity.service import TraitDifference, compare_traits, identity_
 from services.identity.status import check_insi_allowed
 from services.identity.traits import StrictTraits, check_traits
 from services.insi.errors import InsiError, InsiFault, InsiTlsError, InsiUnavailable
-from services.insi.parse import CR_FOUND, CR_SEVERAL, InsiIdentity
+from services.insi.exchange import CR_FOUND, CR_SEVERAL, InsiIdentity
 from services.insi.strategy import Attempt, SearchOutcome, TraitsSearcher, run_strategy
 from services.insi.trace import CallRecord, RecordingSearcher, auth_mode, record_calls, save_calls
 from services.storage.db import Database

@@ -35,11 +35,10 @@ from services.identity.matricule import compact
 from services.identity.service import identity_flags
 from services.identity.status import check_insi_allowed
 from services.identity.traits import StrictTraits, check_traits
-from services.insi.client import InsiExchange
 from services.insi.config import InsiConfig
 from services.insi.envelope import TraitsQuery, VitaleQuery
 from services.insi.errors import InsiError
-from services.insi.parse import CR_FOUND, CR_SEVERAL, InsiIdentity
+from services.insi.exchange import CR_FOUND, CR_SEVERAL, InsiExchange, InsiIdentity
 from services.insi.qualify import history_entries, search_insi, validate_search_traits
 from services.insi.strategy import TraitsSearcher
 from services.insi.trace import CallRecord, auth_mode, save_calls
