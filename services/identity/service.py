@@ -36,11 +36,11 @@ from services.audit.log import (
     IDENTITY_STATUS_CHANGED,
     append_event,
 )
-from services.environment import check_oid_allowed
 from services.errors import BadRequest, ConcurrentUpdate, FieldIssue, InvalidData, NotFound
 from services.identity.birthdate import BirthDate
 from services.identity.documents import check_document_type, document_types
 from services.identity.ins_claims import DuplicateIns, claim_ins, holder_of, release_claims
+from services.identity.ins_environment import check_oid_allowed
 from services.identity.matricule import MatriculeINS
 from services.identity.status import (
     BLOCKING_FLAGS,
@@ -1012,7 +1012,8 @@ def attach_ins(
     Accepted, they replace the local strict traits (the agent confirms them with the document
     in hand); doing so on a QUAL identity needs Right.STRICT_EDIT_VERIFIED (locked traits).
     Refused (BadRequest) for a douteuse/fictive identity (EXI SI 09) and a merged one; an INS of a
-    test OID outside a test installation is refused (:class:`~services.environment.TestInsRefused`).
+    test OID outside a test installation is refused
+    (:class:`~services.identity.ins_environment.TestInsRefused`).
 
     One INS, one identity (issue #13): when the INS — or a valid matricule of its history — is
     already another identity's, nothing is attached, ``duplicate_of`` names it and the refusal is

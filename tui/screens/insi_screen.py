@@ -41,9 +41,9 @@ from textual.screen import ModalScreen
 from textual.widgets import LoadingIndicator, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from services.environment import TestInsRefused
 from services.errors import ConcurrentUpdate, InsdeskError
 from services.identity import service
+from services.identity.ins_environment import TestInsRefused
 from services.identity.matricule import MatriculeINS
 from services.identity.traits import StrictTraits
 from services.insi.errors import InsiError
