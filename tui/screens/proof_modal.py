@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
-from services.identity import service
+from services.desk import proofs
 from services.identity.documents import document_types
 from tui.format import desk_timezone, fr_date, parse_day
 from tui.screens.worker_errors import WorkerErrorsToApp
@@ -113,7 +113,7 @@ class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         actor = self.insdesk.actor
         assert actor is not None
         with self.insdesk.services.db.transaction() as session:
-            identity = service.add_proof(
+            identity = proofs.add_proof(
                 session,
                 actor=actor,
                 identity_id=self.summary.id,
