@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from _common import percentiles, synthetic_rows  # type: ignore[import-not-found]
 
-from services.identity.service import search_identities
+from services.identity.search import search_identities
 from services.storage.db import Database
 from services.storage.models import Identity
 

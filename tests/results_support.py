@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from services.identity import service as identity_service
+from services.desk import identities as desk_identities
+from services.desk import proofs as desk_proofs
+from services.desk import qualify as desk_qualify
 from services.identity.matricule import OID_INS_NIR, MatriculeINS, compute_key
 from services.identity.traits import check_traits
 from services.results.catalog import import_catalog
@@ -57,7 +59,7 @@ def load_reference_data(db: Database) -> None:
 
 def create_identity(db: Database, traits: dict[str, str], local_id: str | None = None) -> int:
     with db.transaction() as s:
-        identity = identity_service.create_identity(
+        identity = desk_identities.create_identity(
             s, actor=RECEPTION, traits=check_traits(**traits).raise_if_invalid(), local_id=local_id
         )
         return int(identity.id or 0)
@@ -65,14 +67,14 @@ def create_identity(db: Database, traits: dict[str, str], local_id: str | None =
 
 def qualify(session: Any, identity_id: int, ins: str) -> None:
     """Document checked + INSi match: PROV → VALI → QUAL (through the identity service)."""
-    identity_service.add_proof(
+    desk_proofs.add_proof(
         session,
         actor=RECEPTION,
         identity_id=identity_id,
         document_type="passeport",
         expires=date.today() + timedelta(days=365),
     )
-    identity_service.attach_ins(
+    desk_qualify.attach_ins(
         session,
         actor=RECEPTION,
         identity_id=identity_id,

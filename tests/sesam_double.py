@@ -28,7 +28,7 @@ def assertion_xml(nir: str, *, issuer: str = "SESAM-Vitale (double de test)") ->
 
 
 class SesamDouble:
-    """Implements :class:`services.vitale.to_insi.VitaleAssertionSource` for the tests."""
+    """Implements :class:`services.desk.card.VitaleAssertionSource` for the tests."""
 
     def __init__(self) -> None:
         self.given: list[tuple[str, int]] = []

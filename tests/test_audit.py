@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from services.audit.anchor import Anchor, AnchorFile
 from services.audit.log import (
     AUDIT_VERIFIED,
     EVENT_KINDS,
@@ -30,6 +29,7 @@ from services.audit.log import (
     verify_chain,
     verify_database,
 )
+from services.storage.anchor import Anchor, AnchorFile
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 

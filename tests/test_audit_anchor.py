@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from services.audit.anchor import Anchor, AnchorFile, AnchorState
 from services.audit.log import (
     IDENTITY_CREATED,
     IDENTITY_EDITED,
@@ -34,6 +33,7 @@ from services.audit.log import (
     verify_database,
 )
 from services.errors import IntegrityBroken
+from services.storage.anchor import Anchor, AnchorFile, AnchorState
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 from tests.test_cli import Cli, cli, create  # noqa: F401  (cli is a fixture)

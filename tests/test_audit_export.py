@@ -253,7 +253,7 @@ def test_service_refuses_without_right_and_unaudited_export_leaves_no_file(
 def test_export_streams_in_batches_on_both_engines(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.identity import service as svc
+    from services.desk import identities as desk_identities
     from tests.test_identity_service import RECEPTION, make_traits
 
     monkeypatch.setattr(ex, "_BATCH", 2)
@@ -261,7 +261,7 @@ def test_export_streams_in_batches_on_both_engines(
     try:
         for name in ("AA", "BB", "CC", "DD", "EE"):
             with db.transaction() as s:
-                svc.create_identity(s, actor=RECEPTION, traits=make_traits(birth_name=name))
+                desk_identities.create_identity(s, actor=RECEPTION, traits=make_traits(birth_name=name))
         result = ex.export_log(db, actor=SUPERVISOR, fmt="csv", out=tmp_path / "x.csv")
         rows = read_csv(tmp_path / "x.csv")
         assert result.events == len(rows) == 5

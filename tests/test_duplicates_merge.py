@@ -25,7 +25,13 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from services.audit.log import IDENTITY_DUPLICATE_REFUSED, IDENTITY_MERGED, verify_database
-from services.identity import service
+from services.desk import flags as desk_flags
+from services.desk import identities as desk_identities
+from services.desk import proofs as desk_proofs
+from services.desk import qualify as desk_qualify
+from services.identity import attach as identity_attach
+from services.identity import records as identity_records
+from services.identity import search as identity_search
 from services.identity.matricule import OID_INS_NIR, MatriculeINS, compute_key
 from services.identity.traits import check_traits
 from services.results.models import LabReport
@@ -46,7 +52,7 @@ INS = MatriculeINS(MATRICULE, compute_key(MATRICULE))
 
 def make(db: Database, traits: dict[str, str] = DURAND, *, local_id: str | None = None, **extra: str) -> int:
     with db.transaction() as session:
-        identity = service.create_identity(
+        identity = desk_identities.create_identity(
             session,
             actor=RECEPTION,
             traits=check_traits(**{**traits, **extra}).raise_if_invalid(),
@@ -55,9 +61,11 @@ def make(db: Database, traits: dict[str, str] = DURAND, *, local_id: str | None 
         return int(identity.id or 0)
 
 
-def attach(db: Database, identity_id: int, ins: MatriculeINS = INS, **kw: Any) -> service.AttachResult:
+def attach(
+    db: Database, identity_id: int, ins: MatriculeINS = INS, **kw: Any
+) -> identity_attach.AttachResult:
     with db.transaction() as session:
-        return service.attach_ins(
+        return desk_qualify.attach_ins(
             session,
             actor=RECEPTION,
             identity_id=identity_id,
@@ -70,7 +78,7 @@ def attach(db: Database, identity_id: int, ins: MatriculeINS = INS, **kw: Any) -
 
 def proof(db: Database, identity_id: int) -> None:
     with db.transaction() as session:
-        service.add_proof(
+        desk_proofs.add_proof(
             session,
             actor=RECEPTION,
             identity_id=identity_id,
@@ -117,7 +125,7 @@ def test_an_ins_attached_elsewhere_names_its_holder_and_changes_nothing(db: Data
     assert (result.attached, result.duplicate_of) == (False, first)
     assert result.as_dict()["duplicate_of"] == first
     with db.session() as session:
-        other = service.get_identity(session, actor=RECEPTION, identity_id=second)
+        other = identity_records.get_identity(session, actor=RECEPTION, identity_id=second)
         assert (other.ins_matricule, str(other.status)) == (None, "PROV")
         (refused,) = session.exec(
             select(AuditEvent).where(AuditEvent.kind == IDENTITY_DUPLICATE_REFUSED)
@@ -131,17 +139,19 @@ def test_an_ins_in_another_identitys_history_is_held_too(db: Database) -> None:
     attached as the active INS of another identity, or the other way round, is refused."""
     old = MatriculeINS("8620369123012", compute_key("8620369123012"))
     first, second, third = make(db), make(db, birth_date="1962-03-08"), make(db, birth_date="1962-03-09")
-    entry = service.InsHistoryEntry(old, "1.2.250.1.213.1.4.9")
+    entry = identity_attach.InsHistoryEntry(old, "1.2.250.1.213.1.4.9")
     assert attach(db, first, history=[entry]).attached
     assert attach(db, second, ins=old).duplicate_of == first
     # the history of the answer holds the other identity's active INS
     other = MatriculeINS("1620369123099", compute_key("1620369123099"))
     assert (
-        attach(db, third, ins=other, history=[service.InsHistoryEntry(INS, OID_INS_NIR)]).duplicate_of
+        attach(db, third, ins=other, history=[identity_attach.InsHistoryEntry(INS, OID_INS_NIR)]).duplicate_of
         == first
     )
     # an entry whose key did not check holds nothing (CNDA TEST_2.08)
-    bad = service.InsHistoryEntry(MatriculeINS("8620369123077", "00"), "1.2.250.1.213.1.4.9", key_valid=False)
+    bad = identity_attach.InsHistoryEntry(
+        MatriculeINS("8620369123077", "00"), "1.2.250.1.213.1.4.9", key_valid=False
+    )
     assert attach(db, third, ins=other, history=[bad]).attached
     assert "8620369123077" not in claims(db)
 
@@ -150,7 +160,7 @@ def test_an_invalidated_ins_is_free_again(db: Database) -> None:
     first, second = make(db), make(db, local_id="IPP-2")
     attach(db, first)
     with db.transaction() as session:
-        service.dequalify(session, actor=SUPERVISOR, identity_id=first, reason="erreur de personne")
+        desk_flags.dequalify(session, actor=SUPERVISOR, identity_id=first, reason="erreur de personne")
     assert claims(db) == {}
     assert attach(db, second).attached and claims(db) == {MATRICULE: second}
 
@@ -159,7 +169,13 @@ _RACER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from services.identity import service
+    from services.desk import flags as desk_flags
+    from services.desk import identities as desk_identities
+    from services.desk import proofs as desk_proofs
+    from services.desk import qualify as desk_qualify
+    from services.identity import attach as identity_attach
+    from services.identity import records as identity_records
+    from services.identity import search as identity_search
     from services.identity.matricule import MatriculeINS
     from services.storage.db import Database
     from services.storage.models import Role
@@ -180,7 +196,7 @@ _RACER = textwrap.dedent(
         wait_for("a-attached")
         (folder / "b-starting").touch()
     with db.transaction() as session:
-        result = service.attach_ins(
+        result = desk_qualify.attach_ins(
             session, actor=Actor("desk-" + role, Role.RECEPTION), identity_id=int(identity_id),
             matricule=MatriculeINS("1620369123045", "KEY"), oid="1.2.250.1.213.1.4.8", insi_traits=None,
         )
@@ -249,7 +265,7 @@ def test_duplicates_same_ins_same_traits_and_look_alikes(db: Database) -> None:
     i = make(db, {"birth_name": "DUPRE", "first_names": "MARC", "sex": "M", "birth_date": "1955-02-02"})
     for homonym in (h, i):  # the cell has said they are two people
         with db.transaction() as session:
-            service.set_flag(session, actor=RECEPTION, identity_id=homonym, flag="homonyme")
+            desk_flags.set_flag(session, actor=RECEPTION, identity_id=homonym, flag="homonyme")
     with db.session() as session:
         pairs = find_duplicates(session, actor=SUPERVISOR)
     got = [(p.ids, p.reason) for p in pairs]
@@ -334,9 +350,9 @@ def test_merge_moves_everything_and_leaves_a_tombstone(cli: Cli, db: Database) -
     assert kept["aliases"] == ["IPP-1002"] and len(kept["proofs"]) == 1 and kept["merged_into"] is None
     with db.session() as session:
         assert session.get(LabReport, durand_report.id).identity_id == keep  # type: ignore[union-attr]
-        found = service.search_identities(session, query="DURAND")
+        found = identity_search.search_identities(session, query="DURAND")
         assert [i.id for i in found] == [keep]  # the tombstone is never found again
-        assert [i.id for i in service.search_identities(session, query="IPP-1002")] == [keep]
+        assert [i.id for i in identity_search.search_identities(session, query="IPP-1002")] == [keep]
         (merged,) = session.exec(select(AuditEvent).where(AuditEvent.kind == IDENTITY_MERGED)).all()
         assert merged.identity_id == keep and merged.details["merged"] == dup
         assert merged.details["merged_before"]["local_id"] == "IPP-1002"

@@ -15,6 +15,10 @@ from sqlmodel import func, select
 
 from services.audit import log as audit_log
 from services.audit.log import list_events, verify_chain
+from services.desk import flags as desk_flags
+from services.desk import identities as desk_identities
+from services.desk import proofs as desk_proofs
+from services.desk import qualify as desk_qualify
 from services.errors import (
     BadRequest,
     ConcurrentUpdate,
@@ -23,11 +27,14 @@ from services.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.identity import service as svc
+from services.identity import attach as identity_attach
+from services.identity import records as identity_records
+from services.identity import search as identity_search
+from services.identity import view as identity_show
+from services.identity.attach import InsHistoryEntry
 from services.identity.birthdate import BirthDate
 from services.identity.documents import SHIPPED_DOCUMENT_TYPES, document_types, set_document_types
 from services.identity.matricule import OID_INS_NIR, MatriculeINS, compute_key
-from services.identity.service import InsHistoryEntry
 from services.identity.status import Flag
 from services.identity.traits import StrictTraits, check_traits
 from services.storage.db import Database
@@ -77,14 +84,16 @@ def db(db_url: str, tmp_path: Path) -> Iterator[Database]:
 
 def create(db: Database, traits: StrictTraits | None = None, **kw: Any) -> int:
     with db.transaction() as s:
-        identity = svc.create_identity(s, actor=RECEPTION, traits=traits or make_traits(), **kw)
+        identity = desk_identities.create_identity(s, actor=RECEPTION, traits=traits or make_traits(), **kw)
         assert identity.id is not None
         return identity.id
 
 
 def show(db: Database, identity_id: int) -> dict[str, Any]:
     with db.session() as s:
-        return svc.identity_view(s, identity=svc.get_identity(s, actor=RECEPTION, identity_id=identity_id))
+        return identity_show.identity_view(
+            s, identity=identity_records.get_identity(s, actor=RECEPTION, identity_id=identity_id)
+        )
 
 
 def kinds(db: Database, identity_id: int) -> list[str]:
@@ -126,19 +135,23 @@ def refused(db: Database, iid: int, exc: type[InsdeskError], fn: Any, /, **kw: A
     return info.value
 
 
-def attach(db: Database, identity_id: int, actor: Actor = RECEPTION, **kw: Any) -> svc.AttachResult:
+def attach(
+    db: Database, identity_id: int, actor: Actor = RECEPTION, **kw: Any
+) -> identity_attach.AttachResult:
     kw.setdefault("matricule", matricule())
     kw.setdefault("oid", OID_INS_NIR)
     kw.setdefault("insi_traits", make_traits())
     with db.transaction() as s:
-        result = svc.attach_ins(s, actor=actor, identity_id=identity_id, **kw)
+        result = desk_qualify.attach_ins(s, actor=actor, identity_id=identity_id, **kw)
         return result
 
 
 def proof(db: Database, identity_id: int, document: str = "passeport", **kw: Any) -> Identity:
     kw.setdefault("expires", NEXT_YEAR)
     with db.transaction() as s:
-        return svc.add_proof(s, actor=RECEPTION, identity_id=identity_id, document_type=document, **kw)
+        return desk_proofs.add_proof(
+            s, actor=RECEPTION, identity_id=identity_id, document_type=document, **kw
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,17 +198,19 @@ def test_create_refusals(db: Database) -> None:
     iid = create(db, local_id="IPP7")
     before = snapshot(db, iid)
     with pytest.raises(BadRequest, match="IPP7"), db.transaction() as s:
-        svc.create_identity(s, actor=RECEPTION, traits=make_traits(birth_name="DURAND"), local_id=" IPP7 ")
+        desk_identities.create_identity(
+            s, actor=RECEPTION, traits=make_traits(birth_name="DURAND"), local_id=" IPP7 "
+        )
     with pytest.raises(PermissionDenied), db.transaction() as s:
-        svc.create_identity(s, actor=BIOLOGIST, traits=make_traits())
+        desk_identities.create_identity(s, actor=BIOLOGIST, traits=make_traits())
     with pytest.raises(InvalidData), db.transaction() as s:
-        svc.create_identity(s, actor=RECEPTION, traits=make_traits(), used_name="CŒUR")
+        desk_identities.create_identity(s, actor=RECEPTION, traits=make_traits(), used_name="CŒUR")
     assert snapshot(db, iid) == before
 
 
 def test_get_identity_not_found(db: Database) -> None:
     with pytest.raises(NotFound, match="introuvable") as info, db.session() as s:
-        svc.get_identity(s, actor=RECEPTION, identity_id=999)
+        identity_records.get_identity(s, actor=RECEPTION, identity_id=999)
     assert info.value.exit_code == 1
 
 
@@ -272,13 +287,13 @@ def test_every_change_bumps_version(db: Database) -> None:
     proof(db, iid, "cni")  # VALI stays VALI, still a new version
     versions.append(show(db, iid)["version"])
     with db.transaction() as s:
-        svc.set_flag(s, actor=RECEPTION, identity_id=iid, flag="homonyme")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=iid, flag="homonyme")
     versions.append(show(db, iid)["version"])
     with db.transaction() as s:
-        svc.clear_flag(s, actor=SUPERVISOR, identity_id=iid, flag="homonyme", reason="erreur")
+        desk_flags.clear_flag(s, actor=SUPERVISOR, identity_id=iid, flag="homonyme", reason="erreur")
     versions.append(show(db, iid)["version"])
     with db.transaction() as s:
-        svc.edit_identity(s, actor=RECEPTION, identity_id=iid, used_name="DUPONT")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=iid, used_name="DUPONT")
     versions.append(show(db, iid)["version"])
     assert versions == sorted(set(versions))
     assert len(versions) == 6
@@ -356,7 +371,7 @@ def test_insi_differences_on_qual_need_supervisor(db: Database) -> None:
         db,
         iid,
         PermissionDenied,
-        svc.attach_ins,
+        desk_qualify.attach_ins,
         actor=RECEPTION,
         identity_id=iid,
         matricule=matricule(),
@@ -379,7 +394,7 @@ def test_proof_refusals(db: Database) -> None:
         db,
         iid,
         BadRequest,
-        svc.add_proof,
+        desk_proofs.add_proof,
         actor=RECEPTION,
         identity_id=iid,
         document_type="carte_vitale",
@@ -391,7 +406,7 @@ def test_proof_refusals(db: Database) -> None:
         db,
         iid,
         BadRequest,
-        svc.add_proof,
+        desk_proofs.add_proof,
         actor=RECEPTION,
         identity_id=iid,
         document_type="permis",
@@ -401,7 +416,7 @@ def test_proof_refusals(db: Database) -> None:
         db,
         iid,
         BadRequest,
-        svc.add_proof,
+        desk_proofs.add_proof,
         actor=RECEPTION,
         identity_id=iid,
         document_type="passeport",
@@ -412,7 +427,7 @@ def test_proof_refusals(db: Database) -> None:
         db,
         iid,
         BadRequest,
-        svc.add_proof,
+        desk_proofs.add_proof,
         actor=RECEPTION,
         identity_id=iid,
         document_type="livret_famille",
@@ -423,7 +438,7 @@ def test_proof_refusals(db: Database) -> None:
         db,
         iid,
         PermissionDenied,
-        svc.add_proof,
+        desk_proofs.add_proof,
         actor=BIOLOGIST,
         identity_id=iid,
         document_type="cni",
@@ -457,7 +472,7 @@ def test_current_rniv_cases_for_minors(db: Database, document: str) -> None:
 
 def test_no_document_type_is_preselected() -> None:
     """EXI ID 19, RNIV EXI SI 10/23: no default document type anywhere."""
-    param = inspect.signature(svc.add_proof).parameters["document_type"]
+    param = inspect.signature(desk_proofs.add_proof).parameters["document_type"]
     assert param.default is inspect.Parameter.empty
     assert [d.code for d in SHIPPED_DOCUMENT_TYPES] == [
         "passeport",
@@ -501,7 +516,7 @@ def test_document_types_configurable(db: Database) -> None:
         db,
         iid,
         BadRequest,
-        svc.add_proof,
+        desk_proofs.add_proof,
         actor=RECEPTION,
         identity_id=iid,
         document_type="cni",
@@ -520,7 +535,7 @@ def test_flag_douteuse_on_qual(db: Database) -> None:
     proof(db, iid)
     attach(db, iid)
     with db.transaction() as s:
-        identity = svc.set_flag(
+        identity = desk_flags.set_flag(
             s, actor=RECEPTION, identity_id=iid, flag=Flag.DOUTEUSE, reason="pièce suspecte"
         )
         assert identity.status is Status.PROV
@@ -542,7 +557,7 @@ def test_flag_douteuse_on_qual(db: Database) -> None:
         db,
         iid,
         BadRequest,
-        svc.attach_ins,
+        desk_qualify.attach_ins,
         actor=RECEPTION,
         identity_id=iid,
         matricule=matricule(),
@@ -553,18 +568,18 @@ def test_flag_douteuse_on_qual(db: Database) -> None:
         db,
         iid,
         BadRequest,
-        svc.add_proof,
+        desk_proofs.add_proof,
         actor=RECEPTION,
         identity_id=iid,
         document_type="cni",
         expires=None,
     )
     assert "lever" in error.message
-    refused(db, iid, BadRequest, svc.set_flag, actor=RECEPTION, identity_id=iid, flag="fictive")
+    refused(db, iid, BadRequest, desk_flags.set_flag, actor=RECEPTION, identity_id=iid, flag="fictive")
 
     # douteuse + homonyme combine (EXI ID 24/26)
     with db.transaction() as s:
-        svc.set_flag(s, actor=RECEPTION, identity_id=iid, flag="homonyme")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=iid, flag="homonyme")
     assert show(db, iid)["flags"] == ["douteuse", "homonyme"]
 
     # clearing: supervisor only, reason mandatory; the identity stays PROV
@@ -572,17 +587,26 @@ def test_flag_douteuse_on_qual(db: Database) -> None:
         db,
         iid,
         PermissionDenied,
-        svc.clear_flag,
+        desk_flags.clear_flag,
         actor=RECEPTION,
         identity_id=iid,
         flag="douteuse",
         reason="ok",
     )
     refused(
-        db, iid, BadRequest, svc.clear_flag, actor=SUPERVISOR, identity_id=iid, flag="douteuse", reason=" "
+        db,
+        iid,
+        BadRequest,
+        desk_flags.clear_flag,
+        actor=SUPERVISOR,
+        identity_id=iid,
+        flag="douteuse",
+        reason=" ",
     )
     with db.transaction() as s:
-        svc.clear_flag(s, actor=SUPERVISOR, identity_id=iid, flag="douteuse", reason="pièce authentique")
+        desk_flags.clear_flag(
+            s, actor=SUPERVISOR, identity_id=iid, flag="douteuse", reason="pièce authentique"
+        )
     view = show(db, iid)
     assert view["flags"] == ["homonyme"]
     assert view["status"] == "PROV"
@@ -597,12 +621,12 @@ def test_flag_homonyme_keeps_status(db: Database) -> None:
     iid = create(db)
     attach(db, iid)
     with db.transaction() as s:
-        svc.set_flag(s, actor=RECEPTION, identity_id=iid, flag="homonyme")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=iid, flag="homonyme")
     view = show(db, iid)
     assert view["status"] == "RECUP"
     assert view["ins"] is not None
-    refused(db, iid, BadRequest, svc.set_flag, actor=RECEPTION, identity_id=iid, flag="fictive")
-    refused(db, iid, BadRequest, svc.set_flag, actor=RECEPTION, identity_id=iid, flag="inconnu")
+    refused(db, iid, BadRequest, desk_flags.set_flag, actor=RECEPTION, identity_id=iid, flag="fictive")
+    refused(db, iid, BadRequest, desk_flags.set_flag, actor=RECEPTION, identity_id=iid, flag="inconnu")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,13 +636,20 @@ def test_flag_homonyme_keeps_status(db: Database) -> None:
 def test_dequalify(db: Database) -> None:
     """EXI SI 07: déqualification (supervisor, reason) back to PROV, INS into the history."""
     iid = create(db)
-    refused(db, iid, BadRequest, svc.dequalify, actor=SUPERVISOR, identity_id=iid, reason="x")  # PROV already
+    refused(
+        db, iid, BadRequest, desk_flags.dequalify, actor=SUPERVISOR, identity_id=iid, reason="x"
+    )  # PROV already
     proof(db, iid)
     attach(db, iid)
-    refused(db, iid, PermissionDenied, svc.dequalify, actor=RECEPTION, identity_id=iid, reason="erreur")
-    refused(db, iid, BadRequest, svc.dequalify, actor=SUPERVISOR, identity_id=iid, reason="")
+    refused(
+        db, iid, PermissionDenied, desk_flags.dequalify, actor=RECEPTION, identity_id=iid, reason="erreur"
+    )
+    refused(db, iid, BadRequest, desk_flags.dequalify, actor=SUPERVISOR, identity_id=iid, reason="")
     with db.transaction() as s:
-        assert svc.dequalify(s, actor=SUPERVISOR, identity_id=iid, reason="collision").status is Status.PROV
+        assert (
+            desk_flags.dequalify(s, actor=SUPERVISOR, identity_id=iid, reason="collision").status
+            is Status.PROV
+        )
     view = show(db, iid)
     assert view["ins"] is None
     assert [h["source"] for h in view["ins_history"]] == ["invalidated"]
@@ -640,7 +671,7 @@ def test_edit_prov_by_reception(db: Database) -> None:
     iid = create(db)
     v = show(db, iid)["version"]
     with db.transaction() as s:
-        svc.edit_identity(
+        desk_identities.edit_identity(
             s, actor=RECEPTION, identity_id=iid, expect_version=v, first_names="claire", birthplace="75115"
         )
     view = show(db, iid)
@@ -659,7 +690,7 @@ def test_edit_first_names_rederives_first_name(db: Database) -> None:
     """EXI ID 10: a new list that no longer starts with the first name gives a new first name."""
     iid = create(db)
     with db.transaction() as s:
-        svc.edit_identity(s, actor=RECEPTION, identity_id=iid, first_names="ANNE CLAIRE")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=iid, first_names="ANNE CLAIRE")
     assert show(db, iid)["traits"]["first_name"] == "ANNE"
 
 
@@ -672,14 +703,16 @@ def test_strict_edit_of_verified_identity(db: Database, path: str) -> None:
     if path in ("RECUP", "QUAL"):
         attach(db, iid)
     assert show(db, iid)["status"] == path
-    error = refused(db, iid, PermissionDenied, svc.edit_identity, actor=RECEPTION, identity_id=iid, sex="M")
+    error = refused(
+        db, iid, PermissionDenied, desk_identities.edit_identity, actor=RECEPTION, identity_id=iid, sex="M"
+    )
     assert error.exit_code == 4
     # complementary traits stay editable and keep the status
     with db.transaction() as s:
-        svc.edit_identity(s, actor=RECEPTION, identity_id=iid, used_name="DURAND")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=iid, used_name="DURAND")
     assert show(db, iid)["status"] == path
     with db.transaction() as s:
-        identity = svc.edit_identity(
+        identity = desk_identities.edit_identity(
             s, actor=SUPERVISOR, identity_id=iid, birth_date="1985-06-22", reason="erreur de saisie"
         )
         assert identity.status is Status.PROV
@@ -703,12 +736,12 @@ def test_edit_expect_version_conflict(db: Database) -> None:
     iid = create(db)
     v = show(db, iid)["version"]
     with db.transaction() as s:
-        svc.edit_identity(s, actor=RECEPTION, identity_id=iid, used_name="DUPONT")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=iid, used_name="DUPONT")
     error = refused(
         db,
         iid,
         ConcurrentUpdate,
-        svc.edit_identity,
+        desk_identities.edit_identity,
         actor=RECEPTION,
         identity_id=iid,
         expect_version=v,
@@ -731,7 +764,9 @@ def test_edit_expect_version_conflict(db: Database) -> None:
 def test_edit_bad_input_changes_nothing(db: Database, changes: dict[str, Any]) -> None:
     """Input rules (ins-rules.md): invalid traits refused (exit 1, errors), nothing changed."""
     iid = create(db)
-    error = refused(db, iid, InvalidData, svc.edit_identity, actor=RECEPTION, identity_id=iid, **changes)
+    error = refused(
+        db, iid, InvalidData, desk_identities.edit_identity, actor=RECEPTION, identity_id=iid, **changes
+    )
     assert isinstance(error, InvalidData) and error.errors
     assert error.exit_code == 1
 
@@ -740,7 +775,7 @@ def test_edit_noop_changes_nothing(db: Database) -> None:
     iid = create(db)
     before = snapshot(db, iid)
     with db.transaction() as s:
-        svc.edit_identity(s, actor=RECEPTION, identity_id=iid, birth_name="martin")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=iid, birth_name="martin")
     assert snapshot(db, iid) == before
 
 
@@ -749,7 +784,7 @@ def test_edit_keeps_odd_insi_traits(db: Database) -> None:
     odd = StrictTraits("O'NEIL--", ("JEAN",), "JEAN", "M", BirthDate(date(1960, 1, 1)), None)
     iid = create(db, traits=odd)
     with db.transaction() as s:
-        svc.edit_identity(s, actor=RECEPTION, identity_id=iid, birthplace="75115")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=iid, birthplace="75115")
     view = show(db, iid)
     assert view["traits"]["birth_name"] == "O'NEIL--"
     assert view["traits"]["birthplace"] == "75115"
@@ -758,9 +793,9 @@ def test_edit_keeps_odd_insi_traits(db: Database) -> None:
 def test_local_id_edit_unique(db: Database) -> None:
     a = create(db, local_id="A1")
     b = create(db, traits=make_traits(birth_name="DURAND"), local_id="B1")
-    refused(db, b, BadRequest, svc.edit_identity, actor=RECEPTION, identity_id=b, local_id="A1")
+    refused(db, b, BadRequest, desk_identities.edit_identity, actor=RECEPTION, identity_id=b, local_id="A1")
     with db.transaction() as s:
-        svc.edit_identity(s, actor=RECEPTION, identity_id=a, local_id="A2")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=a, local_id="A2")
     assert show(db, a)["local_id"] == "A2"
 
 
@@ -771,11 +806,13 @@ def test_concurrent_update_is_refused(pg_url: str, tmp_path: Path) -> None:
         iid = create(db)
         before = snapshot(db, iid)
         with pytest.raises(ConcurrentUpdate), db.transaction() as s1:
-            card = svc.get_identity(s1, actor=RECEPTION, identity_id=iid)  # desk 1 holds the card
+            card = identity_records.get_identity(
+                s1, actor=RECEPTION, identity_id=iid
+            )  # desk 1 holds the card
             with db.transaction() as s2:  # desk 2 saves first
-                svc.edit_identity(s2, actor=RECEPTION, identity_id=iid, used_name="SECOND")
+                desk_identities.edit_identity(s2, actor=RECEPTION, identity_id=iid, used_name="SECOND")
             assert card.version == before[0]
-            svc.edit_identity(s1, actor=RECEPTION, identity_id=iid, used_name="PREMIER")
+            desk_identities.edit_identity(s1, actor=RECEPTION, identity_id=iid, used_name="PREMIER")
         view = show(db, iid)
         assert view["used_name"] == "SECOND"
         assert view["version"] == before[0] + 1
@@ -805,7 +842,9 @@ def people(db: Database) -> dict[str, int]:
 
 def ids(db: Database, query: str, limit: int = 50) -> list[int]:
     with db.session() as s:
-        return [i.id for i in svc.search_identities(s, query=query, limit=limit) if i.id is not None]
+        return [
+            i.id for i in identity_search.search_identities(s, query=query, limit=limit) if i.id is not None
+        ]
 
 
 def test_search(db: Database, people: dict[str, int]) -> None:
@@ -889,13 +928,13 @@ def test_audit_chain_over_a_story(db: Database) -> None:
     proof(db, iid)
     attach(db, iid)
     with db.transaction() as s:
-        svc.set_flag(s, actor=RECEPTION, identity_id=iid, flag="douteuse")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=iid, flag="douteuse")
     with db.transaction() as s:
-        svc.clear_flag(s, actor=SUPERVISOR, identity_id=iid, flag="douteuse", reason="vérifié")
+        desk_flags.clear_flag(s, actor=SUPERVISOR, identity_id=iid, flag="douteuse", reason="vérifié")
     attach(db, iid)
     proof(db, iid, "cni")
     with db.transaction() as s:
-        svc.dequalify(s, actor=SUPERVISOR, identity_id=iid, reason="doublon")
+        desk_flags.dequalify(s, actor=SUPERVISOR, identity_id=iid, reason="doublon")
     assert kinds(db, iid) == [
         "identity.created",
         "identity.proof_added",
@@ -930,7 +969,7 @@ def test_proof_checked_at_recorded(db: Database) -> None:
         row = s.exec(select(IdentityProof).where(IdentityProof.identity_id == iid)).one()
         assert abs((row.checked_at - at).total_seconds()) < 1
     with pytest.raises(BadRequest), db.transaction() as s:
-        svc.add_proof(
+        desk_proofs.add_proof(
             s,
             actor=RECEPTION,
             identity_id=iid,

@@ -28,11 +28,12 @@ from lxml import etree
 
 from services.errors import BadRequest, ExternalFailure
 from services.identity.matricule import OID_INS_NIA, OID_INS_NIR, compute_key
-from services.insi.client import InsiClient, InsiExchange
+from services.insi.client import InsiClient
 from services.insi.config import InsiConfig, RetryPolicy
 from services.insi.envelope import NS_RECSANS, TraitsQuery, VitaleQuery
 from services.insi.errors import InsiFault, InsiProtocolError, InsiTlsError, InsiUnavailable
-from services.insi.parse import InsiAnswer, parse_response
+from services.insi.exchange import InsiAnswer, InsiExchange
+from services.insi.parse import parse_response
 from services.insi.tls import build_ssl_context
 from tests.sesam_double import assertion_xml
 

@@ -50,7 +50,7 @@ from services.insi import (
 )
 from services.insi.client import interpret_response
 from services.insi.envelope import CONTENT_TYPE, NS_RECVIT, build_vitale_request
-from services.insi.parse import InsiAnswer
+from services.insi.exchange import InsiAnswer
 from services.insi_sim import InsiSimulator
 from tests.sesam_double import assertion_xml
 

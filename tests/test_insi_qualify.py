@@ -14,20 +14,20 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from services.audit.log import INSI_CALL, verify_database
+from services.desk import flags as desk_flags
+from services.desk import identities as desk_identities
+from services.desk import proofs as desk_proofs
+from services.desk import qualify as desk_qualify
+from services.desk.insi_search import TraitsRefused, search_insi, validate_search_traits
+from services.desk.qualify import ADVICE_DIFFERENCES, qualify_with_insi
+from services.desk.reverify import reverify
 from services.errors import BadRequest, ConcurrentUpdate, PermissionDenied
-from services.identity import service
+from services.identity import records as identity_records
+from services.identity import view as identity_show
 from services.identity.matricule import MatriculeINS, compute_key
 from services.identity.traits import check_traits
 from services.insi import InsiClient, InsiConfig, InsiError, RetryPolicy, TraitsQuery
-from services.insi.client import InsiExchange
-from services.insi.qualify import (
-    ADVICE_DIFFERENCES,
-    TraitsRefused,
-    qualify_with_insi,
-    reverify,
-    search_insi,
-    validate_search_traits,
-)
+from services.insi.exchange import InsiExchange
 from services.insi.settings import load_insi_config, save_insi_settings
 from services.insi.strategy import ADVICE_NONE, ADVICE_SEVERAL
 from services.insi_sim import InsiSimulator, RecordedRequest
@@ -117,7 +117,7 @@ def create(
         birth_name=name, first_names=first_names, sex=sex, birth_date=birth_date, birthplace=birthplace
     ).raise_if_invalid()
     with db.transaction() as session:
-        identity = service.create_identity(session, actor=RECEPTION, traits=traits)
+        identity = desk_identities.create_identity(session, actor=RECEPTION, traits=traits)
         assert identity.id is not None
         return identity.id
 
@@ -135,7 +135,7 @@ def state(db: Database, identity_id: int) -> dict[str, Any]:
             "status": str(identity.status),
             "ins": (identity.ins_matricule, identity.ins_key, identity.ins_oid),
             "checked_at": identity.ins_checked_at,
-            "traits": service.identity_traits(identity).as_dict(),
+            "traits": identity_records.identity_traits(identity).as_dict(),
             "history": [(h.matricule, h.key, h.oid, str(h.source)) for h in history],
         }
 
@@ -155,7 +155,7 @@ def call_events(db: Database) -> list[AuditEvent]:
 
 def proof(db: Database, identity_id: int) -> str:
     with db.transaction() as session:
-        identity = service.add_proof(
+        identity = desk_proofs.add_proof(
             session, actor=RECEPTION, identity_id=identity_id, document_type="passeport", expires=None
         )
         return str(identity.status)
@@ -207,7 +207,7 @@ def test_adrtrois_00_gives_recup_then_proof_qual_and_every_call_is_traced(
         assert row.insi_call_id == call.id
         identity = session.get(Identity, ident)
         assert identity is not None
-        assert service.identity_view(session, identity=identity)["insi_calls"] == 1
+        assert identity_show.identity_view(session, identity=identity)["insi_calls"] == 1
 
     assert proof(db, ident) == "QUAL"
 
@@ -319,7 +319,7 @@ def test_douteuse_or_fictive_is_refused_before_any_call(
     for flag in ("douteuse", "fictive"):
         ident = create(db, "ADRTROIS", "TOUSSAINT", "M", "1960-01-01", "2B020")
         with db.transaction() as session:
-            service.set_flag(session, actor=RECEPTION, identity_id=ident, flag=flag, reason="test")
+            desk_flags.set_flag(session, actor=RECEPTION, identity_id=ident, flag=flag, reason="test")
         with pytest.raises(BadRequest) as info:
             qualify_with_insi(db, actor=RECEPTION, identity_id=ident, client=client)
         assert info.value.exit_code == 2 and "EXI SI 09" in info.value.message
@@ -426,7 +426,7 @@ def test_identity_edited_during_the_call_is_refused_not_overwritten(db: Database
 
         def search_traits(self, query: TraitsQuery) -> InsiExchange:
             with db.transaction() as session:  # another desk edits the identity meanwhile
-                service.edit_identity(session, actor=RECEPTION, identity_id=ident, used_name="DUPONT")
+                desk_identities.edit_identity(session, actor=RECEPTION, identity_id=ident, used_name="DUPONT")
             return client.search_traits(query)
 
     with pytest.raises(ConcurrentUpdate) as info:
@@ -463,7 +463,7 @@ def test_reverify_reports_mismatches_and_refreshes_the_confirmed(
     gone = create(db, "HOUILLES", "PIERRE PAUL JACQUES", "M", "1993-01-27")
     fresh = _qualified(db, client, "SANTONI", "MARIE-ANGE PAULE", "F", "1978-08-15", "2A004")
     with db.transaction() as session:  # an INS that INSi no longer knows by these traits
-        service.attach_ins(
+        desk_qualify.attach_ins(
             session,
             actor=RECEPTION,
             identity_id=gone,

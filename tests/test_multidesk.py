@@ -150,7 +150,7 @@ def _setup(url: str, anchor: Path, n_identities: int) -> tuple[list[int], int]:
 
 
 def _create(url: str, anchor: Path, n_identities: int) -> tuple[list[int], int]:
-    from services.identity import service
+    from services.desk import identities as desk_identities
     from services.identity.traits import check_traits
     from services.storage.db import Database
     from services.storage.models import Role
@@ -176,7 +176,7 @@ def _create(url: str, anchor: Path, n_identities: int) -> tuple[list[int], int]:
                     birth_date="1985-06-21",
                     birthplace="75115",
                 ).raise_if_invalid()
-                identity = service.create_identity(session, actor=admin, traits=traits)
+                identity = desk_identities.create_identity(session, actor=admin, traits=traits)
                 session.flush()
                 ids.append(int(identity.id))  # type: ignore[arg-type]
         return ids, db.audit_head().last_id
@@ -341,7 +341,7 @@ def test_two_desks_same_identities_no_lost_update_valid_chain(
         assert report.ok and report.events == head, report
         anchors = [tmp_path / "setup.anchor"] + [_desk_anchor(tmp_path, d, url) for d in DESKS]
         for anchor_path in anchors:
-            from services.audit.anchor import AnchorFile
+            from services.storage.anchor import AnchorFile
 
             anchor = AnchorFile(anchor_path).read()
             assert anchor is not None, anchor_path

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from services.desk import flags as desk_flags
+from services.desk import proofs as desk_proofs
+from services.desk import qualify as desk_qualify
 from services.errors import PermissionDenied
-from services.identity import service as identity_service
 from services.results import gate
 from services.results.catalog import set_mapping
 from services.results.gate import list_reports, recompute_all, report_counts
@@ -112,7 +114,7 @@ def test_ins_not_qualified_then_qualifying_releases_in_the_same_transaction(db: 
     assert verdict(db, KEY_DURAND) == ("blocked", [("INS_NOT_QUALIFIED", None)])
     assert "PROV" in report(db, KEY_DURAND).reasons[0]["message"]
     with db.transaction() as s:
-        identity_service.add_proof(
+        desk_proofs.add_proof(
             s, actor=RECEPTION, identity_id=identity_id, document_type="passeport", expires=None
         )
         row = s.exec(select(LabReport).where(LabReport.source_key == KEY_DURAND)).one()
@@ -131,7 +133,7 @@ def test_ins_not_qualified_then_qualifying_releases_in_the_same_transaction(db: 
 def qualify_only_insi(session: object, identity_id: int) -> None:
     from services.identity.matricule import OID_INS_NIR, MatriculeINS
 
-    identity_service.attach_ins(
+    desk_qualify.attach_ins(
         session,  # type: ignore[arg-type]
         actor=RECEPTION,
         identity_id=identity_id,
@@ -145,13 +147,13 @@ def test_flag_douteuse_blocks_again_and_clearing_it_is_recomputed(db: Database, 
     import_path(db, LAB_A)
     assert verdict(db, KEY_DURAND)[0] == "ready"
     with db.transaction() as s:
-        identity_service.set_flag(s, actor=RECEPTION, identity_id=durand, flag="douteuse", reason="doute")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=durand, flag="douteuse", reason="doute")
     assert verdict(db, KEY_DURAND) == ("blocked", [("IDENTITY_FLAGGED", None), ("INS_NOT_QUALIFIED", None)])
     assert "douteuse" in report(db, KEY_DURAND).reasons[0]["message"]
     change = events(db, "report.verdict_changed")[-1]
     assert (change.details["from"], change.details["to"]) == ("ready", "blocked")
     with db.transaction() as s:
-        identity_service.clear_flag(s, actor=SUPERVISOR, identity_id=durand, flag="douteuse", reason="levé")
+        desk_flags.clear_flag(s, actor=SUPERVISOR, identity_id=durand, flag="douteuse", reason="levé")
     # still PROV (it must be verified again) but no longer flagged
     assert verdict(db, KEY_DURAND) == ("blocked", [("INS_NOT_QUALIFIED", None)])
     # import (first verdict: no change), flag (ready → blocked), unflag (reasons changed)
@@ -161,7 +163,7 @@ def test_flag_douteuse_blocks_again_and_clearing_it_is_recomputed(db: Database, 
 def test_fictive_blocks(db: Database) -> None:
     identity_id = create_identity(db, DURAND, local_id="IPP-1002")
     with db.transaction() as s:
-        identity_service.set_flag(s, actor=RECEPTION, identity_id=identity_id, flag="fictive")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=identity_id, flag="fictive")
     import_path(db, LAB_A)
     assert "IDENTITY_FLAGGED" in codes(db, KEY_DURAND)
     assert "fictive" in report(db, KEY_DURAND).reasons[0]["message"]
@@ -169,7 +171,7 @@ def test_fictive_blocks(db: Database) -> None:
 
 def test_homonyme_alone_does_not_block(db: Database, durand: int) -> None:
     with db.transaction() as s:
-        identity_service.set_flag(s, actor=RECEPTION, identity_id=durand, flag="homonyme")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=durand, flag="homonyme")
     import_path(db, LAB_A)
     assert verdict(db, KEY_DURAND) == ("ready", [])
 
@@ -177,7 +179,7 @@ def test_homonyme_alone_does_not_block(db: Database, durand: int) -> None:
 def test_dequalification_blocks(db: Database, durand: int) -> None:
     import_path(db, LAB_A)
     with db.transaction() as s:
-        identity_service.dequalify(s, actor=SUPERVISOR, identity_id=durand, reason="erreur")
+        desk_flags.dequalify(s, actor=SUPERVISOR, identity_id=durand, reason="erreur")
     assert codes(db, KEY_DURAND) == ["INS_NOT_QUALIFIED"]
 
 
@@ -347,7 +349,7 @@ def test_sent_reports_keep_their_status(db: Database, durand: int) -> None:
         row.status = ReportStatus.SENT
         s.add(row)
     with db.transaction() as s:
-        identity_service.set_flag(s, actor=RECEPTION, identity_id=durand, flag="douteuse")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=durand, flag="douteuse")
         update = recompute_all(s)
         assert all(c.report_id != row.id for c in update.changes)
     assert verdict(db, KEY_DURAND)[0] == "sent"

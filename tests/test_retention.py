@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from services.audit.log import DATA_PURGED, list_events, verify_database
+from services.desk import identities as desk_identities
+from services.desk import proofs as desk_proofs
 from services.errors import BadRequest, PermissionDenied
-from services.identity import service as svc
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Identity, IdentityProof, InsiCall, Role, Setting
 from services.supervision import retention as rt
@@ -51,9 +52,9 @@ def add_call(db: Database, *, days_ago: int, identity_id: int | None = None) -> 
 
 def identity_with_scan(db: Database, name: str, *, last_visit_days_ago: int) -> tuple[int, int]:
     with db.transaction() as s:
-        identity = svc.create_identity(s, actor=RECEPTION, traits=make_traits(birth_name=name))
+        identity = desk_identities.create_identity(s, actor=RECEPTION, traits=make_traits(birth_name=name))
         assert identity.id is not None
-        svc.add_proof(
+        desk_proofs.add_proof(
             s, actor=RECEPTION, identity_id=identity.id, document_type="passeport", expires=NEXT_YEAR
         )
         proof = (

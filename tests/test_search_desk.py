@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.identity import service
+from services.desk import identities as desk_identities
+from services.identity import search as identity_search
 from services.identity.traits import check_traits
 from services.storage.db import Database
 from services.storage.models import Role
@@ -28,7 +29,7 @@ def db(db_url: str):  # type: ignore[no-untyped-def]
             traits = check_traits(
                 birth_name=name, first_names=first, sex=sex, birth_date=born
             ).raise_if_invalid()
-            service.create_identity(session, actor=DESK, traits=traits, local_id=local_id)
+            desk_identities.create_identity(session, actor=DESK, traits=traits, local_id=local_id)
     yield database
     database.dispose()
 
@@ -36,7 +37,8 @@ def db(db_url: str):  # type: ignore[no-untyped-def]
 def _found(db: Database, query: str) -> list[tuple[str, str]]:
     with db.session() as session:
         return [
-            (i.birth_name, i.first_names) for i in service.search_identities(session, actor=DESK, query=query)
+            (i.birth_name, i.first_names)
+            for i in identity_search.search_identities(session, actor=DESK, query=query)
         ]
 
 

@@ -17,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
 
+import services.results.models  # noqa: F401 - every table module: the models compared with the migrations
 from services.errors import ConcurrentUpdate
 from services.storage import db as dbmod
 from services.storage.db import (

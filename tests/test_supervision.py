@@ -11,7 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from services.audit.log import INSI_CALL, append_event, verify_database
-from services.identity import service as svc
+from services.desk import flags as desk_flags
+from services.desk import identities as desk_identities
+from services.desk import proofs as desk_proofs
+from services.desk import qualify as desk_qualify
 from services.identity.matricule import OID_INS_NIR
 from services.storage.db import Database
 from services.storage.models import AuditEvent, InsiCall, Role
@@ -32,7 +35,7 @@ def today() -> datetime:
 
 def create(db: Database, name: str, actor: Actor = RECEPTION, **kw: object) -> int:
     with db.transaction() as s:
-        identity = svc.create_identity(s, actor=actor, traits=make_traits(birth_name=name, **kw))
+        identity = desk_identities.create_identity(s, actor=actor, traits=make_traits(birth_name=name, **kw))
         assert identity.id is not None
         return identity.id
 
@@ -67,12 +70,14 @@ def insi(db: Database, iid: int, crs: Sequence[str], actor: Actor = RECEPTION) -
 def attach(db: Database, iid: int, body: str, actor: Actor = RECEPTION, **kw: object) -> None:
     kw.setdefault("insi_traits", None)
     with db.transaction() as s:
-        svc.attach_ins(s, actor=actor, identity_id=iid, matricule=matricule(body), oid=OID_INS_NIR, **kw)  # type: ignore[arg-type]
+        desk_qualify.attach_ins(
+            s, actor=actor, identity_id=iid, matricule=matricule(body), oid=OID_INS_NIR, **kw
+        )  # type: ignore[arg-type]
 
 
 def proof(db: Database, iid: int, actor: Actor = RECEPTION) -> None:
     with db.transaction() as s:
-        svc.add_proof(s, actor=actor, identity_id=iid, document_type="passeport", expires=NEXT_YEAR)
+        desk_proofs.add_proof(s, actor=actor, identity_id=iid, document_type="passeport", expires=NEXT_YEAR)
 
 
 @dataclass
@@ -87,7 +92,7 @@ def seed(db: Database, *, burst: int = 4) -> Seeded:
     ids["ALPHA"] = a = create(db, "ALPHA")
     call = insi(db, a, ["00"])[0]
     with db.transaction() as s:
-        svc.attach_ins(
+        desk_qualify.attach_ins(
             s,
             actor=RECEPTION,
             identity_id=a,
@@ -101,18 +106,20 @@ def seed(db: Database, *, burst: int = 4) -> Seeded:
     ids["BRAVO"] = b = create(db, "BRAVO")
     proof(db, b)
     with db.transaction() as s:
-        svc.set_flag(s, actor=RECEPTION, identity_id=b, flag="douteuse", reason="pièce suspecte")
+        desk_flags.set_flag(s, actor=RECEPTION, identity_id=b, flag="douteuse", reason="pièce suspecte")
     # CHARLIE: RECUP, then a strict trait edited by a supervisor (→ PROV).
     ids["CHARLIE"] = c = create(db, "CHARLIE")
     call = insi(db, c, ["00"])[0]
     attach(db, c, "2850675115102", insi_call_id=call)
     with db.transaction() as s:
-        svc.edit_identity(s, actor=SUPERVISOR, identity_id=c, birth_name="CHARLY", reason="erreur de saisie")
+        desk_identities.edit_identity(
+            s, actor=SUPERVISOR, identity_id=c, birth_name="CHARLY", reason="erreur de saisie"
+        )
     # DELTA: two searches without a unique answer (01 then 02) → repeated.
     ids["DELTA"] = d = create(db, "DELTA")
     insi(db, d, ["01", "01", "01"])
     with db.transaction() as s:  # the agent changes something and tries again
-        svc.edit_identity(s, actor=RECEPTION, identity_id=d, used_name="DELTA-NOUVEAU")
+        desk_identities.edit_identity(s, actor=RECEPTION, identity_id=d, used_name="DELTA-NOUVEAU")
     insi(db, d, ["02"])
     # ECHO: one search of three attempts ending in 00, never attached (traits differ,
     # not confirmed) → insi_not_attached, but not repeated.

@@ -15,7 +15,7 @@ from sqlmodel import func, select
 from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, Select, Static
 
-from services.identity import service
+from services.desk import identities as desk_identities
 from services.identity.status import Flag
 from services.storage.db import Database
 from services.storage.models import Identity, IdentityProof, Role
@@ -405,7 +405,7 @@ async def test_open_existing_from_lookalike_warning(demo_db: Database) -> None:
 
         # Optimistic concurrency: another desk changes it meanwhile; saving is refused.
         with Database.transaction(demo_db) as session:
-            service.edit_identity(
+            desk_identities.edit_identity(
                 session,
                 actor=Actor("superviseur1", Role.SUPERVISOR),
                 identity_id=opened.id,

@@ -45,7 +45,7 @@ async def test_worker_failure_modal_names_the_error_id_and_the_log(
         found: dict[str, object] = {}
         return [found[query.upper()]]
 
-    monkeypatch.setattr("tui.screens.home.service.search_identities", broken_search)
+    monkeypatch.setattr("tui.screens.home.search_identities", broken_search)
     app = make_app(demo_db)
     async with app.run_test(size=(100, 30)) as pilot:
         await login(pilot)

@@ -26,7 +26,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
-from services.identity import service
+from services.desk import identities as desk_identities
+from services.identity import view as identity_show
 from services.identity.traits import check_traits
 from services.insi_sim import InsiSimulator
 from services.storage.db import Database
@@ -53,7 +54,9 @@ def second_martin_claire(db: Database) -> int:
         birth_name="MARTIN", first_names="CLAIRE ANNE", sex="F", birth_date="1985-06-21", birthplace="75115"
     ).raise_if_invalid()
     with db.transaction() as session:
-        identity = service.create_identity(session, actor=RECEPTION, traits=traits, local_id="IPP-0200")
+        identity = desk_identities.create_identity(
+            session, actor=RECEPTION, traits=traits, local_id="IPP-0200"
+        )
         return int(identity.id or 0)
 
 
@@ -354,7 +357,7 @@ async def test_f5_lists_the_minors_documents_with_nothing_preselected(
         await settle(pilot)
     with demo_db.session() as session:
         lucas = session.exec(select_identity("BERNARD")).one()
-        proofs = service.identity_view(session, identity=lucas)["proofs"]
+        proofs = identity_show.identity_view(session, identity=lucas)["proofs"]
     assert proofs[-1]["document_type"] == "dcem"
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from sqlmodel import func, select
 from textual.widgets import Input, OptionList, Select, Static
 
-from services.identity import service
+from services.desk import identities as desk_identities
 from services.identity.traits import check_traits
 from services.insi import InsiClient, RetryPolicy
 from services.insi.settings import load_insi_config
@@ -188,7 +188,9 @@ def _lefebvre(db: Database) -> int:
         birth_name="LEFEBVRE", first_names="CAMILLE", sex="F", birth_date="1999-07-14", birthplace="76540"
     ).raise_if_invalid()
     with Database.transaction(db) as session:
-        identity = service.create_identity(session, actor=RECEPTION, traits=traits, local_id="IPP-0100")
+        identity = desk_identities.create_identity(
+            session, actor=RECEPTION, traits=traits, local_id="IPP-0100"
+        )
         assert identity.id is not None
         return identity.id
 
@@ -269,7 +271,7 @@ async def test_identity_changed_elsewhere_before_accepting_writes_nothing(
         assert screen.phase is Phase.DIFFERENCES
         # Another desk edits the identity while the agent compares with the document.
         with Database.transaction(demo_db) as session:
-            service.edit_identity(session, actor=RECEPTION, identity_id=ident, used_name="DURAND")
+            desk_identities.edit_identity(session, actor=RECEPTION, identity_id=ident, used_name="DURAND")
         await pilot.press("a")
         await settle(pilot)
         assert screen.phase is Phase.FAULT and screen.retryable

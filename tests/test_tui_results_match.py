@@ -27,7 +27,7 @@ from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
-from services.identity import service as identity_service
+from services.desk import identities as desk_identities
 from services.identity.traits import check_traits
 from services.results.models import LabReport, MatchSource, ReportStatus
 from services.storage.db import Database
@@ -58,7 +58,7 @@ def _create_petit(db: Database) -> int:
         birth_name="PETIT", first_names="LOUISE", sex="F", birth_date="1977-09-15", birthplace="75056"
     ).raise_if_invalid()
     with db.transaction() as session:
-        identity = identity_service.create_identity(session, actor=RECEPTION, traits=traits, local_id=None)
+        identity = desk_identities.create_identity(session, actor=RECEPTION, traits=traits, local_id=None)
         return int(identity.id or 0)
 
 

@@ -17,7 +17,7 @@ import pytest
 import time_machine
 from textual.pilot import Pilot
 
-from services.identity import service
+from services.desk import identities as desk_identities
 from services.identity.traits import check_traits
 from services.insi import InsiClient
 from services.insi.settings import load_insi_config
@@ -61,7 +61,7 @@ def typed_lefebvre(db: Database) -> None:
         birth_name="LEFEBVRE", first_names="CAMILLE", sex="F", birth_date="1999-07-14", birthplace="76540"
     ).raise_if_invalid()
     with db.transaction() as session:
-        service.create_identity(
+        desk_identities.create_identity(
             session, actor=Actor("accueil1", Role.RECEPTION), traits=traits, local_id="IPP-0100"
         )
 

@@ -29,7 +29,8 @@ from textual.widgets import DataTable, Input, Static
 from textual.widgets._footer import FooterKey
 
 from services.audit.log import AUDIT_EXPORTED, INSI_CALL, append_event
-from services.identity import service
+from services.desk import flags as desk_flags
+from services.desk import identities as desk_identities
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Identity, InsiCall, Role
 from services.users import Actor
@@ -94,12 +95,12 @@ def review_db(demo_db: Database) -> Database:
             _insi_call(session, nguyen, "01", purged=True)
         with demo_db.transaction() as session:
             dubois = _identity_id(session, "IPP-0003")
-            service.dequalify(session, actor=SUPERVISOR, identity_id=dubois, reason="homonymie suspectée")
+            desk_flags.dequalify(session, actor=SUPERVISOR, identity_id=dubois, reason="homonymie suspectée")
         with demo_db.transaction() as session:
             paul = _identity_id(session, "IPP-0002")
             _insi_call(session, paul, "01")
         with demo_db.transaction() as session:
-            service.edit_identity(session, actor=RECEPTION, identity_id=paul, used_name="MARTINEZ")
+            desk_identities.edit_identity(session, actor=RECEPTION, identity_id=paul, used_name="MARTINEZ")
         with demo_db.transaction() as session:
             _insi_call(session, paul, "02")
     return demo_db

@@ -12,6 +12,13 @@ import pytest
 from sqlmodel import col, select
 
 from services.audit.log import IDENTITY_CREATED, INSI_CALL, verify_database
+from services.desk.card import (
+    ADVICE_CARD_NONE,
+    MODE_TRAITS,
+    NOTICE_TRAITS_FALLBACK,
+    create_identity_from_card,
+    search_insi_with_card,
+)
 from services.errors import BadRequest, InvalidData, PermissionDenied
 from services.insi import InsiClient, InsiConfig, InsiError, RetryPolicy
 from services.insi.envelope import OPERATION_VITALE
@@ -20,17 +27,8 @@ from services.storage.db import Database
 from services.storage.models import AuditEvent, Identity, InsHistory, InsiCall, Role
 from services.users import Actor
 from services.vitale.model import CardPerson, CardRead
+from services.vitale.prefill import WARNING_SEX_SHARED, WARNING_USED_NAME, prefill_from_card
 from services.vitale.reader import SesamVitaleReader, SimulatedReader
-from services.vitale.to_insi import (
-    ADVICE_CARD_NONE,
-    MODE_TRAITS,
-    NOTICE_TRAITS_FALLBACK,
-    WARNING_SEX_SHARED,
-    WARNING_USED_NAME,
-    create_identity_from_card,
-    prefill_from_card,
-    search_insi_with_card,
-)
 from tests.sesam_double import SesamDouble
 from tests.support_env import declare_test_installation
 

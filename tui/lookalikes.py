@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from services.identity import service
 from services.identity.duplicates import similarity
+from services.identity.search import search_identities
 from services.identity.traits import StrictTraits
 from services.storage.models import Identity
 from services.users import Actor
@@ -41,7 +41,7 @@ def candidates(session: Session, *, actor: Actor, traits: StrictTraits) -> list[
     found: dict[int, Identity] = {}
     queries = (traits.birth_name[:NAME_PREFIX], fr_date(traits.birth_date.value))
     for query in queries:
-        for identity in service.search_identities(session, actor=actor, query=query, limit=CANDIDATES):
+        for identity in search_identities(session, actor=actor, query=query, limit=CANDIDATES):
             if identity.id is not None:
                 found.setdefault(identity.id, identity)
     return list(found.values())

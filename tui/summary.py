@@ -10,9 +10,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlmodel import Session
 
-from services.identity import service
 from services.identity.birthplace import load_cog
 from services.identity.matricule import oid_label
+from services.identity.view import identity_view
 from services.storage.models import Identity
 from tui.format import document_short_label, fr_date, ins_text, parse_iso
 
@@ -81,7 +81,7 @@ def _place_name(code: str | None, at: date) -> str:
 
 def summarize(session: Session, identity: Identity) -> IdentitySummary:
     """The summary of ``identity`` (call inside a unit of work, in a worker thread)."""
-    view = service.identity_view(session, identity=identity)
+    view = identity_view(session, identity=identity)
     ins = view.get("ins") or None
     proofs = view.get("proofs") or []
     return IdentitySummary(

@@ -1,1 +1,1 @@
-"""Append-only, hash-chained audit log (``log``) and its external anchor (``anchor``)."""
+"""Append-only, hash-chained audit log (``log``); its external anchor file is ``services.storage.anchor``."""

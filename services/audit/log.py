@@ -10,7 +10,7 @@ event's ``prev_hash`` is the hash of the event before it::
 (canonical = sorted keys, no spaces, UTF-8; ``at`` is ISO 8601 UTC with microseconds). An
 edited, removed or reordered event breaks the chain. What the chain alone cannot show (the last
 events removed, a tail rewritten consistently, a well-formed event appended by someone else) is
-for the anchor (``services.audit.anchor``), this desk's witness of the head it last committed:
+for the anchor (``services.storage.anchor``), this desk's witness of the head it last committed:
 
 - the first append of a transaction checks that the head it extends descends from the anchored
   event, unchanged (``check_extends_anchor``: incremental, from the anchor to the head) and
@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from services.audit.anchor import Anchor, AnchorFile, AnchorState
 from services.errors import IntegrityBroken
+from services.storage.anchor import Anchor, AnchorFile, AnchorState
 from services.storage.db import AUDIT_BASE_KEY, AUDIT_GUARD_KEY, AnchorGuard, mark_audit_appended
 from services.storage.models import AuditEvent, AuditHead, utcnow
 

@@ -6,9 +6,11 @@ A supervisor (Right.IDENTITY_MERGE) merges ``DUP`` into ``KEEP``, in one transac
   only ``DUP`` carries one, unless the strict traits are the same (the INS was verified against
   ``DUP``'s traits: keep ``DUP`` instead, or qualify ``KEEP`` with INSi) or ``KEEP`` is
   douteuse/fictive (no INS there, EXI SI 09);
-* what was ``DUP``'s moves to ``KEEP``: proofs, INSi calls, INS history and claims, lab reports,
-  the identities merged into it before and its own local ids — its local id becomes an alias of
-  ``KEEP`` (``identity_alias``: results that arrive later with it match ``KEEP``);
+* what was ``DUP``'s moves to ``KEEP``: proofs, INSi calls, INS history and claims, the
+  identities merged into it before and its own local ids — its local id becomes an alias of
+  ``KEEP`` (``identity_alias``: results that arrive later with it match ``KEEP``) — and what the
+  floors above hang on an identity (the lab reports: ``move_dependents``, given by the use case,
+  :mod:`services.desk.merge`);
 * ``KEEP``'s status and flags: the INS of ``DUP`` (same traits) counts as INSi-verified, its
   proofs as checked documents (same traits only: they were checked against ``DUP``'s traits); the
   *homonyme* flag is kept; *douteuse*/*fictive* are not carried (they concerned ``DUP``'s traits):
@@ -16,8 +18,8 @@ A supervisor (Right.IDENTITY_MERGE) merges ``DUP`` into ``KEEP``, in one transac
 * ``DUP`` is never deleted: it stays as a tombstone (``merged_into`` = ``KEEP``), holding no INS,
   hidden from searches and matching, refused by every change; ``identity show DUP`` answers
   ``"merged_into": KEEP`` and its history stays under its id (the desk shows it with ``KEEP``'s);
-* the verdicts of ``KEEP``'s reports are recomputed (the gate's own entry point) and **one** audit
-  event, ``identity.merged``, records all of it (the gate records its verdict changes as usual).
+* **one** audit event, ``identity.merged``, records all of it; the use case then recomputes the
+  verdicts of ``KEEP``'s reports (the gate records its verdict changes as usual).
 
 Both identities' versions are checked (``expect_versions``) and bumped: a merge never overwrites
 a change made meanwhile on another desk.
@@ -25,6 +27,7 @@ a change made meanwhile on another desk.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +36,17 @@ from sqlmodel import Session, col, select
 
 from services.audit.log import IDENTITY_MERGED, append_event
 from services.errors import BadRequest, NegativeAnswer
-from services.identity import service
 from services.identity.ins_claims import claim_ins
+from services.identity.records import (
+    check_reason,
+    check_version,
+    compare_traits,
+    identity_flags,
+    identity_traits,
+    load_live,
+    touch,
+)
 from services.identity.status import BLOCKING_FLAGS, Event, Flag, next_status
-from services.results.models import LabReport
 from services.storage.models import (
     Identity,
     IdentityAlias,
@@ -49,7 +59,11 @@ from services.storage.models import (
 )
 from services.users import Actor, Right, require
 
-__all__ = ["MergeRefused", "MergeResult", "merge_identities"]
+__all__ = ["MergeRefused", "MergeResult", "MoveDependents", "merge_identities"]
+
+MoveDependents = Callable[[Session, int, int], Mapping[str, int]]
+"""``move(session, dup_id, keep_id)``: re-point to ``KEEP`` the rows of the floors above that
+belong to ``DUP`` (the lab reports), returning what moved by name (recorded in the event)."""
 
 
 class MergeRefused(NegativeAnswer):
@@ -78,8 +92,8 @@ class MergeResult:
 def _snapshot(session: Session, identity: Identity) -> dict[str, Any]:
     return {
         "status": Status(identity.status).value,
-        "flags": [f.value for f in service.identity_flags(identity)],
-        "traits": service.identity_traits(identity).as_dict(),
+        "flags": [f.value for f in identity_flags(identity)],
+        "traits": identity_traits(identity).as_dict(),
         "local_id": identity.local_id,
         "ins": (
             {"matricule": identity.ins_matricule, "key": identity.ins_key, "oid": identity.ins_oid}
@@ -104,23 +118,24 @@ def merge_identities(
     dup_id: int,
     reason: str,
     expect_versions: tuple[int, int] | None = None,
+    move_dependents: MoveDependents | None = None,
 ) -> MergeResult:
     """Merge ``dup_id`` into ``keep_id`` (see the module docstring). PermissionDenied (exit 4),
     BadRequest (exit 2: no reason, the same identity, a merged one, a version changed is
     ConcurrentUpdate exit 4), NotFound / MergeRefused (exit 1)."""
     require(actor, Right.IDENTITY_MERGE)
-    reason_text = service._reason(reason, mandatory=True, action="fusionner deux identités")
+    reason_text = check_reason(reason, mandatory=True, action="fusionner deux identités")
     if keep_id == dup_id:
         raise BadRequest("Une identité ne se fusionne pas avec elle-même.", code="merge_same")
-    keep = service._load_live(session, keep_id)
-    dup = service._load_live(session, dup_id)
+    keep = load_live(session, keep_id)
+    dup = load_live(session, dup_id)
     if expect_versions is not None:
-        service._check_version(keep, expect_versions[0])
-        service._check_version(dup, expect_versions[1])
+        check_version(keep, expect_versions[0])
+        check_version(dup, expect_versions[1])
     assert keep.id is not None and dup.id is not None
 
-    keep_traits, dup_traits = service.identity_traits(keep), service.identity_traits(dup)
-    same_traits = not service.compare_traits(keep_traits, dup_traits)
+    keep_traits, dup_traits = identity_traits(keep), identity_traits(dup)
+    same_traits = not compare_traits(keep_traits, dup_traits)
     keep_ins, dup_ins = keep.ins_matricule, dup.ins_matricule
     if keep_ins is not None and dup_ins is not None and keep_ins != dup_ins:
         raise MergeRefused(
@@ -137,7 +152,7 @@ def merge_identities(
             f"interrogez l'INSi pour l'identité n°{keep.id} d'abord.",
             code="merge_ins_traits",
         )
-    if moves_ins and service.identity_flags(keep) & BLOCKING_FLAGS:
+    if moves_ins and identity_flags(keep) & BLOCKING_FLAGS:
         raise MergeRefused(
             f"Fusion refusée : l'identité n°{keep.id} est douteuse ou fictive et ne peut pas recevoir l'INS "
             f"de l'identité n°{dup.id} : faites lever l'attribut d'abord.",
@@ -176,7 +191,8 @@ def merge_identities(
     moved["proofs"] = _repoint(session, IdentityProof, "identity_id", dup.id, keep.id)
     moved["insi_calls"] = _repoint(session, InsiCall, "identity_id", dup.id, keep.id)
     moved["ins_history"] = _repoint(session, InsHistory, "identity_id", dup.id, keep.id)
-    moved["reports"] = _repoint(session, LabReport, "identity_id", dup.id, keep.id)
+    if move_dependents is not None:
+        moved.update(move_dependents(session, dup.id, keep.id))
     moved["aliases"] = _repoint(session, IdentityAlias, "identity_id", dup.id, keep.id)
     moved["tombstones"] = _repoint(session, Identity, "merged_into", dup.id, keep.id)
     if dup.local_id is not None:
@@ -193,15 +209,15 @@ def merge_identities(
         status = next_status(status, Event.INSI_MATCH)
     if same_traits and dup_status in (Status.VALI, Status.QUAL):
         status = next_status(status, Event.DOCUMENT_CHECKED)
-    if service.identity_flags(keep) & BLOCKING_FLAGS:
+    if identity_flags(keep) & BLOCKING_FLAGS:
         status = Status.PROV
     keep.status = status
-    if Flag.HOMONYME in service.identity_flags(dup):
+    if Flag.HOMONYME in identity_flags(dup):
         keep.flag_homonyme = True
 
     dup.merged_into = keep.id
-    service._touch(dup)
-    service._touch(keep)
+    touch(dup)
+    touch(keep)
     session.add(dup)
     session.add(keep)
     session.flush()
@@ -222,5 +238,4 @@ def merge_identities(
             "moved": moved,
         },
     )
-    service._results_changed(session, actor=actor, identity=keep)
     return MergeResult(keep, dup.id, moved)

@@ -3,6 +3,7 @@ public samples only (``../shared/reference/insi/``, copied in ``services/insi/xs
 
 * :mod:`services.insi.config`: endpoint, IDAM, mutual TLS, timeouts, retries;
 * :mod:`services.insi.envelope`: SOAP 1.2 requests built with lxml;
+* :mod:`services.insi.exchange`: the answer's value objects and the exchange as it happened;
 * :mod:`services.insi.parse`: hardened, namespace-robust parsing of answers and faults;
 * :mod:`services.insi.client`: transport, TLS, retries, typed errors;
 * :mod:`services.insi.strategy`: the certified search strategy (CNDA 2.07).
@@ -10,11 +11,12 @@ public samples only (``../shared/reference/insi/``, copied in ``services/insi/xs
 No engine nor client is created at import time.
 """
 
-from services.insi.client import InsiClient, InsiExchange
+from services.insi.client import InsiClient
 from services.insi.config import PROD_ENDPOINT, QUALIF_ENDPOINT, InsiConfig, RetryPolicy
 from services.insi.envelope import TraitsQuery, VitaleQuery
 from services.insi.errors import InsiError, InsiFault, InsiProtocolError, InsiTlsError, InsiUnavailable
-from services.insi.parse import InsHistoryEntry, InsiAnswer, InsiIdentity, parse_response
+from services.insi.exchange import InsHistoryEntry, InsiAnswer, InsiExchange, InsiIdentity
+from services.insi.parse import parse_response
 from services.insi.strategy import (
     Attempt,
     SearchOutcome,

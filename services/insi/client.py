@@ -63,8 +63,8 @@ from services.insi.errors import (
     InsiTlsError,
     InsiUnavailable,
 )
+from services.insi.exchange import InsiAnswer, InsiExchange
 from services.insi.parse import (
-    InsiAnswer,
     answer_from_envelope,
     fault_from_element,
     find_fault,
@@ -81,31 +81,6 @@ _RETRY_AFTER_MAX = 24 * 3600.0
 # A socket timeout fires at the instant asked, give or take the scheduler: within this margin of
 # the exchange's deadline, a timeout is the deadline's.
 _DEADLINE_SLACK = 0.05
-
-
-@dataclass(frozen=True)
-class InsiExchange:
-    """One INSi call as it happened (traceability, EXI REC 07/08).
-
-    ``answer`` is None only for the exchange attached to an error (``err.exchanges``);
-    ``request_xml`` and ``response_xml`` are those of the last attempt; ``duration_ms``
-    covers every attempt, waits included.
-    """
-
-    operation: str
-    message_id: str
-    started_at: datetime.datetime
-    request_xml: str
-    response_xml: str | None
-    http_status: int | None
-    duration_ms: int
-    attempts: int
-    answer: InsiAnswer | None
-    error_code: str | None = None
-
-    @property
-    def cr(self) -> str | None:
-        return self.answer.cr if self.answer is not None else None
 
 
 # --- transport errors ------------------------------------------------------------------------

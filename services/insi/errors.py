@@ -10,12 +10,8 @@ caller can record every INSi call even when the search ends in an error (EXI REC
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from services.errors import ExternalFailure
-
-if TYPE_CHECKING:
-    from services.insi.client import InsiExchange
+from services.insi.exchange import InsiExchange
 
 
 class InsiError(ExternalFailure):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lxml import etree
 
@@ -39,15 +39,12 @@ from services.identity.matricule import (
     MatriculeINS,
     compute_key,
 )
-from services.identity.traits import StrictTraits, traits_from_insi
+from services.identity.traits import traits_from_insi
 from services.insi.config import DEFAULT_MAX_RESPONSE_BYTES
 from services.insi.envelope import NS_RESULTAT, NS_SIRAM, NS_SOAP, NS_SOAP11
 from services.insi.errors import InsiFault, InsiProtocolError
+from services.insi.exchange import CR_FOUND, KNOWN_CR, InsHistoryEntry, InsiAnswer, InsiIdentity
 
-CR_FOUND = "00"
-CR_NONE = "01"
-CR_SEVERAL = "02"
-KNOWN_CR = (CR_FOUND, CR_NONE, CR_SEVERAL)
 KNOWN_OIDS = frozenset({OID_INS_NIR, OID_INS_NIA, OID_INS_NIR_TEST, OID_INS_NIR_DEMO})
 RETRYABLE_FAULTS = frozenset({"desir_1020"})
 
@@ -61,67 +58,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _CODE_PART = re.compile(r"[a-z0-9_.-]{1,30}", re.ASCII)
 CODE_PART_MAX = 30
 _DTD_MARKERS = (b"<!doctype", b"<!entity")
-
-
-# --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InsHistoryEntry:
-    """An earlier matricule INS of the person (``INSHISTO``): kept as received (EXI REC 07/08).
-
-    ``key_valid`` is false when the key is absent or does not check (or the matricule is not
-    one): the entry is then shown but never used to match anything (CNDA TEST_2.08)."""
-
-    matricule: MatriculeINS
-    oid: str
-    valid_from: datetime.date | None = None
-    valid_to: datetime.date | None = None
-    key_valid: bool = True
-
-    def as_cli_dict(self) -> dict[str, str | bool | None]:
-        return {
-            "matricule": self.matricule.number,
-            "key": self.matricule.key,
-            "oid": self.oid,
-            "valid_from": self.valid_from.isoformat() if self.valid_from else None,
-            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
-            "key_valid": self.key_valid,
-        }
-
-
-@dataclass(frozen=True)
-class InsiIdentity:
-    """The identity INSi found (``INDIVIDU``): active INS, its OID, the strict traits (``TIQ``),
-    the history, and the warnings about anything odd in the traits (never a refusal)."""
-
-    matricule: MatriculeINS
-    oid: str
-    valid_from: datetime.date | None
-    valid_to: datetime.date | None
-    traits: StrictTraits
-    history: list[InsHistoryEntry] = field(default_factory=list)
-    warnings: list[FieldIssue] = field(default_factory=list)
-
-    @property
-    def is_nia(self) -> bool:
-        return self.oid == OID_INS_NIA
-
-    def ins_cli_dict(self) -> dict[str, str]:
-        return {"matricule": self.matricule.number, "key": self.matricule.key, "oid": self.oid}
-
-
-@dataclass(frozen=True)
-class InsiAnswer:
-    """``RESULTAT``: ``cr`` ``00`` one identity (``identity`` set), ``01`` none, ``02`` several."""
-
-    cr: str
-    label: str
-    identity: InsiIdentity | None = None
-
-    @property
-    def found(self) -> bool:
-        return self.cr == CR_FOUND and self.identity is not None
 
 
 # --- hardened XML ----------------------------------------------------------------------------

@@ -23,10 +23,9 @@ from services.errors import FieldIssue
 from services.identity.birthdate import BirthDate
 from services.identity.birthplace import Cog
 from services.identity.traits import StrictTraits, check_traits
-from services.insi.client import InsiExchange
 from services.insi.envelope import TraitsQuery
 from services.insi.errors import InsiError, InsiProtocolError
-from services.insi.parse import CR_FOUND, CR_NONE, CR_SEVERAL, InsiIdentity
+from services.insi.exchange import CR_FOUND, CR_NONE, CR_SEVERAL, InsiExchange, InsiIdentity
 
 ADVICE_SEVERAL = (
     "Plusieurs identités correspondent : ajoutez le lieu de naissance ou les autres prénoms de naissance "

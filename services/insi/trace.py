@@ -29,10 +29,10 @@ from typing import Final, overload
 from sqlmodel import Session
 
 from services.audit.log import INSI_CALL, append_event
-from services.insi.client import InsiExchange
 from services.insi.config import InsiConfig
 from services.insi.envelope import OPERATION_TRAITS, TraitsQuery
 from services.insi.errors import InsiError
+from services.insi.exchange import InsiExchange
 from services.insi.strategy import TraitsSearcher
 from services.storage.db import Database
 from services.storage.models import InsiCall, utcnow

@@ -27,10 +27,10 @@ A report may be sent to MES only if (``shared/notes/results-loinc-mes.md``, ``sh
   UCUM, must be the catalogue's unit (normalised); a missing unit, or one that is not UCUM even
   after normalising the French spelling, is ``UNIT_INCOMPATIBLE``. A text result needs none.
 
-Verdicts are always current (cli.md): the identity service calls :func:`recompute_for_identity`
-after any change of an identity (it reads only that patient's reports, through the indexed
-``lab_report.identity_id``, ``lab_report_local_id.local_id`` and ``lab_report.patient_ins``),
-the catalogue :func:`recompute_for_local_codes` after a mapping
+Verdicts are always current (cli.md): the identity use cases (``services.desk``) call
+:func:`recompute_for_identity` after any change of an identity (it reads only that patient's
+reports, through the indexed ``lab_report.identity_id``, ``lab_report_local_id.local_id`` and
+``lab_report.patient_ins``), the catalogue :func:`recompute_for_local_codes` after a mapping
 change, a value-set import :func:`recompute_all` — each in the caller's transaction. A ``sent``
 report keeps its status. Every change of verdict (status, or the set of reason codes) is
 appended to the audit log as ``report.verdict_changed`` ``{report_id, from, to, reasons}``.
@@ -87,6 +87,7 @@ __all__ = [
     "evaluate",
     "list_reports",
     "match_identity",
+    "move_reports",
     "preview_mapping",
     "recompute_all",
     "recompute_for_identity",
@@ -850,6 +851,17 @@ def recompute_for_identity(session: Session, identity_id: int, *, actor: str | N
     """Recompute the reports of an identity after a change of its status, flags, traits, local
     id, aliases or INS (:func:`reports_of_identity`)."""
     return _recompute(session, reports_of_identity(session, identity_id), actor=actor, cause="identity")
+
+
+def move_reports(session: Session, *, from_identity_id: int, to_identity_id: int) -> int:
+    """Match to ``to_identity_id`` every report matched to ``from_identity_id`` (a merged
+    duplicate, ``identity merge``); returns how many moved. The caller recomputes their verdicts
+    (:func:`recompute_for_identity` on the identity kept)."""
+    table = LabReport.__table__  # type: ignore[attr-defined]
+    result = session.execute(
+        sa.update(table).where(table.c.identity_id == from_identity_id).values(identity_id=to_identity_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def recompute_for_local_codes(

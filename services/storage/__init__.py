@@ -1,1 +1,2 @@
-"""Storage: SQLModel tables (``models``), the ``Database`` (``db``) and Alembic migrations."""
+"""Storage: SQLModel tables (``models``), the ``Database`` (``db``), the audit anchor file (``anchor``)
+and Alembic migrations."""

@@ -51,8 +51,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from services.audit.anchor import Anchor, AnchorFile
 from services.errors import ConcurrentUpdate, IntegrityBroken
+from services.storage.anchor import Anchor, AnchorFile
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """SQLModel schemas and tables (the table names are the contract of ``docs/architecture.md``).
 
-Layout follows the full-stack-fastapi-template: ``XBase`` (shared fields) → ``XCreate`` /
-``XUpdate`` (input) → ``X`` (``table=True``) → ``XPublic`` (what readers get back).
+Layout: ``XBase`` (shared fields) → ``X`` (``table=True``), plus ``XPublic`` (what readers get
+back) where something reads one (``UserPublic``: ``add_user``; ``IdentityPublic``).
 
 Conventions:
 - every timestamp is timezone-aware UTC (``UTCDateTime`` stores UTC on every engine and gives
@@ -130,23 +130,6 @@ class IdentityBase(SQLModel):
     used_first_name: str | None = Field(default=None, max_length=100)
 
 
-class IdentityCreate(IdentityBase):
-    capture_channel: CaptureChannel = CaptureChannel.MANUAL
-
-
-class IdentityUpdate(SQLModel):
-    local_id: str | None = Field(default=None, max_length=64)
-    birth_name: str | None = Field(default=None, max_length=BIRTH_NAME_MAX)
-    first_names: str | None = Field(default=None, max_length=200)
-    first_name: str | None = Field(default=None, max_length=100)
-    sex: str | None = Field(default=None, max_length=1)
-    birth_date: date | None = None
-    birth_date_uncertain: bool | None = None
-    birthplace: str | None = Field(default=None, max_length=5)
-    used_name: str | None = Field(default=None, max_length=100)
-    used_first_name: str | None = Field(default=None, max_length=100)
-
-
 # A Column object (not a Field) so that the mapper can use it as version_id_col.
 _identity_version_col = sa.Column("version", sa.Integer, nullable=False, default=1)
 
@@ -254,10 +237,6 @@ class InsHistoryBase(SQLModel):
     key_valid: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
 
 
-class InsHistoryCreate(InsHistoryBase):
-    pass
-
-
 class InsHistory(InsHistoryBase, table=True):
     __tablename__ = "ins_history"
     # Who holds a matricule (one INS, one identity; migration 0005): looked up on every attachment.
@@ -265,11 +244,6 @@ class InsHistory(InsHistoryBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class InsHistoryPublic(InsHistoryBase):
-    id: int
-    recorded_at: datetime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,10 +281,6 @@ class IdentityProofBase(SQLModel):
     checked_by: str = Field(max_length=64)
 
 
-class IdentityProofCreate(IdentityProofBase):
-    pass
-
-
 class IdentityProof(IdentityProofBase, table=True):
     __tablename__ = "identity_proof"
 
@@ -320,11 +290,6 @@ class IdentityProof(IdentityProofBase, table=True):
     # ``services.supervision.retention`` at most 5 years after the patient's last visit.
     scan: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     scan_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-class IdentityProofPublic(IdentityProofBase):
-    id: int
-    checked_at: datetime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,20 +311,11 @@ class InsiCallBase(SQLModel):
     error_code: str | None = Field(default=None, max_length=64)
 
 
-class InsiCallCreate(InsiCallBase):
-    pass
-
-
 class InsiCall(InsiCallBase, table=True):
     __tablename__ = "insi_call"
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class InsiCallPublic(InsiCallBase):
-    id: int
-    at: datetime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,16 +326,6 @@ class UserBase(SQLModel):
     login: str = Field(max_length=64)
     role: Role = Field(sa_type=_enum_type(Role))
     active: bool = True
-
-
-class UserCreate(UserBase):
-    password: str = Field(min_length=8, max_length=256)
-
-
-class UserUpdate(SQLModel):
-    role: Role | None = None
-    active: bool | None = None
-    password: str | None = Field(default=None, min_length=8, max_length=256)
 
 
 class AppUser(UserBase, table=True):
@@ -427,10 +373,6 @@ class AuditEvent(AuditEventBase, table=True):
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
 
 
-class AuditEventPublic(AuditEventBase):
-    id: int
-
-
 class AuditHead(SQLModel, table=True):
     """A single row (id=1) holding the last event: locked by every append (serialises writers)."""
 
@@ -457,8 +399,3 @@ INSTANCE_UUID_KEY = "instance_uuid"
 
 def new_instance_uuid() -> str:
     return str(uuid.uuid4())
-
-
-# The results tables (issue #6) live in their own module; importing it here registers them on
-# the metadata that Alembic and ``create_all`` use. Kept last: it imports the helpers above.
-import services.results.models  # noqa: E402, F401

@@ -35,10 +35,10 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from services.audit import log as audit
-from services.audit.anchor import Anchor
 from services.audit.log import ChainReport, append_event, verify_database
 from services.errors import BadRequest
 from services.identity.birthdate import french_date
+from services.storage.anchor import Anchor
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard

@@ -946,7 +946,7 @@ class SesamVitaleReader:
     The same library produces the « assertion Vitale » that the INSi carte Vitale search
     (``RECVITALE``) requires in its ``wsse:Security`` header — a SAML 2.0 assertion it signs from
     the card just read, for the beneficiary chosen: :meth:`assertion_vitale` is where it plugs in
-    (:class:`services.vitale.to_insi.VitaleAssertionSource`). Without it the desk searches INSi by
+    (:class:`services.desk.card.VitaleAssertionSource`). Without it the desk searches INSi by
     traits with the card's traits, and says so.
     """
 

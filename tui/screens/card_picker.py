@@ -1,5 +1,5 @@
 """Carte Vitale (F3): the card is read in a worker, its persons listed; Entrée on a person looks
-them up (``services.vitale.recognise``, in a worker): a patient the desk knows — the person's own
+them up (``services.desk.recognise``, in a worker): a patient the desk knows — the person's own
 NIR is an identity's INS, or the strict traits match one identity — opens that identity; anyone
 else gets the identity form prefilled from the card (``prefill_from_card``) with the card's
 warnings and the birthplace the NIR gives proposed (valid at the birth date in the COG history:
@@ -27,12 +27,12 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
+from services.desk.recognise import BY_INS, Recognition, recognise
 from services.errors import InsdeskError, InvalidData
 from services.identity.birthdate import BirthDate
 from services.storage.models import CaptureChannel
 from services.vitale.model import CardPerson, CardRead, birth_date_text
-from services.vitale.recognise import BY_INS, Recognition, recognise
-from services.vitale.to_insi import CardPrefill, prefill_from_card
+from services.vitale.prefill import CardPrefill, prefill_from_card
 from tui.desk_app import DeskApp
 from tui.format import fr_date
 from tui.screens.identity_form import IdentityFormScreen, birth_date_input

@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from services.identity import service
 from services.identity.duplicates import REASON_SAME_INS, DuplicatePair, find_duplicates
+from services.identity.records import get_identity
 from services.storage.models import Identity
 from tui.desk_app import DeskApp
 from tui.format import fr_date
@@ -120,8 +120,8 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
             pairs = find_duplicates(session, actor=actor, limit=PAIRS_SHOWN)
             rows = []
             for pair in pairs:
-                a = service.get_identity(session, actor=actor, identity_id=pair.ids[0])
-                b = service.get_identity(session, actor=actor, identity_id=pair.ids[1])
+                a = get_identity(session, actor=actor, identity_id=pair.ids[0])
+                b = get_identity(session, actor=actor, identity_id=pair.ids[1])
                 rows.append(PairRow(pair, (_who(a), _who(b))))
         self.post_message(self.Loaded(rows))
 

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
-from services.identity import service
+from services.desk import flags as desk_flags
 from services.identity.status import Flag
 from services.users import Right
 from tui.desk_app import DeskApp
@@ -125,14 +125,14 @@ class FlagsModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         with self.insdesk.services.db.transaction() as session:
             if action.startswith("set:"):
                 flag = Flag(action.removeprefix("set:"))
-                identity = service.set_flag(session, flag=flag, reason=reason or None, **common)  # type: ignore[arg-type]
+                identity = desk_flags.set_flag(session, flag=flag, reason=reason or None, **common)  # type: ignore[arg-type]
                 text = f"Attribut posé : {flag.label}."
             elif action.startswith("clear:"):
                 flag = Flag(action.removeprefix("clear:"))
-                identity = service.clear_flag(session, flag=flag, reason=reason, **common)  # type: ignore[arg-type]
+                identity = desk_flags.clear_flag(session, flag=flag, reason=reason, **common)  # type: ignore[arg-type]
                 text = f"Attribut retiré : {flag.label}."
             else:
-                identity = service.dequalify(session, reason=reason, **common)  # type: ignore[arg-type]
+                identity = desk_flags.dequalify(session, reason=reason, **common)  # type: ignore[arg-type]
                 text = "Identité déqualifiée : elle redevient provisoire."
             summary = summarize(session, identity)
         self.post_message(self.Done(summary, text))

@@ -15,8 +15,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from services.audit.log import list_events
-from services.identity import service
 from services.identity.documents import document_types
+from services.identity.records import get_identity
 from services.storage.models import Identity
 from tui.audit_text import HistoryLine, describe
 from tui.desk_app import DeskApp
@@ -68,7 +68,7 @@ class HistoryScreen(Screen[None], WorkerErrorsToApp):
         actor = self.insdesk.actor
         assert actor is not None
         with self.insdesk.services.db.session() as session:
-            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            identity = get_identity(session, actor=actor, identity_id=identity_id)
             summary = summarize(session, identity)
             labels = {d.code: d.label for d in document_types(session)}
             events = list_events(session, identity_id=identity_id)

@@ -23,14 +23,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
+from services.desk.datamatrix import identity_of_datamatrix
 from services.errors import InvalidData
-from services.identity import service
-from services.identity.ins_claims import holder_of
+from services.identity.records import get_identity
+from services.identity.search import search_identities
 from services.storage.models import CaptureChannel
-from services.users import Right, require
 from services.vitale import datamatrix
 from services.vitale.datamatrix import InsDataMatrix
-from services.vitale.to_insi import CardPrefill
+from services.vitale.prefill import CardPrefill
 from tui.desk_app import DeskApp
 from tui.format import fr_date
 from tui.screens.card_picker import form_values
@@ -228,11 +228,8 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
     def _resolve_datamatrix(self, scanned: InsDataMatrix) -> None:
         actor = self.insdesk.actor
         assert actor is not None
-        require(actor, Right.IDENTITY_READ)
         with self.insdesk.services.db.session() as session:
-            # The identity the INS belongs to (active, or in its INSi history; the parser checked
-            # the key): one INS, one identity.
-            holder = holder_of(session, [scanned.number])
+            holder = identity_of_datamatrix(session, actor=actor, scanned=scanned)
         self.post_message(self.DataMatrixResolved(scanned, holder))
 
     @on(DataMatrixResolved)
@@ -266,7 +263,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         actor = self.insdesk.actor
         assert actor is not None
         with self.insdesk.services.db.session() as session:
-            found = service.search_identities(session, actor=actor, query=query, limit=SEARCH_LIMIT)
+            found = search_identities(session, actor=actor, query=query, limit=SEARCH_LIMIT)
             rows = [
                 Row(
                     id=int(i.id or 0),
@@ -374,7 +371,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         actor = self.insdesk.actor
         assert actor is not None
         with self.insdesk.services.db.session() as session:
-            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            identity = get_identity(session, actor=actor, identity_id=identity_id)
             summary = summarize(session, identity)
         if not worker.is_cancelled:
             self.post_message(self.SummaryReady(summary))

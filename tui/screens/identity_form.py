@@ -21,10 +21,11 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from services.desk import identities
 from services.errors import FieldIssue, InvalidData
-from services.identity import service
 from services.identity.birthdate import BirthDate
 from services.identity.birthplace import load_cog
+from services.identity.records import get_identity, identity_traits
 from services.identity.traits import check_traits, check_used_name
 from services.storage.models import CaptureChannel
 from services.users import Right
@@ -307,9 +308,9 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
         actor = self.insdesk.actor
         assert actor is not None
         with self.insdesk.services.db.session() as session:
-            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            identity = get_identity(session, actor=actor, identity_id=identity_id)
             summary = summarize(session, identity)
-            traits = service.identity_traits(identity)
+            traits = identity_traits(identity)
         values = {
             "birth_name": summary.birth_name,
             "first_names": summary.first_names,
@@ -653,7 +654,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
                     self.post_message(self.LookAlikesFound(values, matches))
                     return
             with db.transaction() as session:
-                identity = service.create_identity(
+                identity = identities.create_identity(
                     session,
                     actor=actor,
                     traits=traits,
@@ -672,7 +673,7 @@ class IdentityFormScreen(Screen[None], WorkerErrorsToApp):
                 value if value or name in ("birth_name", "first_names", "sex", "birth_date") else None
             )
         with db.transaction() as session:
-            identity = service.edit_identity(
+            identity = identities.edit_identity(
                 session, actor=actor, identity_id=identity_id, expect_version=version, **changes
             )
             summary = summarize(session, identity)

@@ -41,13 +41,12 @@ from textual.screen import ModalScreen
 from textual.widgets import LoadingIndicator, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from services.environment import TestInsRefused
+from services.desk.qualify import QualifyResult, accept_insi_traits, check_qualify_allowed, qualify_with_insi
 from services.errors import ConcurrentUpdate, InsdeskError
-from services.identity import service
-from services.identity.matricule import MatriculeINS
+from services.identity.ins_environment import TestInsRefused
+from services.identity.records import get_identity, identity_traits
 from services.identity.traits import StrictTraits
 from services.insi.errors import InsiError
-from services.insi.qualify import QualifyResult, check_qualify_allowed, qualify_with_insi
 from services.users import Actor
 from tui.desk_app import DeskApp
 from tui.format import STATUS_WORDS, fr_date, ins_text, plural
@@ -363,9 +362,9 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
                 self.post_message(self.Failed(err.title, err.message, False, "before", err.detail))
             return
         with db.session() as session:
-            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            identity = get_identity(session, actor=actor, identity_id=identity_id)
             summary = summarize(session, identity)
-            local = trait_texts(service.identity_traits(identity))
+            local = trait_texts(identity_traits(identity))
         insi = trait_texts(result.insi_traits) if result.insi_traits is not None else None
         if worker.is_cancelled:
             if result.attached:  # the answer came after Échap: the INS is attached all the same
@@ -473,18 +472,7 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         assert actor is not None and result.ins is not None
         try:
             with self.insdesk.services.db.transaction() as session:
-                attach = service.attach_ins(
-                    session,
-                    actor=actor,
-                    identity_id=result.identity_id,
-                    matricule=MatriculeINS(number=result.ins["matricule"], key=result.ins["key"]),
-                    oid=result.ins["oid"],
-                    insi_traits=result.insi_traits,
-                    history=result.history,
-                    insi_call_id=result.call_ids[-1] if result.call_ids else None,
-                    accept_insi_traits=True,
-                    expect_version=result.version,
-                )
+                attach = accept_insi_traits(session, actor=actor, result=result)
                 summary = summarize(session, attach.identity)
         except ConcurrentUpdate as err:
             self.post_message(self.Failed(err.title, err.message, True, "changed", err.detail))

@@ -24,10 +24,10 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from services.desk.merge import merge_identities
 from services.errors import InsdeskError
-from services.identity import service
 from services.identity.duplicates import DuplicatePair
-from services.identity.merge import merge_identities
+from services.identity.records import get_identity
 from services.results.models import LabReport
 from tui.desk_app import DeskApp
 from tui.format import STATUS_WORDS
@@ -177,7 +177,7 @@ class MergeScreen(ModalScreen[bool], WorkerErrorsToApp):
         sides = []
         with self.insdesk.services.db.session() as session:
             for identity_id in self.pair.ids:
-                identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+                identity = get_identity(session, actor=actor, identity_id=identity_id)
                 reports = session.exec(
                     select(func.count()).select_from(LabReport).where(LabReport.identity_id == identity_id)
                 ).one()

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
-from services.identity import service
+from services.desk import proofs
 from services.identity.documents import document_types
 from tui.desk_app import DeskApp
 from tui.format import desk_timezone, fr_date, parse_day
@@ -111,7 +111,7 @@ class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
         actor = self.insdesk.actor
         assert actor is not None
         with self.insdesk.services.db.transaction() as session:
-            identity = service.add_proof(
+            identity = proofs.add_proof(
                 session,
                 actor=actor,
                 identity_id=self.summary.id,

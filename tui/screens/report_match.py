@@ -25,7 +25,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 from textual.worker import get_current_worker
 
-from services.identity.service import search_identities
+from services.identity.search import search_identities
 from services.results.matching import MatchPreview, match_preview, match_report
 from tui.desk_app import DeskApp
 from tui.screens.results_blocked import clip

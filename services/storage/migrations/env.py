@@ -2,15 +2,17 @@
 
 The caller passes an open connection (already inside a transaction holding the migration
 lock) in ``config.attributes["connection"]``; no ``alembic.ini``, no logging set-up here.
+
+The migrations are written by hand and only ever applied here, so no model metadata is needed
+(``target_metadata`` serves autogeneration only): storage does not import the tables of the
+floors above it (``services.results.models``). ``tests/test_storage.py`` imports every table
+module and checks that the migrations and the models agree.
 """
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
-
-from services.storage import models  # noqa: F401 - registers every table on the metadata
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -20,7 +22,7 @@ if not isinstance(connection, Connection):  # pragma: no cover - misuse
 
 context.configure(
     connection=connection,
-    target_metadata=SQLModel.metadata,
+    target_metadata=None,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )

@@ -9,12 +9,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from services.desk import flags as desk_flags
+from services.desk import identities, proofs
+from services.desk.merge import merge_identities
 from services.errors import BadRequest, FieldIssue, InvalidData
-from services.identity import service
 from services.identity.duplicates import SIMILAR_THRESHOLD, find_duplicates
-from services.identity.merge import merge_identities
+from services.identity.records import get_identity
 from services.identity.status import Flag
 from services.identity.traits import check_traits
+from services.identity.view import identity_view
 from services.users import Right
 from tui.cli.commands.checks import add_traits_options
 from tui.cli.context import CliContext
@@ -131,7 +134,7 @@ def create(ctx: CliContext, args: argparse.Namespace) -> int:
         birthplace=args.birthplace,
     ).raise_if_invalid()
     with ctx.db.transaction() as session:
-        identity = service.create_identity(
+        identity = identities.create_identity(
             session,
             actor=actor,
             traits=traits,
@@ -147,8 +150,8 @@ def create(ctx: CliContext, args: argparse.Namespace) -> int:
 def show(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.IDENTITY_READ)
     with ctx.db.session() as session:
-        identity = service.get_identity(session, actor=actor, identity_id=args.id)
-        view = service.identity_view(session, identity=identity)
+        identity = get_identity(session, actor=actor, identity_id=args.id)
+        view = identity_view(session, identity=identity)
 
     def human(c: Console) -> None:
         _status_line(c, view)
@@ -191,7 +194,7 @@ def edit(ctx: CliContext, args: argparse.Namespace) -> int:
         if getattr(args, name) is not None
     }
     with ctx.db.transaction() as session:
-        identity = service.edit_identity(
+        identity = identities.edit_identity(
             session, actor=actor, identity_id=args.id, expect_version=args.expect_version, **changes
         )
         payload = {"id": identity.id, "status": str(identity.status), "version": identity.version}
@@ -209,7 +212,7 @@ def proof(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.IDENTITY_WRITE)
     expires = parse_date_option(args.expires, field="expires", label="La date d'expiration")
     with ctx.db.transaction() as session:
-        identity = service.add_proof(
+        identity = proofs.add_proof(
             session, actor=actor, identity_id=args.id, document_type=args.document, expires=expires
         )
         payload = {"id": identity.id, "status": str(identity.status)}
@@ -225,7 +228,7 @@ def _flags_payload(identity: Any) -> dict[str, Any]:
 def flag(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.FLAG_SET)
     with ctx.db.transaction() as session:
-        identity = service.set_flag(
+        identity = desk_flags.set_flag(
             session, actor=actor, identity_id=args.id, flag=Flag(args.flag), reason=args.reason
         )
         payload = _flags_payload(identity)
@@ -238,7 +241,7 @@ def flag(ctx: CliContext, args: argparse.Namespace) -> int:
 def unflag(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.FLAG_CLEAR)
     with ctx.db.transaction() as session:
-        identity = service.clear_flag(
+        identity = desk_flags.clear_flag(
             session, actor=actor, identity_id=args.id, flag=Flag(args.flag), reason=args.reason
         )
         payload = _flags_payload(identity)
@@ -252,7 +255,7 @@ def unflag(ctx: CliContext, args: argparse.Namespace) -> int:
 def dequalify(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.DEQUALIFY)
     with ctx.db.transaction() as session:
-        identity = service.dequalify(session, actor=actor, identity_id=args.id, reason=args.reason)
+        identity = desk_flags.dequalify(session, actor=actor, identity_id=args.id, reason=args.reason)
         payload = {"id": identity.id, "status": str(identity.status)}
     ctx.out.result(payload, lambda c: c.print(f"[green]✓[/] Identité n° {payload['id']} déqualifiée (PROV)."))
     return 0

@@ -1,4 +1,4 @@
-"""``insi search``, ``insi reverify`` and ``identity insi`` (cli.md; services in ``services.insi.qualify``).
+"""``insi search``, ``insi reverify`` and ``identity insi`` (docs/cli.md; use cases in ``services.desk``).
 
 The INSi endpoint comes from ``--insi-url``, else env ``INSDESK_INSI_URL``, else the ``setting``
 table (``services.insi.settings``); plain ``http://`` is accepted only towards loopback.
@@ -26,15 +26,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from services.desk.insi_search import search_insi, validate_search_traits
+from services.desk.qualify import check_qualify_allowed, qualify_with_insi
+from services.desk.reverify import reverify
 from services.insi.client import InsiClient
 from services.insi.config import InsiConfig
-from services.insi.qualify import (
-    check_qualify_allowed,
-    qualify_with_insi,
-    reverify,
-    search_insi,
-    validate_search_traits,
-)
 from services.insi.settings import load_insi_config
 from services.users import Actor, Right, require
 from tui.cli.commands.checks import add_traits_options

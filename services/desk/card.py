@@ -1,21 +1,15 @@
-"""From the carte Vitale to INSi (issue 4, item 5): a person chosen on the card feeds the carte
-Vitale INSi search (``RECVITALE``) or prefills the traits search; the capture channel is recorded.
+"""From the carte Vitale to INSi and to a new identity (issue 4, item 5): F3 → a person of the card.
 
-* :func:`prefill_from_card` — the traits a card person gives to prefill the identity form / the
-  traits search, with French warnings: the name on the card may be the **used** name (married
-  name...), the card holds one first name only, and the sex is derived from the NIR only when the
-  NIR is the person's own. The carte Vitale is not an identity document (RNIV): the agent confirms
-  every trait with the identity document before anything is created or searched.
 * :func:`search_insi_with_card` — ``RECVITALE`` for one card person: ``MatriculeOD`` is the
   holder's NIR (first person of the card), ``MatriculeIndividu`` the person's own NIR when it
   differs from the holder's, ``NomNaissance`` / ``DateNaissance`` as read, ``RangNaissance`` the
   rank when the card gives one (never a default: without it the element is left out). INSi
   requires the SESAM-Vitale « assertion Vitale » with it (:class:`VitaleAssertionSource`, the
   licensed library's hook); without that library, the traits search runs instead with the card's
-  traits and the result says so (``mode`` ``traits`` and ``notice``). Every exchange is traced
-  like every INSi call (:mod:`services.insi.trace`: one ``insi_call`` row + one ``insi.call``
-  audit event, in a transaction of its own, also when the call fails — the error is re-raised
-  afterwards).
+  traits (:mod:`services.vitale.prefill`) and the result says so (``mode`` ``traits`` and
+  ``notice``). Every exchange is traced like every INSi call (:mod:`services.insi.trace`: one
+  ``insi_call`` row + one ``insi.call`` audit event, in a transaction of its own, also when the
+  call fails — the error is re-raised afterwards).
 * :func:`create_identity_from_card` — a PROV identity captured from the card (channel
   ``carte_vitale``, in the ``identity.created`` audit event); given the ``00`` of the card search,
   the identity is created with the INSi traits and the INS attached (PROV→RECUP, the channel stays
@@ -26,37 +20,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, TypedDict
+from typing import Any, Final, Protocol
 
+from services.desk.identities import create_identity
+from services.desk.insi_search import search_insi, validate_search_traits
+from services.desk.qualify import attach_ins, history_entries
 from services.errors import BadRequest
-from services.identity import service
 from services.identity.ins_claims import DuplicateIns, holder_of
 from services.identity.matricule import compact
-from services.identity.service import identity_flags
+from services.identity.records import get_identity, identity_flags
 from services.identity.status import check_insi_allowed
 from services.identity.traits import StrictTraits, check_traits
-from services.insi.client import InsiExchange
 from services.insi.config import InsiConfig
 from services.insi.envelope import TraitsQuery, VitaleQuery
 from services.insi.errors import InsiError
-from services.insi.parse import CR_FOUND, CR_SEVERAL, InsiIdentity
-from services.insi.qualify import history_entries, search_insi, validate_search_traits
+from services.insi.exchange import CR_FOUND, CR_SEVERAL, InsiExchange, InsiIdentity
 from services.insi.strategy import TraitsSearcher
 from services.insi.trace import CallRecord, auth_mode, save_calls
 from services.storage.db import Database
 from services.storage.models import CaptureChannel, Identity
 from services.users import Actor, Right, require
 from services.vitale.model import CardPerson, CardRead, ReaderUnavailable
+from services.vitale.prefill import prefill_from_card
 
 __all__ = [
     "ADVICE_CARD_NONE",
     "ADVICE_CARD_SEVERAL",
-    "CardPrefill",
+    "MODE_TRAITS",
+    "MODE_VITALE",
+    "NOTICE_TRAITS_FALLBACK",
     "CardSearchResult",
     "VitaleAssertionSource",
     "VitaleSearcher",
     "create_identity_from_card",
-    "prefill_from_card",
     "search_insi_with_card",
     "vitale_query",
 ]
@@ -71,124 +67,15 @@ ADVICE_CARD_SEVERAL: Final = (
     "naissance, ou faites la recherche par traits à partir de la pièce d'identité du patient."
 )
 
-WARNING_USED_NAME: Final = (
-    "Le nom lu sur la carte Vitale peut être le nom d'usage (nom d'époux...) : vérifiez le nom de "
-    "naissance sur la pièce d'identité."
-)
-WARNING_FIRST_NAMES: Final = (
-    "La carte Vitale ne porte que le prénom usuel : saisissez la liste complète des prénoms de "
-    "naissance figurant sur la pièce d'identité."
-)
-WARNING_BIRTHPLACE: Final = (
-    "La carte Vitale ne porte pas le lieu de naissance : saisissez-le à partir de la pièce d'identité."
-)
-WARNING_SEX_SHARED: Final = (
-    "Le numéro lu sur la carte pour cette personne est celui de l'assuré : le sexe n'a pas pu en être "
-    "déduit, saisissez-le à partir de la pièce d'identité."
-)
-WARNING_SEX_UNKNOWN: Final = (
-    "Le sexe n'a pas pu être déduit du numéro de la carte : saisissez-le à partir de la pièce d'identité."
-)
-WARNING_DATE_PARTIAL: Final = (
-    "La date de naissance de la carte est incomplète : vérifiez-la sur la pièce d'identité."
-)
-WARNING_DATE_UNREADABLE: Final = (
-    "La date de naissance de la carte est illisible : saisissez-la à partir de la pièce d'identité."
-)
 NOTICE_TRAITS_FALLBACK: Final = (
     "Recherche INSi par carte Vitale impossible sur ce poste : elle exige l'assertion Vitale des API "
     "SESAM-Vitale (bibliothèque sous licence, absente). La recherche a été faite par traits, avec les "
     "traits lus sur la carte : confirmez-les avec la pièce d'identité."
 )
-WARNING_CONFIRM: Final = (
-    "La carte Vitale n'est pas une pièce d'identité : confirmez chaque trait avec la pièce d'identité "
-    "du patient."
-)
-
-_SEX_BY_DIGIT: Final = {"1": "M", "3": "M", "7": "M", "2": "F", "4": "F", "8": "F"}
 _STRICT_OVERRIDES: Final = frozenset(
     {"birth_name", "first_names", "first_name", "sex", "birth_date", "birthplace"}
 )
 _OTHER_OVERRIDES: Final = frozenset({"used_name", "used_first_name", "local_id"})
-
-
-# ---------------------------------------------------------------------------------------------
-# Prefill
-
-
-class CardPrefill(TypedDict):
-    """Traits a card person prefills (None: to type from the identity document) + warnings."""
-
-    birth_name: str | None
-    first_names: str | None
-    first_name: str | None
-    sex: str | None
-    birth_date: str | None
-    birthplace: str | None
-    used_name: str | None
-    warnings: list[str]
-
-
-def _nir_matches_birth(nir: str, person: CardPerson) -> bool:
-    """The NIR's year (and month when both known) agree with the card birth date."""
-    raw = person.birth_date_raw
-    if len(nir) < 5 or len(raw) != 8 or not raw.isdigit():
-        return False
-    if nir[1:3] != raw[2:4]:
-        return False
-    nir_month, card_month = nir[3:5], raw[4:6]
-    if card_month == "00" or not nir_month.isdigit() or not 1 <= int(nir_month) <= 12:
-        return True
-    return nir_month == card_month
-
-
-def sex_from_nir(person: CardPerson, card: CardRead | None = None) -> str | None:
-    """``M``/``F`` from the first digit of the person's own NIR (1/3/7 → M, 2/4/8 → F); None when
-    the card gives no NIR, the holder's NIR (beneficiary), or one whose year/month of birth do not
-    agree with the person's birth date (then it is not the person's own number)."""
-    nir = compact(person.nir or "")
-    if not nir or (card is not None and card.shares_holder_nir(person)):
-        return None
-    if not _nir_matches_birth(nir, person):
-        return None
-    return _SEX_BY_DIGIT.get(nir[0])
-
-
-def prefill_from_card(person: CardPerson, *, card: CardRead | None = None) -> CardPrefill:
-    """Traits to prefill the identity form or the traits search from one card person.
-
-    The card name goes to ``birth_name`` **and** ``used_name``: it may be the used name, so the
-    agent must confirm the birth name with the identity document (warning). ``first_names`` is the
-    one first name of the card. ``birth_date`` is ISO, ``YYYY-MM`` / ``YYYY`` when partly unknown.
-    ``sex`` is derived from the person's own NIR (see :func:`sex_from_nir`); pass ``card`` to
-    recognise a beneficiary listed under the holder's NIR.
-    """
-    warnings = [WARNING_CONFIRM, WARNING_USED_NAME, WARNING_FIRST_NAMES, WARNING_BIRTHPLACE]
-    birth_date = person.birth_date_iso
-    if birth_date is None:
-        warnings.append(WARNING_DATE_UNREADABLE)
-    elif len(birth_date) != 10:
-        warnings.append(WARNING_DATE_PARTIAL)
-    sex = sex_from_nir(person, card)
-    if sex is None:
-        shared = card is not None and card.shares_holder_nir(person)
-        warnings.append(WARNING_SEX_SHARED if shared else WARNING_SEX_UNKNOWN)
-    name = person.name.strip() or None
-    first = person.first_name.strip() or None
-    return CardPrefill(
-        birth_name=name,
-        first_names=first,
-        first_name=first,
-        sex=sex,
-        birth_date=birth_date,
-        birthplace=None,
-        used_name=name,
-        warnings=warnings,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# RECVITALE search
 
 
 class VitaleSearcher(Protocol):
@@ -358,7 +245,7 @@ def search_insi_with_card(
     person = _person(card, person_index)
     if identity_id is not None:
         with db.session() as session:
-            identity = service.get_identity(session, actor=actor, identity_id=identity_id)
+            identity = get_identity(session, actor=actor, identity_id=identity_id)
             check_insi_allowed(identity_flags(identity))
     assertion: str | None = None
     if assertions is not None:
@@ -446,10 +333,6 @@ def _traits_fallback(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Identity from the card
-
-
 def _card_traits(person: CardPerson, card: CardRead, overrides: Mapping[str, str | None]) -> StrictTraits:
     prefill = prefill_from_card(person, card=card)
     values: dict[str, str | None] = {
@@ -529,7 +412,7 @@ def create_identity_from_card(
         if holder is not None:
             raise DuplicateIns(duplicate_of=holder, matricule=found.matricule.number)
     with db.transaction() as session:
-        identity = service.create_identity(
+        identity = create_identity(
             session,
             actor=actor,
             traits=traits,
@@ -540,7 +423,7 @@ def create_identity_from_card(
         )
         if found is not None and insi_result is not None:
             assert identity.id is not None
-            attach = service.attach_ins(
+            attach = attach_ins(
                 session,
                 actor=actor,
                 identity_id=identity.id,

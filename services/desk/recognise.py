@@ -30,7 +30,7 @@ from services.identity.traits import first_name_matches_list
 from services.storage.models import Identity
 from services.users import Actor, Right, require
 from services.vitale.model import CardPerson, CardRead
-from services.vitale.to_insi import sex_from_nir
+from services.vitale.prefill import sex_from_nir
 
 __all__ = [
     "BY_INS",

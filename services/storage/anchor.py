@@ -4,7 +4,9 @@ A hash chain shows an edited, removed or reordered event, but whoever can write 
 also remove the *last* events, rewrite a whole tail consistently or append a well-formed event.
 The anchor is this desk's witness of the head it last committed; ``services.audit.log`` checks
 every append against it (an append extends only a head that descends from the anchored event)
-and ``audit verify`` checks the chain against it.
+and ``audit verify`` checks the chain against it. The file belongs to the database it witnesses,
+so it lives here in storage (``Database`` writes it around the COMMIT); the audit layer above
+reads and checks it.
 
 The file is tiny JSON, written atomically (temporary file + fsync + rename + fsync of the
 directory, mode 0600) under an advisory lock (``<anchor>.lock``)::
