@@ -17,14 +17,6 @@ from services.audit.log import list_events, verify_chain
 from services.errors import BadRequest, ConcurrentUpdate, PermissionDenied
 from services.results import catalog
 from services.results.catalog import (
-    BLOCKING_CODES,
-    LOINC_DEPRECATED,
-    LOINC_DISCOURAGED,
-    LOINC_INVALID,
-    LOINC_MISSING,
-    LOINC_NOT_IN_VALUE_SET,
-    SPECIMEN_MISMATCH,
-    UNIT_INCOMPATIBLE,
     import_catalog,
     set_mapping,
     specimen_groups,
@@ -33,6 +25,16 @@ from services.results.catalog import (
 )
 from services.results.loinc import import_value_set
 from services.results.models import CatalogEntry, LabReport, Observation, ReportFormat, ReportStatus
+from services.results.reasons import (
+    BLOCKING_CODES,
+    LOINC_DEPRECATED,
+    LOINC_DISCOURAGED,
+    LOINC_INVALID,
+    LOINC_MISSING,
+    LOINC_NOT_IN_VALUE_SET,
+    SPECIMEN_MISMATCH,
+    UNIT_INCOMPATIBLE,
+)
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import Actor

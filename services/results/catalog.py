@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
@@ -43,27 +43,22 @@ from services.results.loinc import (
     sniff_delimiter,
 )
 from services.results.models import CatalogEntry, CatalogEntryPublic, LoincCode, LoincStatus
+from services.results.reasons import (
+    BLOCKING_CODES,
+    LOINC_DEPRECATED,
+    LOINC_DISCOURAGED,
+    LOINC_INVALID,
+    LOINC_MISSING,
+    LOINC_NOT_IN_VALUE_SET,
+    SPECIMEN_MISMATCH,
+    UNIT_INCOMPATIBLE,
+)
 from services.results.units import unit_problem
 from services.storage.models import utcnow
 from services.users import Actor, Right, require
 
 if TYPE_CHECKING:
     from services.storage.db import Database
-
-# Problem codes --------------------------------------------------------------------------------
-
-LOINC_MISSING: Final = "LOINC_MISSING"
-LOINC_INVALID: Final = "LOINC_INVALID"
-LOINC_NOT_IN_VALUE_SET: Final = "LOINC_NOT_IN_VALUE_SET"
-LOINC_DEPRECATED: Final = "LOINC_DEPRECATED"
-UNIT_INCOMPATIBLE: Final = "UNIT_INCOMPATIBLE"
-LOINC_DISCOURAGED: Final = "LOINC_DISCOURAGED"
-SPECIMEN_MISMATCH: Final = "SPECIMEN_MISMATCH"
-
-BLOCKING_CODES: Final = frozenset(
-    {LOINC_MISSING, LOINC_INVALID, LOINC_NOT_IN_VALUE_SET, LOINC_DEPRECATED, UNIT_INCOMPATIBLE}
-)
-WARNING_CODES: Final = frozenset({LOINC_DISCOURAGED, SPECIMEN_MISMATCH})
 
 
 @dataclass(frozen=True)

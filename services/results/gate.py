@@ -63,6 +63,20 @@ from services.results.models import (
     ReportStatus,
 )
 from services.results.parsed import NUMERIC_TYPES
+from services.results.reasons import (
+    IDENTITY_FLAGGED,
+    IDENTITY_MISMATCH,
+    INS_NOT_QUALIFIED,
+    LOINC_DEPRECATED,
+    LOINC_INVALID,
+    LOINC_MISSING,
+    LOINC_NOT_IN_VALUE_SET,
+    MAPPING_CODES,
+    PATIENT_UNMATCHED,
+    REASON_CODES,
+    RESULT_NOT_FINAL,
+    UNIT_INCOMPATIBLE,
+)
 from services.results.units import is_ucum, normalize_unit, ucum_candidates
 from services.storage.models import Identity, IdentityAlias, utcnow
 from services.users import Actor, Right, require
@@ -97,32 +111,6 @@ __all__ = [
     "trait_differences",
 ]
 
-INS_NOT_QUALIFIED: Final = "INS_NOT_QUALIFIED"
-IDENTITY_FLAGGED: Final = "IDENTITY_FLAGGED"
-PATIENT_UNMATCHED: Final = "PATIENT_UNMATCHED"
-IDENTITY_MISMATCH: Final = "IDENTITY_MISMATCH"
-RESULT_NOT_FINAL: Final = "RESULT_NOT_FINAL"
-LOINC_MISSING: Final = "LOINC_MISSING"
-LOINC_INVALID: Final = "LOINC_INVALID"
-LOINC_NOT_IN_VALUE_SET: Final = "LOINC_NOT_IN_VALUE_SET"
-LOINC_DEPRECATED: Final = "LOINC_DEPRECATED"
-UNIT_INCOMPATIBLE: Final = "UNIT_INCOMPATIBLE"
-
-REASON_CODES: Final = (
-    INS_NOT_QUALIFIED,
-    IDENTITY_FLAGGED,
-    PATIENT_UNMATCHED,
-    IDENTITY_MISMATCH,
-    RESULT_NOT_FINAL,
-    LOINC_MISSING,
-    LOINC_INVALID,
-    LOINC_NOT_IN_VALUE_SET,
-    LOINC_DEPRECATED,
-    UNIT_INCOMPATIBLE,
-)
-_MAPPING_CODES: Final = frozenset(
-    {LOINC_MISSING, LOINC_INVALID, LOINC_NOT_IN_VALUE_SET, LOINC_DEPRECATED, UNIT_INCOMPATIBLE}
-)
 _BATCH: Final = 500
 FINAL_STATUSES: Final = frozenset({"F", "C"})
 """OBX-11 / OBR-25 values of a final result: final, corrected."""
@@ -254,7 +242,7 @@ class GateContext:
         cached = self._checks.get(memo_key)
         if cached is None:
             mapping = SimpleNamespace(local_code=key, loinc=loinc, unit=unit, specimen=specimen)
-            cached = [p for p in validate_mapping(self.session, mapping) if p.code in _MAPPING_CODES]
+            cached = [p for p in validate_mapping(self.session, mapping) if p.code in MAPPING_CODES]
             self._checks[memo_key] = cached
         return cached
 

@@ -39,6 +39,7 @@ from services.audit.anchor import Anchor
 from services.audit.log import ChainReport, append_event, verify_database
 from services.errors import BadRequest
 from services.identity.birthdate import french_date
+from services.results.reasons import reason_label
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
@@ -561,7 +562,7 @@ def _write_dashboard_pdf(path: Path, dash: Dashboard, *, actor: Actor, anchor: A
                 french_date(b.period),
                 str(b.received),
                 str(b.blocked),
-                ", ".join(f"{c} {n}" for c, n in sorted(b.by_reason.items())),
+                ", ".join(f"{reason_label(c)} {n}" for c, n in sorted(b.by_reason.items())),
             )
             for b in dash.blocked
         ],
