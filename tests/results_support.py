@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from services.desk.catalog import import_catalog
+from services.desk.loinc import import_value_set
 from services.identity import service as identity_service
 from services.identity.matricule import OID_INS_NIR, MatriculeINS, compute_key
 from services.identity.traits import check_traits
-from services.results.catalog import import_catalog
 from services.results.ingest import ImportResult, import_results
-from services.results.loinc import import_value_set
 from services.results.models import LabReport, Observation
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Role

@@ -855,9 +855,9 @@ def test_imported_reports_make_conforming_cda(
     """ORU^R01 of fixtures/results (value set and catalogue imported, CRP given its unit, the
     uncoded conclusion left out), two QUAL patients (INS-NIR and INS-NIA): both reports pass the
     gate, and their CDA passes the XSD and the CR-BIO schematron."""
-    from services.results.catalog import import_catalog
+    from services.desk.catalog import import_catalog
+    from services.desk.loinc import import_value_set
     from services.results.ingest import import_file
-    from services.results.loinc import import_value_set
 
     db = Database(sqlite_url)
     admin = Actor("admin", Role.ADMIN)

@@ -52,7 +52,7 @@ from sqlmodel import Session, col, select
 from services.audit.log import REPORT_VERDICT_CHANGED, append_event
 from services.errors import BadRequest
 from services.identity.status import Flag, Status
-from services.results.catalog import Problem, validate_mapping
+from services.results.mapping import Problem, validate_mapping
 from services.results.models import (
     CatalogEntry,
     LabReport,
