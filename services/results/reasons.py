@@ -11,7 +11,8 @@ warnings that never block (``WARNING_CODES``). Codes are the command line's cont
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 __all__ = [
     "BLOCKING_CODES",
@@ -32,6 +33,7 @@ __all__ = [
     "SPECIMEN_MISMATCH",
     "UNIT_INCOMPATIBLE",
     "WARNING_CODES",
+    "Reason",
     "reason_label",
 ]
 
@@ -96,3 +98,16 @@ REASON_LABELS: Final[Mapping[str, str]] = {
 def reason_label(code: str) -> str:
     """The French label of a code (the code itself when unknown)."""
     return REASON_LABELS.get(code, code)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a report is blocked: one of ``REASON_CODES``, the observation's local code (None for a
+    report-level reason) and a French message."""
+
+    code: str
+    observation: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "observation": self.observation, "message": self.message}

@@ -24,10 +24,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from services.results.gate import list_reports, report_counts
 from services.results.models import LabReport
 from services.results.reasons import REASON_CODES, reason_label
 from services.results.text import fold
+from services.results.views import list_reports, report_counts
 from services.stats import desk_stats
 from services.storage.models import Identity
 from services.users import Right, require
