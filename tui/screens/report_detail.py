@@ -33,13 +33,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from services.desk.results import send_reports, write_pdf_copy
 from services.errors import NotFound
 from services.results.catalog import get_entry
 from services.results.loinc import get_code, replacement_for
 from services.results.matching import can_match
 from services.results.models import LabReport, MatchSource, Observation, ReportStatus
-from services.results.outbox import FileDropSender, ReportSender, send_reports
-from services.results.pdf import write_pdf_copy
+from services.results.outbox import FileDropSender, ReportSender
 from services.results.reasons import LOINC_FIXABLE, reason_label
 from services.storage.models import Identity
 from services.users import Right, require
@@ -455,8 +455,7 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
     def _write_pdf(self, report_id: int) -> None:
         actor = self.insdesk.actor
         assert actor is not None
-        with self.insdesk.services.db.session() as session:
-            path = write_pdf_copy(session, actor=actor, report_id=report_id)
+        path = write_pdf_copy(self.insdesk.services.db, actor=actor, report_id=report_id)
         self.post_message(self.PdfWritten(path, open_with_desktop(path)))
 
     @on(PdfWritten)
