@@ -32,7 +32,7 @@ from services.results.cda import (
     parse_reference_range,
     parse_value,
 )
-from services.results.pdf import render_report_pdf
+from services.results.cda.pdf import render_report_pdf
 from services.results.validate import CdaValidator
 
 TESTS = [

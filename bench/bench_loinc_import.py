@@ -25,7 +25,8 @@ from pathlib import Path
 from _common import ROOT  # type: ignore[import-not-found]  # noqa: F401 - puts the repo on sys.path
 
 from fixtures.loinc.build import HEADER_15, NABM_ROWS
-from services.results.loinc import import_value_set, with_check_digit
+from services.desk.loinc import import_value_set
+from services.results.loinc import with_check_digit
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import Actor

@@ -26,11 +26,11 @@ import _common  # type: ignore[import-not-found]  # noqa: F401  (puts the projec
 import hl7
 import sqlalchemy as sa
 
+from services.desk.catalog import import_catalog
+from services.desk.loinc import import_value_set
 from services.identity.matricule import OID_INS_NIR, compute_key
-from services.results.catalog import import_catalog
 from services.results.hl7 import parse_hl7
 from services.results.ingest import import_results
-from services.results.loinc import import_value_set
 from services.results.models import LabReport
 from services.storage.db import Database
 from services.storage.models import Identity, Role, Status

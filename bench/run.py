@@ -92,7 +92,9 @@ def spread(samples: list[float], unit: str, scale: float = 1.0, digits: int = 1)
     return f"{med:,.{digits}f} {unit} [{lo:,.{digits}f}–{hi:,.{digits}f}]"
 
 
-def interleave(anchor: Callable[[], float], ours: Callable[[], float], rounds: int) -> tuple[list[float], list[float]]:
+def interleave(
+    anchor: Callable[[], float], ours: Callable[[], float], rounds: int
+) -> tuple[list[float], list[float]]:
     """A B A B …: each callable returns its own measure (seconds, a rate…); a warm-up pair first."""
     anchor()
     ours()
@@ -540,7 +542,9 @@ def figure_dashboard(args: argparse.Namespace, tmp: Path) -> list[Row]:
         Row(
             f"supervision dashboard as it opens, {args.identities:,} identities / {args.events:,} events",
             "—",
-            spread(samples, "ms", 1000, 0) + " (by month, 2 years: " + f"{statistics.median(by_month) * 1000:,.0f} ms)",
+            spread(samples, "ms", 1000, 0)
+            + " (by month, 2 years: "
+            + f"{statistics.median(by_month) * 1000:,.0f} ms)",
             "—",
             "≤ 100 ms",
             worst <= 0.1,
@@ -595,7 +599,8 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {system}"
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from services.results.gate import report_counts
+from services.results.views import report_counts
 from services.storage.models import Identity, Status
 from services.users import Actor, Right, require
 

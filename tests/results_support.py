@@ -11,11 +11,11 @@ from sqlmodel import col, select
 from services.desk import identities as desk_identities
 from services.desk import proofs as desk_proofs
 from services.desk import qualify as desk_qualify
+from services.desk.catalog import import_catalog
+from services.desk.loinc import import_value_set
 from services.identity.matricule import OID_INS_NIR, MatriculeINS, compute_key
 from services.identity.traits import check_traits
-from services.results.catalog import import_catalog
 from services.results.ingest import ImportResult, import_results
-from services.results.loinc import import_value_set
 from services.results.models import LabReport, Observation
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Role

@@ -428,3 +428,21 @@ def test_excel_fr_dialect_on_the_command_line(cli: Cli, tmp_path: Path) -> None:
         "audit", "export", "--format", "csv", "--out", str(out), "--dialect", "xls", user="superviseur1"
     )
     assert code == 2
+
+
+def test_dashboard_pdf_names_the_blocking_reasons_in_french(cli: Cli, tmp_path: Path) -> None:  # noqa: F811
+    """The « Motifs » column reads as the F8 list does (« INS non qualifiée 1 »), not raw codes."""
+    from tests.results_support import LAB_A, import_path, load_reference_data
+
+    db = Database(cli.db_url)
+    try:
+        load_reference_data(db)
+        import_path(db, LAB_A)  # no identity carries the lab's local ids: both reports unmatched
+    finally:
+        db.dispose()
+    pdf = tmp_path / "tableau.pdf"
+    code, payload, _ = cli("audit", "dashboard", "--format", "pdf", "--out", str(pdf), user="superviseur1")
+    assert code == 0, payload
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(pdf).pages)
+    assert "patient non rapproché 2" in text, text
+    assert "PATIENT_UNMATCHED" not in text and "_" not in text.split("Motifs", 1)[1], text

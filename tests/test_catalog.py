@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,13 @@ from sqlmodel import Session, select
 from fixtures.loinc.build import HERE as LOINC_DIR
 from fixtures.loinc.build import ROWS, csv_15_utf8_bom
 from services.audit.log import list_events, verify_chain
+from services.desk.catalog import import_catalog
+from services.desk.loinc import import_value_set
 from services.errors import BadRequest, ConcurrentUpdate, PermissionDenied
-from services.results import catalog
-from services.results.catalog import (
+from services.results.catalog import set_mapping
+from services.results.mapping import specimen_groups, specimen_problem, validate_mapping
+from services.results.models import CatalogEntry, LabReport, Observation, ReportFormat, ReportStatus
+from services.results.reasons import (
     BLOCKING_CODES,
     LOINC_DEPRECATED,
     LOINC_DISCOURAGED,
@@ -25,14 +28,7 @@ from services.results.catalog import (
     LOINC_NOT_IN_VALUE_SET,
     SPECIMEN_MISMATCH,
     UNIT_INCOMPATIBLE,
-    import_catalog,
-    set_mapping,
-    specimen_groups,
-    specimen_problem,
-    validate_mapping,
 )
-from services.results.loinc import import_value_set
-from services.results.models import CatalogEntry, LabReport, Observation, ReportFormat, ReportStatus
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import Actor
@@ -89,25 +85,24 @@ class FakeGate:
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], str | None, dict[str, str | None]]] = []
 
-    def module(self) -> types.ModuleType:
-        module = types.ModuleType("services.results.gate")
-
-        def recompute_for_local_codes(session: Session, codes: list[str], *, actor: str | None = None) -> str:
-            seen = {
-                e.local_code: e.loinc
-                for e in session.exec(select(CatalogEntry).where(CatalogEntry.local_code.in_(codes))).all()  # type: ignore[attr-defined]
-            }
-            self.calls.append((list(codes), actor, seen))
-            return f"recomputed {len(codes)}"
-
-        module.recompute_for_local_codes = recompute_for_local_codes  # type: ignore[attr-defined]
-        return module
+    def recompute_for_local_codes(
+        self, session: Session, codes: list[str], *, actor: str | None = None
+    ) -> str:
+        seen = {
+            e.local_code: e.loinc
+            for e in session.exec(select(CatalogEntry).where(CatalogEntry.local_code.in_(codes))).all()  # type: ignore[attr-defined]
+        }
+        self.calls.append((list(codes), actor, seen))
+        return f"recomputed {len(codes)}"
 
 
 @pytest.fixture
 def fake_gate(monkeypatch: pytest.MonkeyPatch) -> FakeGate:
+    """The catalogue and its import call the gate directly: its function is replaced by the fake's."""
+    from services.results import gate as real_gate
+
     gate = FakeGate()
-    monkeypatch.setitem(sys.modules, "services.results.gate", gate.module())
+    monkeypatch.setattr(real_gate, "recompute_for_local_codes", gate.recompute_for_local_codes)
     return gate
 
 
@@ -350,12 +345,14 @@ def test_set_mapping_refuses_a_stale_version_and_other_roles(sdb: Database) -> N
     assert entries(sdb)["GGT"].loinc == "2324-3"
 
 
-def test_no_gate_module_is_fine(sdb: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "services.results.gate", None)  # import fails like a missing module
-    monkeypatch.setattr(catalog, "_gate_function", lambda name: None)
+def test_a_mapping_no_report_uses_changes_no_verdict(sdb: Database) -> None:
+    """The gate is called directly (issue #16: no run-time lookup of an optional gate module): a
+    new local code that no report uses is mapped, and the gate finds nothing to recompute."""
     with sdb.transaction() as s:
         change = set_mapping(s, actor=BIO, local_code="NEW", loinc="2345-7", unit="g/L")
-    assert change.gate is None
+    assert change.gate is not None
+    assert (change.gate.checked, change.gate.changes) == (0, [])
+    assert entries(sdb)["NEW"].loinc == "2345-7"
 
 
 def test_the_real_gate_recomputes_the_report_of_a_fixed_mapping(sdb: Database) -> None:

@@ -21,6 +21,7 @@ import pytest
 from lxml import etree
 from sqlmodel import select
 
+from services.desk.results import send_reports
 from services.errors import ExternalFailure, NegativeAnswer, NotFound
 from services.identity.matricule import OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_TEST, compute_key
 from services.results import validate as validate_mod
@@ -46,6 +47,7 @@ from services.results.cda import (
     parse_reference_range,
     parse_value,
 )
+from services.results.cda.pdf import render_report_pdf
 from services.results.models import (
     CatalogEntry,
     LabReport,
@@ -56,8 +58,7 @@ from services.results.models import (
     ReportFormat,
     ReportStatus,
 )
-from services.results.outbox import FileDropSender, StubSender, XdsSender, send_reports
-from services.results.pdf import render_report_pdf
+from services.results.outbox import FileDropSender, StubSender, XdsSender
 from services.results.validate import CdaValidator, SchematronUnavailable
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Identity, Role, Status
@@ -855,9 +856,9 @@ def test_imported_reports_make_conforming_cda(
     """ORU^R01 of fixtures/results (value set and catalogue imported, CRP given its unit, the
     uncoded conclusion left out), two QUAL patients (INS-NIR and INS-NIA): both reports pass the
     gate, and their CDA passes the XSD and the CR-BIO schematron."""
-    from services.results.catalog import import_catalog
-    from services.results.ingest import import_file
-    from services.results.loinc import import_value_set
+    from services.desk.catalog import import_catalog
+    from services.desk.loinc import import_value_set
+    from services.desk.results import import_results_file
 
     db = Database(sqlite_url)
     admin = Actor("admin", Role.ADMIN)
@@ -901,7 +902,7 @@ def test_imported_reports_make_conforming_cda(
     fixed = b"\r".join(segments).replace(b"|3.1||<5|", b"|3.1|mg/L|<5|")
     path = tmp_path / "oru.hl7"
     path.write_bytes(fixed)
-    result = import_file(db, actor=admin, path=path)
+    result = import_results_file(db, actor=admin, path=path)
     assert (result.reports, result.ready, result.blocked) == (2, 2, 0), result.as_dict()
     with db.session() as session:
         views = [cda_report_from_db(session, rid) for rid in result.report_ids]
@@ -914,7 +915,7 @@ def test_imported_reports_make_conforming_cda(
 
 
 def test_units_shown_to_people_in_the_pdf() -> None:
-    from services.results.pdf import display_unit
+    from services.results.cda.pdf import display_unit
 
     assert display_unit("10*9/L") == "10^9/L"
     assert display_unit("umol/L") == "µmol/L"

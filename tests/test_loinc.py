@@ -23,19 +23,17 @@ from fixtures.loinc.build import (
     write_xlsx,
 )
 from services.audit.log import list_events, verify_chain
+from services.desk.loinc import import_value_set
 from services.errors import BadRequest, PermissionDenied
 from services.results import catalog, loinc
 from services.results.loinc import (
     check_loinc_code,
-    import_value_set,
     loinc_check_digit,
-    parse_status,
-    property_code,
-    read_value_set,
     search_value_set,
     with_check_digit,
 )
 from services.results.models import LoincCode, LoincStatus, LoincVersion
+from services.results.valueset import parse_status, property_code, read_value_set
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import Actor

@@ -11,9 +11,10 @@ import pytest
 from sqlmodel import func, select
 
 from fixtures.loinc.build import ROWS, VERSION, write_smt_xlsx
+from services.desk.loinc import import_value_set
 from services.results.catalog import set_mapping
 from services.results.gate import preview_mapping
-from services.results.loinc import import_value_set, replacement_for, search_value_set
+from services.results.loinc import replacement_for, search_value_set
 from services.results.models import LabReport, LoincStatus, ReportStatus
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Role

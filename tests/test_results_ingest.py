@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from services.desk.results import import_results_file
+from services.desk.results_inbox import process_inbox, watch_inbox
 from services.errors import BadRequest, PermissionDenied
 from services.results import gate, ingest
-from services.results.ingest import import_file, process_inbox, watch_inbox
 from services.results.models import LabReport, LabRequest, Observation, ReportStatus
 from services.results.parsed import MalformedResults
 from services.storage.db import Database
@@ -278,10 +279,10 @@ def test_identity_created_after_the_report_is_matched(db: Database) -> None:
 
 
 def test_import_file(db: Database, tmp_path: Path) -> None:
-    result = import_file(db, actor=BIOLOGIST, path=LAB_A)
+    result = import_results_file(db, actor=BIOLOGIST, path=LAB_A)
     assert result.reports == 2
     with pytest.raises(BadRequest) as info:
-        import_file(db, actor=BIOLOGIST, path=tmp_path / "absent.hl7")
+        import_results_file(db, actor=BIOLOGIST, path=tmp_path / "absent.hl7")
     assert info.value.code == "file_unreadable"
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from services.desk.results_inbox import process_inbox
 from services.results.hl7 import parse_hl7
 from services.results.hprim import parse_hprim
-from services.results.ingest import parse_results, process_inbox
+from services.results.ingest import parse_results
 from services.results.models import LabReport
 from services.results.parsed import MAX_REPETITIONS, MalformedResults
 from services.storage.db import Database

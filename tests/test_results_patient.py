@@ -29,17 +29,18 @@ from lxml import etree
 from sqlmodel import col, select
 
 from fixtures.results.build_turn2 import INS_NESSI
+from services.desk.catalog import import_catalog
+from services.desk.loinc import import_value_set
+from services.desk.results import send_reports
 from services.errors import NegativeAnswer, PermissionDenied
 from services.identity.matricule import OID_INS_NIR
-from services.results.catalog import import_catalog
 from services.results.cda import build_cda, cda_report_from_db, document_uuid, uuid_oid
 from services.results.hl7 import given_names, parse_hl7
 from services.results.hprim import parse_hprim
 from services.results.ingest import import_results, parse_results_with_encoding
-from services.results.loinc import import_value_set
 from services.results.matching import match_preview, match_report
 from services.results.models import LabReport, Observation, ReportStatus
-from services.results.outbox import StubSender, send_reports
+from services.results.outbox import StubSender
 from services.results.validate import CdaValidator
 from services.storage.db import Database
 from services.storage.models import AuditEvent, Identity, IdentityAlias, Role, Status

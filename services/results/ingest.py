@@ -1,4 +1,4 @@
-"""Importing lab results: format detection, one transaction per file, versions, the inbox.
+"""Importing lab results: format detection, parsing, storing each report with its versions.
 
 :func:`import_results` parses a whole file first (HL7 v2 ORU^R01 or HPRIM Santé, told apart by
 their content: ``MSH``/``FHS``/``BHS`` or ``H|~^\\&``), so that a malformed file is refused whole
@@ -27,21 +27,18 @@ parsers). Importing a report whose key exists:
 
 A file whose last segment was cut off is malformed (the parsers refuse it whole).
 
-:func:`process_inbox` / :func:`watch_inbox` import the files a lab system drops in a folder and
-move each one to ``done/``, or to ``rejected/`` beside a ``<name>.reason.txt`` saying why.
+Importing a file as a user action (one transaction) is
+:func:`services.desk.results.import_results_file`; the lab system's drop folder
+(``results watch``) is :mod:`services.desk.results_inbox`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, delete, select
@@ -63,28 +60,17 @@ from services.results.parsed import MalformedResults, ParsedReport, decode_input
 from services.storage.models import utcnow
 from services.users import Actor, Right, require
 
-if TYPE_CHECKING:
-    from services.storage.db import Database
-
 __all__ = [
     "MAX_FILE_BYTES",
     "ImportResult",
-    "InboxOutcome",
     "detect_format",
-    "import_file",
     "import_results",
     "parse_results",
-    "process_inbox",
-    "watch_inbox",
+    "read_results_file",
 ]
-
-log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 """A results file larger than this is refused (a lab export is a few megabytes at most)."""
-
-_DONE: Final = "done"
-_REJECTED: Final = "rejected"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,9 +404,9 @@ def import_results(
     return result
 
 
-def import_file(db: Database, *, actor: Actor, path: str | Path) -> ImportResult:
-    """Read ``path`` and import it in one transaction of its own."""
-    require(actor, Right.RESULTS)
+def read_results_file(path: str | Path) -> bytes:
+    """The bytes of a results file: ``MalformedResults`` (exit 2) when it is larger than
+    ``MAX_FILE_BYTES``, ``BadRequest`` (exit 2) when it cannot be read."""
     file = Path(path)
     try:
         size = file.stat().st_size
@@ -430,143 +416,12 @@ def import_file(db: Database, *, actor: Actor, path: str | Path) -> ImportResult
                 line=None,
                 code="results_too_large",
             )
-        data = file.read_bytes()
+        return file.read_bytes()
     except OSError as exc:
         raise BadRequest(
             f"Fichier de résultats illisible : {file} ({exc.strerror or type(exc).__name__}).",
             code="file_unreadable",
         ) from None
-    with db.transaction() as session:
-        return import_results(session, actor=actor, data=data, source=file.name)
-
-
-# ---------------------------------------------------------------------------------------------
-# Watched inbox
-
-
-@dataclass(frozen=True)
-class InboxOutcome:
-    """What happened to one file of the inbox."""
-
-    name: str
-    ok: bool
-    moved_to: str | None
-    result: ImportResult | None = None
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.name,
-            "ok": self.ok,
-            "moved_to": self.moved_to,
-            "result": self.result.as_dict() if self.result is not None else None,
-            "error": self.error,
-        }
-
-
-def _unique_target(folder: Path, name: str) -> Path:
-    target = folder / name
-    if not target.exists():
-        return target
-    stem, suffix = os.path.splitext(name)
-    stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-    return folder / f"{stem}.{stamp}{suffix}"
-
-
-def _candidates(folder: Path, *, settle_seconds: float) -> list[Path]:
-    now = time.time()
-    files: list[tuple[float, str, Path]] = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.startswith(".") or name.endswith((".tmp", ".part", ".partial", ".reason.txt", "~")):
-            continue
-        try:
-            if not entry.is_file():
-                continue
-            mtime = entry.stat().st_mtime
-        except OSError:
-            continue
-        if now - mtime < settle_seconds:
-            continue  # still being written
-        files.append((mtime, name, entry))
-    files.sort()
-    return [path for _m, _n, path in files]
-
-
-def process_inbox(
-    db: Database, folder: str | Path, *, actor: Actor, settle_seconds: float = 1.0
-) -> list[InboxOutcome]:
-    """Import every file waiting in ``folder`` (oldest first), one transaction per file.
-
-    Imported: moved to ``done/``. Refused (malformed, no report, bad input): moved to
-    ``rejected/`` with ``<name>.reason.txt`` (the French reason, with the line). Any other
-    error (database unavailable, permission…) leaves the file where it is for the next pass.
-    Files starting with ``.`` or ending with ``.tmp``/``.part`` are skipped (writers drop files
-    under such a name and rename them when complete), and so are files modified less than
-    ``settle_seconds`` ago.
-    """
-    require(actor, Right.RESULTS)
-    inbox = Path(folder)
-    done, rejected = inbox / _DONE, inbox / _REJECTED
-    done.mkdir(parents=True, exist_ok=True)
-    rejected.mkdir(parents=True, exist_ok=True)
-    outcomes: list[InboxOutcome] = []
-    for path in _candidates(inbox, settle_seconds=settle_seconds):
-        try:
-            result = import_file(db, actor=actor, path=path)
-        except BadRequest as err:
-            target = _unique_target(rejected, path.name)
-            os.replace(path, target)
-            reason = err.message + ("\n" if not err.message.endswith("\n") else "")
-            target.with_name(target.name + ".reason.txt").write_text(reason, encoding="utf-8")
-            log.info("results inbox: %s rejected (%s)", path.name, err.code)
-            outcomes.append(InboxOutcome(path.name, False, str(target), error=err.message))
-            continue
-        except InsdeskError as err:
-            log.warning("results inbox: %s left in place (%s)", path.name, err.code)
-            outcomes.append(InboxOutcome(path.name, False, None, error=err.message))
-            continue
-        target = _unique_target(done, path.name)
-        os.replace(path, target)
-        if result.refused:
-            lines = [
-                f"ligne {r['line']} : compte rendu n° {r['report_id']} : {r['reason']}"
-                for r in result.refused
-            ]
-            target.with_name(target.name + ".reason.txt").write_text(
-                "\n".join(lines) + "\n", encoding="utf-8"
-            )
-        log.info("results inbox: %s imported (%d reports)", path.name, result.reports)
-        outcomes.append(InboxOutcome(path.name, True, str(target), result=result))
-    return outcomes
-
-
-def watch_inbox(
-    db: Database,
-    folder: str | Path,
-    *,
-    actor: Actor,
-    interval: float = 2.0,
-    settle_seconds: float = 1.0,
-    stop: threading.Event | None = None,
-    on_outcome: Callable[[InboxOutcome], None] | None = None,
-    max_passes: int | None = None,
-) -> list[InboxOutcome]:
-    """Watch ``folder``: process it every ``interval`` seconds until ``stop`` is set (or after
-    ``max_passes`` passes). Returns every outcome; ``on_outcome`` sees each one as it happens."""
-    stop = stop or threading.Event()
-    outcomes: list[InboxOutcome] = []
-    passes = 0
-    while not stop.is_set():
-        for outcome in process_inbox(db, folder, actor=actor, settle_seconds=settle_seconds):
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
-        passes += 1
-        if max_passes is not None and passes >= max_passes:
-            break
-        stop.wait(interval)
-    return outcomes
 
 
 def report_ids_for(session: Session, source_keys: Sequence[str]) -> dict[str, int]:

@@ -24,6 +24,7 @@ from services.audit.log import REPORT_MATCHED, append_event
 from services.errors import NegativeAnswer, NotFound, PermissionDenied
 from services.results import gate
 from services.results.models import LabReport, MatchSource, ReportStatus
+from services.results.patient import trait_differences
 from services.storage.models import Identity
 from services.users import ROLE_LABELS, Actor, Right
 
@@ -112,7 +113,7 @@ def match_preview(session: Session, *, actor: Actor, report_id: int, identity_id
     """The report's patient and the identity, with the traits that disagree (nothing changes)."""
     _require(actor)
     report, identity = _load(session, report_id, identity_id)
-    differences = gate.trait_differences(dict(report.patient_traits or {}), identity)
+    differences = trait_differences(dict(report.patient_traits or {}), identity)
     ins = (report.patient_ins or "").strip()
     own = identity.ins_matricule + (identity.ins_key or "") if identity.ins_matricule else None
     if ins and own and ins != own:

@@ -38,6 +38,7 @@ from services.audit import log as audit
 from services.audit.log import ChainReport, append_event, verify_database
 from services.errors import BadRequest
 from services.identity.birthdate import french_date
+from services.results.reasons import reason_label
 from services.storage.anchor import Anchor
 from services.storage.db import Database
 from services.storage.models import AuditEvent
@@ -272,7 +273,7 @@ def _write_csv(path: Path, rows: Iterable[_Row], dialect: CsvDialect = "standard
 def _pdf() -> Any:
     from fpdf import FPDF
 
-    from services.results.pdf import latin1
+    from services.results.cda.pdf import latin1
 
     class _Pdf(FPDF):
         def footer(self) -> None:
@@ -290,7 +291,7 @@ def _pdf() -> Any:
 def _line(pdf: Any, text: str, *, size: float = 9, style: str = "", height: float = 5) -> None:
     from fpdf.enums import XPos, YPos
 
-    from services.results.pdf import latin1
+    from services.results.cda.pdf import latin1
 
     pdf.set_font("helvetica", style, size)
     pdf.multi_cell(0, height, latin1(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -306,7 +307,7 @@ def _header(pdf: Any, title: str, *, actor: Actor, lines: Sequence[str]) -> None
 
 
 def _table(pdf: Any, widths: Sequence[float], head: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from services.results.pdf import latin1
+    from services.results.cda.pdf import latin1
 
     def head_row() -> None:
         pdf.set_font("helvetica", "B", 7.5)
@@ -561,7 +562,7 @@ def _write_dashboard_pdf(path: Path, dash: Dashboard, *, actor: Actor, anchor: A
                 french_date(b.period),
                 str(b.received),
                 str(b.blocked),
-                ", ".join(f"{c} {n}" for c, n in sorted(b.by_reason.items())),
+                ", ".join(f"{reason_label(c)} {n}" for c, n in sorted(b.by_reason.items())),
             )
             for b in dash.blocked
         ],

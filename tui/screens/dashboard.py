@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Select, Sparkline, Static
 
+from services.results.reasons import reason_label
 from services.supervision import EXPORT_RIGHT, REVIEW_RIGHT
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
 from services.supervision.export import export_dashboard
@@ -28,7 +29,6 @@ from services.supervision.review import PARIS
 from services.users import require
 from tui.desk_app import DeskApp
 from tui.format import fr_date
-from tui.screens.results_blocked import reason_label
 from tui.screens.review_log import ExportModal, thousands
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter

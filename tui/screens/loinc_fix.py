@@ -18,8 +18,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from rich.text import Text
 from textual import on, work
@@ -31,10 +30,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from services.results.catalog import blocking, get_entry, set_mapping, validate_mapping
-from services.results.gate import preview_mapping
+from services.desk.loinc import check_loinc_fix, fix_loinc_mapping
 from services.results.loinc import normalize_loinc_code, search_value_set
-from services.users import Right, require
 from tui.desk_app import DeskApp
 from tui.screens.results_blocked import clip
 from tui.screens.worker_errors import WorkerErrorsToApp
@@ -315,28 +312,19 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
             self._message(f"Vérification de {code}…")
             self._check(code)
 
-    def _unit_and_specimen(self, session: Any) -> tuple[Any, str | None, str | None]:
-        entry = get_entry(session, self.target.local_code)
-        unit = entry.unit if entry is not None and entry.unit else self.target.unit
-        return entry, unit, entry.specimen if entry is not None else None
-
     @work(thread=True, exclusive=True, exit_on_error=False, group="check")
     def _check(self, code: str) -> None:
         """Validate the mapping, then count what it releases (nothing is written)."""
         try:
-            with self.insdesk.services.db.session() as session:
-                _entry, unit, specimen = self._unit_and_specimen(session)
-                candidate = SimpleNamespace(loinc=code, unit=unit, specimen=specimen)
-                problems = validate_mapping(session, candidate)
-                refused = blocking(problems)
-                if refused:
-                    self.post_message(self.Refused(code, [p.message for p in refused]))
-                    return
-                preview = preview_mapping(session, local_code=self.target.local_code, loinc=code, unit=unit)
+            check = check_loinc_fix(
+                self.insdesk.services.db, local_code=self.target.local_code, loinc=code, unit=self.target.unit
+            )
         finally:
             self._busy = False
-        warnings = [p.message for p in problems if not p.blocking]
-        self.post_message(self.Confirm(code, len(preview.released), preview.still_blocked, warnings))
+        if check.refused:
+            self.post_message(self.Refused(code, check.refused))
+            return
+        self.post_message(self.Confirm(code, check.released, check.still_blocked, check.warnings))
 
     @on(Confirm)
     def _confirm(self, event: Confirm) -> None:
@@ -364,33 +352,21 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
         actor = self.insdesk.actor
         assert actor is not None
         try:
-            require(actor, Right.CATALOG)
-            with self.insdesk.services.db.transaction() as session:
-                entry = get_entry(session, t.local_code)
-                unit = entry.unit if entry is not None and entry.unit else t.unit
-                specimen = entry.specimen if entry is not None else None
-                candidate = SimpleNamespace(loinc=code, unit=unit, specimen=specimen)
-                refused = blocking(validate_mapping(session, candidate))
-                if refused:
-                    self.post_message(self.Refused(code, [p.message for p in refused]))
-                    return  # nothing written: the transaction commits nothing
-                change = set_mapping(
-                    session,
-                    actor=actor,
-                    local_code=t.local_code,
-                    loinc=code,
-                    expect_version=t.entry_version,
-                    unit=unit if entry is None or not entry.unit else None,
-                    label=t.label if entry is None else None,
-                )
-                gate = change.gate
-                released = list(gate.released) if gate is not None else []
-                warnings = [p.message for p in change.problems if not p.blocking]
+            done = fix_loinc_mapping(
+                self.insdesk.services.db,
+                actor=actor,
+                local_code=t.local_code,
+                loinc=code,
+                expect_version=t.entry_version,
+                unit=t.unit,
+                label=t.label,
+            )
         finally:
             self._busy = False
-        self.post_message(
-            self.Applied(FixResult(t.local_code, change.entry.loinc or code, released, warnings))
-        )
+        if done.refused:
+            self.post_message(self.Refused(code, done.refused))
+            return  # nothing written
+        self.post_message(self.Applied(FixResult(t.local_code, done.loinc, done.released, done.warnings)))
 
     @on(Worker.StateChanged)
     def _apply_failed(self, event: Worker.StateChanged) -> None:

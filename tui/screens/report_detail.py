@@ -33,26 +33,21 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from services.desk.results import send_reports, write_pdf_copy
 from services.errors import NotFound
 from services.results.catalog import get_entry
 from services.results.loinc import get_code, replacement_for
 from services.results.matching import can_match
 from services.results.models import LabReport, MatchSource, Observation, ReportStatus
-from services.results.outbox import FileDropSender, ReportSender, send_reports
-from services.results.pdf import write_pdf_copy
+from services.results.outbox import FileDropSender, ReportSender
+from services.results.reasons import LOINC_FIXABLE, reason_label
 from services.storage.models import Identity
 from services.users import Right, require
 from tui.desk_app import DeskApp
 from tui.format import fr_datetime
 from tui.screens.loinc_fix import FixResult, FixTarget, LoincFixModal, released_sentence
 from tui.screens.report_match import MatchDone, MatchTarget, ReportMatchModal
-from tui.screens.results_blocked import (
-    LOINC_PROBLEMS,
-    clip,
-    patient_name,
-    reason_label,
-    status_text,
-)
+from tui.screens.results_blocked import clip, patient_name, status_text
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.status_bar import StatusBar
@@ -84,7 +79,7 @@ class ObservationRow:
 
     @property
     def loinc_problem(self) -> bool:
-        return any(code in LOINC_PROBLEMS for code, _ in self.problems)
+        return any(code in LOINC_FIXABLE for code, _ in self.problems)
 
     def fix_target(self, report_id: int) -> FixTarget:
         return FixTarget(
@@ -96,7 +91,7 @@ class ObservationRow:
             entry_unit=self.entry_unit,
             specimen=self.specimen,
             current=self.loinc if self.loinc_source == "catalogue" else "",
-            problems=tuple(message for code, message in self.problems if code in LOINC_PROBLEMS),
+            problems=tuple(message for code, message in self.problems if code in LOINC_FIXABLE),
             replacement=self.replacement,
             replacement_label=self.replacement_label,
         )
@@ -458,8 +453,7 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
     def _write_pdf(self, report_id: int) -> None:
         actor = self.insdesk.actor
         assert actor is not None
-        with self.insdesk.services.db.session() as session:
-            path = write_pdf_copy(session, actor=actor, report_id=report_id)
+        path = write_pdf_copy(self.insdesk.services.db, actor=actor, report_id=report_id)
         self.post_message(self.PdfWritten(path, open_with_desktop(path)))
 
     @on(PdfWritten)

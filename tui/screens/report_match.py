@@ -25,8 +25,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 from textual.worker import get_current_worker
 
+from services.desk.results import match_report
 from services.identity.search import search_identities
-from services.results.matching import MatchPreview, match_preview, match_report
+from services.results.matching import MatchPreview, match_preview
 from tui.desk_app import DeskApp
 from tui.screens.results_blocked import clip
 from tui.screens.worker_errors import WorkerErrorsToApp
@@ -374,10 +375,13 @@ class ReportMatchModal(ModalScreen[MatchDone | None], WorkerErrorsToApp):  # Mod
         actor = self.insdesk.actor
         assert actor is not None
         try:
-            with self.insdesk.services.db.transaction() as session:
-                outcome = match_report(
-                    session, actor=actor, report_id=self.target.report_id, identity_id=identity_id
-                )
+            matched = match_report(
+                self.insdesk.services.db,
+                actor=actor,
+                report_id=self.target.report_id,
+                identity_id=identity_id,
+            )
+            outcome = matched.report
         finally:
             self._busy = False
         done = MatchDone(self.target.report_id, identity_id, str(outcome["status"]), list(outcome["reasons"]))

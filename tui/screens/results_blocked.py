@@ -24,23 +24,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from services.results.gate import (
-    IDENTITY_FLAGGED,
-    IDENTITY_MISMATCH,
-    INS_NOT_QUALIFIED,
-    LOINC_DEPRECATED,
-    LOINC_INVALID,
-    LOINC_MISSING,
-    LOINC_NOT_IN_VALUE_SET,
-    PATIENT_UNMATCHED,
-    REASON_CODES,
-    RESULT_NOT_FINAL,
-    UNIT_INCOMPATIBLE,
-    list_reports,
-    report_counts,
-)
-from services.results.loinc import fold
 from services.results.models import LabReport
+from services.results.reasons import REASON_CODES, reason_label
+from services.results.text import fold
+from services.results.views import list_reports, report_counts
 from services.stats import desk_stats
 from services.storage.models import Identity
 from services.users import Right, require
@@ -59,23 +46,6 @@ first reason and « +N », the day)."""
 PATIENT_NARROW = 18
 ALL: Final = "*"
 
-REASON_LABELS: Final[dict[str, str]] = {
-    INS_NOT_QUALIFIED: "INS non qualifiée",
-    IDENTITY_FLAGGED: "identité douteuse/fictive",
-    PATIENT_UNMATCHED: "patient non rapproché",
-    IDENTITY_MISMATCH: "identité discordante",
-    RESULT_NOT_FINAL: "résultat non définitif",
-    LOINC_MISSING: "LOINC manquant",
-    LOINC_INVALID: "LOINC invalide",
-    LOINC_NOT_IN_VALUE_SET: "LOINC hors jeu de valeurs",
-    LOINC_DEPRECATED: "LOINC obsolète",
-    UNIT_INCOMPATIBLE: "unité incompatible",
-}
-"""The gate's reason codes (``shared/spec/cli.md``) as the biologist reads them."""
-
-LOINC_PROBLEMS: Final = frozenset({LOINC_MISSING, LOINC_INVALID, LOINC_NOT_IN_VALUE_SET, LOINC_DEPRECATED})
-"""Reasons a new LOINC mapping of the local code can fix."""
-
 STATUS_WORDS: Final[dict[str, str]] = {"blocked": "bloqué", "ready": "prêt", "sent": "envoyé"}
 STATUS_STYLES: Final[dict[str, str]] = {
     "blocked": "bold red",
@@ -87,10 +57,6 @@ _STATUS_PLURALS: Final = {"blocked": "bloqué", "ready": "prêt", "sent": "envoy
 
 
 _ORDER: Final = {code: i for i, code in enumerate(REASON_CODES)}
-
-
-def reason_label(code: str) -> str:
-    return REASON_LABELS.get(code, code)
 
 
 def status_text(status: str) -> Text:

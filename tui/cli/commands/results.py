@@ -25,9 +25,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.results.gate import list_reports
-from services.results.ingest import InboxOutcome, import_file, process_inbox, watch_inbox
-from services.results.matching import match_preview, match_report
+from services.desk.results import import_results_file, match_report
+from services.desk.results_inbox import InboxOutcome, process_inbox, watch_inbox
+from services.results.views import list_reports
 from services.stats import desk_stats
 from services.users import Right
 from tui.cli.context import CliContext
@@ -87,7 +87,7 @@ def register(sub: Any) -> None:
 
 def results_import(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.RESULTS)
-    result = import_file(ctx.db, actor=actor, path=args.file)
+    result = import_results_file(ctx.db, actor=actor, path=args.file)
     payload = result.as_dict()
 
     def human(c: Console) -> None:
@@ -123,9 +123,8 @@ def results_import(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def results_match(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor()
-    with ctx.db.transaction() as session:
-        preview = match_preview(session, actor=actor, report_id=args.report_id, identity_id=args.identity_id)
-        outcome = match_report(session, actor=actor, report_id=args.report_id, identity_id=args.identity_id)
+    matched = match_report(ctx.db, actor=actor, report_id=args.report_id, identity_id=args.identity_id)
+    preview, outcome = matched.preview, matched.report
     payload = {"id": outcome["id"], "patient_id": outcome["patient_id"], "status": outcome["status"]}
     payload["reasons"] = outcome["reasons"]
 

@@ -1,4 +1,4 @@
-"""``results cda`` and ``results send`` (cli.md; services in ``services.results.cda`` / ``outbox``).
+"""``results cda`` and ``results send`` (docs/cli.md; use cases in ``services.desk.results``).
 
 * ``results cda REPORT_ID --out FILE``: writes the CDA R2 CR-BIO of a ready (or already sent)
   report, after checking it against the ANS CDA schema and the CR-BIO 2024.01 schematron; exit 1
@@ -16,18 +16,13 @@ only when that module has none.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from services.errors import BadRequest, NegativeAnswer
-from services.results.cda import build_cda, cda_report_from_db
-from services.results.outbox import FileDropSender, send_reports
-from services.results.validate import default_validator
+from services.desk.results import export_cda, send_reports
+from services.results.outbox import FileDropSender
 from services.users import Right
 from tui.cli.context import CliContext
 
@@ -69,45 +64,15 @@ def register(sub: Any) -> None:
         p.set_defaults(handler=send)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        raise BadRequest(
-            f"Écriture de {path} impossible : {err.strerror or err}.", code="write_failed"
-        ) from err
-
-
 def cda(ctx: CliContext, args: argparse.Namespace) -> int:
-    ctx.actor(Right.RESULTS)
-    with ctx.db.session() as session:
-        view = cda_report_from_db(session, args.report_id)
-    xml = build_cda(view)
-    verdict = default_validator().validate(xml)
-    if not verdict.ok:
-        raise NegativeAnswer(
-            f"Le CDA du compte rendu n° {args.report_id} n'est pas conforme (XSD/schématron CR-BIO) : "
-            "il n'a pas été écrit.",
-            code="cda_invalid",
-            detail=verdict.summary(),
-        )
-    out = Path(args.out)
-    _write_atomically(out, xml)
+    actor = ctx.actor(Right.RESULTS)
+    written = export_cda(ctx.db, actor=actor, report_id=args.report_id, out=args.out)
+    out = written.path
     payload = {"path": str(out)}
 
     def human(c: Console) -> None:
         c.print(
-            f"[green]✓[/] CDA CR-BIO du compte rendu n° {args.report_id} (version {view.version}) "
+            f"[green]✓[/] CDA CR-BIO du compte rendu n° {args.report_id} (version {written.version}) "
             f"écrit dans {out} · conforme au schéma et au schématron CR-BIO 2024.01"
         )
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
-from services.results.catalog import import_catalog
-from services.results.loinc import import_value_set
+from services.desk.catalog import import_catalog
+from services.desk.loinc import import_value_set
 from services.users import Right
 from tui.cli.context import CliContext
 

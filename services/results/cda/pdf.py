@@ -13,21 +13,20 @@ The output is deterministic for a given report (creation date = the report's).
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from services.identity.matricule import oid_label
+from services.results.cda.model import PARIS, CdaReport
+from services.results.cda.values import group_by_chapter, interpretation_label
+from services.storage.db import user_data_dir
 from services.vitale import datamatrix
-
-if TYPE_CHECKING:
-    from services.results.cda import CdaReport
-    from services.users import Actor
 
 __all__ = [
     "ENV_PDF_DIR",
@@ -36,7 +35,6 @@ __all__ = [
     "ins_in_clear",
     "pdf_folder",
     "render_report_pdf",
-    "write_pdf_copy",
 ]
 
 _REPLACEMENTS: Final = {
@@ -106,7 +104,6 @@ def ins_datamatrix(report: CdaReport) -> datamatrix.InsDataMatrix:
 
 def render_report_pdf(report: CdaReport) -> bytes:
     """The PDF of ``report`` (bytes starting with ``%PDF``)."""
-    from services.results.cda import PARIS, group_by_chapter, interpretation_label
 
     p = report.patient
     lab = report.lab
@@ -236,48 +233,7 @@ ENV_PDF_DIR: Final = "INSDESK_PDF_DIR"
 def pdf_folder() -> Path:
     """Where the PDF copies the biologist opens are written: ``$INSDESK_PDF_DIR``, else ``pdf/``
     in the user data directory (created)."""
-    import os
-
     env = os.environ.get(ENV_PDF_DIR)
-    if env:
-        folder = Path(env)
-    else:
-        from services.storage.db import user_data_dir
-
-        folder = user_data_dir() / "pdf"
+    folder = Path(env) if env else user_data_dir() / "pdf"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def write_pdf_copy(
-    session: Any,
-    *,
-    actor: Actor,
-    report_id: int,
-    folder: Path | None = None,
-    now: datetime | None = None,
-) -> Path:
-    """Write the CR-BIO's PDF copy of a ready (or sent) report as ``CR-<id>-v<version>.pdf`` in
-    ``folder`` (default :func:`pdf_folder`), atomically; its path. A blocked report has no CR-BIO
-    (``NegativeAnswer``, exit 1, from ``cda_report_from_db``)."""
-    import os
-    import tempfile
-
-    from services.results.cda import cda_report_from_db
-    from services.users import Right, require
-
-    require(actor, Right.RESULTS)
-    view = cda_report_from_db(session, report_id, now=now)
-    data = render_report_pdf(view)
-    target_folder = folder if folder is not None else pdf_folder()
-    target_folder.mkdir(parents=True, exist_ok=True)
-    target = target_folder / f"CR-{report_id}-v{view.version}.pdf"
-    fd, tmp = tempfile.mkstemp(prefix=".cr-", suffix=".part", dir=target_folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
