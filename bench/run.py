@@ -276,7 +276,9 @@ def figure_identity(args: argparse.Namespace, tmp: Path) -> list[Row]:
     names = [r[0] for r in raw.execute("SELECT birth_name FROM identity ORDER BY random() LIMIT 400")]
     prefixes = [n[:4] for n in names if len(n) >= 4][: args.queries]
     bare_sql = (
-        "SELECT id, local_id, birth_name, first_names, birth_date, status, birthplace FROM identity"
+        "SELECT id, local_id, birth_name, first_names, first_name, used_name, sex, birth_date,"
+        " birth_date_uncertain, birthplace, status, flag_douteuse, flag_fictive, flag_homonyme,"
+        " ins_matricule, ins_key, merged_into FROM identity"
         " WHERE birth_name >= ? AND birth_name < ? AND merged_into IS NULL"
         " ORDER BY birth_name, birth_date, id LIMIT 50"
     )
@@ -345,7 +347,7 @@ def figure_insi(args: argparse.Namespace, tmp: Path) -> list[Row]:
 
     transport = httpx.MockTransport(answer)
     http = httpx.Client(transport=transport)
-    cfg = config("http://insi.invalid/lps")
+    cfg = config("http://127.0.0.1:9/lps")  # never reached: the MockTransport answers
     ours_client = InsiClient(cfg, http=http)
     _, zeep_service, zeep_headers = make_zeep(tmp / "zeep", None, canned=recorded)
     assert zeep_check(zeep_call(zeep_service, zeep_headers, cfg.endpoint)) == EXPECTED

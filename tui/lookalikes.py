@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from services.identity.duplicates import similarity
-from services.identity.search import search_identities
+from services.identity.search import IdentityRow, search_identities
 from services.identity.traits import StrictTraits
-from services.storage.models import Identity
 from services.users import Actor
 from tui.format import fr_date
 
@@ -36,9 +35,9 @@ class LookAlike:
     score: int
 
 
-def candidates(session: Session, *, actor: Actor, traits: StrictTraits) -> list[Identity]:
+def candidates(session: Session, *, actor: Actor, traits: StrictTraits) -> list[IdentityRow]:
     """Identities sharing the start of the birth name or the birth date."""
-    found: dict[int, Identity] = {}
+    found: dict[int, IdentityRow] = {}
     queries = (traits.birth_name[:NAME_PREFIX], fr_date(traits.birth_date.value))
     for query in queries:
         for identity in search_identities(session, actor=actor, query=query, limit=CANDIDATES):
@@ -48,7 +47,7 @@ def candidates(session: Session, *, actor: Actor, traits: StrictTraits) -> list[
 
 
 def find_lookalikes(
-    traits: StrictTraits, others: Iterable[Identity], *, threshold: float = THRESHOLD
+    traits: StrictTraits, others: Iterable[IdentityRow], *, threshold: float = THRESHOLD
 ) -> list[LookAlike]:
     """The candidates at or above ``threshold``, most similar first."""
     scored = [(similarity(traits, other), other) for other in others]

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from rapidfuzz import fuzz, process
 from sqlmodel import Session, col, select
 
+from services.identity.search import IdentityRow
 from services.identity.traits import StrictTraits
 from services.storage.models import Identity, InsHistory, InsSource
 from services.users import Actor, Right, require
@@ -80,7 +81,7 @@ def _score(a: tuple[str, str, str, date], b: tuple[str, str, str, date]) -> floa
     return 0.4 * name + 0.3 * firsts + 0.3 * _date_score(a[3], b[3])
 
 
-def similarity(traits: StrictTraits, other: Identity) -> float:
+def similarity(traits: StrictTraits, other: IdentityRow) -> float:
     """0–100: birth name 40 %, first names 30 %, birth date 30 % (the desk's look-alike score)."""
     return _score(
         (traits.birth_name, traits.first_names_text, traits.first_name, traits.birth_date.value),
