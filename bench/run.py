@@ -36,7 +36,6 @@ import select
 import signal
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import termios
@@ -194,9 +193,10 @@ def spawn(argv: list[str], env: dict[str, str], texts: tuple[bytes, ...]) -> tup
 def figure_start(args: argparse.Namespace, tmp: Path) -> list[Row]:
     env = child_env(tmp)
     db_url = f"sqlite:///{tmp / 'desk.db'}"
-    # The production database at head, made once by the product itself (doctor migrates nothing:
-    # `insdesk --db URL doctor` only reads; `db upgrade` brings it to head).
-    subprocess.run([str(INSDESK), "--db", db_url, "db", "upgrade"], env=env, check=True, capture_output=True)
+    # The production database, at head (made once, as the desk's first start makes it).
+    from services.wiring import open_database
+
+    open_database(db_url).dispose()
     minimal = [sys.executable, "-c", MINIMAL_APP]
     prod = [str(INSDESK), "--db", db_url]
     demo = [str(INSDESK), "demo"]

@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
@@ -26,8 +24,15 @@ from sqlmodel import Session, select
 
 from services.audit.log import USER_ADDED, USER_LOGIN, USER_LOGIN_FAILED, append_event
 from services.errors import AuthenticationFailed, BadRequest, FieldIssue, InvalidData, PermissionDenied
+from services.roles import RIGHT_LABELS as RIGHT_LABELS
+from services.roles import ROLE_LABELS as ROLE_LABELS
+from services.roles import ROLE_RIGHTS as ROLE_RIGHTS
+from services.roles import Actor as Actor
+from services.roles import Right as Right
+from services.roles import Role as Role
+from services.roles import require as require
 from services.storage.db import commit_despite
-from services.storage.models import AppUser, Role, UserPublic
+from services.storage.models import AppUser, UserPublic
 
 if TYPE_CHECKING:
     from services.storage.db import Database
@@ -35,101 +40,6 @@ if TYPE_CHECKING:
 LOGIN_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 PASSWORD_MIN_LENGTH = 8
 AUTH_FAILED_MESSAGE = "Identifiant ou mot de passe incorrect."
-
-
-class Right(StrEnum):
-    IDENTITY_READ = "identity_read"
-    IDENTITY_WRITE = "identity_write"
-    INSI_SEARCH = "insi_search"
-    CARD_READ = "card_read"
-    FLAG_SET = "flag_set"
-    FLAG_CLEAR = "flag_clear"
-    DEQUALIFY = "dequalify"
-    STRICT_EDIT_VERIFIED = "strict_edit_verified"
-    REVERIFY = "reverify"
-    IDENTITY_MERGE = "identity_merge"
-    STATS = "stats"
-    AUDIT_VERIFY = "audit_verify"
-    AUDIT_EXPORT = "audit_export"
-    RESULTS = "results"
-    LOINC = "loinc"
-    CATALOG = "catalog"
-    USERS = "users"
-    CONFIG = "config"
-
-
-RIGHT_LABELS: Mapping[Right, str] = {
-    Right.IDENTITY_READ: "consulter les identités",
-    Right.IDENTITY_WRITE: "créer ou modifier une identité",
-    Right.INSI_SEARCH: "interroger le téléservice INSi",
-    Right.CARD_READ: "lire une carte Vitale",
-    Right.FLAG_SET: "poser un attribut (douteuse, fictive, homonyme)",
-    Right.FLAG_CLEAR: "retirer un attribut",
-    Right.DEQUALIFY: "déqualifier une identité",
-    Right.STRICT_EDIT_VERIFIED: "modifier les traits stricts d'une identité vérifiée",
-    Right.REVERIFY: "relancer la vérification des identités",
-    Right.IDENTITY_MERGE: "rechercher les doublons et fusionner des identités",
-    Right.STATS: "consulter les statistiques",
-    Right.AUDIT_VERIFY: "vérifier le journal d'audit",
-    Right.AUDIT_EXPORT: "exporter le journal d'audit",
-    Right.RESULTS: "gérer les résultats",
-    Right.LOINC: "importer le jeu de valeurs LOINC",
-    Right.CATALOG: "gérer le catalogue des analyses",
-    Right.USERS: "gérer les utilisateurs",
-    Right.CONFIG: "modifier la configuration",
-}
-
-ROLE_LABELS: Mapping[Role, str] = {
-    Role.RECEPTION: "accueil",
-    Role.BIOLOGIST: "biologiste",
-    Role.SUPERVISOR: "superviseur (cellule d'identitovigilance)",
-    Role.ADMIN: "administrateur",
-}
-
-_RECEPTION = frozenset(
-    {Right.IDENTITY_READ, Right.IDENTITY_WRITE, Right.INSI_SEARCH, Right.CARD_READ, Right.FLAG_SET}
-)
-_BIOLOGIST = frozenset({Right.IDENTITY_READ, Right.RESULTS, Right.LOINC, Right.CATALOG})
-_SUPERVISOR = _RECEPTION | frozenset(
-    {
-        Right.FLAG_CLEAR,
-        Right.DEQUALIFY,
-        Right.STRICT_EDIT_VERIFIED,
-        Right.REVERIFY,
-        Right.IDENTITY_MERGE,
-        Right.STATS,
-        Right.AUDIT_VERIFY,
-        Right.AUDIT_EXPORT,
-    }
-)
-
-ROLE_RIGHTS: Mapping[Role, frozenset[Right]] = {
-    Role.RECEPTION: _RECEPTION,
-    Role.BIOLOGIST: _BIOLOGIST,
-    Role.SUPERVISOR: _SUPERVISOR,
-    Role.ADMIN: frozenset(Right),
-}
-
-
-@dataclass(frozen=True)
-class Actor:
-    """An authenticated user acting on the data."""
-
-    login: str
-    role: Role
-
-    def can(self, right: Right) -> bool:
-        return right in ROLE_RIGHTS[self.role]
-
-
-def require(actor: Actor, right: Right) -> None:
-    """Raise ``PermissionDenied`` (French, naming the action) unless ``actor`` has ``right``."""
-    if not actor.can(right):
-        raise PermissionDenied(
-            f"Droits insuffisants pour {RIGHT_LABELS[right]} : "
-            f"le rôle « {ROLE_LABELS[actor.role]} » de {actor.login} ne le permet pas.",
-            detail=f"right={right.value} role={actor.role.value}",
-        )
 
 
 def password_hasher() -> PasswordHasher:
@@ -170,11 +80,20 @@ def _check_password(password: str) -> None:
         )
 
 
-def add_user(session: Session, *, login: str, role: Role, password: str, actor: Actor | None) -> UserPublic:
+def add_user(
+    session: Session,
+    *,
+    login: str,
+    role: Role,
+    password: str,
+    actor: Actor | None,
+    precomputed_hash: str | None = None,
+) -> UserPublic:
     """Add a user (audited ``user.added``).
 
     ``actor`` may be None only while no admin user exists (first run); otherwise it needs
-    ``Right.USERS``.
+    ``Right.USERS``. ``precomputed_hash``: the argon2id hash of ``password`` computed beforehand
+    (the demo's fixed accounts, ``fixtures.demo_accounts``), stored instead of hashing again.
     """
     if actor is None:
         if has_admin(session):
@@ -189,7 +108,10 @@ def add_user(session: Session, *, login: str, role: Role, password: str, actor: 
     _check_password(password)
     if get_user(session, login=login) is not None:
         raise BadRequest(f"L'utilisateur « {login} » existe déjà.", code="user_exists")
-    user = AppUser(login=login, role=role, password_hash=password_hasher().hash(password), active=True)
+    if precomputed_hash is not None and not precomputed_hash.startswith("$argon2id$"):
+        raise BadRequest("Empreinte de mot de passe invalide (argon2id attendu).", code="bad_hash")
+    hashed = precomputed_hash if precomputed_hash is not None else password_hasher().hash(password)
+    user = AppUser(login=login, role=role, password_hash=hashed, active=True)
     session.add(user)
     session.flush()
     append_event(

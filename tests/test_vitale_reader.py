@@ -86,9 +86,9 @@ def expected_persons(name: str) -> list[dict[str, Any]]:
 # --- the command line ----------------------------------------------------------------------
 
 
-def _register_vitale(original: Callable[[Any], None]) -> Callable[[Any], None]:
-    def register_all(sub: Any) -> None:
-        original(sub)
+def _register_vitale(original: Callable[..., None]) -> Callable[..., None]:
+    def register_all(sub: Any, argv: Any = None) -> None:
+        original(sub, argv)
         if "vitale" not in sub.choices:  # until the lead registers the module
             vitale_cmd.register(sub)
 
@@ -387,8 +387,8 @@ import sys
 import tui.cli
 from tui.cli.commands import vitale
 original = tui.cli.register_all
-def register_all(sub):
-    original(sub)
+def register_all(sub, argv=None):
+    original(sub, argv)
     if "vitale" not in sub.choices:
         vitale.register(sub)
 tui.cli.register_all = register_all

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from asyncio import Queue
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, on, work
 from textual.app import App
@@ -23,17 +24,30 @@ from textual.worker import Worker, WorkerState
 
 from services.errors import InsdeskError
 from services.logsafe import current_log, log_unexpected, new_error_id, unexpected_error_message
-from services.storage.models import Role
-from services.users import ROLE_LABELS, Actor, Right
+from services.roles import ROLE_LABELS, Actor, Right, Role
 from tui.bindings import APP_BINDINGS
-from tui.desk_app import AppServices, DeskApp
+from tui.desk_app import DeskApp, LateInsiAnswer
 from tui.french import FrenchCommandPalette
 from tui.keymap import UserKeymap
 from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
-from tui.screens.insi_screen import LateInsiAnswer
 from tui.screens.login import LoginScreen
 from tui.summary import IdentityContext, IdentitySummary, LoadingIdentityContext
+
+# Before its first screen the App imports Textual and the few modules of the login screen only:
+# the services (SQLAlchemy, Alembic, httpx, lxml…) load in a worker while the agent types.
+if TYPE_CHECKING:
+    from services.wiring import DeskServices as AppServices
+
+
+def __getattr__(name: str) -> Any:
+    """``tui.app.AppServices`` at run time, for the tests and benches that build services."""
+    if name == "AppServices":
+        from services.wiring import DeskServices
+
+        return DeskServices
+    raise AttributeError(name)
+
 
 TYPEAHEAD_MAX_WAIT_S = 1.0
 """How long a key typed ahead waits for the effects of the previous keys (focus moves, screens)."""
@@ -41,6 +55,8 @@ IDLE_CHECK_S = 15.0
 """How often the idle lock is checked."""
 STATUS_PROBE_S = 120.0
 """How often the status bar checks again that INSi and the reader answer."""
+SERVICES_WAIT_S = 300.0
+"""How long a worker waits for the services still opening (a database being migrated…)."""
 
 
 _KEY_NAMES = {
@@ -83,17 +99,30 @@ class InsdeskApp(App[None]):
 
     def __init__(
         self,
-        services: AppServices,
+        services: AppServices | None = None,
         keymap: UserKeymap | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        open_services: Callable[[], AppServices] | None = None,
+        login_hint: str | None = None,
     ) -> None:
+        """``services`` built already (the tests), or ``open_services`` to build them in a worker
+        once the login screen is up (``insdesk``: the agent types while the database opens);
+        ``login_hint`` is shown on the login screen before the services exist (the demo's
+        accounts)."""
         super().__init__()
-        self.services = services
+        if (services is None) == (open_services is None):
+            raise TypeError("InsdeskApp: services or open_services, exactly one")
+        self._services: AppServices | None = services
+        self._open_services = open_services
+        self._services_ready = threading.Event()
+        self._early_login_hint = login_hint
         self.user_keymap = keymap
         """The user's keys (``tui.keymap.load_keymap``, read by the factory), applied on mount."""
         self.actor: Actor | None = None
         self.crash_message: str | None = None
+        self.open_error: InsdeskError | None = None
+        """Why the services could not open (``open_services``): the desk ended with its exit code."""
         """The French message printed at exit after an unexpected error (None otherwise)."""
         self.clock = clock
         self.last_activity = clock()
@@ -105,8 +134,32 @@ class InsdeskApp(App[None]):
         self._replaying: events.Key | None = None
         self._replayed = asyncio.Event()
         self._last_key_target: MessagePump | None = None
-        self.set_reactive(InsdeskApp.insi_label, services.insi_label)
-        self.set_reactive(InsdeskApp.reader_label, services.reader_label)
+        if services is not None:
+            self._services_ready.set()
+            self.set_reactive(InsdeskApp.insi_label, services.insi_label)
+            self.set_reactive(InsdeskApp.reader_label, services.reader_label)
+
+    @property
+    def services(self) -> AppServices:
+        """The desk's services; while they are still opening (``open_services``), a worker asking
+        for them waits (the login's password check waits for the database)."""
+        if self._services is None:
+            self._services_ready.wait(SERVICES_WAIT_S)
+            if self._services is None:
+                raise InsdeskError(
+                    "La base de données n'est pas encore ouverte : réessayez dans un instant.",
+                    code="services_not_ready",
+                )
+        return self._services
+
+    @services.setter
+    def services(self, value: AppServices) -> None:
+        self._services = value
+        self._services_ready.set()
+
+    @property
+    def services_ready(self) -> bool:
+        return self._services is not None
 
     def get_key_display(self, binding: Binding) -> str:
         """Keys as the desk names them: « Échap », « Entrée », F2, ^S."""
@@ -125,8 +178,49 @@ class InsdeskApp(App[None]):
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
+        if self._services is None:
+            self.push_screen(LoginScreen(hint=self._early_login_hint))
+            # After the first frame: the services' imports would hold the interpreter meanwhile.
+            self.call_after_refresh(
+                self.run_worker, self._open_services_worker, thread=True, exit_on_error=False, group="services"
+            )
+            return
         self.sub_title = self.services.site_name
-        self.push_screen(LoginScreen(hint=self.services.login_hint))
+        self.push_screen(LoginScreen(hint=self.services.login_hint or self._early_login_hint))
+        self._services_opened()
+
+    def _open_services_worker(self) -> None:
+        """Builds the services (``open_services``) behind the login screen. A configuration
+        that cannot open (no database, a schema to migrate…) ends the desk with its French
+        message and exit code, as the command line would have."""
+        assert self._open_services is not None
+        try:
+            services = self._open_services()
+        except InsdeskError as err:
+            self.call_from_thread(self._services_failed, err)
+            return
+        except Exception as exc:
+            error_id = log_unexpected(exc, "insdesk (ouverture)")
+            unexpected = InsdeskError(
+                "Erreur inattendue à l'ouverture : " + unexpected_error_message(error_id),
+                code="internal_error",
+            )
+            self.call_from_thread(self._services_failed, unexpected)
+            return
+        self.call_from_thread(self._services_arrived, services)
+
+    def _services_arrived(self, services: AppServices) -> None:
+        self.services = services
+        self.sub_title = services.site_name
+        self.insi_label = services.insi_label
+        self.reader_label = services.reader_label
+        self._services_opened()
+
+    def _services_failed(self, err: InsdeskError) -> None:
+        self.open_error = err
+        self.exit(return_code=err.exit_code)
+
+    def _services_opened(self) -> None:
         self._apply_user_keymap()
         if self.services.configuration is not None:
             self.probe_status()
@@ -317,13 +411,14 @@ class InsdeskApp(App[None]):
         if action == "lock":
             return self.actor is not None and self.locked_actor is None
         if action == "configuration":
-            from tui.screens.configuration import ConfigurationScreen
-
+            # By name: importing the screen (and the doctor's database layer) here, before login,
+            # would race the services still loading in their worker.
             screen = self._working_screen()
             return (
                 self.actor is not None
                 and self.actor.can(Right.CONFIG)
-                and not isinstance(screen, ModalScreen | ConfigurationScreen)
+                and not isinstance(screen, ModalScreen)
+                and type(screen).__name__ != "ConfigurationScreen"
             )
         return True
 
@@ -614,12 +709,21 @@ def make_app(
     *,
     env: Mapping[str, str] | None = None,
     keymap: UserKeymap | None = None,
+    lazy: bool = False,
     **overrides: Any,
 ) -> InsdeskApp:
     """The factory the console script uses (``insdesk``, ``insdesk --db URL``): the services of
-    this installation, built from its configuration (``services.wiring.build_services``)."""
-    from services.wiring import build_services
+    this installation, built from its configuration (``services.wiring.build_services``) — with
+    ``lazy``, in a worker once the login screen shows (the console script), otherwise now."""
     from tui.keymap import load_keymap
 
-    services = build_services(db_url, env=env, **overrides)
-    return InsdeskApp(services, keymap if keymap is not None else load_keymap())
+    user_keymap = keymap if keymap is not None else load_keymap()
+
+    def open_services() -> AppServices:
+        from services.wiring import build_services
+
+        return build_services(db_url, env=env, **overrides)
+
+    if lazy:
+        return InsdeskApp(keymap=user_keymap, open_services=open_services)
+    return InsdeskApp(open_services(), user_keymap)

@@ -10,16 +10,34 @@ checks that in ``tui.app`` — and Textual's own members (``push_screen``, ``not
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
 
-from services.users import Actor
-from services.wiring import DeskServices
+from services.roles import Actor
 from tui.summary import IdentitySummary
 
-AppServices = DeskServices
-"""What the App receives: built by ``services.wiring.build_services`` (real) or by the tests."""
+if TYPE_CHECKING:  # the App's first screen shows before the services (and the database layer) load
+    from services.wiring import DeskServices as AppServices
+
+    """What the App receives: built by ``services.wiring.build_services`` (real) or by the tests."""
+
+
+def __getattr__(name: str) -> Any:
+    """``AppServices`` at run time, imported when first asked for (after the first screen)."""
+    if name == "AppServices":
+        from services.wiring import DeskServices
+
+        return DeskServices
+    raise AttributeError(name)
+
+
+@dataclass
+class LateInsiAnswer(Message):
+    """INSi answered after Échap and the INS was attached: the App refreshes the badge."""
+
+    summary: IdentitySummary
 
 
 class DeskApp(Protocol):

@@ -5,15 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, tzinfo
 from functools import cache
 
-from sqlalchemy.engine import make_url
-
-from services.storage.models import Status
-
 STATUS_WORDS: dict[str, str] = {
-    Status.PROV.value: "Identité provisoire",
-    Status.RECUP.value: "Identité récupérée",
-    Status.VALI.value: "Identité validée",
-    Status.QUAL.value: "Identité qualifiée",
+    "PROV": "Identité provisoire",
+    "RECUP": "Identité récupérée",
+    "VALI": "Identité validée",
+    "QUAL": "Identité qualifiée",
 }
 
 FLAG_WORDS: dict[str, str] = {
@@ -98,6 +94,8 @@ def ins_text(matricule: str | None, key: str | None) -> str:
 def short_database(url: str) -> str:
     """A short name for the status bar: the SQLite file name, or ``host/base``."""
     try:
+        from sqlalchemy.engine import make_url  # not before the first screen (start-up)
+
         parsed = make_url(url)
     except Exception:
         return "base ?"

@@ -6,15 +6,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from sqlmodel import Session
-
-from services.identity.birthplace import load_cog
-from services.identity.matricule import oid_label
-from services.identity.view import identity_view
-from services.storage.models import Identity
 from tui.format import document_short_label, fr_date, ins_text, parse_iso
+
+if TYPE_CHECKING:  # the App imports this module before its first screen: no database layer yet
+    from sqlmodel import Session
+
+    from services.storage.models import Identity
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,8 @@ def proof_sentence(proof: dict[str, Any]) -> str:
 def _place_name(code: str | None, at: date) -> str:
     if not code:
         return ""
+    from services.identity.birthplace import load_cog
+
     try:
         return load_cog().name_at(code, at) or ""
     except Exception:  # the name is a help for the eye only
@@ -81,6 +82,9 @@ def _place_name(code: str | None, at: date) -> str:
 
 def summarize(session: Session, identity: Identity) -> IdentitySummary:
     """The summary of ``identity`` (call inside a unit of work, in a worker thread)."""
+    from services.identity.matricule import oid_label
+    from services.identity.view import identity_view
+
     view = identity_view(session, identity=identity)
     ins = view.get("ins") or None
     proofs = view.get("proofs") or []

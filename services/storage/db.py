@@ -30,7 +30,6 @@ DDL), so two processes opening a new database at once do not break it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -198,11 +197,20 @@ def commit_despite(session: Session, exc: BaseException) -> None:
     session.info[COMMIT_DESPITE_KEY] = exc
 
 
-@functools.cache
-def _alembic_head() -> str | None:
+SCHEMA_HEAD = "0008"
+"""The newest migration: a database at this revision opens without Alembic loading its scripts
+(start-up). ``tests/test_storage.py`` checks it is the head of ``migrations/versions``."""
+
+
+def alembic_script_head() -> str | None:
+    """The head revision as Alembic reads it from the migration scripts (slow: loads them all)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def _alembic_head() -> str | None:
+    return SCHEMA_HEAD
 
 
 def _alembic_config(connection: Connection) -> Any:
@@ -215,10 +223,16 @@ def _alembic_config(connection: Connection) -> Any:
 
 
 def _current_revision(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    """The revision stamped in ``alembic_version`` (None on a new database), read with one query."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    if len(rows) > 1:  # branches: let Alembic say what it makes of them
+        from alembic.runtime.migration import MigrationContext
 
-    rev: str | None = MigrationContext.configure(connection).get_current_revision()
-    return rev
+        rev: str | None = MigrationContext.configure(connection).get_current_revision()
+        return rev
+    return str(rows[0][0]) if rows else None
 
 
 def _is_locked_error(exc: OperationalError) -> bool:

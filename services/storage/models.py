@@ -26,6 +26,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import JSON, Field, SQLModel
 
+from services.roles import Role as Role
+
 # ---------------------------------------------------------------------------------------------
 # Column types and helpers
 
@@ -94,13 +96,6 @@ class CaptureChannel(StrEnum):
     INSI = "insi"
     DATAMATRIX = "datamatrix"
     APCV = "apcv"
-
-
-class Role(StrEnum):
-    RECEPTION = "reception"
-    BIOLOGIST = "biologist"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
 
 
 class InsSource(StrEnum):

@@ -61,7 +61,8 @@ class FrenchArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> FrenchArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> FrenchArgumentParser:
+    """The parser of ``insdesk``: with ``argv``, only the commands it names are registered."""
     parser = FrenchArgumentParser(
         prog="insdesk",
         description="insdesk — accueil des laboratoires de biologie : INS, INSi, carte Vitale, LOINC, MES.",
@@ -70,7 +71,7 @@ def build_parser() -> FrenchArgumentParser:
     parser.add_argument("--as", dest="as_login", metavar="LOGIN", help="utilisateur ; sinon INSDESK_USER")
     parser.add_argument("--json", action="store_true", help="une réponse JSON sur la sortie standard")
     sub = parser.add_subparsers(dest="command", metavar="COMMANDE")
-    register_all(sub)
+    register_all(sub, argv)
     return parser
 
 
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unexpected error's traceback goes there and never to the terminal."""
     configure_logging()
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(args_list)
     FrenchArgumentParser.json_mode = "--json" in args_list
     try:
         args = parser.parse_args(args_list)

@@ -9,15 +9,17 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from services.errors import AuthenticationFailed, InsdeskError, InvalidData
-from services.storage.db import Database
-from services.users import Actor, Credentials, Right, check_credentials, record_login, require
-from services.users import login as login_user
-from services.wiring import DeskServices, build_services, open_database
+from services.roles import Actor, Right, require
+
+if TYPE_CHECKING:  # `insdesk` alone shows its login screen before the database layer is imported
+    from services.storage.db import Database
+    from services.users import Credentials
+    from services.wiring import DeskServices
 
 
 @dataclass
@@ -74,6 +76,8 @@ class CliContext:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from services.wiring import open_database
+
             self._db = open_database(self.db_url_option)
         return self._db
 
@@ -82,6 +86,8 @@ class CliContext:
         """The services of this installation from its configuration (``services.wiring``): the
         same place builds them for the TUI, the commands and the demo."""
         if self._services is None:
+            from services.wiring import build_services
+
             self._services = build_services(self.db)
         return self._services
 
@@ -106,6 +112,8 @@ class CliContext:
         """Authenticates the acting user (``--as`` / INSDESK_USER, INSDESK_PASSWORD or a prompt)."""
         if self._actor is None:
             login, password = self._login_and_password()
+            from services.users import login as login_user
+
             self._actor = login_user(self.db, login=login, password=password)
         if right is not None:
             require(self._actor, right)
@@ -117,6 +125,8 @@ class CliContext:
         appended (``audit verify``). Call ``record_login`` afterwards. A missing right records
         the login, then raises ``PermissionDenied``."""
         login, password = self._login_and_password()
+        from services.users import check_credentials
+
         credentials = check_credentials(self.db, login=login, password=password)
         self._pending_login = credentials
         self._actor = credentials.actor
@@ -129,6 +139,8 @@ class CliContext:
         """Appends the login event of ``actor_before_login`` (IntegrityBroken when refused)."""
         credentials, self._pending_login = self._pending_login, None
         if credentials is not None:
+            from services.users import record_login
+
             record_login(self.db, credentials)
 
     def close(self) -> None:

@@ -48,7 +48,7 @@ from services.identity.records import get_identity, identity_traits
 from services.identity.traits import StrictTraits
 from services.insi.errors import InsiError
 from services.users import Actor
-from tui.desk_app import DeskApp
+from tui.desk_app import DeskApp, LateInsiAnswer
 from tui.format import STATUS_WORDS, fr_date, ins_text, plural
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import IdentitySummary, summarize
@@ -552,10 +552,3 @@ class InsiScreen(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     def action_close(self) -> None:
         if self.phase in (Phase.DONE, Phase.FAULT):
             self.dismiss(self.changed)
-
-
-@dataclass
-class LateInsiAnswer(Message):
-    """INSi answered after Échap and the INS was attached: the App refreshes the badge."""
-
-    summary: IdentitySummary

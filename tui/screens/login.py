@@ -16,8 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Header, Input, Label, Static
 
 from services.errors import AuthenticationFailed
-from services.users import Actor
-from services.users import login as login_user
+from services.roles import Actor
 from tui.desk_app import DeskApp
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
@@ -88,6 +87,8 @@ class LoginScreen(Screen[None], WorkerErrorsToApp):
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def _authenticate(self, login: str, password: str) -> None:
+        from services.users import login as login_user  # the database layer: after the first frame
+
         try:
             actor = login_user(self.insdesk.services.db, login=login, password=password)
         except AuthenticationFailed as err:

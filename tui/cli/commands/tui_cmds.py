@@ -36,37 +36,43 @@ def _run(app: Any) -> int:
 def run_tui(ctx: CliContext, args: argparse.Namespace) -> int:
     from tui.app import make_app
 
-    app = make_app(ctx.db_url_option)
+    # The login screen shows at once; the services open behind it (an error ends the desk with
+    # the French message and the exit code the command line gives).
+    app = make_app(ctx.db_url_option, lazy=True)
     try:
-        return _run(app)
+        code = _run(app)
     finally:
-        app.services.close()
+        if app.services_ready:
+            app.services.close()
+    if app.open_error is not None:
+        raise app.open_error
+    return code
 
 
 def demo_accounts_text() -> str:
-    from fixtures.demo import DEMO_USERS
-    from services.users import ROLE_LABELS
+    from fixtures.demo_accounts import demo_accounts_text as text
 
-    lines = ["Comptes de démonstration (identifiant / mot de passe) :"]
-    for user in DEMO_USERS:
-        role = ROLE_LABELS[user.role].split(" (", 1)[0]
-        lines.append(f"  {user.login} / {user.password} ({role})")
-    return "\n".join(lines)
+    return text()
 
 
 def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
-    from fixtures.demo import DEMO_USERS, seed_demo
-    from services.insi_sim import InsiSimulator
-    from services.storage.db import Database
-    from services.wiring import READER_SIMULATED, build_services
-    from tui.app import InsdeskApp
-    from tui.keymap import load_keymap
+    """A fresh demo database, the local INSi simulator and the simulated card reader. With the
+    interface, the login screen shows first (the demo accounts on it) and the demo is prepared
+    behind it; ``--no-tui`` prepares it and prints what it made."""
+    from fixtures.demo_accounts import DEMO_USERS
 
     temporary = not args.dir
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="insdesk-demo-"))
-    try:
+    db_file = folder / "demo.db"
+    prepared: list[Any] = []
+
+    def open_services() -> Any:
+        from fixtures.demo import seed_demo
+        from services.insi_sim import InsiSimulator
+        from services.storage.db import Database
+        from services.wiring import READER_SIMULATED, build_services
+
         folder.mkdir(parents=True, exist_ok=True)
-        db_file = folder / "demo.db"
         for leftover in folder.glob("demo.db*"):
             leftover.unlink()
         db = Database(f"sqlite:///{db_file}")
@@ -85,20 +91,37 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
             login_hint=demo_accounts_text(),
         )
         services.on_close.append(simulator.stop)
-        try:
-            c = ctx.out.console
-            c.print("[bold]insdesk — démonstration[/]")
-            c.print(f"Base de démonstration : {db_file}" + (" (supprimée à la fin)" if temporary else ""))
-            c.print(f"Simulateur INSi local : {simulator.url}")
-            c.print(f"Patients : {counts}")
-            c.print("Comptes de démonstration (identifiant / mot de passe / rôle) :")
-            for user in DEMO_USERS:
-                c.print(f"  {user.login} / {user.password} / {user.role}")
-            if args.no_tui:
+        prepared.append((services, counts, simulator.url))
+        return services
+
+    try:
+        if args.no_tui:
+            services = open_services()
+            try:
+                _, counts, url = prepared[0]
+                c = ctx.out.console
+                c.print("[bold]insdesk — démonstration[/]")
+                c.print(f"Base de démonstration : {db_file}" + (" (supprimée à la fin)" if temporary else ""))
+                c.print(f"Simulateur INSi local : {url}")
+                c.print(f"Patients : {counts}")
+                c.print("Comptes de démonstration (identifiant / mot de passe / rôle) :")
+                for user in DEMO_USERS:
+                    c.print(f"  {user.login} / {user.password} / {user.role}")
                 return 0
-            return _run(InsdeskApp(services, load_keymap()))
+            finally:
+                services.close()
+        from tui.app import InsdeskApp
+        from tui.keymap import load_keymap
+
+        app = InsdeskApp(keymap=load_keymap(), open_services=open_services, login_hint=demo_accounts_text())
+        try:
+            code = _run(app)
         finally:
-            services.close()
+            if app.services_ready:
+                app.services.close()
+        if app.open_error is not None:
+            raise app.open_error
+        return code
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
