@@ -105,11 +105,12 @@ class InsdeskApp(App[None]):
         clock: Callable[[], float] = time.monotonic,
         open_services: Callable[[], AppServices] | None = None,
         login_hint: str | None = None,
+        site_name: str | None = None,
     ) -> None:
         """``services`` built already (the tests), or ``open_services`` to build them in a worker
         once the login screen is up (``insdesk``: the agent types while the database opens);
-        ``login_hint`` is shown on the login screen before the services exist (the demo's
-        accounts)."""
+        ``login_hint`` and ``site_name`` are shown on the login screen before the services exist
+        (the demo's accounts and site)."""
         super().__init__()
         if (services is None) == (open_services is None):
             raise TypeError("InsdeskApp: services or open_services, exactly one")
@@ -117,6 +118,7 @@ class InsdeskApp(App[None]):
         self._open_services = open_services
         self._services_ready = threading.Event()
         self._early_login_hint = login_hint
+        self._early_site_name = site_name
         self.user_keymap = keymap
         """The user's keys (``tui.keymap.load_keymap``, read by the factory), applied on mount."""
         self.actor: Actor | None = None
@@ -179,10 +181,16 @@ class InsdeskApp(App[None]):
     def on_mount(self) -> None:
         self.theme = "textual-dark"
         if self._services is None:
+            if self._early_site_name:
+                self.sub_title = self._early_site_name
             self.push_screen(LoginScreen(hint=self._early_login_hint))
             # After the first frame: the services' imports would hold the interpreter meanwhile.
             self.call_after_refresh(
-                self.run_worker, self._open_services_worker, thread=True, exit_on_error=False, group="services"
+                self.run_worker,
+                self._open_services_worker,
+                thread=True,
+                exit_on_error=False,
+                group="services",
             )
             return
         self.sub_title = self.services.site_name

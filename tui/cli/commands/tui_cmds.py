@@ -94,26 +94,38 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
         prepared.append((services, counts, simulator.url))
         return services
 
+    def banner(url: str | None, counts: dict[str, int] | None) -> None:
+        """What the demo is made of (left on the terminal when the interface closes)."""
+        c = ctx.out.console
+        c.print("[bold]insdesk — démonstration[/]")
+        c.print(f"Base de démonstration : {db_file}" + (" (supprimée à la fin)" if temporary else ""))
+        if url is not None:
+            c.print(f"Simulateur INSi local : {url}")
+        if counts is not None:
+            c.print(f"Patients : {counts}")
+        c.print("Comptes de démonstration (identifiant / mot de passe / rôle) :")
+        for user in DEMO_USERS:
+            c.print(f"  {user.login} / {user.password} / {user.role}")
+
     try:
         if args.no_tui:
             services = open_services()
             try:
                 _, counts, url = prepared[0]
-                c = ctx.out.console
-                c.print("[bold]insdesk — démonstration[/]")
-                c.print(f"Base de démonstration : {db_file}" + (" (supprimée à la fin)" if temporary else ""))
-                c.print(f"Simulateur INSi local : {url}")
-                c.print(f"Patients : {counts}")
-                c.print("Comptes de démonstration (identifiant / mot de passe / rôle) :")
-                for user in DEMO_USERS:
-                    c.print(f"  {user.login} / {user.password} / {user.role}")
+                banner(url, counts)
                 return 0
             finally:
                 services.close()
+        banner(None, None)
         from tui.app import InsdeskApp
         from tui.keymap import load_keymap
 
-        app = InsdeskApp(keymap=load_keymap(), open_services=open_services, login_hint=demo_accounts_text())
+        app = InsdeskApp(
+            keymap=load_keymap(),
+            open_services=open_services,
+            login_hint=demo_accounts_text(),
+            site_name="Labo démo",
+        )
         try:
             code = _run(app)
         finally:
