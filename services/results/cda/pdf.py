@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -102,6 +103,72 @@ def ins_datamatrix(report: CdaReport) -> datamatrix.InsDataMatrix:
     )
 
 
+_CELL_LINE_MM = 4.4
+_CELL_PAD_MM = 1.0
+
+
+def _wrap(pdf: FPDF, text: str, width: float) -> list[str]:
+    """``text`` in lines that fit ``width`` (mm) in the current font, broken between words (a
+    word longer than a line is cut)."""
+    if not text or pdf.get_string_width(text) <= width:
+        return [text]
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if pdf.get_string_width(candidate) <= width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        while pdf.get_string_width(word) > width and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and pdf.get_string_width(word[:cut]) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        current = word
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _table(
+    pdf: FPDF, widths: tuple[float, ...], headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]
+) -> None:
+    """A bordered table, the header row in bold (again at the top of a new page): each cell is
+    measured once and drawn with plain ``cell`` calls (fpdf2's ``table`` lays every cell out with
+    ``multi_cell``, most of a report's time)."""
+
+    def draw(cells: tuple[str, ...], style: str) -> None:
+        pdf.set_font("helvetica", style, 8)
+        wrapped = [_wrap(pdf, text, w - 2 * _CELL_PAD_MM) for text, w in zip(cells, widths, strict=True)]
+        height = max(len(lines) for lines in wrapped) * _CELL_LINE_MM
+        if pdf.will_page_break(height):
+            pdf.add_page()
+            if style == "":
+                draw(headers, "B")
+                pdf.set_font("helvetica", style, 8)
+        x0, y0 = pdf.l_margin, pdf.get_y()
+        x = x0
+        for lines, w in zip(wrapped, widths, strict=True):
+            pdf.rect(x, y0, w, height)
+            for k, text in enumerate(lines):  # on the baseline where ``cell`` would put it
+                if text:
+                    pdf.text(x + _CELL_PAD_MM, y0 + (k + 0.5) * _CELL_LINE_MM + 0.3 * pdf.font_size, text)
+            x += w
+        pdf.set_xy(x0, y0 + height)
+
+    previous_margin = pdf.c_margin
+    pdf.c_margin = _CELL_PAD_MM
+    try:
+        draw(headers, "B")
+        for cells in rows:
+            draw(cells, "")
+    finally:
+        pdf.c_margin = previous_margin
+
+
 def render_report_pdf(report: CdaReport) -> bytes:
     """The PDF of ``report`` (bytes starting with ``%PDF``)."""
 
@@ -135,7 +202,12 @@ def render_report_pdf(report: CdaReport) -> bytes:
 
     def line(text: str, *, size: float = 9, style: str = "", height: float = 4.6) -> None:
         pdf.set_font("helvetica", style, size)
-        pdf.multi_cell(0, height, latin1(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        clear = latin1(text)
+        room = pdf.w - pdf.r_margin - pdf.get_x() - 2 * pdf.c_margin
+        if pdf.get_string_width(clear) <= room:  # one line: a plain cell (multi_cell lays it out)
+            pdf.cell(0, height, clear, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        else:
+            pdf.multi_cell(0, height, clear, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     # Lab (left) and DataMatrix (right, page 1: EXI DIF 02).
     pdf.image(image, x=170, y=12, w=26)
@@ -194,21 +266,18 @@ def render_report_pdf(report: CdaReport) -> bytes:
             if request.specimen:
                 title += f" ({request.specimen})"
             line(title, size=9, style="B")
-            pdf.set_font("helvetica", "", 8)
-            with pdf.table(
-                col_widths=widths, text_align="LEFT", line_height=4.4, first_row_as_headings=True
-            ) as table:
-                row = table.row()
-                for h in headers:
-                    row.cell(latin1(h))
-                for obs in observations:
-                    row = table.row()
-                    row.cell(latin1(obs.label))
-                    row.cell(latin1(obs.shown_value))
-                    row.cell(latin1(display_unit(obs.shown_unit)))
-                    row.cell(latin1(obs.reference_range.shown if obs.reference_range else ""))
-                    row.cell(latin1(interpretation_label(obs.interpretation) or (obs.flag or "")))
-                    row.cell(obs.loinc)
+            rows = [
+                (
+                    latin1(obs.label),
+                    latin1(obs.shown_value),
+                    latin1(display_unit(obs.shown_unit)),
+                    latin1(obs.reference_range.shown if obs.reference_range else ""),
+                    latin1(interpretation_label(obs.interpretation) or (obs.flag or "")),
+                    obs.loinc,
+                )
+                for obs in observations
+            ]
+            _table(pdf, widths, tuple(latin1(h) for h in headers), rows)
             for obs in observations:
                 for comment in obs.comments:
                     line(f"{obs.label} : {comment}", size=8, style="I", height=4)
