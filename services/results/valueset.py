@@ -448,8 +448,10 @@ def _replacement(named: str, row: Sequence[object], status: LoincStatus) -> str 
 def _is_note(row: Sequence[object], raw_code: str, label: str, grandeur: str) -> bool:
     """A line of text in a value-set sheet that is not a code row: a single filled cell, no label
     and no property, and nothing like a LOINC code in it."""
+    if label or grandeur:  # a code row (the cheap test first: this runs on every row)
+        return False
     filled = [v for v in row if _cell_text(v)]
-    return len(filled) == 1 and not label and not grandeur and not _LOOKS_LIKE_CODE.search(raw_code or "")
+    return len(filled) == 1 and not _LOOKS_LIKE_CODE.search(raw_code or "")
 
 
 def _title_version(rows: Iterable[Sequence[object]]) -> str | None:
@@ -481,19 +483,36 @@ def read_value_set(
     seen: dict[str, int] = {}
     versions: set[str] = set()
 
-    def cell(row: Sequence[object], name: str) -> str:
+    def column(name: str) -> list[str]:
+        """One column's texts for every data row (read column-wise: one pass per column)."""
         index = columns.get(name)
-        if index is None or index >= len(row):
-            return ""
-        return _cell_text(row[index])
+        if index is None:
+            return [""] * total
+        return [
+            (v.strip() if type(v) is str else _cell_text(v))
+            for v in (row[index] if index < len(row) else "" for _n, row in data)
+        ]
 
-    for done, (number, row) in enumerate(data, start=1):
+    codes, labels, grandeurs, statuses = (
+        column("code"),
+        column("label_fr"),
+        column("property_fr"),
+        column("status"),
+    )
+    components, times, systems = column("component_fr"), column("time_aspect"), column("system")
+    scales, methods, chapters = column("scale"), column("method"), column("chapter")
+    synonyms, replaced, vps = column("synonyms"), column("replaced_by"), column("version_vp")
+
+    for i, (number, row) in enumerate(data):
+        done = i + 1
         if progress is not None and (done % 2000 == 0 or done == total):
             progress(done, 2 * total)
-        raw_code = cell(row, "code")
+        raw_code = codes[i]
         if not raw_code and not any(_cell_text(v) for v in row):
             continue
-        if _is_note(row, raw_code, cell(row, "label_fr"), cell(row, "property_fr")):
+        label = labels[i]
+        grandeur = grandeurs[i]
+        if _is_note(row, raw_code, label, grandeur):
             continue  # a notice or a footer line under the table (« Fin du jeu de valeurs »)
         parsed.data_rows += 1
         code = normalize_loinc_code(raw_code)
@@ -504,11 +523,10 @@ def read_value_set(
         if code in seen:
             parsed.rejected.append(Rejection(number, f"Code {code} en double (déjà ligne {seen[code]})."))
             continue
-        label = cell(row, "label_fr")
         if not label:
             parsed.rejected.append(Rejection(number, f"Code {code} sans libellé français."))
             continue
-        raw_status = cell(row, "status")
+        raw_status = statuses[i]
         status = parse_status(raw_status)
         if status is None:
             parsed.rejected.append(
@@ -521,25 +539,24 @@ def read_value_set(
             )
             continue
         seen[code] = number
-        grandeur = cell(row, "property_fr")
-        vp = cell(row, "version_vp")
+        vp = vps[i]
         if vp:
             versions.add(vp)
         parsed.codes.append(
             {
                 "code": code,
                 "label_fr": label[:1000],
-                "component_fr": cell(row, "component_fr")[:1000] or None,
+                "component_fr": components[i][:1000] or None,
                 "property_fr": grandeur[:255] or None,
                 "property": property_code(grandeur),
-                "time_aspect": cell(row, "time_aspect")[:64] or None,
-                "system": cell(row, "system")[:255] or None,
-                "scale": cell(row, "scale")[:32] or None,
-                "method": cell(row, "method")[:255] or None,
-                "chapter": cell(row, "chapter")[:255] or None,
+                "time_aspect": times[i][:64] or None,
+                "system": systems[i][:255] or None,
+                "scale": scales[i][:32] or None,
+                "method": methods[i][:255] or None,
+                "chapter": chapters[i][:255] or None,
                 "status": status,
-                "synonyms": cell(row, "synonyms")[:4000] or None,
-                "replaced_by": _replacement(cell(row, "replaced_by"), row, status),
+                "synonyms": synonyms[i][:4000] or None,
+                "replaced_by": _replacement(replaced[i], row, status),
             }
         )
     titled = _title_version(row for _n, row in rows[:header_at])
@@ -579,11 +596,27 @@ def replace_value_set(
     )
     session.add(version_row)
     session.flush()
-    table = LoincCode.__table__  # type: ignore[attr-defined]
-    for start in range(0, total, _INSERT_CHUNK):
-        chunk = [{**c, "version_id": version_row.id} for c in parsed.codes[start : start + _INSERT_CHUNK]]
-        session.execute(sa.insert(table), chunk)
-        if progress is not None:
-            progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
+    # Plain tuples through the driver's executemany (no per-row SQLAlchemy processing): the
+    # values are already what the columns store (the status as its value).
+    names = list(parsed.codes[0]) if parsed.codes else []
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO loinc_code ({', '.join([*names, 'version_id'])}) "
+        f"VALUES ({', '.join([mark] * (len(names) + 1))})"
+    )
+    version_id = version_row.id
+    cursor = connection.connection.cursor()
+    try:
+        for start in range(0, total, _INSERT_CHUNK):
+            chunk = [
+                (*(v.value if isinstance(v, LoincStatus) else v for v in c.values()), version_id)
+                for c in parsed.codes[start : start + _INSERT_CHUNK]
+            ]
+            cursor.executemany(sql, chunk)
+            if progress is not None:
+                progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
+    finally:
+        cursor.close()
     new_codes = {c["code"] for c in parsed.codes}
     return sorted(old_codes - new_codes, key=natural_key)
