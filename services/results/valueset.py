@@ -431,12 +431,15 @@ def _rows(path: Path) -> Iterator[tuple[int, list[object]]]:
 _REPLACED_BY = re.compile(r"rempla\w*\s+par\s*:?\s*(?:le\s+code\s+)?([0-9]{1,7}-[0-9])", re.IGNORECASE)
 
 
+_DEPRECATED = LoincStatus.DEPRECATED  # (a member looked up once: enum attribute access is slow)
+
+
 def _replacement(named: str, row: Sequence[object], status: LoincStatus) -> str | None:
     """The replacement of a deprecated code as the value set names it: a replacement column, else
     « remplacé par NNNNN-N » written in one of its cells (status, label, comment)."""
     if named.strip():
         return normalize_loinc_code(named)[:16] or None
-    if status != LoincStatus.DEPRECATED:
+    if status is not _DEPRECATED:
         return None
     for value in row:
         m = _REPLACED_BY.search(_cell_text(value))
@@ -606,14 +609,17 @@ def replace_value_set(
         f"VALUES ({', '.join([mark] * (len(names) + 1))})"
     )
     version_id = version_row.id
+    status_at = names.index("status") if names else 0
+
+    def stored(code: dict[str, Any]) -> tuple[Any, ...]:
+        values = [*code.values(), version_id]
+        values[status_at] = str(values[status_at])
+        return tuple(values)
+
     cursor = connection.connection.cursor()
     try:
         for start in range(0, total, _INSERT_CHUNK):
-            chunk = [
-                (*(v.value if isinstance(v, LoincStatus) else v for v in c.values()), version_id)
-                for c in parsed.codes[start : start + _INSERT_CHUNK]
-            ]
-            cursor.executemany(sql, chunk)
+            cursor.executemany(sql, [stored(c) for c in parsed.codes[start : start + _INSERT_CHUNK]])
             if progress is not None:
                 progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
     finally:
