@@ -47,14 +47,13 @@ def loinc_check_digit(body: str) -> int:
     """
     if not body.isdigit() or not body.isascii():
         raise ValueError(f"not a LOINC code body: {body!r}")
-    total = 0
-    for position, char in enumerate(reversed(body), start=1):
-        digit = int(char)
-        if position % 2 == 1:
-            digit *= 2
-            digit = digit // 10 + digit % 10
-        total += digit
+    reverse = body[::-1]
+    total = sum(map(_DOUBLED.__getitem__, reverse[0::2])) + sum(map(_PLAIN.__getitem__, reverse[1::2]))
     return (10 - total % 10) % 10
+
+
+_PLAIN: Final = {str(d): d for d in range(10)}
+_DOUBLED: Final = {str(d): (2 * d) // 10 + (2 * d) % 10 for d in range(10)}
 
 
 def normalize_loinc_code(code: object) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -486,15 +487,20 @@ def read_value_set(
     seen: dict[str, int] = {}
     versions: set[str] = set()
 
+    plain_rows = [row for _n, row in data]
+    shortest = min(map(len, plain_rows), default=0)
+
     def column(name: str) -> list[str]:
         """One column's texts for every data row (read column-wise: one pass per column)."""
         index = columns.get(name)
         if index is None:
             return [""] * total
-        return [
-            (v.strip() if type(v) is str else _cell_text(v))
-            for v in (row[index] if index < len(row) else "" for _n, row in data)
-        ]
+        values: Iterable[object] = (
+            map(operator.itemgetter(index), plain_rows)
+            if index < shortest
+            else (row[index] if index < len(row) else "" for row in plain_rows)
+        )
+        return [(v.strip() if type(v) is str else _cell_text(v)) for v in values]
 
     codes, labels, grandeurs, statuses = (
         column("code"),
