@@ -24,7 +24,7 @@ from tui.cli.commands import (
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
-    """``--json`` is accepted at the end of any subcommand (cli.md conventions)."""
+    """``--json`` is accepted at the end of any subcommand (docs/cli.md, Conventions)."""
     parser.add_argument(
         "--json",
         action="store_true",

@@ -1,4 +1,4 @@
-"""``insi search``, ``insi reverify`` and ``identity insi`` (cli.md; services in ``services.insi.qualify``).
+"""``insi search``, ``insi reverify``, ``identity insi`` (docs/cli.md; services in ``services.insi.qualify``).
 
 The INSi endpoint comes from ``--insi-url``, else env ``INSDESK_INSI_URL``, else the ``setting``
 table (``services.insi.settings``); plain ``http://`` is accepted only towards loopback.

@@ -1,4 +1,4 @@
-"""``results cda`` and ``results send`` (cli.md; services in ``services.results.cda`` / ``outbox``).
+"""``results cda`` and ``results send`` (docs/cli.md; services in ``services.results.cda`` / ``outbox``).
 
 * ``results cda REPORT_ID --out FILE``: writes the CDA R2 CR-BIO of a ready (or already sent)
   report, after checking it against the ANS CDA schema and the CR-BIO 2024.01 schematron; exit 1
