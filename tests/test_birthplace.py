@@ -57,7 +57,7 @@ def test_corsica_2a_2b_after_1976_valid(cog: Cog) -> None:
 
 @pytest.mark.parametrize("code", ["2A004", "2B020"])
 def test_corsica_2a_2b_in_1960_is_a_warning_not_an_error(cog: Cog, code: str) -> None:
-    """ins-rules.md: INSi answers 2B020 for a person born in Corsica in 1960 -> warning only."""
+    """INSi itself answers 2B020 for a person born in Corsica in 1960 -> a warning only."""
     errors, warnings = cog.check(code, D(1960, 3, 15))
     assert errors == []
     assert len(warnings) == 1 and warnings[0].field == "birthplace"

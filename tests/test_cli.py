@@ -1,4 +1,4 @@
-"""The command-line contract of ../shared/spec/cli.md: names, options, JSON keys, exit codes."""
+"""The command-line contract (docs/cli.md): names, options, JSON keys, exit codes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``insi search``, ``identity insi`` and ``insi reverify`` as cli.md fixes them (options, JSON keys,
+"""``insi search``, ``identity insi`` and ``insi reverify`` as docs/cli.md fixes them (options, JSON keys,
 exit codes), against the REAL INSi simulator over HTTP on loopback."""
 
 from __future__ import annotations

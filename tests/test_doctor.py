@@ -1,4 +1,4 @@
-"""``insdesk doctor`` (cli.md, Additions): what this installation would use and whether it answers,
+"""``insdesk doctor`` (docs/cli.md, doctor): what this installation would use and whether it answers,
 each part missing or failing in turn — the database, INSi (endpoint, certificate subject and expiry
 with a warning 30 days before, a connection test over mutual TLS), the card reader (real pcscd +
 vpcd), the audit chain, the outbox — exit 0 when everything configured answers, 3 otherwise; no

@@ -732,7 +732,7 @@ def test_strict_edit_of_verified_identity(db: Database, path: str) -> None:
 
 
 def test_edit_expect_version_conflict(db: Database) -> None:
-    """cli.md identity edit --expect-version: a stale version is refused (exit 4), nothing changed."""
+    """docs/cli.md identity edit --expect-version: a stale version is refused (exit 4), nothing changed."""
     iid = create(db)
     v = show(db, iid)["version"]
     with db.transaction() as s:
@@ -762,7 +762,7 @@ def test_edit_expect_version_conflict(db: Database) -> None:
     ],
 )
 def test_edit_bad_input_changes_nothing(db: Database, changes: dict[str, Any]) -> None:
-    """Input rules (ins-rules.md): invalid traits refused (exit 1, errors), nothing changed."""
+    """Input rules (docs/cli.md, traits check): invalid traits refused (exit 1, errors), nothing changed."""
     iid = create(db)
     error = refused(
         db, iid, InvalidData, desk_identities.edit_identity, actor=RECEPTION, identity_id=iid, **changes

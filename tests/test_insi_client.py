@@ -258,7 +258,7 @@ def test_prenom_without_listeprenom_and_no_birthplace() -> None:
 
 def test_an_active_ins_without_its_key_or_with_a_wrong_one_is_refused() -> None:
     """Issue #12 item 6: an answer without ``<Cle>`` is refused (its key was computed, before);
-    an active INS whose key does not check makes the answer unusable (cli.md additions)."""
+    an active INS whose key does not check makes the answer unusable (docs/cli.md, insi search)."""
     no_key = (
         "<INSACTIF><IdIndividu><NumIdentifiant>160012B020777</NumIdentifiant></IdIndividu>"
         f"<OID>{OID_INS_NIR}</OID></INSACTIF>"

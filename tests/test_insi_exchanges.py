@@ -233,7 +233,7 @@ def test_an_answer_with_lone_combining_marks_is_a_recorded_answer(cli: Cli) -> N
     assert [(c.identity_id, c.cr) for c in calls(cli)] == [(ident, "00")]
 
 
-# --- test INS and the unknown birthplace (cli.md additions, "Test identities") ---------------------
+# --- test INS and the unknown birthplace (docs/cli.md, identity insi) -----------------------------
 
 
 def test_test_oids_are_refused_outside_a_test_installation(cli: Cli) -> None:

@@ -224,7 +224,7 @@ def test_vali_becomes_qual_and_inshisto_is_kept(db: Database, client: InsiClient
 
 
 def test_differences_change_nothing_until_confirmed(db: Database, client: InsiClient) -> None:
-    """LEFEBVRE typed at the desk, INSi answers LEFEVRE (ins-rules: show both, confirm with the document)."""
+    """LEFEBVRE typed at the desk, INSi answers LEFEVRE (both shown, confirmed with the document)."""
     ident = create(db, "LEFEBVRE", "CAMILLE", "F", "1999-07-14", "76540")
     before = state(db, ident)
     result = qualify_with_insi(db, actor=RECEPTION, identity_id=ident, client=client)

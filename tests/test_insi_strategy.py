@@ -1,4 +1,4 @@
-"""The certified INSi search strategy (CNDA test 2.07, cli.md ``insi search``): services/insi/strategy.py.
+"""The certified INSi search strategy (CNDA test 2.07, docs/cli.md ``insi search``): services.insi.strategy.
 
 A scripted INSi behind httpx.MockTransport reads each request (so the envelope and the client
 are exercised too) and answers by the first names and birthplace it was sent.

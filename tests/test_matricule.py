@@ -21,7 +21,7 @@ from services.identity.matricule import (
 
 
 def test_corsica_reference_key_2b() -> None:
-    """ins-rules.md: 180032B020401 has key 23 (2B -> 18 before the modulo)."""
+    """The reference value: 180032B020401 has key 23 (2B -> 18 before the modulo)."""
     assert compute_key("180032B020401") == "23"
     assert check_nir("180032B020401 23") == NirCheck(True, "180032B020401", "23", [])
 

@@ -1,4 +1,4 @@
-"""Strict traits: input rules before an INSi call (ins-rules.md "Input rules", cli.md `traits check`)."""
+"""Strict traits: input rules before an INSi call (EXI ID 10–15; docs/cli.md `traits check`)."""
 
 from __future__ import annotations
 
@@ -384,7 +384,7 @@ def test_used_name_optional_and_checked() -> None:
 
 
 def test_insi_traits_never_refused_and_stored_as_received() -> None:
-    """ins-rules.md: traits returned by INSi are authoritative; never refused by local rules."""
+    """Traits returned by INSi are authoritative: never refused by the local input rules."""
     traits, warnings = traits_from_insi(
         birth_name="DÉSIRÉ", first_names="JOSÉ MARIE", sex="M", birth_date="1850-00-00", birthplace="2B020"
     )

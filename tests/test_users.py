@@ -1,4 +1,4 @@
-"""Users: rights per role (cli.md "Conventions"), argon2 hashes, audited authentication, bootstrap."""
+"""Users: rights per role (docs/cli.md, Roles and rights), argon2 hashes, audited logins, bootstrap."""
 
 from __future__ import annotations
 

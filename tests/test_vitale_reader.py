@@ -600,7 +600,7 @@ def test_fixture_cards_have_valid_nirs() -> None:
             assert len(row["birth_date"]) == 8
     corsica = {row["nir"][5:7] for row in card_json("corse.json")["persons"]}
     assert corsica == {"2A", "2B"}
-    assert stdnum_nir.calc_check_digits("180032B020401") == "23"  # ins-rules.md reference value
+    assert stdnum_nir.calc_check_digits("180032B020401") == "23"  # the reference value (2B -> 18)
 
 
 def test_simulated_reader_behaves_like_a_card_being_inserted(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Textual's own English words, in French: the command palette and the Select overlay.
 
-The desk speaks French only (notes/ux.md): the palette's « No matches found » and its key
+The desk speaks French only: the palette's « No matches found » and its key
 descriptions, and the « Dismiss menu » a Select's open list puts in the footer, come from
 Textual itself. The palette is ours to subclass; the Select overlay is created inside Textual's
 ``Select``, so its bindings are replaced here once, when this module is imported (by the App).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Our virtual carte Vitale 2, for the vpcd virtual reader of pcscd (standard library only).
 
-Written from the public APDU flow of ``shared/notes/carte-vitale-pcsc.md`` and ISO/IEC 7816-4
+Written from the public APDU flow of the carte Vitale 2 (SESAM-Vitale) and ISO/IEC 7816-4
 alone; it shares NO code with ``services/vitale`` so that a misreading on one side shows up
 as a failure on the other.
 

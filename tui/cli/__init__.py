@@ -1,4 +1,4 @@
-"""The ``insdesk`` command line (contract: ../shared/spec/cli.md).
+"""The ``insdesk`` command line (its reference: docs/cli.md).
 
 The command line is a user interface beside the TUI: it parses options, calls the same
 services and renders their answers either for people (French, rich) or as exactly one

@@ -35,7 +35,8 @@ from services.vitale.model import CardPerson, CardRead, birth_date_text
 from services.vitale.prefill import CardPrefill, prefill_from_card
 from tui.desk_app import DeskApp
 from tui.format import fr_date
-from tui.screens.identity_form import IdentityFormScreen, birth_date_input
+from tui.identity_fields import birth_date_input
+from tui.screens.identity_form import IdentityFormScreen
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
 

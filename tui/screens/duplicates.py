@@ -26,6 +26,7 @@ from tui.screens.merge_confirm import MergeScreen
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
 from tui.widgets.desk_footer import DeskFooter
+from tui.widgets.keyed_table import KeyedTable
 from tui.widgets.status_bar import StatusBar
 
 PAIRS_SHOWN = 500
@@ -88,7 +89,7 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
         yield StatusBar(id="status-bar")
         with Horizontal(id="dups-head"):
             yield Static(Text("Doublons possibles (identitovigilance)", style="bold"), id="dups-title")
-        table: DataTable[object] = DataTable(id="dups-table", cursor_type="row", zebra_stripes=True)
+        table = KeyedTable(id="dups-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("Raison", "Score", "Identités")
         yield table
         yield Static("Recherche des doublons…", id="dups-status")
@@ -129,7 +130,7 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
     def _loaded(self, event: Loaded) -> None:
         self.rows = event.rows
         self.searching = False
-        table = self.query_one("#dups-table", DataTable)
+        table = self.query_one("#dups-table", KeyedTable)
         table.clear()
         for index, row in enumerate(event.rows):
             pair = row.pair
@@ -159,10 +160,10 @@ class DuplicatesScreen(Screen[None], WorkerErrorsToApp):
         self.action_compare()
 
     def action_compare(self) -> None:
-        table = self.query_one("#dups-table", DataTable)
-        if not self.rows or table.row_count == 0:
+        key = self.query_one("#dups-table", KeyedTable).selected_key()
+        if not self.rows or key is None:
             return
-        row = self.rows[table.cursor_row]
+        row = self.rows[int(key)]
         self.app.push_screen(MergeScreen(row.pair), callback=self._merged)
 
     def _merged(self, merged: object) -> None:

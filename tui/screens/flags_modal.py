@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import cast
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.message import Message
-from textual.screen import ModalScreen
+from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, Select, Static
-from textual.worker import Worker, WorkerState
 
 from services.desk import flags as desk_flags
 from services.identity.status import Flag
 from services.users import Right
-from tui.desk_app import DeskApp
-from tui.screens.worker_errors import WorkerErrorsToApp
+from tui.screens.form_modal import IdentityFormModal
 from tui.summary import IdentitySummary, summarize
 from tui.widgets.badge import FlagTags, StatusBadge
 
@@ -40,60 +33,44 @@ def flag_actions(summary: IdentitySummary, can: set[Right]) -> list[tuple[str, s
     return actions
 
 
-class FlagsModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
+class FlagsModal(IdentityFormModal):
     BINDINGS = [
         Binding("ctrl+s", "apply", "Valider", id="flags.apply", tooltip="Appliquer l'action choisie"),
         Binding("escape", "cancel", "Annuler", id="flags.cancel", tooltip="Fermer sans rien changer"),
     ]
+    FORM_ID = "flags"
+    FORM_TITLE = "Attributs"
+    SUBMIT_LABEL = "Valider"
+    SUBMIT_ID = "apply"
+    DONE_TITLE = "Attributs"
+    FAILED_TEXT = "✗ Rien n'a changé (voir le message)."
 
-    @dataclass
-    class Done(Message):
-        summary: IdentitySummary
-        text: str
-
-    def __init__(self, summary: IdentitySummary) -> None:
-        super().__init__()
-        self.summary = summary
-
-    @property
-    def insdesk(self) -> DeskApp:
-        return cast(DeskApp, self.app)
-
-    def compose(self) -> ComposeResult:
+    def compose_fields(self) -> ComposeResult:
         actor = self.insdesk.actor
         rights = {r for r in Right if actor is not None and actor.can(r)}
         actions = flag_actions(self.summary, rights)
-        with Vertical(id="flags-box", classes="modal-box"):
-            yield Static(f"Attributs · {self.summary.title} (n°{self.summary.id})", classes="modal-title")
-            with Horizontal(id="flags-current"):
-                yield StatusBadge(self.summary.status)
-                tags = FlagTags()
-                yield tags
-            yield Static("" if self.summary.flags else "Aucun attribut.", id="flags-none")
-            yield Label("Action")
-            yield Select[str](actions, prompt="— choisir l'action —", id="flags-action", allow_blank=True)
-            yield Label("Motif")
-            yield Input(
-                id="flags-reason",
-                placeholder="obligatoire pour retirer un attribut ou déqualifier",
-                classes="free-text",
+        with Horizontal(id="flags-current"):
+            yield StatusBadge(self.summary.status)
+            tags = FlagTags()
+            yield tags
+        yield Static("" if self.summary.flags else "Aucun attribut.", id="flags-none")
+        yield Label("Action")
+        yield Select[str](actions, prompt="— choisir l'action —", id="flags-action", allow_blank=True)
+        yield Label("Motif")
+        yield Input(
+            id="flags-reason",
+            placeholder="obligatoire pour retirer un attribut ou déqualifier",
+            classes="free-text",
+        )
+        if not (Right.FLAG_CLEAR in rights and Right.DEQUALIFY in rights):
+            yield Static(
+                "Retirer un attribut et déqualifier : réservé à la cellule d'identitovigilance.",
+                classes="modal-hint",
             )
-            if not (Right.FLAG_CLEAR in rights and Right.DEQUALIFY in rights):
-                yield Static(
-                    "Retirer un attribut et déqualifier : réservé à la cellule d'identitovigilance.",
-                    classes="modal-hint",
-                )
-            yield Static("", id="flags-message")
-            with Horizontal(classes="modal-buttons"):
-                yield Button("Valider (^S)", variant="primary", id="flags-apply")
-                yield Button("Annuler (Échap)", id="flags-cancel")
 
     def on_mount(self) -> None:
         self.query_one(FlagTags).set_flags(self.summary.flags)
         self.query_one("#flags-action", Select).focus()
-
-    def _message(self, text: str) -> None:
-        self.query_one("#flags-message", Static).update(text)
 
     @on(Select.Changed, "#flags-action")
     def _chosen(self, event: Select.Changed) -> None:
@@ -136,17 +113,3 @@ class FlagsModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
                 text = "Identité déqualifiée : elle redevient provisoire."
             summary = summarize(session, identity)
         self.post_message(self.Done(summary, text))
-
-    @on(Done)
-    def _done(self, event: Done) -> None:
-        self.notify(event.text, title="Attributs")
-        self.dismiss(event.summary)
-
-    @on(Worker.StateChanged)
-    def _failed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "save" and event.state is WorkerState.ERROR:
-            self._message("✗ Rien n'a changé (voir le message).")
-
-    @on(Button.Pressed, "#flags-cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -41,6 +41,7 @@ from tui.widgets.badge import status_cell
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
 from tui.widgets.identity_card import IdentityCard
+from tui.widgets.keyed_table import SteeredTable
 from tui.widgets.status_bar import StatusBar
 
 SEARCH_DEBOUNCE_S = 0.15
@@ -68,12 +69,6 @@ class Row:
     local_id: str
     status: str
     flags: tuple[str, ...]
-
-
-class ResultsTable(DataTable[object]):
-    """The results; the focus stays in the search box (↑/↓ and Entrée act from there)."""
-
-    can_focus = False
 
 
 class HomeScreen(Screen[None], WorkerErrorsToApp):
@@ -140,7 +135,7 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
             )
         with Horizontal(id="home-body"):
             with Vertical(id="results-box"):
-                table = ResultsTable(id="results", cursor_type="row", zebra_stripes=True)
+                table = SteeredTable(id="results", cursor_type="row", zebra_stripes=True)
                 table.add_columns("Nom de naissance", "Prénoms", "Né(e) le", "Statut", "IPP", "Lieu")
                 yield table
                 yield Static("", id="search-status")
@@ -156,8 +151,9 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
         return self.query_one("#search", Input)
 
     @property
-    def table(self) -> ResultsTable:
-        return self.query_one("#results", ResultsTable)
+    def table(self) -> SteeredTable:
+        """The results; the focus stays in the search box (↑/↓ and Entrée act from there)."""
+        return self.query_one("#results", SteeredTable)
 
     def on_mount(self) -> None:
         self.search_input.focus()
@@ -313,9 +309,8 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
                 text += " (précisez la recherche)"
         self._search_status(text)
         if n:
-            ids = [r.id for r in event.rows]
-            table.move_cursor(row=ids.index(selected) if selected in ids else 0)
-            self._select(ids[table.cursor_row], reload=True)
+            table.move_cursor_to_key(str(selected) if selected is not None else None)
+            self._select(event.rows[table.cursor_row].id, reload=True)
         else:
             self._set_summary(None)
         if self._open_when_shown is not None:
@@ -326,22 +321,10 @@ class HomeScreen(Screen[None], WorkerErrorsToApp):
     # -- selection ---------------------------------------------------------------------------
 
     def _selected_id(self) -> int | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return int(str(key.value)) if key.value is not None else None
+        return self.table.selected_id()
 
     def action_cursor(self, delta: int) -> None:
-        table = self.table
-        if table.row_count == 0:
-            return
-        row = max(0, min(table.row_count - 1, table.cursor_row + delta))
-        if row != table.cursor_row:
-            table.move_cursor(row=row)
+        if self.table.move_cursor_by(delta):
             selected = self._selected_id()
             if selected is not None:
                 self._select(selected)

@@ -27,7 +27,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from services.desk.loinc import check_loinc_fix, fix_loinc_mapping
@@ -36,6 +36,7 @@ from tui.desk_app import DeskApp
 from tui.screens.results_blocked import clip
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_input import DeskInput
+from tui.widgets.keyed_table import SteeredTable
 
 SEARCH_DEBOUNCE_S = 0.15
 SEARCH_LIMIT = 30
@@ -105,12 +106,6 @@ class Hit:
 
 CHOOSING_KEYS = "↑↓ choisir · Entrée : associer ce code · Échap : annuler"
 """The keys while choosing; hidden while a checked code waits for Entrée (its own key line)."""
-
-
-class HitsTable(DataTable[object]):
-    """The value-set codes found; the focus stays in the search box (↑/↓ and Entrée act from there)."""
-
-    can_focus = False
 
 
 class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalScreen first: its CSS
@@ -196,7 +191,7 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
                     placeholder="code LOINC ou mots du libellé",
                     compact=True,
                 )
-            table = HitsTable(id="loinc-hits", cursor_type="row", zebra_stripes=True)
+            table = SteeredTable(id="loinc-hits", cursor_type="row", zebra_stripes=True)
             table.add_column("Code", key="code", width=8)
             table.add_column("Libellé", key="label", width=LABEL_WIDTH)
             table.add_column("Statut", key="status", width=11)
@@ -209,8 +204,9 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
         return self.query_one("#loinc-search", DeskInput)
 
     @property
-    def table(self) -> HitsTable:
-        return self.query_one("#loinc-hits", HitsTable)
+    def table(self) -> SteeredTable:
+        """The value-set codes found; the focus stays in the search box (↑/↓ and Entrée act from there)."""
+        return self.query_one("#loinc-hits", SteeredTable)
 
     def on_mount(self) -> None:
         self.search_input.focus()
@@ -282,8 +278,7 @@ class LoincFixModal(ModalScreen[FixResult | None], WorkerErrorsToApp):  # ModalS
         if self.pending is not None:
             self.pending = None
             self._message("Choisissez un code (↑↓) puis Entrée.")
-        if table.row_count:
-            table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + delta)))
+        table.move_cursor_by(delta)
 
     # -- pick --------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from textual.widgets import Button, DataTable, Static
 
 from tui.lookalikes import LookAlike
 from tui.widgets.badge import status_cell
+from tui.widgets.keyed_table import KeyedTable
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class LookAlikeModal(ModalScreen[LookAlikeChoice | None]):
                 f"{who}, né(e) le {self.values.get('birth_date', '')}, ressemble à {n} identité{plural} "
                 f"existante{plural}. Vérifiez avec le patient avant de créer un doublon."
             )
-            table: DataTable[object] = DataTable(id="lookalike-table", cursor_type="row")
+            table = KeyedTable(id="lookalike-table", cursor_type="row")
             table.add_columns("Nom de naissance", "Prénoms", "Né(e) le", "IPP", "Statut", "Ressemblance")
             for m in self.matches:
                 table.add_row(
@@ -69,11 +70,7 @@ class LookAlikeModal(ModalScreen[LookAlikeChoice | None]):
         self.query_one("#lookalike-table", DataTable).focus()
 
     def _selected(self) -> int | None:
-        table = self.query_one("#lookalike-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return int(str(key.value))
+        return self.query_one("#lookalike-table", KeyedTable).selected_id()
 
     @on(DataTable.RowSelected, "#lookalike-table")
     @on(Button.Pressed, "#lookalike-open")

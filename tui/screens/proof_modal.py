@@ -4,67 +4,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
-from textual.worker import Worker, WorkerState
 
 from services.desk import proofs
 from services.identity.documents import document_types
-from tui.desk_app import DeskApp
 from tui.format import desk_timezone, fr_date, parse_day
-from tui.screens.worker_errors import WorkerErrorsToApp
-from tui.summary import IdentitySummary, summarize
+from tui.screens.form_modal import IdentityFormModal
+from tui.summary import summarize
 from tui.widgets.badge import StatusBadge
 from tui.widgets.desk_input import DeskInput
 
 
-class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
+class ProofModal(IdentityFormModal):
     BINDINGS = [
         Binding("ctrl+s", "save", "Enregistrer", id="proof.save", tooltip="Enregistrer la pièce vérifiée"),
         Binding("escape", "cancel", "Annuler", id="proof.cancel", tooltip="Fermer sans enregistrer"),
     ]
+    FORM_ID = "proof"
+    FORM_TITLE = "Pièce d'identité"
+    SUBMIT_LABEL = "Enregistrer"
+    SUBMIT_ID = "save"
+    DONE_TITLE = "Pièce d'identité"
+    FAILED_TEXT = "✗ Pièce non enregistrée (voir le message)."
 
     @dataclass
     class TypesLoaded(Message):
         options: list[tuple[str, str]]
 
-    @dataclass
-    class Saved(Message):
-        summary: IdentitySummary
-
-    def __init__(self, summary: IdentitySummary) -> None:
-        super().__init__()
-        self.summary = summary
-
-    @property
-    def insdesk(self) -> DeskApp:
-        return cast(DeskApp, self.app)
-
-    def compose(self) -> ComposeResult:
+    def compose_fields(self) -> ComposeResult:
         actor = self.insdesk.actor
         today = fr_date(datetime.now(desk_timezone()).date())
-        with Vertical(id="proof-box", classes="modal-box"):
-            yield Static(
-                f"Pièce d'identité · {self.summary.title} (n°{self.summary.id})", classes="modal-title"
-            )
-            yield StatusBadge(self.summary.status, id="proof-badge")
-            yield Label("Type de pièce vérifiée (pièce à haut niveau de confiance)")
-            yield Select[str]([], prompt="— choisir le type de pièce —", id="proof-type", allow_blank=True)
-            yield Label("Date d'expiration")
-            yield DeskInput(id="proof-expires", placeholder="JJ/MM/AAAA (vide si la pièce n'en porte pas)")
-            yield Static(f"Vérifiée par {actor.login if actor else '?'} le {today}", id="proof-checked")
-            yield Static("La carte Vitale n'est pas une pièce d'identité.", classes="modal-hint")
-            yield Static("", id="proof-message")
-            with Horizontal(classes="modal-buttons"):
-                yield Button("Enregistrer (^S)", variant="primary", id="proof-save")
-                yield Button("Annuler (Échap)", id="proof-cancel")
+        yield StatusBadge(self.summary.status, id="proof-badge")
+        yield Label("Type de pièce vérifiée (pièce à haut niveau de confiance)")
+        yield Select[str]([], prompt="— choisir le type de pièce —", id="proof-type", allow_blank=True)
+        yield Label("Date d'expiration")
+        yield DeskInput(id="proof-expires", placeholder="JJ/MM/AAAA (vide si la pièce n'en porte pas)")
+        yield Static(f"Vérifiée par {actor.login if actor else '?'} le {today}", id="proof-checked")
+        yield Static("La carte Vitale n'est pas une pièce d'identité.", classes="modal-hint")
 
     def on_mount(self) -> None:
         self.query_one("#proof-type", Select).focus()
@@ -79,9 +60,6 @@ class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
     @on(TypesLoaded)
     def _types_loaded(self, event: TypesLoaded) -> None:
         self.query_one("#proof-type", Select).set_options(event.options)
-
-    def _message(self, text: str) -> None:
-        self.query_one("#proof-message", Static).update(text)
 
     @on(Select.Changed, "#proof-type")
     def _type_chosen(self, event: Select.Changed) -> None:
@@ -119,19 +97,4 @@ class ProofModal(ModalScreen[IdentitySummary | None], WorkerErrorsToApp):
                 expires=expires,  # type: ignore[arg-type]
             )
             summary = summarize(session, identity)
-        self.post_message(self.Saved(summary))
-
-    @on(Saved)
-    def _saved(self, event: Saved) -> None:
-        summary = event.summary
-        self.notify(f"Pièce enregistrée : identité {summary.status}.", title="Pièce d'identité")
-        self.dismiss(summary)
-
-    @on(Worker.StateChanged)
-    def _failed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "save" and event.state is WorkerState.ERROR:
-            self._message("✗ Pièce non enregistrée (voir le message).")
-
-    @on(Button.Pressed, "#proof-cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.post_message(self.Done(summary, f"Pièce enregistrée : identité {summary.status}."))

@@ -50,6 +50,7 @@ from tui.screens.report_match import MatchDone, MatchTarget, ReportMatchModal
 from tui.screens.results_blocked import clip, patient_name, status_text
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
+from tui.widgets.keyed_table import KeyedTable
 from tui.widgets.status_bar import StatusBar
 
 LABEL_WIDTH = 22
@@ -287,7 +288,7 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             yield Static(f"Compte rendu n°{self.report_id}", id="report-title")
             yield Static("", id="report-status")
         yield Static("", id="report-reasons")
-        table: DataTable[object] = DataTable(id="observations", cursor_type="row", zebra_stripes=True)
+        table = KeyedTable(id="observations", cursor_type="row", zebra_stripes=True)
         table.add_column("Code", key="code")
         table.add_column("Libellé", key="label", width=LABEL_WIDTH)
         table.add_column("Valeur", key="value")
@@ -299,8 +300,8 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
         yield DeskFooter()
 
     @property
-    def table(self) -> DataTable[object]:
-        return self.query_one("#observations", DataTable)
+    def table(self) -> KeyedTable:
+        return self.query_one("#observations", KeyedTable)
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -358,13 +359,8 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
                 problem,
                 key=row.key,
             )
-        keys = [r.key for r in view.observations]
-        if keys:
-            if selected is not None and selected.key in keys:
-                table.move_cursor(row=keys.index(selected.key))
-            else:
-                first = next((i for i, r in enumerate(view.observations) if r.problems), 0)
-                table.move_cursor(row=first)
+        first_problem = next((i for i, r in enumerate(view.observations) if r.problems), 0)
+        table.move_cursor_to_key(selected.key if selected is not None else None, otherwise=first_problem)
         self._show_detail()
 
     def selected(self) -> ObservationRow | None:

@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 
 from services.desk.results import match_report
@@ -32,6 +32,7 @@ from tui.desk_app import DeskApp
 from tui.screens.results_blocked import clip
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_input import DeskInput
+from tui.widgets.keyed_table import SteeredTable
 
 SEARCH_DEBOUNCE_S = 0.15
 SEARCH_LIMIT = 20
@@ -72,12 +73,6 @@ class Candidate:
     sex: str
     local_id: str
     status: str
-
-
-class CandidatesTable(DataTable[object]):
-    """Identities found; the focus stays in the search box (↑/↓ and Entrée act from there)."""
-
-    can_focus = False
 
 
 def _date_fr(iso: str | None) -> str:
@@ -197,7 +192,7 @@ class ReportMatchModal(ModalScreen[MatchDone | None], WorkerErrorsToApp):  # Mod
                     placeholder="nom et prénoms, date de naissance, IPP ou INS",
                     compact=True,
                 )
-            table = CandidatesTable(id="match-hits", cursor_type="row", zebra_stripes=True)
+            table = SteeredTable(id="match-hits", cursor_type="row", zebra_stripes=True)
             table.add_column("n°", key="id", width=5)
             table.add_column("Nom", key="name", width=24)
             table.add_column("Né(e) le", key="birth", width=10)
@@ -214,8 +209,9 @@ class ReportMatchModal(ModalScreen[MatchDone | None], WorkerErrorsToApp):  # Mod
         return self.query_one("#match-search", DeskInput)
 
     @property
-    def table(self) -> CandidatesTable:
-        return self.query_one("#match-hits", CandidatesTable)
+    def table(self) -> SteeredTable:
+        """Identities found; the focus stays in the search box (↑/↓ and Entrée act from there)."""
+        return self.query_one("#match-hits", SteeredTable)
 
     def on_mount(self) -> None:
         self.search_input.focus()
@@ -315,9 +311,8 @@ class ReportMatchModal(ModalScreen[MatchDone | None], WorkerErrorsToApp):  # Mod
             self._message(f"{n} identité{'s' if n > 1 else ''} pour « {query} »")
 
     def action_cursor(self, delta: int) -> None:
-        table = self.table
-        if table.row_count and self.preview is None:
-            table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + delta)))
+        if self.preview is None:
+            self.table.move_cursor_by(delta)
 
     # -- compare, confirm ----------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.summary import name_case
 from tui.widgets.desk_footer import DeskFooter
 from tui.widgets.desk_input import DeskInput
+from tui.widgets.keyed_table import SteeredTable
 from tui.widgets.status_bar import StatusBar
 
 FILTER_DEBOUNCE_S = 0.15
@@ -157,12 +158,6 @@ def _matches(row: ReportRow, filters: Filters) -> bool:
     return all(w in row.haystack for w in words)
 
 
-class ReportsTable(DataTable[object]):
-    """The reports; the focus stays in the filter box (↑/↓ and Entrée act from there)."""
-
-    can_focus = False
-
-
 class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
     # Screen first: Textual takes the CSS type names from the first DOMNode base, and with the
     # mixin first the ``Screen`` rules (background, layout) would not apply.
@@ -226,7 +221,7 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
             yield DeskInput(
                 id="filter-text", placeholder="patient ou IPP", compact=True, select_on_focus=False
             )
-        table = ReportsTable(id="reports", cursor_type="row", zebra_stripes=True)
+        table = SteeredTable(id="reports", cursor_type="row", zebra_stripes=True)
         table.add_columns("N°", "Patient", "IPP", "Reçu le", "Statut", "Motifs")
         yield table
         yield Static("Chargement…", id="reports-status")
@@ -237,8 +232,9 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
         return self.query_one("#filter-text", Input)
 
     @property
-    def table(self) -> ReportsTable:
-        return self.query_one("#reports", ReportsTable)
+    def table(self) -> SteeredTable:
+        """The reports; the focus stays in the filter box (↑/↓ and Entrée act from there)."""
+        return self.query_one("#reports", SteeredTable)
 
     def on_mount(self) -> None:
         self.filter_input.focus()
@@ -375,9 +371,7 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
             table.add_row(
                 str(r.id), patient, r.local_id, received, status_text(r.status), reasons, key=str(r.id)
             )
-        ids = [r.id for r in self._rows]
-        if ids:
-            table.move_cursor(row=ids.index(selected) if selected in ids else 0)
+        table.move_cursor_to_key(str(selected) if selected is not None else None)
 
     def on_resize(self, event: events.Resize) -> None:
         if self._rows and (event.size.width >= WIDE) != (self._filled_width >= WIDE):
@@ -418,19 +412,10 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
     # -- selection ------------------------------------------------------------------------------
 
     def selected_id(self) -> int | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return int(str(key.value)) if key.value is not None else None
+        return self.table.selected_id()
 
     def action_cursor(self, delta: int) -> None:
-        table = self.table
-        if table.row_count:
-            table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + delta)))
+        self.table.move_cursor_by(delta)
 
     @on(DataTable.RowSelected, "#reports")
     def _row_clicked(self) -> None:

@@ -42,6 +42,7 @@ from tui.desk_app import DeskApp
 from tui.format import fr_date, local, parse_day
 from tui.screens.worker_errors import WorkerErrorsToApp
 from tui.widgets.desk_footer import DeskFooter
+from tui.widgets.keyed_table import KeyedTable
 from tui.widgets.status_bar import StatusBar
 
 PAGE_SIZE: Final = 50
@@ -97,10 +98,6 @@ class Selected:
 
     event_id: int
     reasons: tuple[str, ...]
-
-
-class ReviewTable(DataTable[object]):
-    """Anomalies first, then the events."""
 
 
 class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
@@ -176,7 +173,7 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
             yield Select[str](kinds, value=ALL, allow_blank=False, compact=True, id="review-kind")
             outcomes = [("Toutes issues", ALL), *((v, k) for k, v in OUTCOME_LABELS.items())]
             yield Select[str](outcomes, value=ALL, allow_blank=False, compact=True, id="review-outcome")
-        table = ReviewTable(id="review-events", cursor_type="row")
+        table = KeyedTable(id="review-events", cursor_type="row")
         table.add_column("Quand", key="at", width=11)
         table.add_column("Agent", key="agent", width=AGENT_W)
         table.add_column("Patient", key="patient", width=PATIENT_W)
@@ -186,8 +183,9 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
         yield DeskFooter()
 
     @property
-    def table(self) -> ReviewTable:
-        return self.query_one("#review-events", ReviewTable)
+    def table(self) -> KeyedTable:
+        """Anomalies first, then the events."""
+        return self.query_one("#review-events", KeyedTable)
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -407,14 +405,8 @@ class ReviewLogScreen(Screen[None], WorkerErrorsToApp):
     # -- selection ---------------------------------------------------------------------------------
 
     def selected(self) -> Selected | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return self._selection.get(str(key.value))
+        key = self.table.selected_key()
+        return self._selection.get(key) if key is not None else None
 
     @on(DataTable.RowSelected, "#review-events")
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -3,7 +3,7 @@
 Textual's footer shows every binding in the order the bindings are found (priority ones first),
 and cuts at the right edge: at 80 columns « F2 Nouveau … » could lose F4 INSi or ^Q Quitter.
 This one orders the keys — the F-key actions in their order, then the screen's own keys
-(Entrée, ^S, Échap…), then ? Aide and ^Q Quitter, as notes/ux.md sketches it — and, when they
+(Entrée, ^S, Échap…), then ? Aide and ^Q Quitter — and, when they
 do not fit on one line, leaves out the least needed ones first (F6 Historique, F7 Attributs, the
 supervision screens…, then what the screen names in ``FOOTER_LESS``, then the App's keys before
 the screen's own), which ``?`` (help) and ^P (the command palette) still list.

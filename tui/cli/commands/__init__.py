@@ -51,7 +51,7 @@ _OPTIONS_WITH_VALUE = ("--db", "--as")
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
-    """``--json`` is accepted at the end of any subcommand (docs/cli.md, conventions)."""
+    """``--json`` is accepted at the end of any subcommand (docs/cli.md, Conventions)."""
     parser.add_argument(
         "--json",
         action="store_true",

@@ -1,4 +1,4 @@
-"""``insdesk doctor``: what this installation would use, and whether it answers (cli.md, Additions).
+"""``insdesk doctor``: what this installation would use, and whether it answers (docs/cli.md, doctor).
 
 No user is needed: the command reads no patient data (settings, the state of services, the
 audit chain's integrity and size), and it must work when logging in does not (a database that

@@ -1,4 +1,4 @@
-"""``results import|list|watch`` and ``stats`` (cli.md).
+"""``results import|list|watch`` and ``stats`` (docs/cli.md).
 
 * ``results import FILE``: HL7 v2 ORU^R01 or HPRIM Santé (detected from the content), one
   transaction; a malformed file, or one without any report, is refused whole (exit 2, the line

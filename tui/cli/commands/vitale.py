@@ -1,4 +1,4 @@
-"""``vitale read [--reader NAME|sim]``: reads a carte Vitale 2 (cli.md).
+"""``vitale read [--reader NAME|sim]``: reads a carte Vitale 2 (docs/cli.md).
 
 Reading a card reads patient data: the command acts as ``--as LOGIN`` with the right
 ``CARD_READ`` (reception, supervisor, admin). ``--reader sim`` reads the simulated card of
