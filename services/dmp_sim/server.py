@@ -33,8 +33,9 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.dmp_sim.exchange import Context, Result
 from services.dmp_sim.registry import Entry, Patients, Registry, load_patients
-from services.dmp_sim.transactions import Context, Result, process
+from services.dmp_sim.transactions import process
 from services.errors import BadRequest
 
 log = logging.getLogger("insdesk.dmp_sim")
