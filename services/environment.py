@@ -29,6 +29,7 @@ ENV_TEST: Final = "test"
 ENV_PRODUCTION: Final = "production"
 ENVIRONMENTS: Final = (ENV_TEST, ENV_PRODUCTION)
 
+
 def check_environment_value(value: str) -> str:
     """``test`` or ``production`` (BadRequest otherwise)."""
     text = (value or "").strip().lower()
