@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import percentiles
-from services.vitale.reader import PcscReader
+from services.vitale.pcsc import PcscReader
 from tests.rig.pcsc import READERS, PcscRig, wait_card_state
 
 

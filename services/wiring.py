@@ -314,11 +314,11 @@ class ConfiguredReader:
     def backend(self) -> Any:
         if self._backend is None:
             if self.simulated:
-                from services.vitale.reader import SimulatedReader
+                from services.vitale.simulated import SimulatedReader
 
                 self._backend = SimulatedReader()
             else:
-                from services.vitale.reader import PcscReader
+                from services.vitale.pcsc import PcscReader
 
                 self._backend = PcscReader(apdu_timeout=self.apdu_timeout)
         return self._backend

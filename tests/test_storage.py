@@ -71,7 +71,7 @@ def _identity(name: str = "DUPONT", born: date = date(1980, 1, 2), **kw: Any) ->
 def test_the_schema_head_constant_is_alembics_head() -> None:
     """A database at SCHEMA_HEAD opens without loading the migration scripts: the constant must
     name the newest migration (a new migration that forgets it fails here)."""
-    assert dbmod.SCHEMA_HEAD == dbmod.alembic_script_head()
+    assert dbmod.alembic_script_head() == dbmod.SCHEMA_HEAD
 
 
 def test_migrations_create_the_schema_then_second_open_is_a_noop(db_url: str, tmp_path: Path) -> None:

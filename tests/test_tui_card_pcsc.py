@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 
 from services.storage.db import Database
 from services.storage.models import Identity
-from services.vitale.reader import PcscReader
+from services.vitale.pcsc import PcscReader
 from tests.rig.pcsc import VirtualCard
 from tests.test_tui_snapshots import WIDE, steady
 from tests.test_tui_support import SEED_AT, demo_db, demo_template, login, make_app, settle

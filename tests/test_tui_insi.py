@@ -28,7 +28,7 @@ from services.insi_sim import InsiSimulator
 from services.storage.db import Database
 from services.storage.models import CaptureChannel, Identity, InsiCall, Role
 from services.users import Actor
-from services.vitale.reader import SimulatedReader
+from services.vitale.simulated import SimulatedReader
 from tests.test_tui_support import demo_db, demo_template, login, make_app, settle, type_text
 from tui.screens.card_picker import CardPickerScreen, CardPrefilledFormScreen
 from tui.screens.help import HelpScreen

@@ -133,7 +133,7 @@ async def test_insdesk_without_insi_nor_pcscd_says_what_is_missing(
     demo_db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     """Nothing configured: the status bar says so; F4 is « non configuré », F3 says why it cannot read."""
-    from services.vitale import reader as reader_module
+    from services.vitale import pcsc as reader_module
     from services.vitale.model import PcscServiceAbsent
 
     def no_pcscd() -> object:

@@ -25,7 +25,7 @@ from services.insi_sim import InsiSimulator
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import Actor
-from services.vitale.reader import SimulatedReader
+from services.vitale.simulated import SimulatedReader
 from tests.test_tui_snapshots import WIDE, signed_in, steady
 from tests.test_tui_support import SEED_AT, demo_db, demo_template, make_app, settle, type_text
 from tui.screens.card_picker import CardPickerScreen, CardPrefilledFormScreen

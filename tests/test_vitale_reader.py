@@ -41,17 +41,10 @@ from services.vitale.model import (
     UnsupportedCard,
     birth_date_text,
 )
-from services.vitale.reader import (
-    ApduSession,
-    PcscReader,
-    SesamVitaleReader,
-    SimulatedReader,
-    classify_atr,
-    default_demo_data,
-    load_card_file,
-    parse_persons,
-    pcsc_error,
-)
+from services.vitale.parse import classify_atr, parse_persons
+from services.vitale.pcsc import ApduSession, PcscReader, pcsc_error
+from services.vitale.sesam import SesamVitaleReader
+from services.vitale.simulated import SimulatedReader, default_demo_data, load_card_file
 from tests.rig.pcsc import READERS, PcscRig, VirtualCard, card_present, wait_card_state
 from tests.rig.postgres import RigError
 from tui.cli.commands import vitale as vitale_cmd

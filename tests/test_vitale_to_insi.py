@@ -28,7 +28,8 @@ from services.storage.models import AuditEvent, Identity, InsHistory, InsiCall, 
 from services.users import Actor
 from services.vitale.model import CardPerson, CardRead
 from services.vitale.prefill import WARNING_SEX_SHARED, WARNING_USED_NAME, prefill_from_card
-from services.vitale.reader import SesamVitaleReader, SimulatedReader
+from services.vitale.sesam import SesamVitaleReader
+from services.vitale.simulated import SimulatedReader
 from tests.sesam_double import SesamDouble
 from tests.support_env import declare_test_installation
 

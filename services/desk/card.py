@@ -88,7 +88,7 @@ class VitaleSearcher(Protocol):
 
 class VitaleAssertionSource(Protocol):
     """The SESAM-Vitale library's « assertion Vitale » for a person of the card just read
-    (:meth:`services.vitale.reader.SesamVitaleReader.assertion_vitale`); raises
+    (:meth:`services.vitale.sesam.SesamVitaleReader.assertion_vitale`); raises
     :class:`~services.vitale.model.ReaderUnavailable` when the library is not installed."""
 
     def assertion_vitale(self, card: CardRead, person_index: int) -> str: ...

@@ -46,7 +46,7 @@ __all__ = [
 
 
 class TraitsRefused(InvalidData):
-    """Traits refused by the local input rules before any INSi call (cli.md ``insi search``:
+    """Traits refused by the local input rules before any INSi call (``docs/cli.md`` ``insi search``:
     exit 2 — nothing changed, no call made)."""
 
     exit_code = 2
@@ -96,7 +96,7 @@ class TracedSearch:
     call_ids: list[int]
 
     def as_cli_dict(self) -> dict[str, Any]:
-        """The ``insi search`` JSON of cli.md, plus ``advice``, ``warnings`` and ``calls``."""
+        """The ``insi search`` JSON of ``docs/cli.md``, plus ``advice``, ``warnings`` and ``calls``."""
         return {
             **self.outcome.as_cli_dict(),
             "advice": self.outcome.advice,

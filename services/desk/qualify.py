@@ -122,7 +122,7 @@ class QualifyResult:
         return 0 if self.attached else 1
 
     def as_cli_dict(self) -> dict[str, Any]:
-        """The ``identity insi`` JSON of cli.md (``id``, ``status``, ``cr``, ``ins``,
+        """The ``identity insi`` JSON of ``docs/cli.md`` (``id``, ``status``, ``cr``, ``ins``,
         ``differences``) plus the details a script or the TUI may want."""
         return {
             "id": self.identity_id,

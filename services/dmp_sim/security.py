@@ -1,11 +1,11 @@
 """The local DMP's security checks: the VIHF (SAML 2.0 assertion) and the XAdES of the submission set.
 
-VIHF (ANS ``mapping.md``, indirect mode): enveloped XML-DSig over the assertion's ``ID`` by a
-certificate chaining to the trusted seal CA; ``Issuer`` = that certificate's subject; the
-attributes ``VIHF_Version`` (3.0 or 4.0), ``Authentification_Mode`` ``INDIRECTE``,
-``Identifiant_Structure``, ``Secteur_Activite`` (code of JDV_J02 ``^1.2.250.1.71.4.2.4``),
-``resource-id`` (an INS as ``CX``), ``Ressource_URN`` ``urn:dmp``, ``subject-id``,
-``PurposeOfUse`` (``normal``), at least one ``Role``, ``LPS_Nom``/``LPS_Version``/
+VIHF (ANS CDA transmission guide ``mapping.md``, indirect mode; ``docs/dmp-simulator.md``):
+enveloped XML-DSig over the assertion's ``ID`` by a certificate chaining to the trusted seal CA;
+``Issuer`` = that certificate's subject; the attributes ``VIHF_Version`` (3.0 or 4.0),
+``Authentification_Mode`` ``INDIRECTE``, ``Identifiant_Structure``, ``Secteur_Activite`` (code of
+JDV_J02 ``^1.2.250.1.71.4.2.4``), ``resource-id`` (an INS as ``CX``), ``Ressource_URN`` ``urn:dmp``,
+``subject-id``, ``PurposeOfUse`` (``normal``), at least one ``Role``, ``LPS_Nom``/``LPS_Version``/
 ``LPS_ID_HOMOLOGATION_DMP``; ``IssueInstant`` within five minutes of the simulator's clock.
 
 Submission set signature (IHE DSG): a XAdES signature whose ``SignedInfo`` references a

@@ -33,8 +33,9 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from services.dmp_sim.exchange import Context, Result
 from services.dmp_sim.registry import Entry, Patients, Registry, load_patients
-from services.dmp_sim.transactions import Context, Result, process
+from services.dmp_sim.transactions import process
 from services.errors import BadRequest
 
 log = logging.getLogger("insdesk.dmp_sim")
@@ -454,7 +455,7 @@ class _Server6(_Server):
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """The ``insdesk dmp-sim`` options (``shared/spec/cli.md``)."""
+    """The ``insdesk dmp-sim`` options (``docs/cli.md``)."""
     parser.add_argument("--host", default="127.0.0.1", help="adresse d'écoute (défaut : 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8766, help="port (défaut : 8766 ; 0 = un port libre)")
     parser.add_argument("--patients", metavar="FICHIER", help="états des DMP (JSON ; défaut : celui fourni)")

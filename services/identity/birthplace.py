@@ -3,10 +3,10 @@
 A birthplace is a 5-character code: a commune (digits; Corsica ``2A``/``2B`` since 1976 and
 ``20xxx`` before; overseas ``97x``), a country ``99xxx`` for people born abroad, or ``99999``
 when the birthplace is unknown. The offline dataset (``services/data/cog``, see its
-PROVENANCE.md) has one row per (code, kind, name period); ``valid_from`` is inclusive,
+``PROVENANCE.md``) has one row per (code, kind, name period); ``valid_from`` is inclusive,
 ``valid_to`` exclusive, empty = still valid.
 
-Rules (ins-rules.md): a code that never existed is an error; a code that existed, but not
+Rules (EXI ID 14/15): a code that never existed is an error; a code that existed, but not
 at the birth date, is only a warning (the history has gaps, and INSi itself answers ``2B020``
 for a person born in Corsica in 1960). Country history is approximate (year precision):
 any listed ``99xxx`` code is accepted and at most a warning is given on dates.
@@ -253,7 +253,7 @@ class Cog:
             return errors, warnings
         if any(p.overlaps(at, end) for p in periods):
             return errors, warnings
-        # Existed, but not at the birth date: only a warning (ins-rules.md).
+        # Existed, but not at the birth date: only a warning (EXI ID 14/15).
         when = _fr(at) if end == at else f"entre le {_fr(at)} et le {_fr(end)}"
         spans = "; ".join(f"{p.name} {p.describe_period()}" for p in _merge_for_display(periods))
         if value.startswith(("2A", "2B")) and at < datetime.date(1976, 1, 1):

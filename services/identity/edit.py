@@ -104,7 +104,7 @@ def edit_identity(
     local_id: str | Unset | None = UNSET,
     reason: str | None = None,
 ) -> Identity:
-    """Edit traits (cli.md ``identity edit``); an argument left ``UNSET`` is not changed.
+    """Edit traits (``docs/cli.md``, ``identity edit``); an argument left ``UNSET`` is not changed.
 
     A strict trait of a RECUP/VALI/QUAL identity may only be changed with
     Right.STRICT_EDIT_VERIFIED (PermissionDenied otherwise) and sends it back to PROV, the INS

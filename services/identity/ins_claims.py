@@ -3,7 +3,7 @@
 An INS belongs to one identity: its active INS, or one of the valid matricules of its INSi
 history (INSHISTO). Attaching it to another identity — INSi traits search, carte Vitale search,
 DataMatrix, re-verification, the desk — attaches nothing and names the holder (``duplicate_of``,
-cli.md additions).
+``docs/cli.md``).
 
 The database enforces it: ``ins_claim`` has the matricule as primary key (migration 0005). A
 claim is inserted in a SAVEPOINT before anything else of the attachment changes, so a desk that

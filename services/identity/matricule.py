@@ -3,7 +3,7 @@
 Layout of the 15 characters: sex digit, year (2), month (2), place of birth (5: department
 or ``99``, with Corsica as ``2A``/``2B``, then commune or country), order number (3), key (2).
 Key = 97 - (13-digit number mod 97), Corsica ``2A`` -> ``19`` and ``2B`` -> ``18`` before
-the modulo (ins-rules.md, python-stdnum's ``stdnum.fr.nir``). The same key applies to a NIA.
+the modulo (Référentiel INS, python-stdnum's ``stdnum.fr.nir``). The same key applies to a NIA.
 
 The OIDs say which kind of matricule an INS carries (EXI SI 08, EXI ID 29: only a qualified
 identity may carry and transmit it). Error messages never quote the whole number.
@@ -84,7 +84,7 @@ def compute_key(number13: str) -> str:
 
 @dataclass(frozen=True)
 class NirCheck:
-    """Result of ``insdesk nir check`` (cli.md): ``{"valid","matricule","key","errors"}``."""
+    """Result of ``insdesk nir check`` (``docs/cli.md``): ``{"valid","matricule","key","errors"}``."""
 
     valid: bool
     matricule: str

@@ -1,4 +1,4 @@
-"""Merging a duplicate into the identity kept (``identity merge KEEP DUP``, issue #13, cli.md).
+"""Merging a duplicate into the identity kept (``identity merge KEEP DUP``, issue #13, ``docs/cli.md``).
 
 A supervisor (Right.IDENTITY_MERGE) merges ``DUP`` into ``KEEP``, in one transaction:
 
@@ -80,7 +80,7 @@ class MergeResult:
     moved: dict[str, int] = field(default_factory=dict)
 
     def as_cli_dict(self) -> dict[str, Any]:
-        """cli.md: ``{"id": KEEP, "merged": DUP, "status"}`` (plus what moved)."""
+        """``docs/cli.md``: ``{"id": KEEP, "merged": DUP, "status"}`` (plus what moved)."""
         return {
             "id": self.keep.id,
             "merged": self.merged,

@@ -1,6 +1,6 @@
 """The identity status state machine and the flag constraints (pure, no database).
 
-Rules implemented (see ``../shared/notes/ins-rules.md``):
+Rules implemented (RNIV 2.0, Guide d'implémentation de l'INS):
 
 * RNIV **EXI SI 07** — four statuses on two independent axes: "INSi retrieval/verification
   succeeded" and "high-trust document checked"::

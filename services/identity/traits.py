@@ -1,4 +1,5 @@
-"""Strict traits: validation and normalisation before any INSi call (ins-rules.md, cli.md).
+"""Strict traits: validation and normalisation before any INSi call (RNIV, Guide d'implémentation
+de l'INS; ``docs/cli.md``).
 
 Names sent to INSi use uppercase A-Z, space, hyphen and apostrophe only:
 
@@ -206,8 +207,8 @@ def normalize_name(
     """Validate and normalise a name or a first-name list for INSi: ``(normalized, errors, warnings)``.
 
     ``normalized`` is ``None`` when there is an error. Rules: see the module docstring
-    (ins-rules.md "Input rules"); ``allow_double_hyphen`` is for the birth name (and the
-    used name) only.
+    (Guide d'implémentation de l'INS: input rules before any INSi call); ``allow_double_hyphen`` is
+    for the birth name (and the used name) only.
     """
     wording = _WORDINGS.get(field, _DEFAULT_WORDING)
     text = value.strip() if isinstance(value, str) else ""
@@ -373,7 +374,7 @@ def normalize_sex(value: str) -> tuple[str | None, list[FieldIssue], list[FieldI
 
 @dataclass(frozen=True)
 class StrictTraits:
-    """The strict traits of an identity (ins-rules.md), as sent to or received from INSi."""
+    """The strict traits of an identity (RNIV), as sent to or received from INSi."""
 
     birth_name: str
     first_names: tuple[str, ...]
@@ -388,7 +389,7 @@ class StrictTraits:
         return " ".join(self.first_names)
 
     def as_dict(self) -> dict[str, object]:
-        """The traits in the JSON of cli.md."""
+        """The traits in the JSON of ``docs/cli.md``."""
         return {
             "birth_name": self.birth_name,
             "first_names": list(self.first_names),
@@ -413,7 +414,7 @@ class TraitsCheck:
         return not self.errors and self.normalized is not None
 
     def as_dict(self) -> dict[str, object]:
-        """Exactly the ``traits check`` JSON of cli.md."""
+        """Exactly the ``traits check`` JSON of ``docs/cli.md``."""
         return {
             "valid": self.valid,
             "normalized": self.normalized.as_dict() if self.normalized is not None and self.valid else None,
@@ -453,7 +454,9 @@ def check_traits(
     birthplace: str | None = None,
     cog: Cog | None = None,
 ) -> TraitsCheck:
-    """Validate and normalise strict traits exactly as before an INSi call (cli.md ``traits check``).
+    """Validate and normalise strict traits exactly as before an INSi call (``traits check``).
+
+    The command's JSON is in ``docs/cli.md``.
 
     Errors make the traits invalid; warnings (lowercase, typographic apostrophe, first name
     not matching the list (EXI ID 10), birthplace not valid at the birth date) do not.
@@ -535,7 +538,7 @@ def traits_from_insi(
     birthplace: str | None = None,
 ) -> tuple[StrictTraits, list[FieldIssue]]:
     """Strict traits returned by INSi: authoritative, stored as received, never refused
-    by the local input rules (ins-rules.md); returns warnings when something looks odd.
+    by the local input rules (INSi traits are authoritative); returns warnings when something looks odd.
 
     The birth date may be partial (EXI ID 11/12) and is not range-checked. Only a birth
     date that is not a date at all raises :class:`InvalidData` (a malformed answer).
@@ -580,7 +583,7 @@ def traits_from_insi(
     if place is not None:
         start, end = date.bounds()
         # Only an unknown code is odd: INSi may answer a code that was not yet (or no longer)
-        # valid at the birth date, e.g. 2B020 for a birth in Corsica in 1960 (ins-rules.md).
+        # valid at the birth date, e.g. 2B020 for a birth in Corsica in 1960 (EXI ID 14/15).
         place_errors, _ = load_cog().check(place, start, until=end)
         warnings.extend(_insi_warning(issue) for issue in place_errors)
     return StrictTraits(birth_name, names, first, sex, date, place), warnings

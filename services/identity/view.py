@@ -29,7 +29,7 @@ def _iso(value: date | datetime | None) -> str | None:
 
 
 def identity_view(session: Session, *, identity: Identity) -> dict[str, Any]:
-    """The ``identity show`` JSON of cli.md (plus extra keys), JSON-ready.
+    """The ``identity show`` JSON of ``docs/cli.md`` (plus extra keys), JSON-ready.
 
     ``ins`` is present once retrieved and not invalidated; ``usable`` only when QUAL and not
     douteuse/fictive (EXI SI 08, EXI ID 29); an invalidated INS stays in ``ins_history``.

@@ -1,5 +1,5 @@
 """Client of the INSi teleservice (recherche de l'INS), written from the WSDL, the XSDs and the
-public samples only (``../shared/reference/insi/``, copied in ``services/insi/xsd/``).
+public samples only (kept in ``services/insi/xsd/``).
 
 * :mod:`services.insi.config`: endpoint, IDAM, mutual TLS, timeouts, retries;
 * :mod:`services.insi.envelope`: SOAP 1.2 requests built with lxml;

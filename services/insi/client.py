@@ -1,6 +1,6 @@
 """The INSi teleservice client: SOAP 1.2 over mutual TLS, bounded retries, typed errors.
 
-In the style of the akismet client (style.md): an ``httpx.Client`` may be injected (tests pass
+In the style of the akismet client: an ``httpx.Client`` may be injected (tests pass
 ``httpx.MockTransport`` or point at the simulator); otherwise the client builds its own with
 the establishment's certificate (:mod:`services.insi.tls`). Every transport failure becomes
 one of our errors (:mod:`services.insi.errors`), with a French message saying what to do:

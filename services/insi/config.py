@@ -4,7 +4,7 @@ The endpoint is checked when the configuration is built, before any call: ``http
 host, plain ``http://`` only to a loopback host (127.0.0.0/8, ::1, ``localhost``: the local
 simulator), anything else raises :class:`~services.errors.BadRequest`.
 
-Mutual TLS (insi-protocol.md "Authentication"): the establishment's software certificate
+Mutual TLS (``docs/insi-simulator.md``, "Mutual TLS"): the establishment's software certificate
 (IGC-Santé, CN ``INSI-AUTO`` or ``INSI-MANU``) either as PEM certificate + key files, or as a
 PKCS#12 bundle (``.p12``) with its password; the server certificate is always verified, against
 ``verify`` (a CA bundle) when given. Passwords never appear in ``repr`` nor in messages.

@@ -1,6 +1,6 @@
 """SOAP 1.2 request envelopes of the INSi teleservice, built with lxml from the XSDs.
 
-Two operations (insi-protocol.md, ``xsd/DESIR_ICIR_EXP_1.5.0.wsdl``):
+Two operations (``xsd/DESIR_ICIR_EXP_1.5.0.wsdl``, ``docs/insi-simulator.md``):
 
 * ``rechercherInsAvecTraitsIdentite``: body ``RECSANSVITALE`` (``http://www.cnamts.fr/INSiRecSans``)
   with ``NomNaissance``, ``Prenom``, ``Sexe``, ``DateNaissance``, optional ``LieuNaissance``;
@@ -14,7 +14,7 @@ Temps, Emetteur, ``LPS`` with ``IDAM R="4"``, Version, Instance, Nom), then WS-A
 traits search has no ``wsse:Security`` header; a carte Vitale search carries in it the
 SESAM-Vitale « assertion Vitale » (a SAML 2.0 ``Assertion`` the licensed SESAM-Vitale library signs
 from the card it read): INSi refuses ``RECVITALE`` without one, so it is never sent without one.
-The tests validate body and contexts against the shared XSDs (copied in ``services/insi/xsd/``).
+The tests validate body and contexts against the published XSDs (in ``services/insi/xsd/``).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class TraitsQuery:
     @classmethod
     def from_traits(cls, traits: StrictTraits, *, first_names: str | None = None) -> TraitsQuery:
         """A query from validated strict traits; ``first_names`` defaults to the whole list. The
-        unknown birthplace ``99999`` is never sent (cli.md additions): it is left out."""
+        unknown birthplace ``99999`` is never sent (``docs/cli.md``): it is left out."""
         return cls(
             birth_name=traits.birth_name,
             first_names=first_names if first_names is not None else traits.first_names_text,

@@ -4,14 +4,14 @@ Hardening: a size limit on the body; any DOCTYPE (so any entity, internal or ext
 "billion laughs" bomb) is refused; lxml runs with ``resolve_entities=False, no_network=True,
 load_dtd=False, huge_tree=False``.
 
-Namespace-robust (insi-protocol.md: real answers use the default namespace or ``ns2:``, vary
+Namespace-robust (real answers use the default namespace or ``ns2:``, vary
 the element order and omit optional elements): elements are matched by namespace and local
 name, never by prefix nor position; inside ``RESULTAT`` an unqualified element is accepted too.
 ``INSHISTO`` may appear zero or more times, possibly equal to the active INS; ``Prenom`` may be
 absent; ``ListePrenom`` is space separated. Traits returned by INSi are authoritative: they go
 through :func:`~services.identity.traits.traits_from_insi` (warnings, never a refusal).
 
-Keys (cli.md additions, CNDA TEST_2.08): the **active** matricule must come with its ``Cle`` and
+Keys (``docs/cli.md``, CNDA TEST_2.08): the **active** matricule must come with its ``Cle`` and
 the key must check — otherwise the answer is unusable (a corrupted answer, exit 3, nothing
 attached). An ``INSHISTO`` entry whose key is absent or does not check (or whose matricule is not
 one) is kept as received with ``key_valid`` false: shown, never used to match anything, and it

@@ -3,7 +3,7 @@
 Each value is taken from, in this order: the explicit argument (``--insi-url``,
 ``--insi-timeout``), the environment (:data:`ENV_VARS`), the ``setting`` table (keys
 ``insi.<name>``, written by :func:`save_insi_settings`), then a default. The instance uuid
-(``LPS/Instance``, insi-protocol.md "Headers") is the ``instance_uuid`` row that migration 0001
+(``LPS/Instance`` of the ``ContexteLPS`` header) is the ``instance_uuid`` row that migration 0001
 creates; a database without it gets one on first use.
 
 Passwords of the establishment's certificate (PEM key, PKCS#12 bundle) come from the

@@ -1,4 +1,4 @@
-"""The certified INSi search strategy (CNDA test 2.07, cli.md ``insi search``).
+"""The certified INSi search strategy (CNDA test 2.07, ``docs/cli.md`` ``insi search``).
 
 1. The traits are validated and normalised with :func:`~services.identity.traits.check_traits`
    before any call: invalid traits raise :class:`~services.errors.InvalidData` and nothing is sent
@@ -7,7 +7,7 @@
    together (space separated). The birthplace, when given, is sent on every attempt.
 3. Stop at the first ``00``. The final ``cr`` is ``00`` if an attempt found one identity, else
    ``02`` if an attempt found several, else ``01``; with advice in French for ``02`` and ``01``
-   (ins-rules.md "INSi results and mismatches").
+   (Guide d'implémentation de l'INS, INSi results).
 
 A fault stops the search and propagates; the exchanges made so far (the failed one included)
 are on the error, ``err.exchanges``, so that the caller records every call.
@@ -82,7 +82,7 @@ class SearchOutcome:
         return [attempt.exchange for attempt in self.attempts]
 
     def as_cli_dict(self) -> dict[str, object]:
-        """Exactly the ``insi search`` JSON of cli.md."""
+        """Exactly the ``insi search`` JSON of ``docs/cli.md``."""
         identity = self.identity
         return {
             "cr": self.cr,

@@ -1,4 +1,4 @@
-"""Traceability of the INSi calls (EXI REC 07/08, ins-rules.md "Traceability and roles").
+"""Traceability of the INSi calls (EXI REC 07/08).
 
 Every exchange with INSi — each attempt of the certified strategy, failed ones included — is
 stored as one ``insi_call`` row: user, time, operation, traits sent (JSON), CR, INS returned,

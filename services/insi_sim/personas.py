@@ -2,7 +2,7 @@
 
 The personas file is JSON (format in ``docs/insi-simulator.md``). Every matricule's key is
 checked on load: key = 97 - (13-digit number mod 97), Corsica ``2A`` -> ``19`` and ``2B`` -> ``18``
-before the modulo (``ins-rules.md``). This is computed here on purpose, not imported from the
+before the modulo (Référentiel INS). This is computed here on purpose, not imported from the
 identity rules: the simulator shares no code with the INSi client side.
 
 Matching (traits search, ``RECSANSVITALE``): a persona matches when the birth name (or one of its

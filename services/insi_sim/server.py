@@ -637,7 +637,7 @@ class _Server6(_Server):
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """The ``insdesk insi-sim`` options (``shared/spec/cli.md``)."""
+    """The ``insdesk insi-sim`` options (``docs/cli.md``)."""
     parser.add_argument("--host", default="127.0.0.1", help="adresse d'écoute (défaut : 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (défaut : 8765 ; 0 = un port libre)")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """SOAP 1.2 for the simulator: reading INSi requests, writing ``RESULTAT`` answers and faults.
 
 Written from the WSDL ``DESIR_ICIR_EXP_1.5.0.wsdl``, the XSDs and the public samples kept in
-``reference/`` beside this module (copies of ``shared/reference/insi``). Requests are parsed with
+``reference/`` beside this module. Requests are parsed with
 a hardened lxml parser and any DTD is refused. Answers are written as text so that the exact
 namespace prefixes of real servers can be reproduced (a default namespace like the public sample,
 or ``ns2:`` prefixes under an unrelated default namespace like JAX-WS servers).

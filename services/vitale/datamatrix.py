@@ -3,7 +3,7 @@
 Printed on page 1 of documents beside the INS in clear (EXI DIF 02); reading it back with a
 keyboard-wedge scanner is an identity capture channel (EXI REC 02).
 
-Content, as chosen here (ins-rules.md "Printing", ANS v2.2 layout, 2D-Doc style):
+Content, as chosen here (EXI DIF 02, ANS v2.2 layout, 2D-Doc style):
 
 - header ``IS01`` (marker ``IS``, version ``01``) followed by 22 characters of 2D-Doc-style
   header fields (certification authority, certificate, dates, document type), unused since
@@ -101,7 +101,7 @@ class InsDataMatrix:
         return build_content(self)
 
     def traits_dict(self) -> dict[str, Any]:
-        """The traits with the cli.md keys (``birth_name``, ``first_names``, ``first_name``…)."""
+        """The traits with the ``docs/cli.md`` keys (``birth_name``, ``first_names``, ``first_name``…)."""
         return {
             "birth_name": self.birth_name,
             "first_names": list(self.first_names),

@@ -4,7 +4,7 @@ A card holds the insured person then the beneficiaries (children...), in card or
 person's ``nir`` is the number the card holds for that person: for a beneficiary it may be
 the holder's own number (the "ouvrant droit"), so it is never taken as the person's
 matricule INS: only the INSi teleservice gives an INS, and the carte Vitale is not an
-identity document (ins-rules.md, RNIV). Rank of birth, quality, scheme and fund have no
+identity document (RNIV). Rank of birth, quality, scheme and fund have no
 public mapping on the card: they stay optional.
 
 Every error is an :class:`~services.errors.ExternalFailure` (exit 3 of the command line) with a
@@ -169,7 +169,7 @@ class CardRead:
         )
 
     def as_cli_dict(self) -> dict[str, Any]:
-        """The JSON of ``insdesk vitale read`` (cli.md), persons in card order."""
+        """The JSON of ``insdesk vitale read`` (``docs/cli.md``), persons in card order."""
         return {
             "reader": self.reader,
             "atr": self.atr,

@@ -16,8 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from services.users import Right
+from services.vitale.backend import CardReaderBackend
 from services.vitale.model import CardRead
-from services.vitale.reader import CardReaderBackend, PcscReader, SimulatedReader
+from services.vitale.pcsc import PcscReader
+from services.vitale.simulated import SimulatedReader
 from tui.cli.context import CliContext
 
 SIMULATED = "sim"

@@ -1,7 +1,6 @@
-"""Reading a carte Vitale 2: the backend interface, the PC/SC reader, a simulated reader for the
-demo and the hook for the licensed SESAM-Vitale library.
+"""Reading a carte Vitale 2 through PC/SC: the APDU exchange and the pyscard transport.
 
-The card flow (``shared/notes/carte-vitale-pcsc.md``, as public open-source readers do it):
+The card flow (as public open-source readers do it):
 
 1. ``SELECT`` the master file 3F00 (``00 A4 00 0C 02 3F 00``), ``READ BINARY`` by short file
    identifier 2 (``00 B0 82 00 Le``) → one BER-TLV ``65`` per person with ``80`` nom, ``81`` prénom,
@@ -12,9 +11,7 @@ The card flow (``shared/notes/carte-vitale-pcsc.md``, as public open-source read
 
 Reads ask ``Le=00`` first: a shorter file answers ``6Cxx`` and the command is repeated with
 ``Le=xx``; a T=0 card may answer ``61xx``, then ``GET RESPONSE``. A file longer than 256 bytes is
-read on at the next offset. Persons are recognised by their tags, whatever file they came
-from, and merged in card order; if the two files disagree on the number of persons the read
-is refused (a NIR must never be given to the wrong person).
+read on at the next offset. The persons are then parsed by :func:`services.vitale.parse.parse_persons`.
 
 Choice of reader: a name is matched as a case-insensitive substring of the PC/SC reader names
 (the first matching reader that holds a card, else the first matching one); without a name,
@@ -25,23 +22,17 @@ given, the first reader wins: pass ``--reader`` to choose.
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any
 
-from services.identity.matricule import check_nir, compact, compute_key
-from services.vitale import tlv
+from services.vitale.backend import EventCallback, MonitorHandle
 from services.vitale.model import (
     CardError,
     CardEvent,
     CardMute,
-    CardPerson,
     CardRead,
     CardRemoved,
     CardStatusError,
@@ -52,208 +43,16 @@ from services.vitale.model import (
     ReaderUnavailable,
     UnsupportedCard,
 )
+from services.vitale.parse import check_atr, parse_persons
 
 log = logging.getLogger("insdesk.vitale")
 
 AID_VITALE = bytes.fromhex("D250000002564954414C45")  # D2 50 00 00 02 + "VITALE"
 SFI_PERSONS = 2
-TAG_PERSON = 0x65
-TAG_NAME, TAG_FIRST_NAME, TAG_BIRTH_DATE = 0x80, 0x81, 0x82
-TAG_NATIONALITY, TAG_NIR = 0x90, 0x93
-IDENTITY_TAGS = (TAG_NAME, TAG_FIRST_NAME, TAG_BIRTH_DATE)
 
 MAX_APDUS_PER_READ = 200
 MAX_FILE_SIZE = 0x7FFF  # READ BINARY offsets have 15 bits
 
-SIMULATED_READER_NAME = "Lecteur simulé insdesk"
-ATR_SIMULATED = "3B751300004709EA9000"
-
-EventCallback = Callable[[CardEvent], None]
-
-
-# --- the interface --------------------------------------------------------------------------
-
-
-class MonitorHandle:
-    """Returned by :meth:`CardReaderBackend.monitor`; ``stop()`` ends the notifications."""
-
-    def __init__(self, stop: Callable[[], None]) -> None:
-        self._stop: Callable[[], None] | None = stop
-
-    def stop(self) -> None:
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
-
-    def __enter__(self) -> MonitorHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class CardReaderBackend(Protocol):
-    """What the application needs from a card reader, whatever the technology behind it."""
-
-    def list_readers(self) -> list[str]:
-        """Names of the readers present (an empty list when there is none)."""
-        ...
-
-    def read(self, reader: str | None = None) -> CardRead:
-        """Reads the card of ``reader`` (substring of a name) or of the first reader holding one."""
-        ...
-
-    def wait_for_card(self, timeout: float) -> CardEvent:
-        """Waits until a reader holds a card; raises :class:`NoCard` after ``timeout`` seconds."""
-        ...
-
-    def monitor(self, on_insert: EventCallback, on_remove: EventCallback) -> MonitorHandle:
-        """Calls ``on_insert``/``on_remove`` from a background thread as cards come and go (a card
-        already present is reported as inserted); stop with the returned handle."""
-        ...
-
-
-# --- ATR ------------------------------------------------------------------------------------
-
-
-def classify_atr(atr: bytes) -> str:
-    """``vitale2`` (``3B 75 13 00 00 4x 09 EA 90 00``), ``vitale1`` (``3F 65 25 …``) or ``unknown``."""
-    if (
-        len(atr) == 10
-        and atr[:5] == bytes.fromhex("3B75130000")
-        and atr[5] & 0xF0 == 0x40
-        and atr[6:] == bytes.fromhex("09EA9000")
-    ):
-        return "vitale2"
-    if atr[:3] == bytes.fromhex("3F6525"):
-        return "vitale1"
-    return "unknown"
-
-
-def check_atr(atr: bytes) -> None:
-    """Raises :class:`UnsupportedCard` unless ``atr`` is a carte Vitale 2's."""
-    kind = classify_atr(atr)
-    if kind == "vitale1":
-        raise UnsupportedCard(
-            "Carte Vitale 1 non prise en charge : son contenu n'est pas documenté publiquement. "
-            "Saisissez l'identité à partir d'une pièce d'identité.",
-            code="vitale1_unsupported",
-            detail=f"ATR {atr.hex().upper()}",
-        )
-    if kind != "vitale2":
-        raise UnsupportedCard(
-            "Carte non reconnue : ce n'est pas une carte Vitale 2 (vérifiez le sens d'insertion "
-            "et la carte présentée).",
-            detail=f"ATR {atr.hex().upper()}",
-        )
-
-
-# --- card content ---------------------------------------------------------------------------
-
-
-def _text(value: bytes) -> str:
-    """Card text: ASCII, else ISO-8859-1; trailing spaces and padding removed."""
-    try:
-        text = value.decode("ascii")
-    except UnicodeDecodeError:
-        text = value.decode("latin-1")
-    return text.rstrip(" \x00\xff")
-
-
-def _card_nir(value: bytes) -> str:
-    text = compact(_text(value))
-    if len(text) == 13:
-        text += compute_key(text)  # a number stored without its key: the key is derived from it
-    check = check_nir(text)
-    if not check.valid:
-        raise MalformedCardData(
-            "Numéro de sécurité sociale illisible sur la carte : " + check.errors[0],
-            detail="balise 93",
-        )
-    return text
-
-
-def _single(template: tlv.Tlv, tag: int) -> tlv.Tlv | None:
-    found = template.find_all(tag)
-    if len(found) > 1:
-        raise MalformedCardData(
-            "Contenu de carte incohérent : une donnée apparaît deux fois pour la même personne.",
-            detail=f"balise {tag:02X} répétée",
-        )
-    return found[0] if found else None
-
-
-def _templates(data: bytes, what: str) -> list[tlv.Tlv]:
-    try:
-        objects = tlv.parse(data)
-    except tlv.TlvError as err:
-        raise MalformedCardData(
-            "Contenu de carte illisible (données mal formées) : la carte est peut-être abîmée. "
-            "Réessayez ; si le problème persiste, saisissez l'identité à partir d'une pièce d'identité.",
-            detail=f"{what}: {err}",
-        ) from err
-    return [obj for obj in objects if obj.tag == TAG_PERSON and obj.constructed]
-
-
-def parse_persons(*files: bytes) -> tuple[CardPerson, ...]:
-    """Persons from the card files' BER-TLV, by tag, merged in card order.
-
-    Templates holding ``80``/``81``/``82`` give the persons; templates holding only ``93``/``90``
-    (or nothing) give, in the same order, their NIR and nationality. Raises
-    :class:`MalformedCardData` on malformed TLV, a missing name/first name/date, repeated
-    tags, an unreadable NIR or when the number of NIR templates differs from the persons'.
-    """
-    templates = [t for index, data in enumerate(files) for t in _templates(data, f"fichier {index + 1}")]
-    identities = [t for t in templates if any(t.find(tag) for tag in IDENTITY_TAGS)]
-    extras = [t for t in templates if not any(t.find(tag) for tag in IDENTITY_TAGS)]
-    if not identities:
-        raise MalformedCardData(
-            "Aucune personne lue sur la carte : carte vierge, abîmée ou non prise en charge.",
-            detail="aucun gabarit 65 avec 80/81/82",
-        )
-    if extras and len(extras) != len(identities):
-        raise MalformedCardData(
-            "Contenu de carte incohérent : le nombre de numéros de sécurité sociale ne correspond pas "
-            "au nombre de personnes. Lecture refusée pour ne pas attribuer un numéro à la mauvaise personne.",
-            detail=f"{len(identities)} personnes, {len(extras)} gabarits NIR",
-        )
-    persons = []
-    for index, ident in enumerate(identities):
-        fields = {tag: _single(ident, tag) for tag in (*IDENTITY_TAGS, TAG_NIR, TAG_NATIONALITY)}
-        if extras:
-            for tag in (TAG_NIR, TAG_NATIONALITY):
-                extra = _single(extras[index], tag)
-                if extra is not None:
-                    fields[tag] = extra
-        name, first, born = (fields[tag] for tag in IDENTITY_TAGS)
-        if name is None or first is None or born is None:
-            raise MalformedCardData(
-                "Contenu de carte incomplet : nom, prénom ou date de naissance absent.",
-                detail=f"personne {index + 1}",
-            )
-        birth = _text(born.value)
-        if len(birth) != 8 or not birth.isascii() or not birth.isdigit():
-            raise MalformedCardData(
-                "Date de naissance illisible sur la carte (attendu AAAAMMJJ).",
-                detail=f"personne {index + 1}",
-            )
-        nir, nationality = fields[TAG_NIR], fields[TAG_NATIONALITY]
-        person_name, person_first = _text(name.value), _text(first.value)
-        if not person_name:
-            raise MalformedCardData("Nom vide sur la carte.", detail=f"personne {index + 1}")
-        persons.append(
-            CardPerson(
-                name=person_name,
-                first_name=person_first,
-                birth_date_raw=birth,
-                nir=_card_nir(nir.value) if nir is not None and nir.value.strip(b" \x00\xff") else None,
-                nationality=(_text(nationality.value) or None) if nationality is not None else None,
-            )
-        )
-    return tuple(persons)
-
-
-# --- the APDU exchange ----------------------------------------------------------------------
 
 _SW_MEANING = {
     0x6281: "données peut-être corrompues",
@@ -777,221 +576,4 @@ class _Watcher(threading.Thread):
 # --- simulated reader (demo) ----------------------------------------------------------------
 
 
-def default_demo_data() -> Path:
-    """The demo card shipped with insdesk (``fixtures/vitale/demo.json``)."""
-    return Path(str(importlib.resources.files("fixtures") / "vitale" / "demo.json"))
-
-
-def load_card_file(path: Path) -> tuple[CardPerson, ...]:
-    """Persons of a card data file (the JSON format of ``fixtures/vitale/``).
-
-    ``{"label": str, "persons": [{"name", "first_name", "birth_date": "AAAAMMJJ", "nir"?,
-    "nationality"?, "rank"?}]}``; values are encoded and decoded as on a card (BER-TLV), so the
-    simulated reader gives exactly what a card with these values would.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        rows = list(data["persons"])
-        identity = b"".join(
-            tlv.encode(
-                TAG_PERSON,
-                tlv.encode(TAG_NAME, str(row["name"]).encode("latin-1"))
-                + tlv.encode(TAG_FIRST_NAME, str(row["first_name"]).encode("latin-1"))
-                + tlv.encode(TAG_BIRTH_DATE, str(row["birth_date"]).encode("ascii")),
-            )
-            for row in rows
-        )
-        nirs = b"".join(
-            tlv.encode(
-                TAG_PERSON,
-                (tlv.encode(TAG_NIR, str(row["nir"]).encode("ascii")) if row.get("nir") else b"")
-                + (
-                    tlv.encode(TAG_NATIONALITY, str(row["nationality"]).encode("latin-1"))
-                    if row.get("nationality")
-                    else b""
-                ),
-            )
-            for row in rows
-        )
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ReaderUnavailable(
-            f"Fichier de la carte simulée illisible : {path.name}.",
-            code="simulated_card_file",
-            detail=str(err),
-        ) from err
-    persons = parse_persons(identity, nirs)
-    ranks = [row.get("rank") for row in rows]
-    return tuple(
-        CardPerson(
-            name=p.name,
-            first_name=p.first_name,
-            birth_date_raw=p.birth_date_raw,
-            nir=p.nir,
-            rank=rank if isinstance(rank, int) else None,
-            nationality=p.nationality,
-        )
-        for p, rank in zip(persons, ranks, strict=True)
-    )
-
-
-class SimulatedReader:
-    """A reader with a card in it, served from a data file (``insdesk demo`` without hardware).
-
-    It behaves like a card being inserted: a monitor is told about the card ``insert_delay``
-    seconds after it starts watching (and at every :meth:`insert`), and :meth:`remove` takes
-    the card out. ``read`` fails like a real reader would (no card, unknown reader name).
-    """
-
-    def __init__(
-        self,
-        data_file: Path | None = None,
-        *,
-        inserted: bool = True,
-        insert_delay: float = 0.5,
-        name: str = SIMULATED_READER_NAME,
-    ) -> None:
-        self.data_file = data_file or default_demo_data()
-        self.name = name
-        self.insert_delay = insert_delay
-        self._lock = threading.Lock()
-        self._present = inserted
-        self._monitors: list[tuple[EventCallback, EventCallback]] = []
-        self._changed = threading.Condition(self._lock)
-
-    def list_readers(self) -> list[str]:
-        return [self.name]
-
-    def _check_name(self, reader: str | None) -> None:
-        if reader and reader.casefold() not in self.name.casefold():
-            raise NoReader(
-                f"Aucun lecteur ne correspond à « {reader} ». Lecteurs présents : {self.name}.",
-                code="unknown_reader",
-            )
-
-    def read(self, reader: str | None = None) -> CardRead:
-        self._check_name(reader)
-        with self._lock:
-            present = self._present
-        if not present:
-            raise NoCard(f"Aucune carte dans le lecteur « {self.name} » : insérez la carte Vitale.")
-        return CardRead(reader=self.name, atr=ATR_SIMULATED, persons=load_card_file(self.data_file))
-
-    def insert(self, data_file: Path | None = None) -> None:
-        """Puts a card (this data file, or the current one) in the reader and tells the monitors."""
-        with self._lock:
-            if data_file is not None:
-                self.data_file = data_file
-            self._present = True
-            monitors = list(self._monitors)
-            self._changed.notify_all()
-        for on_insert, _ in monitors:
-            on_insert(CardEvent(self.name, ATR_SIMULATED))
-
-    def remove(self) -> None:
-        with self._lock:
-            was = self._present
-            self._present = False
-            monitors = list(self._monitors)
-            self._changed.notify_all()
-        if was:
-            for _, on_remove in monitors:
-                on_remove(CardEvent(self.name, ATR_SIMULATED))
-
-    def wait_for_card(self, timeout: float) -> CardEvent:
-        with self._changed:
-            if not self._changed.wait_for(lambda: self._present, timeout):
-                raise NoCard(f"Aucune carte insérée en {timeout:g} s.")
-        return CardEvent(self.name, ATR_SIMULATED)
-
-    def monitor(self, on_insert: EventCallback, on_remove: EventCallback) -> MonitorHandle:
-        pair = (on_insert, on_remove)
-        stopped = threading.Event()
-
-        def first_insert() -> None:
-            if stopped.wait(self.insert_delay):
-                return
-            with self._lock:
-                self._monitors.append(pair)
-                present = self._present
-            if present:
-                on_insert(CardEvent(self.name, ATR_SIMULATED))
-
-        threading.Thread(target=first_insert, name="insdesk-simulated-card", daemon=True).start()
-
-        def stop() -> None:
-            stopped.set()
-            with self._lock:
-                if pair in self._monitors:
-                    self._monitors.remove(pair)
-
-        return MonitorHandle(stop)
-
-
-# --- SESAM-Vitale hook ----------------------------------------------------------------------
-
-
-class SesamVitaleReader:
-    """Where the licensed SESAM-Vitale "API de lecture Vitale" plugs in (not shipped).
-
-    The official way to read a carte Vitale (Vitale 1 and 2, with the protected data and
-    with the CPx card of the professional) is the GIE SESAM-Vitale's C library, obtained
-    under licence through the CNDA; it cannot be distributed with insdesk. To add it: write
-    a backend implementing :class:`CardReaderBackend` that loads the library (``ctypes``,
-    path given by ``INSDESK_SESAM_VITALE_LIB``), maps its reader list, its "lire carte"
-    results (persons, NIR, rank, quality, scheme) to :class:`CardRead`/:class:`CardPerson`
-    and its error codes to the :class:`CardError` subclasses; then choose it where the
-    backend is built (``tui/commands/vitale.py``). Until then every method raises
-    :class:`ReaderUnavailable` with this explanation.
-
-    The same library produces the « assertion Vitale » that the INSi carte Vitale search
-    (``RECVITALE``) requires in its ``wsse:Security`` header — a SAML 2.0 assertion it signs from
-    the card just read, for the beneficiary chosen: :meth:`assertion_vitale` is where it plugs in
-    (:class:`services.desk.card.VitaleAssertionSource`). Without it the desk searches INSi by
-    traits with the card's traits, and says so.
-    """
-
-    def __init__(self, library_path: str | None = None) -> None:
-        self.library_path = library_path or os.environ.get("INSDESK_SESAM_VITALE_LIB")
-
-    def _unavailable(self) -> NoReturn:
-        where = f" (bibliothèque indiquée : {self.library_path})" if self.library_path else ""
-        raise ReaderUnavailable(
-            "Lecture par l'API SESAM-Vitale non disponible dans cette installation" + where + " : "
-            "cette bibliothèque est sous licence (GIE SESAM-Vitale, via le CNDA) et n'est pas fournie. "
-            "Utilisez la lecture PC/SC d'une carte Vitale 2, ou faites intégrer la bibliothèque "
-            "(voir services/vitale/reader.py, classe SesamVitaleReader).",
-            code="sesam_vitale_unavailable",
-        )
-
-    def list_readers(self) -> list[str]:
-        self._unavailable()
-
-    def read(self, reader: str | None = None) -> CardRead:
-        self._unavailable()
-
-    def wait_for_card(self, timeout: float) -> CardEvent:
-        self._unavailable()
-
-    def monitor(self, on_insert: EventCallback, on_remove: EventCallback) -> MonitorHandle:
-        self._unavailable()
-
-    def assertion_vitale(self, card: CardRead, person_index: int) -> str:
-        """The SESAM-Vitale « assertion Vitale » (XML of a SAML 2.0 ``Assertion``) for
-        ``card.persons[person_index]``, as the INSi carte Vitale search requires it."""
-        self._unavailable()
-
-
-__all__ = [
-    "ApduSession",
-    "CardReaderBackend",
-    "MonitorHandle",
-    "PcscReader",
-    "SesamVitaleReader",
-    "SimulatedReader",
-    "check_atr",
-    "classify_atr",
-    "default_demo_data",
-    "load_card_file",
-    "parse_persons",
-    "pcsc_error",
-]
+__all__ = ["ApduSession", "PcscReader", "pcsc_error", "pcsc_exception_error"]
