@@ -390,7 +390,6 @@ def test_anchor_file_is_atomic_and_only_moves_forward(tmp_path: Path) -> None:
 
 def test_verify_many_events_quickly(db: Database) -> None:
     """Bulk-load a long valid chain and verify it by streaming."""
-    import time
 
     n = 20_000
     prev = GENESIS_HASH
@@ -419,8 +418,7 @@ def test_verify_many_events_quickly(db: Database) -> None:
         conn.execute(
             sa.text("UPDATE audit_head SET last_id = :n, last_hash = :h WHERE id = 1"), {"n": n, "h": prev}
         )
-    start = time.perf_counter()
+    # No timing here (issue #17): the verification's throughput is a figure of
+    # bench/bench_supervision.py --chain, measured against its anchor, not a test.
     report = _verify(db, with_anchor=False)
-    elapsed = time.perf_counter() - start
     assert report.ok and report.events == n
-    assert elapsed < 10, f"verification of {n} events took {elapsed:.1f}s"

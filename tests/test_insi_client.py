@@ -415,7 +415,7 @@ def test_xml_bomb_and_external_entity_are_refused(body: bytes) -> None:
     started = time.perf_counter()
     with pytest.raises(InsiProtocolError) as info:
         parse_response(body)
-    assert time.perf_counter() - started < 1
+    assert time.perf_counter() - started < 30  # against a hang only: nothing was expanded
     assert info.value.code == "insi_protocol_dtd"
     assert "DOCTYPE" in info.value.message and not info.value.retryable
     assert "root:" not in info.value.message + (info.value.detail or "")
@@ -814,12 +814,12 @@ def test_real_http_round_trip(serve: Callable[..., LocalServer]) -> None:
 
 
 def test_read_timeout_on_a_real_socket(serve: Callable[..., LocalServer]) -> None:
-    server = serve(sample(CR00), delay=1.0)
+    server = serve(sample(CR00), delay=10.0)
     config = make_config(f"http://127.0.0.1:{server.port}/lps", read_timeout=0.2)
     started = time.perf_counter()
     with InsiClient(config) as client, pytest.raises(InsiUnavailable) as info:
         client.search_traits(QUERY)
-    assert time.perf_counter() - started < 0.9
+    assert time.perf_counter() - started < 9  # gave up long before the answer (10 s), not a speed figure
     assert info.value.kind == "read_timeout" and "délai de réponse de 0.2 s" in info.value.message
     assert len(server.requests) == 1  # not retried
 
