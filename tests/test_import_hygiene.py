@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 
 def test_importing_every_service_module_loads_no_textual_rich_or_tui() -> None:
@@ -68,3 +69,24 @@ def test_the_command_line_starts_without_textual() -> None:
     ).stdout.splitlines()
     assert int(out[0]) >= 10, "the walk found too few command modules: the test would prove nothing"
     assert out[1] == "", f"the command line imported {out[1]}"
+
+
+def test_the_virtual_card_and_the_simulators_share_no_code_with_what_they_test() -> None:
+    """The virtual carte Vitale (tests/vcard) is written from the card's public structure, not
+    from the reader it tests; the simulators from the protocols (the import-linter contract
+    covers services.insi_sim and services.dmp_sim, this covers the card, outside `services`)."""
+    import ast
+
+    vcard = Path(__file__).parent / "vcard"
+    sources = sorted(vcard.rglob("*.py"))
+    assert sources, "tests/vcard has no module"
+    for source in sources:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(("services", "tui")), f"{source.name} imports {name}"
