@@ -43,16 +43,10 @@ from services.results.reasons import reason_label
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
+from services.supervision.log_filter import PARIS, REVIEW_KINDS, day_bounds, patient_names
 from services.supervision.outfile import check_destination, staged
-from services.supervision.review import (
-    KIND_LABELS,
-    PARIS,
-    REVIEW_KINDS,
-    _patients,
-    day_bounds,
-    document_labels,
-    summarize,
-)
+from services.supervision.summary import document_labels, summarize
+from services.supervision.words import KIND_LABELS
 from services.users import Actor, Right, require
 
 __all__ = [
@@ -184,7 +178,7 @@ def _iter_rows(session: Session, stmt: Any) -> Iterator[_Row]:
     """The rows of ``stmt``, streamed in batches (patients looked up per batch)."""
     labels = document_labels(session)
     for batch in session.execute(stmt.execution_options(yield_per=_BATCH)).partitions():
-        names = _patients(session, (r.identity_id for r in batch if r.identity_id is not None))
+        names = patient_names(session, (r.identity_id for r in batch if r.identity_id is not None))
         for r in batch:
             details = r.details if isinstance(r.details, dict) else {}
             yield _Row(
