@@ -10,7 +10,7 @@ could not be audited leaves no file. ``events`` in the result is exactly the num
 The chain anchor (head id + hash, read in the same snapshot as the rows) is printed in the PDF
 and recorded in the ``audit.exported`` event. CSV dialects:
 
-- ``standard`` (the command line's default, ``../shared/spec/cli.md``): comma-separated UTF-8,
+- ``standard`` (the command line's default, ``docs/cli.md``): comma-separated UTF-8,
   a header row plus one row per event (columns ``id, time, agent, kind, identity, patient,
   summary, details, hash``; ``time`` in Europe/Paris ISO 8601, ``details`` the event's JSON) so
   that scripts can count rows, each row carrying the event's chain hash;
@@ -89,7 +89,7 @@ class ExportResult:
     chain: ChainReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``audit export --json`` answer (cli.md: exactly ``path`` and ``events``)."""
+        """The ``audit export --json`` answer (docs/cli.md: exactly ``path`` and ``events``)."""
         return {"path": str(self.path), "events": self.events}
 
 
