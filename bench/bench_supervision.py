@@ -45,7 +45,7 @@ from _common import FIRST_F, FIRST_M, SURNAMES, percentiles  # type: ignore[impo
 from services.audit import log as audit
 from services.storage.db import Database
 from services.storage.models import AuditEvent, AuditHead, Identity, InsiCall
-from services.supervision import dashboard, review
+from services.supervision import anomalies, dashboard, events, log_filter, review
 
 SPAN = timedelta(days=730)
 BATCH = 10_000
@@ -283,9 +283,9 @@ def _timed(fn: Any) -> tuple[float, Any]:
 
 def measure_review(db: Database, runs: int) -> dict[str, dict[str, float]]:
     rnd = random.Random(5)
-    today = datetime.now(review.PARIS).date()
+    today = datetime.now(log_filter.PARIS).date()
     first_day = today - SPAN + timedelta(days=1)
-    kinds = [k for k in review.REVIEW_KINDS if k != audit.IDENTITY_INS_INVALIDATED]
+    kinds = [k for k in log_filter.REVIEW_KINDS if k != audit.IDENTITY_INS_INVALIDATED]
     samples: dict[str, list[float]] = {}
     sizes: list[int] = []
 
@@ -297,20 +297,20 @@ def measure_review(db: Database, runs: int) -> dict[str, dict[str, float]]:
         agent = rnd.choices(AGENTS, AGENT_WEIGHTS)[0]
         kind = rnd.choice(kinds)
         scenarios = {
-            "agent + month + kind": review.ReviewFilter(
+            "agent + month + kind": log_filter.ReviewFilter(
                 agent=agent, date_from=month_start, date_to=month_start + timedelta(days=30), kinds=(kind,)
             ),
-            "all agents, last 7 days": review.ReviewFilter(
+            "all agents, last 7 days": log_filter.ReviewFilter(
                 date_from=today - timedelta(days=6), date_to=today
             ),
         }
         for label, flt in scenarios.items():
             with db.session() as session:
-                t_a, found = _timed(partial(review.anomalies, session, flt))
+                t_a, found = _timed(partial(anomalies.anomalies, session, flt))
                 t_p, page = _timed(
-                    partial(review.review_events, session, flt, limit=100, known_anomalies=found)
+                    partial(events.review_events, session, flt, limit=100, known_anomalies=found)
                 )
-                t_c, count = _timed(partial(review.count_events, session, flt))
+                t_c, count = _timed(partial(events.count_events, session, flt))
             add(f"{label}: anomalies", t_a)
             add(f"{label}: first page (100)", t_p)
             add(f"{label}: count", t_c)
@@ -326,7 +326,7 @@ def measure_review(db: Database, runs: int) -> dict[str, dict[str, float]]:
 
 
 def measure_dashboard(db: Database, runs: int) -> dict[str, dict[str, float]]:
-    since = datetime.now(review.PARIS).date() - SPAN
+    since = datetime.now(log_filter.PARIS).date() - SPAN
     samples: dict[str, list[float]] = {}
     parts = {
         "qualification rate per month": lambda s: dashboard.qualification_rate(s, by="month", since=since),
@@ -401,7 +401,7 @@ def main() -> None:
                     f"audit verify: ok={report.ok}, {report.events:,} events "
                     f"in {time.perf_counter() - t0:.1f} s"
                 )
-            print("measuring with services.supervision.review / services.supervision.dashboard:")
+            print("measuring with services.supervision (log_filter, anomalies, events, review) / dashboard:")
             rev = measure_review(db, args.runs)
             dash = measure_dashboard(db, args.dashboard_runs)
             _print(f"review screen ({args.runs} random filters):", rev)

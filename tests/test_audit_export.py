@@ -16,7 +16,7 @@ from services.errors import BadRequest, PermissionDenied
 from services.storage.db import Database
 from services.storage.models import Role
 from services.supervision import export as ex
-from services.supervision.review import PARIS, REVIEW_KINDS
+from services.supervision.log_filter import PARIS, REVIEW_KINDS
 from services.users import Actor
 from tests.test_cli import Cli, cli, create  # noqa: F401  (cli is a fixture)
 from tests.test_identity_service import SUPERVISOR

@@ -18,7 +18,11 @@ from services.desk import qualify as desk_qualify
 from services.identity.matricule import OID_INS_NIR
 from services.storage.db import Database
 from services.storage.models import AuditEvent, InsiCall, Role
+from services.supervision import anomalies as an
 from services.supervision import dashboard as dash
+from services.supervision import events as ev
+from services.supervision import insi_exchange as ix
+from services.supervision import log_filter as lf
 from services.supervision import review as rv
 from services.users import Actor
 from tests.test_cli import Cli, cli  # noqa: F401  (cli is a fixture)
@@ -30,7 +34,7 @@ NAMES = ["ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO"]
 
 
 def today() -> datetime:
-    return datetime.now(rv.PARIS)
+    return datetime.now(lf.PARIS)
 
 
 def create(db: Database, name: str, actor: Actor = RECEPTION, **kw: object) -> int:
@@ -153,46 +157,46 @@ def any_db(db_url: str, tmp_path: Path) -> Iterator[Database]:
         database.dispose()
 
 
-TH = rv.AnomalyThresholds(burst_count=4, burst_window=timedelta(minutes=10))
+TH = an.AnomalyThresholds(burst_count=4, burst_window=timedelta(minutes=10))
 
 
 def test_each_anomaly_kind_is_surfaced(any_db: Database) -> None:
     seeded = seed(any_db)
     ids = seeded.ids
     with any_db.session() as s:
-        found = rv.anomalies(s, rv.ReviewFilter(), thresholds=TH)
-    by_kind: dict[str, list[rv.Anomaly]] = {}
+        found = an.anomalies(s, lf.ReviewFilter(), thresholds=TH)
+    by_kind: dict[str, list[an.Anomaly]] = {}
     for a in found:
         by_kind.setdefault(a.kind, []).append(a)
     # The services refuse to attach an INS held by another identity: no shared INS in the seed
     # (test_ins_shared_by_two_identities builds one the way older databases have them).
-    assert set(by_kind) == set(rv.ANOMALY_KINDS) - {rv.INS_SHARED}
-    assert [a.identity_id for a in by_kind[rv.TRAITS_DIFFER]] == [ids["ALPHA"]]
+    assert set(by_kind) == set(an.ANOMALY_KINDS) - {an.INS_SHARED}
+    assert [a.identity_id for a in by_kind[an.TRAITS_DIFFER]] == [ids["ALPHA"]]
     # Each anomaly names its patient.
-    assert by_kind[rv.TRAITS_DIFFER][0].patient == "ALPHA CLAIRE"
-    assert by_kind[rv.TRAITS_DIFFER][0].subject == f"ALPHA CLAIRE (identité n° {ids['ALPHA']})"
-    assert by_kind[rv.QUALIFICATION_BURST][0].patient is None
-    assert "birthplace" in by_kind[rv.TRAITS_DIFFER][0].message
-    assert [a.identity_id for a in by_kind[rv.STATUS_DOWNGRADE]] == [ids["BRAVO"]]
-    assert [a.identity_id for a in by_kind[rv.PROOF_WITHOUT_INSI]] == [ids["BRAVO"]]
-    assert [a.identity_id for a in by_kind[rv.STRICT_EDIT_VERIFIED]] == [ids["CHARLIE"]]
-    assert by_kind[rv.STRICT_EDIT_VERIFIED][0].agent == SUPERVISOR.login
-    assert [a.identity_id for a in by_kind[rv.INSI_NOT_ATTACHED]] == [ids["ECHO"]]
-    repeated = by_kind[rv.REPEATED_NO_MATCH]
+    assert by_kind[an.TRAITS_DIFFER][0].patient == "ALPHA CLAIRE"
+    assert by_kind[an.TRAITS_DIFFER][0].subject == f"ALPHA CLAIRE (identité n° {ids['ALPHA']})"
+    assert by_kind[an.QUALIFICATION_BURST][0].patient is None
+    assert "birthplace" in by_kind[an.TRAITS_DIFFER][0].message
+    assert [a.identity_id for a in by_kind[an.STATUS_DOWNGRADE]] == [ids["BRAVO"]]
+    assert [a.identity_id for a in by_kind[an.PROOF_WITHOUT_INSI]] == [ids["BRAVO"]]
+    assert [a.identity_id for a in by_kind[an.STRICT_EDIT_VERIFIED]] == [ids["CHARLIE"]]
+    assert by_kind[an.STRICT_EDIT_VERIFIED][0].agent == SUPERVISOR.login
+    assert [a.identity_id for a in by_kind[an.INSI_NOT_ATTACHED]] == [ids["ECHO"]]
+    repeated = by_kind[an.REPEATED_NO_MATCH]
     assert [a.identity_id for a in repeated] == [ids["DELTA"]]  # ECHO's one search is not repeated
     assert len(repeated[0].event_ids) == 4 and "01/02" in repeated[0].message
-    burst = by_kind[rv.QUALIFICATION_BURST]
+    burst = by_kind[an.QUALIFICATION_BURST]
     assert len(burst) == 1 and burst[0].agent == "rapide" and len(burst[0].event_ids) == 4
     # Newest first.
     assert [a.at for a in found] == sorted((a.at for a in found), reverse=True)
     # Default thresholds (20 in 10 min): no burst for 4 qualifications.
     with any_db.session() as s:
-        assert not [a for a in rv.anomalies(s) if a.kind == rv.QUALIFICATION_BURST]
+        assert not [a for a in an.anomalies(s) if a.kind == an.QUALIFICATION_BURST]
         # Filters narrow the anomalies too.
-        only = rv.anomalies(s, rv.ReviewFilter(agent="rapide"), thresholds=TH)
-        assert {a.kind for a in only} == {rv.QUALIFICATION_BURST}
+        only = an.anomalies(s, lf.ReviewFilter(agent="rapide"), thresholds=TH)
+        assert {a.kind for a in only} == {an.QUALIFICATION_BURST}
         assert (
-            rv.anomalies(s, rv.ReviewFilter(patient="delta"), thresholds=TH)[0].kind == rv.REPEATED_NO_MATCH
+            an.anomalies(s, lf.ReviewFilter(patient="delta"), thresholds=TH)[0].kind == an.REPEATED_NO_MATCH
         )
     assert verify_database(any_db).ok
 
@@ -203,48 +207,48 @@ def test_review_rows_filters_and_marks(db: Database) -> None:
     d = today().date()
     with db.session() as s:
         total = s.execute(sa.select(sa.func.count()).select_from(AuditEvent)).scalar()
-        rows = rv.review_events(s, rv.ReviewFilter(), limit=1000)
-        assert len(rows) == total == rv.count_events(s)  # every event here is an identity event
+        rows = ev.review_events(s, lf.ReviewFilter(), limit=1000)
+        assert len(rows) == total == ev.count_events(s)  # every event here is an identity event
         assert [r.id for r in rows] == sorted((r.id for r in rows), reverse=True)
-        page = rv.review_events(s, rv.ReviewFilter(), limit=5, offset=5)
+        page = ev.review_events(s, lf.ReviewFilter(), limit=5, offset=5)
         assert [r.id for r in page] == [r.id for r in rows[5:10]]
 
         # Agent, dates (inclusive Paris days), patient, kinds, outcome.
-        by_agent = rv.review_events(s, rv.ReviewFilter(agent="rapide"), limit=1000)
+        by_agent = ev.review_events(s, lf.ReviewFilter(agent="rapide"), limit=1000)
         assert by_agent and {r.agent for r in by_agent} == {"rapide"}
-        same_day = rv.review_events(s, rv.ReviewFilter(date_from=d, date_to=d), limit=1000)
+        same_day = ev.review_events(s, lf.ReviewFilter(date_from=d, date_to=d), limit=1000)
         assert len(same_day) == total
-        assert rv.review_events(s, rv.ReviewFilter(date_to=d - timedelta(days=1))) == []
-        assert rv.review_events(s, rv.ReviewFilter(date_from=d + timedelta(days=1))) == []
-        delta = rv.review_events(s, rv.ReviewFilter(patient="del"), limit=1000)
+        assert ev.review_events(s, lf.ReviewFilter(date_to=d - timedelta(days=1))) == []
+        assert ev.review_events(s, lf.ReviewFilter(date_from=d + timedelta(days=1))) == []
+        delta = ev.review_events(s, lf.ReviewFilter(patient="del"), limit=1000)
         assert {r.identity_id for r in delta} == {ids["DELTA"]}
         assert delta[0].patient == "DELTA CLAIRE"
-        assert {r.identity_id for r in rv.review_events(s, rv.ReviewFilter(patient=f"#{ids['ECHO']}"))} == {
+        assert {r.identity_id for r in ev.review_events(s, lf.ReviewFilter(patient=f"#{ids['ECHO']}"))} == {
             ids["ECHO"]
         }
-        assert rv.review_events(s, rv.ReviewFilter(patient="ZZZ")) == []
-        assert {r.identity_id for r in rv.review_events(s, rv.ReviewFilter(identity_id=ids["BRAVO"]))} == {
+        assert ev.review_events(s, lf.ReviewFilter(patient="ZZZ")) == []
+        assert {r.identity_id for r in ev.review_events(s, lf.ReviewFilter(identity_id=ids["BRAVO"]))} == {
             ids["BRAVO"]
         }
-        proofs = rv.review_events(s, rv.ReviewFilter(kinds=("identity.proof_added",)), limit=1000)
+        proofs = ev.review_events(s, lf.ReviewFilter(kinds=("identity.proof_added",)), limit=1000)
         assert proofs and {r.kind for r in proofs} == {"identity.proof_added"}
-        failed = rv.review_events(s, rv.ReviewFilter(outcome="01"), limit=1000)
+        failed = ev.review_events(s, lf.ReviewFilter(outcome="01"), limit=1000)
         assert len(failed) == 5 and {r.outcome for r in failed} == {"01"}
-        assert len(rv.review_events(s, rv.ReviewFilter(outcome="02"))) == 1
-        assert rv.count_events(s, rv.ReviewFilter(outcome="01", patient="ECHO")) == 2
+        assert len(ev.review_events(s, lf.ReviewFilter(outcome="02"))) == 1
+        assert ev.count_events(s, lf.ReviewFilter(outcome="01", patient="ECHO")) == 2
 
         # Row-level anomaly marks, and aggregate ones from anomalies().
-        bravo = {r.kind: r for r in rv.review_events(s, rv.ReviewFilter(identity_id=ids["BRAVO"]))}
-        assert bravo["identity.proof_added"].anomaly_reasons == (rv.PROOF_WITHOUT_INSI,)
+        bravo = {r.kind: r for r in ev.review_events(s, lf.ReviewFilter(identity_id=ids["BRAVO"]))}
+        assert bravo["identity.proof_added"].anomaly_reasons == (an.PROOF_WITHOUT_INSI,)
         downgrade = [
-            r for r in rv.review_events(s, rv.ReviewFilter(identity_id=ids["BRAVO"])) if r.is_anomaly
+            r for r in ev.review_events(s, lf.ReviewFilter(identity_id=ids["BRAVO"])) if r.is_anomaly
         ]
         assert {x for r in downgrade for x in r.anomaly_reasons} == {
-            rv.PROOF_WITHOUT_INSI,
-            rv.STATUS_DOWNGRADE,
+            an.PROOF_WITHOUT_INSI,
+            an.STATUS_DOWNGRADE,
         }
-        found = rv.anomalies(s, thresholds=TH)
-        marked = rv.review_events(s, rv.ReviewFilter(patient="DELTA"), known_anomalies=found)
+        found = an.anomalies(s, thresholds=TH)
+        marked = ev.review_events(s, lf.ReviewFilter(patient="DELTA"), known_anomalies=found)
         assert all(r.is_anomaly for r in marked if r.kind == INSI_CALL)
         assert any("Statut VALI → PROV" in r.summary for r in downgrade)
 
@@ -253,18 +257,18 @@ def test_insi_exchange_drill_down(db: Database) -> None:
     iid = create(db, "FOXTROT")
     call_id = insi(db, iid, ["01"])[0]
     with db.session() as s:
-        row = rv.review_events(s, rv.ReviewFilter(kinds=(INSI_CALL,)))[0]
+        row = ev.review_events(s, lf.ReviewFilter(kinds=(INSI_CALL,)))[0]
         assert row.insi_call_id == call_id and row.outcome == "01"
-        ex = rv.insi_exchange(s, call_id)
+        ex = ix.insi_exchange(s, call_id)
         assert ex is not None and not ex.purged
         assert ex.request_xml == f"<soap:Envelope>req {iid}</soap:Envelope>"
         assert ex.response_xml == "<soap:Envelope>CR 01</soap:Envelope>"
-        assert rv.insi_exchange(s, 999) is None
+        assert ix.insi_exchange(s, 999) is None
 
 
 def test_bad_outcome_filter(db: Database) -> None:
     with db.session() as s, pytest.raises(ValueError):
-        rv.review_events(s, rv.ReviewFilter(outcome="maybe"))
+        ev.review_events(s, lf.ReviewFilter(outcome="maybe"))
 
 
 def test_review_query_plans_use_indexes(db: Database) -> None:
@@ -273,11 +277,11 @@ def test_review_query_plans_use_indexes(db: Database) -> None:
     d = today().date()
     with db.session() as s:
         for flt in (
-            rv.ReviewFilter(agent="rapide", date_from=d, date_to=d),
-            rv.ReviewFilter(date_from=d, date_to=d),
-            rv.ReviewFilter(kinds=("identity.proof_added",)),
+            lf.ReviewFilter(agent="rapide", date_from=d, date_to=d),
+            lf.ReviewFilter(date_from=d, date_to=d),
+            lf.ReviewFilter(kinds=("identity.proof_added",)),
         ):
-            conds = rv._conditions(s, flt)
+            conds = lf.conditions(s, flt)
             assert conds is not None
             t = AuditEvent.__table__.c  # type: ignore[attr-defined]
             stmt = sa.select(t.id).where(*conds).order_by(t.id.desc()).limit(50)
@@ -301,7 +305,7 @@ def test_shared_ins_query_is_index_lookups_when_filtered(db: Database) -> None:
     sa.event.listen(db.engine, "before_cursor_execute", record)
     try:
         with db.session() as s:
-            rv.anomalies(s, rv.ReviewFilter(date_from=d, date_to=d))
+            an.anomalies(s, lf.ReviewFilter(date_from=d, date_to=d))
             assert len(statements) == 1
             sql, params = statements[0]
             plan = " | ".join(
@@ -348,7 +352,7 @@ def test_review_page_and_cli(cli: Cli) -> None:  # noqa: F811
     code, out, _ = cli("audit", "review", user="superviseur1")
     assert code == 0, out
     assert set(out) == {"anomalies", "events", "total"}
-    assert [a["kind"] for a in out["anomalies"]] == [rv.PROOF_WITHOUT_INSI]
+    assert [a["kind"] for a in out["anomalies"]] == [an.PROOF_WITHOUT_INSI]
     assert out["total"] == len(out["events"]) == 3
     assert out["events"][0]["kind"] == "identity.status_changed"
     proof_row = next(e for e in out["events"] if e["kind"] == "identity.proof_added")
@@ -388,7 +392,7 @@ def test_ins_shared_by_two_identities(any_db: Database) -> None:
     _set_ins(any_db, tomb, "2850675115101", merged_into=a)  # a merged duplicate: not an anomaly
     attach(any_db, c, "2850675115102")
     with any_db.session() as s:
-        found = [x for x in rv.anomalies(s) if x.kind == rv.INS_SHARED]
+        found = [x for x in an.anomalies(s) if x.kind == an.INS_SHARED]
         assert len(found) == 1
         shared = found[0]
         assert shared.label == "Même INS sur plusieurs identités"
@@ -402,14 +406,14 @@ def test_ins_shared_by_two_identities(any_db: Database) -> None:
         ).scalar_one()
         assert shared.event_ids == (attached,)
         # Shown in the review like the other anomalies: the attachment row is marked.
-        page = rv.review_page(s, rv.ReviewFilter())
-        assert rv.INS_SHARED in {x.kind for x in page.anomalies}
+        page = rv.review_page(s, lf.ReviewFilter())
+        assert an.INS_SHARED in {x.kind for x in page.anomalies}
         row = next(r for r in page.rows if r.id == attached)
-        assert row.is_anomaly and rv.INS_SHARED in row.anomaly_reasons
+        assert row.is_anomaly and an.INS_SHARED in row.anomaly_reasons
         # The patient filter finds it from either identity, not from another one.
-        assert [x.kind for x in rv.anomalies(s, rv.ReviewFilter(patient=f"#{b}"))] == [rv.INS_SHARED]
-        assert rv.INS_SHARED not in {x.kind for x in rv.anomalies(s, rv.ReviewFilter(patient="DURAND"))}
-        assert rv.INS_SHARED not in {x.kind for x in rv.anomalies(s, rv.ReviewFilter(agent="personne"))}
+        assert [x.kind for x in an.anomalies(s, lf.ReviewFilter(patient=f"#{b}"))] == [an.INS_SHARED]
+        assert an.INS_SHARED not in {x.kind for x in an.anomalies(s, lf.ReviewFilter(patient="DURAND"))}
+        assert an.INS_SHARED not in {x.kind for x in an.anomalies(s, lf.ReviewFilter(agent="personne"))}
     # Older databases may hold no attachment event at all: dated by the identities' creation.
     d = create(any_db, "MARTINEZ")
     e = create(any_db, "MARTINEZE")
@@ -417,11 +421,11 @@ def test_ins_shared_by_two_identities(any_db: Database) -> None:
     _set_ins(any_db, e, "1850675115103")
     with any_db.session() as s:
         both = sorted(
-            (x for x in rv.anomalies(s) if x.kind == rv.INS_SHARED), key=lambda x: x.identity_id or 0
+            (x for x in an.anomalies(s) if x.kind == an.INS_SHARED), key=lambda x: x.identity_id or 0
         )
     assert [x.identity_id for x in both] == [a, e]
     assert len(both[1].event_ids) == 2  # the two identity.created events
     # Once the duplicate is merged, the anomaly is gone.
     _set_ins(any_db, b, "2850675115101", merged_into=a)
     with any_db.session() as s:
-        assert [x.identity_id for x in rv.anomalies(s) if x.kind == rv.INS_SHARED] == [e]
+        assert [x.identity_id for x in an.anomalies(s) if x.kind == an.INS_SHARED] == [e]

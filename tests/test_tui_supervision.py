@@ -528,7 +528,7 @@ def test_event_details_are_plain_french() -> None:
     """Issue #15: no raw key (``proof_id``), no ISO/UTC time, never « appel INSi n° None »."""
     from datetime import UTC, datetime
 
-    from services.supervision.review import summarize
+    from services.supervision.summary import summarize
     from tui.screens.review_detail import EventDetail, detail_text
 
     def shown(kind: str, details: dict[str, Any], **kw: Any) -> str:

@@ -2,7 +2,7 @@
 
 python-hl7 (``hl7``) splits each message into its tree (segments, fields, repetitions,
 components, sub-components, with the separators of MSH-1/MSH-2); this module checks the
-structure strictly and maps it. Each ``MSH`` starts one message = one report (cli.md).
+structure strictly and maps it. Each ``MSH`` starts one message = one report (docs/cli.md).
 
 What is read:
 

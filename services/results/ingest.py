@@ -132,7 +132,7 @@ def parse_results_with_encoding(
 
 @dataclass
 class ImportResult:
-    """``results import`` (cli.md): ``{reports, observations, ready, blocked}`` plus details."""
+    """``results import`` (docs/cli.md): ``{reports, observations, ready, blocked}`` plus details."""
 
     reports: int = 0
     observations: int = 0

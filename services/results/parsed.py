@@ -1,6 +1,6 @@
 """The common shape of an incoming lab report, whatever its format (HL7 v2 ORU^R01, HPRIM Santé).
 
-A *report* (cli.md: "A report is one ORU^R01 message or one HPRIM patient block") holds the
+A *report* (docs/cli.md: "A report is one ORU^R01 message or one HPRIM patient block") holds the
 patient's identifiers and traits as the lab sent them, its requests (ORC/OBR) and, under each
 request, its results (OBX) with their comments (NTE / ``C``). Both parsers
 (``services.results.hl7``, ``services.results.hprim``) produce :class:`ParsedReport` objects;

@@ -28,7 +28,7 @@ def _shown_local_id(report: LabReport, identity_local_id: str | None) -> str | N
 def list_reports(
     session: Session, *, actor: Actor, status: ReportStatus | str | None = None
 ) -> list[dict[str, Any]]:
-    """``results list`` (cli.md): ``[{id, patient_id, local_id, status, reasons}]`` by id.
+    """``results list`` (docs/cli.md): ``[{id, patient_id, local_id, status, reasons}]`` by id.
 
     Verdicts are stored current (recomputed in the transaction of every change), so this reads
     them as they are.

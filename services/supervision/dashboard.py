@@ -32,7 +32,7 @@ from sqlmodel import Session
 
 from services.audit import log as audit
 from services.storage.models import AuditEvent, Identity, Status
-from services.supervision.review import PARIS, _id_bounds
+from services.supervision.log_filter import PARIS, id_bounds
 
 __all__ = [
     "AgentFigures",
@@ -215,7 +215,7 @@ def qualification_rate(
 
     # Counts at the start of the first period = current counts minus what happened since: only
     # the events since ``since`` are read (an id range found on the ``at`` index).
-    since_ids = _id_bounds(session, first, None)
+    since_ids = id_bounds(session, first, None)
     after = [at.kind == audit.IDENTITY_STATUS_CHANGED, at.at >= first]
     if since_ids is not None:
         after.append(at.id >= since_ids[0])
@@ -271,7 +271,7 @@ def qualification_by_agent(session: Session, *, since: date | None = None) -> li
         at.kind == audit.IDENTITY_STATUS_CHANGED, at.details["to"].as_string() == Status.QUAL.value
     )
     if since is not None:
-        bounds = _id_bounds(session, _start(since), None)
+        bounds = id_bounds(session, _start(since), None)
         if bounds is None:
             stmt = stmt.where(sa.false())
         else:

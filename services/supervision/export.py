@@ -10,7 +10,7 @@ could not be audited leaves no file. ``events`` in the result is exactly the num
 The chain anchor (head id + hash, read in the same snapshot as the rows) is printed in the PDF
 and recorded in the ``audit.exported`` event. CSV dialects:
 
-- ``standard`` (the command line's default, ``../shared/spec/cli.md``): comma-separated UTF-8,
+- ``standard`` (the command line's default, ``docs/cli.md``): comma-separated UTF-8,
   a header row plus one row per event (columns ``id, time, agent, kind, identity, patient,
   summary, details, hash``; ``time`` in Europe/Paris ISO 8601, ``details`` the event's JSON) so
   that scripts can count rows, each row carrying the event's chain hash;
@@ -43,16 +43,10 @@ from services.storage.anchor import Anchor
 from services.storage.db import Database
 from services.storage.models import AuditEvent
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
+from services.supervision.log_filter import PARIS, REVIEW_KINDS, day_bounds, patient_names
 from services.supervision.outfile import check_destination, staged
-from services.supervision.review import (
-    KIND_LABELS,
-    PARIS,
-    REVIEW_KINDS,
-    _patients,
-    day_bounds,
-    document_labels,
-    summarize,
-)
+from services.supervision.summary import document_labels, summarize
+from services.supervision.words import KIND_LABELS
 from services.users import Actor, Right, require
 
 __all__ = [
@@ -95,7 +89,7 @@ class ExportResult:
     chain: ChainReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``audit export --json`` answer (cli.md: exactly ``path`` and ``events``)."""
+        """The ``audit export --json`` answer (docs/cli.md: exactly ``path`` and ``events``)."""
         return {"path": str(self.path), "events": self.events}
 
 
@@ -184,7 +178,7 @@ def _iter_rows(session: Session, stmt: Any) -> Iterator[_Row]:
     """The rows of ``stmt``, streamed in batches (patients looked up per batch)."""
     labels = document_labels(session)
     for batch in session.execute(stmt.execution_options(yield_per=_BATCH)).partitions():
-        names = _patients(session, (r.identity_id for r in batch if r.identity_id is not None))
+        names = patient_names(session, (r.identity_id for r in batch if r.identity_id is not None))
         for r in batch:
             details = r.details if isinstance(r.details, dict) else {}
             yield _Row(

@@ -25,7 +25,7 @@ from services.results.reasons import reason_label
 from services.supervision import EXPORT_RIGHT, REVIEW_RIGHT
 from services.supervision.dashboard import Dashboard, Period, compute_dashboard
 from services.supervision.export import export_dashboard
-from services.supervision.review import PARIS
+from services.supervision.log_filter import PARIS
 from services.users import require
 from tui.desk_app import DeskApp
 from tui.format import fr_date

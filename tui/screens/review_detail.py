@@ -21,15 +21,11 @@ from services.audit import log as audit
 from services.errors import NotFound
 from services.storage.models import AuditEvent
 from services.supervision import REVIEW_RIGHT
-from services.supervision.review import (
-    ANOMALY_LABELS,
-    KIND_LABELS,
-    InsiExchangeView,
-    _patients,
-    document_labels,
-    insi_exchange,
-    summarize,
-)
+from services.supervision.anomalies import ANOMALY_LABELS
+from services.supervision.insi_exchange import InsiExchangeView, insi_exchange
+from services.supervision.log_filter import patient_names
+from services.supervision.summary import document_labels, summarize
+from services.supervision.words import KIND_LABELS
 from services.users import require
 from tui.audit_text import OPERATIONS, detail_fields, outcome_words
 from tui.desk_app import DeskApp
@@ -156,7 +152,9 @@ class ReviewDetailScreen(Screen[None], WorkerErrorsToApp):
                 raise NotFound(f"L'évènement n° {self.event_id} n'existe pas.")
             details: Mapping[str, Any] = event.details if isinstance(event.details, Mapping) else {}
             patient = (
-                _patients(session, [event.identity_id]).get(event.identity_id) if event.identity_id else None
+                patient_names(session, [event.identity_id]).get(event.identity_id)
+                if event.identity_id
+                else None
             )
             raw_call = (
                 details.get("call_id") if event.kind == audit.INSI_CALL else details.get("insi_call_id")

@@ -25,18 +25,13 @@ from textual.widgets.data_table import ColumnKey
 
 from services.audit.log import ChainReport, verify_database
 from services.supervision import EXPORT_RIGHT, REVIEW_RIGHT
+from services.supervision.anomalies import Anomaly
+from services.supervision.events import ReviewRow
 from services.supervision.export import export_log
+from services.supervision.log_filter import PARIS, REVIEW_KINDS, ReviewFilter
 from services.supervision.outfile import default_export_dir, proposed_path, resolve_in_export_dir
-from services.supervision.review import (
-    KIND_LABELS,
-    PARIS,
-    REVIEW_KINDS,
-    Anomaly,
-    ReviewFilter,
-    ReviewPage,
-    ReviewRow,
-    review_page,
-)
+from services.supervision.review import ReviewPage, review_page
+from services.supervision.words import KIND_LABELS
 from services.users import Right, require
 from tui.desk_app import DeskApp
 from tui.format import fr_date, local, parse_day

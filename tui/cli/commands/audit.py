@@ -11,7 +11,7 @@ from rich.console import Console
 
 from services.audit.log import ChainReport, verify_database
 from services.supervision import export as sv_export
-from services.supervision import retention, review
+from services.supervision import log_filter, retention, review
 from services.users import Right
 from tui.cli.context import CliContext
 
@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--to", dest="date_to", metavar="AAAA-MM-JJ")
     p.add_argument("--patient", metavar="NOM|#ID")
     p.add_argument("--kind", action="append", metavar="KIND")
-    p.add_argument("--outcome", choices=review.OUTCOMES)
+    p.add_argument("--outcome", choices=log_filter.OUTCOMES)
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--offset", type=int, default=0)
     add_json(p)
@@ -124,7 +124,7 @@ def anchor_line(report: ChainReport, copy: str | None) -> str:
         return f"{what} : aucune (le prochain enregistrement la crée)" if report.ok else ""
     when = ""
     if report.anchor_written_at is not None:
-        when = f", écrite le {report.anchor_written_at.astimezone(review.PARIS):%d/%m/%Y %H:%M}"
+        when = f", écrite le {report.anchor_written_at.astimezone(log_filter.PARIS):%d/%m/%Y %H:%M}"
     return f"{what} : évènement n° {report.anchor.last_id}{when}"
 
 
@@ -211,7 +211,7 @@ def review_cmd(ctx: CliContext, args: argparse.Namespace) -> int:
     ctx.actor(Right.STATS)
     if args.limit < 1 or args.offset < 0:
         raise BadRequest("--limit doit être positif et --offset positif ou nul.", code="bad_page")
-    flt = review.ReviewFilter(
+    flt = log_filter.ReviewFilter(
         agent=args.agent,
         date_from=parse_date_option(args.date_from, field="from", label="La date de début"),
         date_to=parse_date_option(args.date_to, field="to", label="La date de fin"),
@@ -231,7 +231,7 @@ def review_cmd(ctx: CliContext, args: argparse.Namespace) -> int:
         c.print(f"[bold]Évènements[/] : {len(page.rows)} sur {page.total}")
         for r in page.rows:
             mark = "[red]![/] " if r.is_anomaly else "  "
-            when = r.at.astimezone(review.PARIS).strftime("%d/%m/%Y %H:%M")
+            when = r.at.astimezone(log_filter.PARIS).strftime("%d/%m/%Y %H:%M")
             c.print(f"{mark}n° {r.id} {when} {r.agent or '-'} {r.patient or ''} — {r.summary}")
 
     ctx.out.result(page.as_dict(), human)
