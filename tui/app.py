@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from asyncio import Queue
-from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import events, on, work
-from textual.app import App
+from textual import on, work
 from textual.binding import Binding
 from textual.command import CommandPalette
-from textual.message import Message
-from textual.message_pump import MessagePump
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
@@ -33,6 +27,7 @@ from tui.palette import InsdeskCommands
 from tui.screens.error_modal import ErrorModal
 from tui.screens.login import LoginScreen
 from tui.summary import IdentityContext, IdentitySummary, LoadingIdentityContext
+from tui.typeahead import TypeAheadApp
 
 # Before its first screen the App imports Textual and the few modules of the login screen only:
 # the services (SQLAlchemy, Alembic, httpx, lxml…) load in a worker while the agent types.
@@ -49,8 +44,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-TYPEAHEAD_MAX_WAIT_S = 1.0
-"""How long a key typed ahead waits for the effects of the previous keys (focus moves, screens)."""
 IDLE_CHECK_S = 15.0
 """How often the idle lock is checked."""
 STATUS_PROBE_S = 120.0
@@ -83,7 +76,7 @@ _SUPERVISION_SCREENS = {
 }
 
 
-class InsdeskApp(App[None]):
+class InsdeskApp(TypeAheadApp):
     CSS_PATH = Path(__file__).parent / "insdesk.tcss"
     TITLE = "insdesk"
     COMMANDS = {InsdeskCommands}
@@ -131,11 +124,7 @@ class InsdeskApp(App[None]):
         """When the agent last pressed a key or used the mouse (the idle lock counts from it)."""
         self.locked_actor: Actor | None = None
         """The agent whose session is locked (the lock screen is up), None otherwise."""
-        self._typeahead: deque[events.Key] = deque()
-        self._typeahead_task: asyncio.Task[None] | None = None
-        self._replaying: events.Key | None = None
-        self._replayed = asyncio.Event()
-        self._last_key_target: MessagePump | None = None
+        self._init_typeahead()
         if services is not None:
             self._services_ready.set()
             self.set_reactive(InsdeskApp.insi_label, services.insi_label)
@@ -310,82 +299,6 @@ class InsdeskApp(App[None]):
             return
         if self.clock() - self.last_activity >= minutes * 60:
             self.action_lock(reason=f"inactivité de plus de {minutes:g} min")
-
-    # -- keys typed ahead land where the agent typed them ----------------------------------------
-
-    @staticmethod
-    def _busy(pump: MessagePump) -> bool:
-        queue: Queue[Message | None] = pump._message_queue
-        return bool(getattr(queue, "_unfinished_tasks", queue.qsize()))
-
-    def _keys_settled(self, *, inside_app: bool) -> bool:
-        """Whether the effects of the keys already delivered are over: the widget that took the
-        last key, the screen and its widgets have handled their messages (a field left, the next
-        one focused, a screen pushed and mounted), and the App has no pending callback (a
-        deferred ``focus()``)."""
-        if inside_app:  # this very key is being handled: only what waits behind it counts
-            pending = list(getattr(self._message_queue, "_queue", ()))
-            if any(not isinstance(message, events.Key) for message in pending):
-                return False
-        elif self._busy(self):
-            return False
-        target = self._last_key_target
-        if target is not None and target.is_running and self._busy(target):
-            return False
-        try:
-            screen = self.screen
-        except Exception:
-            return True
-        return not any(self._busy(node) for node in screen.walk_children(with_self=True))
-
-    async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key | events.MouseDown | events.MouseScrollDown | events.MouseScrollUp):
-            self.last_activity = self.clock()
-        if isinstance(event, events.Key) and not event.is_forwarded:
-            if event is self._replaying:
-                self._replaying = None
-                try:
-                    await self._deliver_key(event)
-                finally:
-                    self._replayed.set()
-                return
-            if self._typeahead or not self._keys_settled(inside_app=True):
-                # Typed ahead: delivered once the previous keys' effects are over, so that it goes
-                # to the field (or screen) the agent meant, not to the one still focused now.
-                self._typeahead.append(event)
-                if self._typeahead_task is None:
-                    self._typeahead_task = asyncio.create_task(self._drain_typeahead())
-                return
-            await self._deliver_key(event)
-            return
-        await super().on_event(event)
-
-    async def _deliver_key(self, event: events.Key) -> None:
-        self._last_key_target = self.focused or self.screen
-        await super().on_event(event)
-
-    async def _drain_typeahead(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._typeahead and self.is_running:
-                deadline = loop.time() + TYPEAHEAD_MAX_WAIT_S
-                while not self._keys_settled(inside_app=False) and loop.time() < deadline:
-                    await asyncio.sleep(0.002)
-                event = self._typeahead.popleft()
-                replay = events.Key(event.key, event.character)
-                # When it was typed, not now: a screen that refuses keys typed before it showed
-                # something (the INSi comparison, issue #13) must still see them as typed ahead.
-                replay.time = event.time
-                replay.set_sender(self)
-                self._replaying = replay
-                self._replayed.clear()
-                self.post_message(replay)
-                try:
-                    await asyncio.wait_for(self._replayed.wait(), TYPEAHEAD_MAX_WAIT_S)
-                except TimeoutError:
-                    self._replaying = None
-        finally:
-            self._typeahead_task = None
 
     # -- which keys are live -----------------------------------------------------------------
 
