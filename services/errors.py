@@ -2,7 +2,7 @@
 
 Every error carries a French ``message`` meant for the person at the desk, a stable
 machine ``code`` (used in ``--json`` output) and the exit code of the command line
-contract (``../shared/spec/cli.md``): 1 negative answer, 2 bad input, 3 external
+contract (``docs/cli.md``): 1 negative answer, 2 bad input, 3 external
 service or device failure, 4 refused (permission or concurrent update).
 Technical details go to ``detail`` (shown behind "Détails techniques", never a NIR).
 """

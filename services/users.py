@@ -1,6 +1,6 @@
 """Users, roles, rights, argon2 passwords and authentication.
 
-Rights per role follow ``shared/spec/cli.md`` ("Conventions"). Passwords are hashed with
+Rights per role follow ``docs/cli.md`` (roles and rights). Passwords are hashed with
 argon2id (``argon2-cffi``); the password itself is never stored nor logged.
 
 Failed logins are audited even though ``authenticate`` raises: the ``user.login_failed``

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import func, select
 
+import fixtures.loinc
 from fixtures.loinc.build import (
     HEADER_15,
     HERE,
@@ -250,19 +251,9 @@ def test_version_option_wins(sqlite_db: Database) -> None:
 
 
 def test_excerpt_of_the_ans_is_read(sqlite_db: Database, tmp_path: Path) -> None:
-    """The 5-row excerpt shipped in shared/reference (11 columns, ';', UTF-8, quoted labels with ';')."""
-    excerpt = Path("/work/shared/reference/loinc/excerpt_JDV_LOINC_biologie_FR_rows.csv")
-    if not excerpt.exists():  # the same bytes, should the reference folder move
-        excerpt = write_csv(
-            tmp_path,
-            "excerpt.csv",
-            [
-                ";".join(HEADER_15[:11]).replace("libelle_francais_ref", "libelle_francais"),
-                '88923-8;"1,3-bêta glucane [Masse/Volume] Échantillon du système respiratoire inférieur ; '
-                'Numérique";1,3 beta glucan;1,3-bêta glucane;;Masse/Volume;Ponctuel;'
-                "Échantillon du système respiratoire inférieur;Numérique;;Microbiologie",
-            ],
-        )
+    """The ANS's 5-row excerpt (11 columns, ';', UTF-8, quoted labels with ';'), kept byte for byte
+    in fixtures/loinc/."""
+    excerpt = Path(fixtures.loinc.__file__).parent / "excerpt_JDV_LOINC_biologie_FR_rows.csv"
     parsed = read_value_set(excerpt)
     assert parsed.rejected == []
     assert parsed.layout == "11 colonnes"

@@ -5,7 +5,7 @@ and ITI-57 to ``<url>/registry`` (the layout of the DMP's ``si-dmp-server/v2/ser
 ``dmp-sim``). ``https://`` requires the organisation certificate (mutual TLS); plain ``http://`` is
 accepted only towards a loopback address (tests, demo).
 
-Certificates come from the environment only (``shared/spec/cli.md``), read by
+Certificates come from the environment only (``docs/cli.md``), read by
 :func:`dmp_config_from_env` when it is called:
 ``INSDESK_DMP_CERT`` + ``INSDESK_DMP_KEY`` (organisation authentication certificate, mutual TLS),
 ``INSDESK_DMP_SIGN_CERT`` + ``INSDESK_DMP_SIGN_KEY`` (the structure's seal certificate: signs the
