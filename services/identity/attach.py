@@ -31,8 +31,8 @@ from services.identity.records import (
     identity_traits,
     invalidate_ins,
     load_live,
+    save_and_audit,
     status_changed,
-    touch,
     write_traits,
 )
 from services.identity.status import Event, check_insi_allowed, next_status
@@ -255,14 +255,11 @@ def attach_ins(
     identity.ins_matricule, identity.ins_key, identity.ins_oid = new_ins
     identity.ins_checked_at = now
     identity.status = next_status(before_status, Event.INSI_MATCH)
-    touch(identity)
-    session.add(identity)
-    session.flush()
-    append_event(
+    save_and_audit(
         session,
-        actor=actor.login,
+        actor=actor,
+        identity=identity,
         kind=IDENTITY_INS_ATTACHED,
-        identity_id=identity.id,
         details={
             "ins": {"matricule": matricule.number, "key": matricule.key, "oid": oid_text},
             "insi_call_id": insi_call_id,

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from sqlmodel import Session
 
-from services.audit.log import IDENTITY_EDITED, append_event
+from services.audit.log import IDENTITY_EDITED
 from services.identity.birthdate import BirthDate
 from services.identity.records import (
     STRICT_FIELDS,
@@ -21,7 +21,7 @@ from services.identity.records import (
     checked_used_name,
     identity_traits,
     load_live,
-    touch,
+    save_and_audit,
     trait_values,
     write_traits,
 )
@@ -167,14 +167,11 @@ def edit_identity(
         write_traits(identity, new_traits)
     for name, value in new_other.items():
         setattr(identity, name, value)
-    touch(identity)
-    session.add(identity)
-    session.flush()
-    append_event(
+    save_and_audit(
         session,
-        actor=actor.login,
+        actor=actor,
+        identity=identity,
         kind=IDENTITY_EDITED,
-        identity_id=identity.id,
         details={"changes": changes, "reason": reason_text, "strict": strict_changed},
     )
     if strict_changed and before_status is not Status.PROV:

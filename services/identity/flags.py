@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from services.audit.log import IDENTITY_DEQUALIFIED, IDENTITY_FLAG_CLEARED, IDENTITY_FLAG_SET, append_event
+from services.audit.log import IDENTITY_DEQUALIFIED, IDENTITY_FLAG_CLEARED, IDENTITY_FLAG_SET
 from services.errors import BadRequest
 from services.identity.records import (
     apply_reset,
@@ -14,8 +14,8 @@ from services.identity.records import (
     flag_list,
     identity_flags,
     load_live,
+    save_and_audit,
     set_flags,
-    touch,
 )
 from services.identity.status import BLOCKING_FLAGS, Event, Flag, check_flag_clear, check_flag_set
 from services.storage.models import Identity, Status
@@ -45,14 +45,11 @@ def _store_flags(
 ) -> None:
     """Store the new flag set and audit the change (``kind``: flag set or cleared)."""
     set_flags(identity, flags)
-    touch(identity)
-    session.add(identity)
-    session.flush()
-    append_event(
+    save_and_audit(
         session,
-        actor=actor.login,
+        actor=actor,
+        identity=identity,
         kind=kind,
-        identity_id=identity.id,
         details={"flag": flag.value, "reason": reason, "flags": flag_list(flags)},
     )
 
@@ -138,14 +135,11 @@ def dequalify(
             f"L'identité n°{identity.id} est déjà provisoire : rien à déqualifier.",
             code="already_provisional",
         )
-    touch(identity)
-    session.add(identity)
-    session.flush()
-    append_event(
+    save_and_audit(
         session,
-        actor=actor.login,
+        actor=actor,
+        identity=identity,
         kind=IDENTITY_DEQUALIFIED,
-        identity_id=identity.id,
         details={"from": before_status.value, "reason": reason_text},
     )
     apply_reset(session, actor=actor, identity=identity, event=Event.DEQUALIFIED, reason=reason_text)

@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import Session
 
-from services.audit.log import IDENTITY_PROOF_ADDED, append_event
+from services.audit.log import IDENTITY_PROOF_ADDED
 from services.errors import BadRequest
 from services.identity.documents import check_document_type
-from services.identity.records import identity_flags, load_live, status_changed, touch
+from services.identity.records import identity_flags, load_live, save_and_audit, status_changed
 from services.identity.status import BLOCKING_FLAGS, Event, next_status
 from services.storage.models import Identity, IdentityProof, Status, utcnow
 from services.users import Actor, Right, require
@@ -77,14 +77,11 @@ def add_proof(
     )
     session.add(proof)
     identity.status = next_status(before_status, Event.DOCUMENT_CHECKED)
-    touch(identity)
-    session.add(identity)
-    session.flush()
-    append_event(
+    save_and_audit(
         session,
-        actor=actor.login,
+        actor=actor,
+        identity=identity,
         kind=IDENTITY_PROOF_ADDED,
-        identity_id=identity.id,
         details={"proof_id": proof.id, "document_type": doc.code, "expires": expires, "checked_at": at},
     )
     status_changed(

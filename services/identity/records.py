@@ -97,6 +97,17 @@ def touch(identity: Identity) -> None:
     identity.updated_at = _now()
 
 
+def save_and_audit(
+    session: Session, *, actor: Actor, identity: Identity, kind: str, details: dict[str, Any]
+) -> None:
+    """Store a change of ``identity`` (its version bumped) and append its audit event ``kind``,
+    in the caller's unit of work: the one way a change of an identity is written."""
+    touch(identity)
+    session.add(identity)
+    session.flush()
+    append_event(session, actor=actor.login, kind=kind, identity_id=identity.id, details=details)
+
+
 def identity_flags(identity: Identity) -> frozenset[Flag]:
     """The flags an identity carries."""
     flags = set()
