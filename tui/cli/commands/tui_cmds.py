@@ -28,8 +28,16 @@ def register(sub: Any) -> None:
 
 
 def _run(app: Any) -> int:
-    """Run the App; its return code (1 after an unexpected error: its French message is printed)."""
-    app.run()
+    """Run the App, then close its services (if they opened); its return code (1 after an
+    unexpected error: its French message is printed). Services that could not open end the desk
+    with their French message and exit code, as the command line gives them."""
+    try:
+        app.run()
+    finally:
+        if app.services_ready:
+            app.services.close()
+    if app.open_error is not None:
+        raise app.open_error
     return int(app.return_code or 0)
 
 
@@ -38,15 +46,7 @@ def run_tui(ctx: CliContext, args: argparse.Namespace) -> int:
 
     # The login screen shows at once; the services open behind it (an error ends the desk with
     # the French message and the exit code the command line gives).
-    app = make_app(ctx.db_url_option, lazy=True)
-    try:
-        code = _run(app)
-    finally:
-        if app.services_ready:
-            app.services.close()
-    if app.open_error is not None:
-        raise app.open_error
-    return code
+    return _run(make_app(ctx.db_url_option, lazy=True))
 
 
 def demo_accounts_text() -> str:
@@ -126,14 +126,7 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
             login_hint=demo_accounts_text(),
             site_name="Labo démo",
         )
-        try:
-            code = _run(app)
-        finally:
-            if app.services_ready:
-                app.services.close()
-        if app.open_error is not None:
-            raise app.open_error
-        return code
+        return _run(app)
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
