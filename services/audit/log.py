@@ -76,6 +76,8 @@ REPORT_IMPORTED = "report.imported"
 REPORT_VERDICT_CHANGED = "report.verdict_changed"
 REPORT_SENT = "report.sent"
 REPORT_MATCHED = "report.matched"
+REPORT_SEND_REFUSED = "report.send_refused"
+REPORT_WITHDRAWN = "report.withdrawn"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -105,6 +107,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
         REPORT_VERDICT_CHANGED,
         REPORT_SENT,
         REPORT_MATCHED,
+        REPORT_SEND_REFUSED,
+        REPORT_WITHDRAWN,
     }
 )
 

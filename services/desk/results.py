@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from services.audit.log import REPORT_SENT, append_event
+from services.audit.log import REPORT_SEND_REFUSED, REPORT_SENT, append_event
 from services.errors import BadRequest, ExternalFailure, InsdeskError, NegativeAnswer
 from services.results.cda import CdaLab, build_cda, cda_report_from_db, uuid_oid
 from services.results.cda.pdf import pdf_folder, render_report_pdf
@@ -143,6 +143,8 @@ def send_reports(
         except InsdeskError as err:
             if err.exit_code != 1:
                 raise
+            if _is_dmp_refusal(err):
+                _audit_dmp_refusal(db, report_id, actor=actor, error=err)
             entry: dict[str, Any] = {"id": report_id, "reason": err.message, "code": err.code}
             if err.detail and err.code == "cda_invalid":
                 entry["detail"] = err.detail
@@ -151,6 +153,46 @@ def send_reports(
         result.sent.append(report_id)
         result.references[report_id] = reference
     return result
+
+
+def _is_dmp_refusal(err: InsdeskError) -> bool:
+    from services.dmp.errors import DmpRefused
+
+    return isinstance(err, DmpRefused)
+
+
+def _dmp_answers(exchanges: Sequence[Any]) -> list[dict[str, Any]]:
+    """The DMP exchanges of a send, for the audit log: each request's transaction, message id and
+    outcome, and the DMP's raw answer (the request itself — metadata and VIHF — is not kept)."""
+    return [
+        {
+            "transaction": exchange.transaction,
+            "message_id": exchange.message_id,
+            "status": exchange.status,
+            "outcome": exchange.outcome,
+            "response": exchange.response.decode("utf-8", "replace"),
+        }
+        for exchange in exchanges
+    ]
+
+
+def _audit_dmp_refusal(db: Database, report_id: int, *, actor: Actor, error: InsdeskError) -> None:
+    """The DMP's refusal of a report, audited in its own transaction (the send's rolled back)."""
+    with db.transaction() as session:
+        report = session.get(LabReport, report_id)
+        append_event(
+            session,
+            actor=actor.login,
+            kind=REPORT_SEND_REFUSED,
+            identity_id=report.identity_id if report is not None else None,
+            details={
+                "report_id": report_id,
+                "version": report.version_number if report is not None else None,
+                "code": error.code,
+                "message": error.message,
+                "dmp": _dmp_answers(getattr(error, "exchanges", ())),
+            },
+        )
 
 
 def _ready_ids(db: Database) -> list[int]:
@@ -195,7 +237,21 @@ def _send_one(
             patient_ins_oid=view.patient.ins.oid,
             xml=xml,
         )
-        reference = sender.send(document)
+        extra: dict[str, Any] = {}
+        if sender.name == "dmp":
+            from services.dmp import DmpSender
+
+            if isinstance(sender, DmpSender):
+                receipt = sender.submit(document)
+                reference = receipt.reference
+                extra = {
+                    "replaces_version": view.replaced_version,
+                    "dmp": {**receipt.as_dict(), "exchanges": _dmp_answers(receipt.exchanges)},
+                }
+            else:
+                reference = sender.send(document)
+        else:
+            reference = sender.send(document)
         report.status = ReportStatus.SENT
         report.sent_at = utcnow()
         report.sent_version = report.version_number
@@ -213,6 +269,7 @@ def _send_one(
                 "sender": sender.name,
                 "reference": reference,
                 "bytes": len(xml),
+                **extra,
             },
         )
     return reference

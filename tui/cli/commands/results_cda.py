@@ -3,10 +3,13 @@
 * ``results cda REPORT_ID --out FILE``: writes the CDA R2 CR-BIO of a ready (or already sent)
   report, after checking it against the ANS CDA schema and the CR-BIO 2024.01 schematron; exit 1
   when the report is blocked (or unknown), 3 when the validation engine cannot run.
-* ``results send [REPORT_ID…|--all-ready] [--outbox DIR]``: hands ready reports to the file-drop
-  outbox (``--outbox``, else ``INSDESK_OUTBOX``, else ``outbox/`` in the user data folder); they
-  become ``sent`` (audited ``report.sent``). ``{"sent": [id], "refused": [{"id", "reason"}]}``,
-  exit 1 when a report was refused, 3 when the outbox cannot be written.
+* ``results send [REPORT_ID…|--all-ready] [--outbox DIR]``: hands ready reports to the configured
+  sender: the file-drop outbox (``--outbox``, else ``INSDESK_OUTBOX``, else ``outbox/`` in the user
+  data folder) or, with ``outbox.kind=dmp``, the DMP (one ITI-41 per report, a newer version as an
+  RPLC replacement); they become ``sent`` (audited ``report.sent``, with the DMP's raw answer).
+  ``{"sent": [id], "refused": [{"id", "reason"}]}``, exit 1 when a report was refused (a DMP
+  refusal carries its code, e.g. ``DMPClosed``, audited ``report.send_refused``), 3 when the outbox
+  cannot be written or the DMP cannot be reached (nothing changes for that report).
 
 Both act as a user with the right ``RESULTS`` (biologist, admin). They attach to the ``results``
 command when ``tui.cli.commands.results`` registered it first, else create it; ``send`` is added
@@ -84,14 +87,19 @@ def send(ctx: CliContext, args: argparse.Namespace) -> int:
     actor = ctx.actor(Right.RESULTS)
     # --outbox wins; else the installation's outbox (services.wiring: outbox.kind / outbox.folder).
     sender = FileDropSender(args.outbox) if args.outbox else ctx.services.sender()
-    result = send_reports(
-        ctx.db, actor=actor, sender=sender, report_ids=args.report_ids, all_ready=args.all_ready
-    )
+    try:
+        result = send_reports(
+            ctx.db, actor=actor, sender=sender, report_ids=args.report_ids, all_ready=args.all_ready
+        )
+    finally:
+        close = getattr(sender, "close", None)
+        if callable(close):
+            close()  # the DMP sender's HTTP connections
     payload = result.as_dict()
 
     def human(c: Console) -> None:
         if result.sent:
-            where = getattr(sender, "folder", sender.name)
+            where = getattr(sender, "folder", None) or ("le DMP" if sender.name == "dmp" else sender.name)
             c.print(f"[green]✓[/] {len(result.sent)} compte(s) rendu(s) envoyé(s) vers {where}")
             for report_id in result.sent:
                 c.print(f"  n° {report_id} → {result.references.get(report_id, '')}")
