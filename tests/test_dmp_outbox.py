@@ -334,3 +334,52 @@ def test_doctor_reports_a_dmp_that_does_not_answer(
     sim.stop()
     code, doctor = cli(db, capsys, "admin", "doctor")
     assert code == 3 and doctor["outbox"]["status"] == "failed" and doctor["outbox"]["answers"] is False
+
+
+# --- results withdraw --------------------------------------------------------------------------
+
+
+def test_withdraw_deletes_the_sent_report_from_the_dmp(
+    db: Database, sim: DmpSimulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    configure(db, capsys, sim.url)
+    martin = report_ids(db)["MARTIN"]
+    code, payload = cli(db, capsys, "bio1", "results", "withdraw", str(martin), "--reason", "Erreur")
+    assert code == 1 and payload["error"]["code"] == "report_not_sent"
+    assert sim.requests == []
+    cli(db, capsys, "bio1", "results", "send", str(martin))
+    uid = events(db, "report.sent")[0].details["document_id"]
+    # Reception may not withdraw; the reason is required.
+    code, payload = cli(db, capsys, "accueil1", "results", "withdraw", str(martin), "--reason", "Erreur")
+    assert code == 4
+    code, payload = cli(db, capsys, "bio1", "results", "withdraw", str(martin))
+    assert code == 2
+    code, payload = cli(
+        db, capsys, "bio1", "results", "withdraw", str(martin), "--reason", "Compte rendu d'un autre patient"
+    )
+    assert (code, payload) == (0, {"id": martin, "status": "withdrawn"})
+    assert sim.entries[uid].status == DELETED
+    assert [r.transaction for r in sim.requests][-2:] == ["ITI-18", "ITI-57"]
+    (withdrawn,) = events(db, "report.withdrawn")
+    assert withdrawn.actor == "bio1" and withdrawn.details["reason"] == "Compte rendu d'un autre patient"
+    assert "ResponseStatusType:Success" in withdrawn.details["dmp"]["exchanges"][-1]["response"]
+    assert report(db, martin).status == ReportStatus.WITHDRAWN
+    code, listing = cli(db, capsys, "bio1", "results", "list", "--status", "withdrawn")
+    assert [r["id"] for r in listing["reports"]] == [martin]
+    # The gate leaves it alone: --all-ready does not send it again.
+    code, payload = cli(db, capsys, "bio1", "results", "send", "--all-ready")
+    assert martin not in payload["sent"]
+    code, payload = cli(db, capsys, "bio1", "results", "withdraw", str(martin), "--reason", "encore")
+    assert code == 1 and payload["error"]["code"] == "report_withdrawn"
+
+
+def test_withdraw_when_the_dmp_is_down_keeps_the_report_sent(
+    db: Database, sim: DmpSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(db, capsys, sim.url)
+    martin = report_ids(db)["MARTIN"]
+    cli(db, capsys, "bio1", "results", "send", str(martin))
+    sim.fault = "unavailable"
+    code, payload = cli(db, capsys, "bio1", "results", "withdraw", str(martin), "--reason", "Erreur")
+    assert code == 3 and payload["error"]["code"].startswith("dmp_")
+    assert report(db, martin).status == ReportStatus.SENT and events(db, "report.withdrawn") == []

@@ -14,6 +14,10 @@ write a report's CDA or its PDF copy.
   sender accepted the document, the report stays ``ready`` and the next run re-sends the same
   ``setId``/version (the file drop overwrites the same file; an XDS sender would submit the same
   ``uniqueId``, which the DMP refuses as a duplicate);
+- :func:`withdraw_report` (``results withdraw``, the F8 « Retirer du DMP »): a sent report deleted
+  from the DMP (ITI-57 → Deleted) at the biologist's request, with its reason; the report becomes
+  ``withdrawn`` (the gate leaves it alone; a newer version re-opens it and goes as an initial
+  document), audited ``report.withdrawn`` with the DMP's raw answer;
 - :func:`export_cda` (``results cda``): the CR-BIO of a ready (or sent) report, checked against
   the schema and the schematron, written atomically;
 - :func:`write_pdf_copy` (the F8 « Copie PDF »): the PDF copy embedded in the CR-BIO, written
@@ -34,7 +38,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from services.audit.log import REPORT_SEND_REFUSED, REPORT_SENT, append_event
+from services.audit.log import REPORT_SEND_REFUSED, REPORT_SENT, REPORT_WITHDRAWN, append_event
 from services.errors import BadRequest, ExternalFailure, InsdeskError, NegativeAnswer
 from services.results.cda import CdaLab, build_cda, cda_report_from_db, uuid_oid
 from services.results.cda.pdf import pdf_folder, render_report_pdf
@@ -56,6 +60,7 @@ __all__ = [
     "import_results_file",
     "match_report",
     "send_reports",
+    "withdraw_report",
     "write_pdf_copy",
 ]
 
@@ -273,6 +278,73 @@ def _send_one(
             },
         )
     return reference
+
+
+def withdraw_report(
+    db: Database,
+    *,
+    actor: Actor,
+    sender: ReportSender,
+    report_id: int,
+    reason: str,
+    lab: CdaLab | None = None,
+) -> dict[str, Any]:
+    """Asks the DMP to delete the sent report ``report_id`` (ITI-57, status Deleted): ``{"id",
+    "status": "withdrawn"}``. ``BadRequest`` (exit 2) without a reason or when the outbox is not the
+    DMP; ``NegativeAnswer`` (exit 1) for a report that is not sent or that the DMP refuses to delete;
+    ``ExternalFailure`` (exit 3) when the DMP cannot be reached — the report then stays ``sent``."""
+    require(actor, Right.RESULTS)
+    why = (reason or "").strip()
+    if not why:
+        raise BadRequest("Indiquez le motif du retrait (--reason).", code="usage")
+    from services.dmp import DmpSender
+
+    if not isinstance(sender, DmpSender):
+        raise BadRequest(
+            "Le retrait d'un compte rendu se fait auprès du DMP : l'envoi n'y est pas configuré "
+            "(outbox.kind=dmp).",
+            code="outbox_not_dmp",
+        )
+    with db.transaction() as session:
+        report = session.exec(select(LabReport).where(LabReport.id == report_id).with_for_update()).first()
+        if report is None:
+            raise NegativeAnswer(f"Compte rendu n° {report_id} introuvable.", code="report_not_found")
+        status = ReportStatus(report.status)
+        if status is ReportStatus.WITHDRAWN:
+            raise NegativeAnswer(f"Compte rendu n° {report_id} déjà retiré du DMP.", code="report_withdrawn")
+        if status is not ReportStatus.SENT:
+            raise NegativeAnswer(
+                f"Le compte rendu n° {report_id} n'a pas été envoyé : rien à retirer du DMP.",
+                code="report_not_sent",
+            )
+        view = cda_report_from_db(session, report_id, lab=lab, allow_sent=True)
+        document = OutgoingDocument(
+            report_id=report_id,
+            set_id=view.set_id,
+            version=view.version,
+            document_id=uuid_oid(view.document_uuid),
+            patient_ins=view.patient.ins.matricule,
+            patient_ins_oid=view.patient.ins.oid,
+            xml=build_cda(view),
+        )
+        receipt = sender.withdraw(document)
+        report.status = ReportStatus.WITHDRAWN
+        session.add(report)
+        append_event(
+            session,
+            actor=actor.login,
+            kind=REPORT_WITHDRAWN,
+            identity_id=report.identity_id,
+            details={
+                "report_id": report_id,
+                "set_id": view.set_id,
+                "version": view.version,
+                "document_id": document.document_id,
+                "reason": why,
+                "dmp": {**receipt.as_dict(), "exchanges": _dmp_answers(receipt.exchanges)},
+            },
+        )
+    return {"id": report_id, "status": ReportStatus.WITHDRAWN.value}
 
 
 # ---------------------------------------------------------------------------------------------

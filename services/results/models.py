@@ -34,11 +34,17 @@ class LoincStatus(StrEnum):
 
 
 class ReportStatus(StrEnum):
-    """The MES gate verdict of a lab report (``sent`` once it left through the outbox)."""
+    """The MES gate verdict of a lab report (``sent`` once it left through the outbox,
+    ``withdrawn`` once the DMP deleted it at the biologist's request: ``results withdraw``)."""
 
     READY = "ready"
     BLOCKED = "blocked"
     SENT = "sent"
+    WITHDRAWN = "withdrawn"
+
+
+#: Statuses the gate no longer recomputes: the report left (a newer version re-opens it, see ingest).
+SETTLED_STATUSES: tuple[ReportStatus, ...] = (ReportStatus.SENT, ReportStatus.WITHDRAWN)
 
 
 class ReportFormat(StrEnum):

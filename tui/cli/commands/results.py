@@ -32,8 +32,13 @@ from services.stats import desk_stats
 from services.users import Right
 from tui.cli.context import CliContext
 
-STATUSES = ("blocked", "ready", "sent")
-_STATUS_LABELS = {"ready": "[green]prêt[/]", "blocked": "[red]bloqué[/]", "sent": "[blue]envoyé[/]"}
+STATUSES = ("blocked", "ready", "sent", "withdrawn")
+_STATUS_LABELS = {
+    "ready": "[green]prêt[/]",
+    "blocked": "[red]bloqué[/]",
+    "sent": "[blue]envoyé[/]",
+    "withdrawn": "[yellow]retiré du DMP[/]",
+}
 
 
 def _results_actions(sub: Any) -> Any:

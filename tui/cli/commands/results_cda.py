@@ -11,7 +11,11 @@
   refusal carries its code, e.g. ``DMPClosed``, audited ``report.send_refused``), 3 when the outbox
   cannot be written or the DMP cannot be reached (nothing changes for that report).
 
-Both act as a user with the right ``RESULTS`` (biologist, admin). They attach to the ``results``
+* ``results withdraw REPORT_ID --reason R``: asks the DMP to delete a sent report (ITI-57,
+  Deleted); ``{"id", "status": "withdrawn"}``, audited ``report.withdrawn``; exit 1 when the report
+  is not sent or the DMP refuses, 2 when the outbox is not the DMP, 3 when the DMP is unreachable.
+
+All act as a user with the right ``RESULTS`` (biologist, admin). They attach to the ``results``
 command when ``tui.cli.commands.results`` registered it first, else create it; ``send`` is added
 only when that module has none.
 """
@@ -24,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.desk.results import export_cda, send_reports
+from services.desk.results import export_cda, send_reports, withdraw_report
 from services.results.outbox import FileDropSender
 from services.users import Right
 from tui.cli.context import CliContext
@@ -65,6 +69,14 @@ def register(sub: Any) -> None:
         )
         add_json(p)
         p.set_defaults(handler=send)
+    if "withdraw" not in actions.choices:
+        p = actions.add_parser(
+            "withdraw", help="retire du DMP un compte rendu envoyé (suppression ITI-57, auditée)"
+        )
+        p.add_argument("report_id", type=int, metavar="REPORT_ID", help="numéro du compte rendu")
+        p.add_argument("--reason", required=True, metavar="MOTIF", help="motif du retrait (audité)")
+        add_json(p)
+        p.set_defaults(handler=withdraw)
 
 
 def cda(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -115,3 +127,22 @@ def send(ctx: CliContext, args: argparse.Namespace) -> int:
 
     ctx.out.result(payload, human)
     return 1 if result.refused else 0
+
+
+def withdraw(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.RESULTS)
+    sender = ctx.services.sender()
+    try:
+        payload = withdraw_report(
+            ctx.db, actor=actor, sender=sender, report_id=args.report_id, reason=args.reason
+        )
+    finally:
+        close = getattr(sender, "close", None)
+        if callable(close):
+            close()
+
+    def human(c: Console) -> None:
+        c.print(f"[green]✓[/] Compte rendu n° {args.report_id} retiré du DMP (supprimé, motif audité).")
+
+    ctx.out.result(payload, human)
+    return 0
