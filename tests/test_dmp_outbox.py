@@ -383,3 +383,42 @@ def test_withdraw_when_the_dmp_is_down_keeps_the_report_sent(
     code, payload = cli(db, capsys, "bio1", "results", "withdraw", str(martin), "--reason", "Erreur")
     assert code == 3 and payload["error"]["code"].startswith("dmp_")
     assert report(db, martin).status == ReportStatus.SENT and events(db, "report.withdrawn") == []
+
+
+# --- identity opposition -------------------------------------------------------------------------
+
+
+def test_opposition_blocks_the_patients_reports_and_lifting_it_releases_them(
+    db: Database, sim: DmpSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(db, capsys, sim.url)
+    ids = report_ids(db)
+    with db.session() as session:
+        martin_id = next(i.id for i in session.exec(select(Identity)).all() if i.birth_name == "MARTIN")
+    code, shown = cli(db, capsys, "bio1", "identity", "show", str(martin_id))
+    assert shown["feeding"] == "not_asked"
+    code, payload = cli(db, capsys, "bio1", "identity", "opposition", str(martin_id), "--feeding", "opposed")
+    assert code == 4  # reception's right
+    code, payload = cli(db, capsys, "accueil1", "identity", "opposition", str(martin_id), "--feeding", "non")
+    assert code == 2
+    code, payload = cli(
+        db, capsys, "accueil1", "identity", "opposition", str(martin_id), "--feeding", "opposed"
+    )
+    assert (code, payload) == (0, {"id": martin_id, "feeding": "opposed"})
+    assert cli(db, capsys, "bio1", "identity", "show", str(martin_id))[1]["feeding"] == "opposed"
+    (changed,) = events(db, "identity.dmp_feeding_changed")
+    assert changed.actor == "accueil1" and changed.details == {"from": "not_asked", "to": "opposed"}
+    # Same unit of work: MARTIN's report is blocked PATIENT_OPPOSED, DURAND's stays ready.
+    code, listing = cli(db, capsys, "bio1", "results", "list")
+    by_id = {r["id"]: r for r in listing["reports"]}
+    assert by_id[ids["MARTIN"]]["status"] == "blocked"
+    assert [r["code"] for r in by_id[ids["MARTIN"]]["reasons"]] == ["PATIENT_OPPOSED"]
+    assert by_id[ids["DURAND"]]["status"] == "ready"
+    code, payload = cli(db, capsys, "bio1", "results", "send", str(ids["MARTIN"]))
+    assert code == 1 and payload["sent"] == [] and sim.requests == []
+    code, stats = cli(db, capsys, "admin", "stats")
+    assert stats["blocked_by_reason"]["PATIENT_OPPOSED"] == 1
+    # The patient changes their mind: the report is ready again and goes.
+    cli(db, capsys, "accueil1", "identity", "opposition", str(martin_id), "--feeding", "not_opposed")
+    code, payload = cli(db, capsys, "bio1", "results", "send", str(ids["MARTIN"]))
+    assert (code, payload["sent"]) == (0, [ids["MARTIN"]])

@@ -61,6 +61,7 @@ IDENTITY_INS_ATTACHED = "identity.ins_attached"
 IDENTITY_INS_INVALIDATED = "identity.ins_invalidated"
 IDENTITY_DUPLICATE_REFUSED = "identity.duplicate_refused"
 IDENTITY_MERGED = "identity.merged"
+IDENTITY_DMP_FEEDING = "identity.dmp_feeding_changed"
 INSI_CALL = "insi.call"
 USER_ADDED = "user.added"
 USER_LOGIN = "user.login"
@@ -92,6 +93,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
         IDENTITY_INS_INVALIDATED,
         IDENTITY_DUPLICATE_REFUSED,
         IDENTITY_MERGED,
+        IDENTITY_DMP_FEEDING,
         INSI_CALL,
         USER_ADDED,
         USER_LOGIN,
