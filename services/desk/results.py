@@ -185,6 +185,9 @@ def _audit_dmp_refusal(db: Database, report_id: int, *, actor: Actor, error: Ins
     """The DMP's refusal of a report, audited in its own transaction (the send's rolled back)."""
     with db.transaction() as session:
         report = session.get(LabReport, report_id)
+        if report is not None:
+            report.send_refusal = error.code[:64]
+            session.add(report)
         append_event(
             session,
             actor=actor.login,
@@ -258,6 +261,7 @@ def _send_one(
         else:
             reference = sender.send(document)
         report.status = ReportStatus.SENT
+        report.send_refusal = None
         report.sent_at = utcnow()
         report.sent_version = report.version_number
         session.add(report)

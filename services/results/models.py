@@ -221,6 +221,9 @@ class LabReport(LabReportBase, table=True):
     match_source: MatchSource | None = Field(default=None, sa_type=_enum_type(MatchSource), nullable=True)
     """How ``identity_id`` was found; ``manual`` (``results match``) is kept across re-evaluations."""
     sent_version: int | None = None
+    send_refusal: str | None = Field(default=None, max_length=64)
+    """The DMP's code of the last refusal of this version (``DMPClosed``…; migration 0009), cleared
+    when it is sent."""
     """The version last handed to the sender: a later one is sent as its replacement (RPLC)."""
 
 

@@ -1,6 +1,7 @@
-"""The patient's opposition to feeding the DMP (issue 18): ``identity.dmp_feeding`` (``opposed``,
-``not_opposed``, ``not_asked`` — the default of every existing identity). ``opposed`` blocks the
-patient's reports with the gate reason ``PATIENT_OPPOSED``.
+"""DMP feeding (issue 18): the patient's opposition, ``identity.dmp_feeding`` (``opposed``,
+``not_opposed``, ``not_asked`` — the default of every existing identity; ``opposed`` blocks the
+patient's reports with the gate reason ``PATIENT_OPPOSED``), and ``lab_report.send_refusal`` (the
+DMP's code of the last refusal of a report, shown to the biologist).
 
 Revision ID: 0009
 Revises: 0008
@@ -21,8 +22,12 @@ depends_on: str | None = None
 def upgrade() -> None:
     with op.batch_alter_table("identity") as batch:
         batch.add_column(sa.Column("dmp_feeding", sa.String(16), nullable=False, server_default="not_asked"))
+    with op.batch_alter_table("lab_report") as batch:
+        batch.add_column(sa.Column("send_refusal", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("lab_report") as batch:
+        batch.drop_column("send_refusal")
     with op.batch_alter_table("identity") as batch:
         batch.drop_column("dmp_feeding")
