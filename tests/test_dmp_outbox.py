@@ -371,6 +371,9 @@ def test_withdraw_deletes_the_sent_report_from_the_dmp(
     assert martin not in payload["sent"]
     code, payload = cli(db, capsys, "bio1", "results", "withdraw", str(martin), "--reason", "encore")
     assert code == 1 and payload["error"]["code"] == "report_withdrawn"
+    code, stats = cli(db, capsys, "admin", "stats")
+    assert stats["sending"] == {"sent": 0, "refused": 1, "withdrawn": 1, "to_replace": 0}
+    assert stats["reports"]["withdrawn"] == 1
 
 
 def test_withdraw_when_the_dmp_is_down_keeps_the_report_sent(

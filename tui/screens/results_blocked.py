@@ -406,9 +406,12 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
             self._fill_table()
 
     def _show_counts(self, by_status: dict[str, int], by_reason: dict[str, int]) -> None:
-        totals = " · ".join(
-            plural(by_status.get(s, 0), _STATUS_PLURALS[s]) for s in ("blocked", "ready", "sent")
+        shown = (
+            ("blocked", "ready", "sent", "withdrawn")
+            if by_status.get("withdrawn")
+            else ("blocked", "ready", "sent")
         )
+        totals = " · ".join(plural(by_status.get(s, 0), _STATUS_PLURALS[s]) for s in shown)
         self.query_one("#results-title", Static).update(
             Text.assemble(("Résultats bloqués", "bold"), f"  {totals}")
         )

@@ -250,6 +250,12 @@ def stats(ctx: CliContext, args: argparse.Namespace) -> int:
             f"Comptes rendus : [green]{reports['ready']} prêt(s)[/] · "
             f"[red]{reports['blocked']} bloqué(s)[/] · [blue]{reports['sent']} envoyé(s)[/]"
         )
+        sending = payload["sending"]
+        if sending["refused"] or sending["withdrawn"] or sending["to_replace"]:
+            c.print(
+                f"DMP : {sending['refused']} refusé(s) par le DMP · {sending['withdrawn']} retiré(s) · "
+                f"{sending['to_replace']} nouvelle(s) version(s) à envoyer"
+            )
         blocked = {k: v for k, v in payload["blocked_by_reason"].items() if v}
         if blocked:
             table = Table(title="Comptes rendus bloqués par motif", title_justify="left")
