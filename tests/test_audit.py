@@ -148,8 +148,8 @@ def test_details_are_normalised_and_validated(db: Database) -> None:
     assert verify_database(db).ok
     assert {"identity.created", "insi.call", "user.login_failed", "data.purged"} <= EVENT_KINDS
     # + report.matched, identity.duplicate_refused, identity.merged; report.send_refused,
-    # report.withdrawn, identity.dmp_feeding_changed (DMP feeding, issue 18)
-    assert len(EVENT_KINDS) == 29
+    # report.withdrawn, report.masking_changed, identity.dmp_feeding_changed (DMP feeding, issue 18)
+    assert len(EVENT_KINDS) == 30
 
 
 # --- tampering ---------------------------------------------------------------------------------------------

@@ -425,3 +425,38 @@ def test_opposition_blocks_the_patients_reports_and_lifting_it_releases_them(
     cli(db, capsys, "accueil1", "identity", "opposition", str(martin_id), "--feeding", "not_opposed")
     code, payload = cli(db, capsys, "bio1", "results", "send", str(ids["MARTIN"]))
     assert (code, payload["sent"]) == (0, [ids["MARTIN"]])
+
+
+# --- masking ----------------------------------------------------------------------------------
+
+
+def test_masking_codes_chosen_by_the_biologist_go_with_the_report(
+    db: Database, sim: DmpSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(db, capsys, sim.url)
+    martin = report_ids(db)["MARTIN"]
+    code, payload = cli(db, capsys, "bio1", "results", "masking", str(martin), "--set", "CACHE")
+    assert code == 2 and payload["error"]["code"] == "masking_unknown"
+    code, payload = cli(db, capsys, "accueil1", "results", "masking", str(martin), "--set", "MASQUE_PS")
+    assert code == 4
+    code, payload = cli(
+        db,
+        capsys,
+        "bio1",
+        "results",
+        "masking",
+        str(martin),
+        "--set",
+        "INVISIBLE_PATIENT",
+        "--set",
+        "MASQUE_PS",
+    )
+    assert (code, payload) == (0, {"id": martin, "masking": ["INVISIBLE_PATIENT", "MASQUE_PS"]})
+    (changed,) = events(db, "report.masking_changed")
+    assert changed.actor == "bio1" and changed.details["to"] == ["INVISIBLE_PATIENT", "MASQUE_PS"]
+    cli(db, capsys, "bio1", "results", "send", str(martin))
+    uid = events(db, "report.sent")[0].details["document_id"]
+    confidentiality = {code for code, _scheme in sim.entries[uid].confidentiality}
+    assert {"INVISIBLE_PATIENT", "MASQUE_PS"} <= confidentiality
+    code, payload = cli(db, capsys, "bio1", "results", "masking", str(martin), "--clear")
+    assert code == 1 and payload["error"]["code"] == "report_sent"

@@ -79,6 +79,7 @@ REPORT_SENT = "report.sent"
 REPORT_MATCHED = "report.matched"
 REPORT_SEND_REFUSED = "report.send_refused"
 REPORT_WITHDRAWN = "report.withdrawn"
+REPORT_MASKING_CHANGED = "report.masking_changed"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -111,6 +112,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
         REPORT_MATCHED,
         REPORT_SEND_REFUSED,
         REPORT_WITHDRAWN,
+        REPORT_MASKING_CHANGED,
     }
 )
 

@@ -38,7 +38,13 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from services.audit.log import REPORT_SEND_REFUSED, REPORT_SENT, REPORT_WITHDRAWN, append_event
+from services.audit.log import (
+    REPORT_MASKING_CHANGED,
+    REPORT_SEND_REFUSED,
+    REPORT_SENT,
+    REPORT_WITHDRAWN,
+    append_event,
+)
 from services.errors import BadRequest, ExternalFailure, InsdeskError, NegativeAnswer
 from services.results.cda import CdaLab, build_cda, cda_report_from_db, uuid_oid
 from services.results.cda.pdf import pdf_folder, render_report_pdf
@@ -60,6 +66,7 @@ __all__ = [
     "import_results_file",
     "match_report",
     "send_reports",
+    "set_report_masking",
     "withdraw_report",
     "write_pdf_copy",
 ]
@@ -250,7 +257,7 @@ def _send_one(
             from services.dmp import DmpSender
 
             if isinstance(sender, DmpSender):
-                receipt = sender.submit(document)
+                receipt = sender.submit(document, masking=report.masking or ())
                 reference = receipt.reference
                 extra = {
                     "replaces_version": view.replaced_version,
@@ -282,6 +289,43 @@ def _send_one(
             },
         )
     return reference
+
+
+def set_report_masking(db: Database, *, actor: Actor, report_id: int, codes: Sequence[str]) -> dict[str, Any]:
+    """The DMP masking codes of a report not sent yet (``results masking``): ``{"id", "masking"}``,
+    audited ``report.masking_changed``; they go with its ITI-41 (``outbox.kind=dmp``). An unknown
+    code is ``BadRequest`` (exit 2); a sent or withdrawn report ``NegativeAnswer`` (exit 1)."""
+    from services.dmp.codes import MASKING_CODES
+
+    require(actor, Right.RESULTS)
+    wanted = sorted({code.strip().upper() for code in codes if code.strip()})
+    unknown = [code for code in wanted if code not in MASKING_CODES]
+    if unknown:
+        raise BadRequest(
+            f"Code de masquage inconnu : {', '.join(unknown)} (possibles : {', '.join(MASKING_CODES)}).",
+            code="masking_unknown",
+        )
+    with db.transaction() as session:
+        report = session.exec(select(LabReport).where(LabReport.id == report_id).with_for_update()).first()
+        if report is None:
+            raise NegativeAnswer(f"Compte rendu n° {report_id} introuvable.", code="report_not_found")
+        if ReportStatus(report.status) in (ReportStatus.SENT, ReportStatus.WITHDRAWN):
+            raise NegativeAnswer(
+                f"Le compte rendu n° {report_id} a déjà été envoyé : son masquage se choisit avant l'envoi.",
+                code="report_sent",
+            )
+        previous = list(report.masking or [])
+        if previous != wanted:
+            report.masking = wanted or None
+            session.add(report)
+            append_event(
+                session,
+                actor=actor.login,
+                kind=REPORT_MASKING_CHANGED,
+                identity_id=report.identity_id,
+                details={"report_id": report_id, "from": previous, "to": wanted},
+            )
+    return {"id": report_id, "masking": wanted}
 
 
 def withdraw_report(

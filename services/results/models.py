@@ -221,6 +221,9 @@ class LabReport(LabReportBase, table=True):
     match_source: MatchSource | None = Field(default=None, sa_type=_enum_type(MatchSource), nullable=True)
     """How ``identity_id`` was found; ``manual`` (``results match``) is kept across re-evaluations."""
     sent_version: int | None = None
+    masking: list[str] | None = Field(default=None, sa_type=JSON)
+    """DMP masking codes chosen by the biologist for this report (``MASQUE_PS``,
+    ``INVISIBLE_PATIENT``, ``INVISIBLE_REPRESENTANTS_LEGAUX``; migration 0009), sent with it."""
     send_refusal: str | None = Field(default=None, max_length=64)
     """The DMP's code of the last refusal of this version (``DMPClosed``…; migration 0009), cleared
     when it is sent."""

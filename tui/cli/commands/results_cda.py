@@ -11,6 +11,9 @@
   refusal carries its code, e.g. ``DMPClosed``, audited ``report.send_refused``), 3 when the outbox
   cannot be written or the DMP cannot be reached (nothing changes for that report).
 
+* ``results masking REPORT_ID --set CODE… | --clear``: the DMP masking codes of a report not sent yet
+  (``MASQUE_PS``, ``INVISIBLE_PATIENT``, ``INVISIBLE_REPRESENTANTS_LEGAUX``), sent with it;
+  ``{"id", "masking": [str]}``, audited ``report.masking_changed``.
 * ``results withdraw REPORT_ID --reason R``: asks the DMP to delete a sent report (ITI-57,
   Deleted); ``{"id", "status": "withdrawn"}``, audited ``report.withdrawn``; exit 1 when the report
   is not sent or the DMP refuses, 2 when the outbox is not the DMP, 3 when the DMP is unreachable.
@@ -28,7 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.desk.results import export_cda, send_reports, withdraw_report
+from services.desk.results import export_cda, send_reports, set_report_masking, withdraw_report
 from services.results.outbox import FileDropSender
 from services.users import Right
 from tui.cli.context import CliContext
@@ -69,6 +72,22 @@ def register(sub: Any) -> None:
         )
         add_json(p)
         p.set_defaults(handler=send)
+    if "masking" not in actions.choices:
+        p = actions.add_parser(
+            "masking", help="codes de masquage DMP d'un compte rendu avant son envoi (audité)"
+        )
+        p.add_argument("report_id", type=int, metavar="REPORT_ID", help="numéro du compte rendu")
+        group = p.add_mutually_exclusive_group(required=True)
+        group.add_argument(
+            "--set",
+            dest="codes",
+            action="append",
+            metavar="CODE",
+            help="MASQUE_PS, INVISIBLE_PATIENT ou INVISIBLE_REPRESENTANTS_LEGAUX (répétable)",
+        )
+        group.add_argument("--clear", action="store_true", help="aucun masquage")
+        add_json(p)
+        p.set_defaults(handler=masking)
     if "withdraw" not in actions.choices:
         p = actions.add_parser(
             "withdraw", help="retire du DMP un compte rendu envoyé (suppression ITI-57, auditée)"
@@ -143,6 +162,20 @@ def withdraw(ctx: CliContext, args: argparse.Namespace) -> int:
 
     def human(c: Console) -> None:
         c.print(f"[green]✓[/] Compte rendu n° {args.report_id} retiré du DMP (supprimé, motif audité).")
+
+    ctx.out.result(payload, human)
+    return 0
+
+
+def masking(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.RESULTS)
+    payload = set_report_masking(
+        ctx.db, actor=actor, report_id=args.report_id, codes=[] if args.clear else list(args.codes or [])
+    )
+
+    def human(c: Console) -> None:
+        codes = ", ".join(payload["masking"]) or "aucun"
+        c.print(f"[green]✓[/] Compte rendu n° {args.report_id} : masquage DMP {codes}.")
 
     ctx.out.result(payload, human)
     return 0
