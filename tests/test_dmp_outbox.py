@@ -460,3 +460,59 @@ def test_masking_codes_chosen_by_the_biologist_go_with_the_report(
     assert {"INVISIBLE_PATIENT", "MASQUE_PS"} <= confidentiality
     code, payload = cli(db, capsys, "bio1", "results", "masking", str(martin), "--clear")
     assert code == 1 and payload["error"]["code"] == "report_sent"
+
+
+# --- results send --watch ---------------------------------------------------------------------
+
+
+def test_send_watch_sends_each_round_and_does_not_resend_a_refusal(
+    db: Database, sim: DmpSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(db, capsys, sim.url)
+    ids = report_ids(db)
+    code, payload = cli(
+        db, capsys, "bio1", "results", "send", "--watch", "--interval", "0.1", "--rounds", "2"
+    )
+    assert code == 1
+    assert payload["sent"] == [ids["MARTIN"]] and [r["id"] for r in payload["refused"]] == [ids["DURAND"]]
+    assert payload["rounds"] == 2 and payload["failures"] == []
+    # The refused report is not sent again at the second round.
+    assert [r.outcome for r in sim.requests] == ["Success", "Failure:DMPClosed"]
+    code, payload = cli(db, capsys, "bio1", "results", "send", "1", "--watch")
+    assert code == 2
+
+
+def test_send_watch_tries_again_after_the_dmp_was_down(
+    db: Database, sim: DmpSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from services.desk.results import SendRound, watch_sending
+    from services.wiring import build_services
+
+    configure(db, capsys, sim.url)
+    martin = report_ids(db)["MARTIN"]
+    with db.transaction() as session:  # only MARTIN's report is ready
+        durand = session.get(LabReport, report_ids(db)["DURAND"])
+        assert durand is not None
+        durand.status = ReportStatus.BLOCKED
+    sim.fault = "unavailable"
+    services = build_services(db)
+    rounds: list[SendRound] = []
+
+    def after(done: SendRound) -> None:
+        rounds.append(done)
+        sim.fault = None  # the DMP comes back
+
+    total = watch_sending(
+        db,
+        actor=Actor("bio1", Role.BIOLOGIST),
+        make_sender=services.sender,
+        interval=0.05,
+        stop=threading.Event(),
+        on_round=after,
+        max_rounds=2,
+    )
+    assert rounds[0].failure is not None and rounds[0].failure.exit_code == 3 and rounds[0].result.sent == []
+    assert rounds[1].failure is None and rounds[1].result.sent == [martin]
+    assert total.sent == [martin] and report(db, martin).status == ReportStatus.SENT

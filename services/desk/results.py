@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,11 +63,13 @@ __all__ = [
     "CdaExport",
     "MatchOutcome",
     "SendResult",
+    "SendRound",
     "export_cda",
     "import_results_file",
     "match_report",
     "send_reports",
     "set_report_masking",
+    "watch_sending",
     "withdraw_report",
     "write_pdf_copy",
 ]
@@ -130,6 +133,7 @@ def send_reports(
     validator: CdaValidator | None = None,
     lab: CdaLab | None = None,
     now: datetime | None = None,
+    skip_refused: bool = False,
 ) -> SendResult:
     """Sends the given reports (or every ``ready`` one): ``{sent: [id], refused: [{id, reason}]}``.
 
@@ -142,7 +146,11 @@ def send_reports(
         raise BadRequest("Indiquez des numéros de comptes rendus ou --all-ready, pas les deux.", code="usage")
     if not all_ready and not report_ids:
         raise BadRequest("Indiquez des numéros de comptes rendus ou --all-ready.", code="usage")
-    ids = _ready_ids(db) if all_ready else list(dict.fromkeys(int(i) for i in report_ids or ()))
+    ids = (
+        _ready_ids(db, skip_refused=skip_refused)
+        if all_ready
+        else list(dict.fromkeys(int(i) for i in report_ids or ()))
+    )
     checker = validator or default_validator()
     result = SendResult()
     for report_id in ids:
@@ -210,12 +218,69 @@ def _audit_dmp_refusal(db: Database, report_id: int, *, actor: Actor, error: Ins
         )
 
 
-def _ready_ids(db: Database) -> list[int]:
+def _ready_ids(db: Database, *, skip_refused: bool = False) -> list[int]:
     with db.session() as session:
-        ids = session.exec(
-            select(LabReport.id).where(LabReport.status == ReportStatus.READY).order_by(col(LabReport.id))
-        ).all()
+        stmt = select(LabReport.id).where(LabReport.status == ReportStatus.READY)
+        if skip_refused:
+            stmt = stmt.where(col(LabReport.send_refusal).is_(None))
+        ids = session.exec(stmt.order_by(col(LabReport.id))).all()
     return [int(i) for i in ids if i is not None]
+
+
+@dataclass(frozen=True)
+class SendRound:
+    """One round of :func:`watch_sending`: what went, what the DMP refused, or why nothing could go."""
+
+    number: int
+    result: SendResult
+    failure: InsdeskError | None = None
+
+
+def watch_sending(
+    db: Database,
+    *,
+    actor: Actor,
+    make_sender: Callable[[], ReportSender],
+    interval: float = 60.0,
+    stop: threading.Event | None = None,
+    on_round: Callable[[SendRound], None] | None = None,
+    max_rounds: int | None = None,
+    validator: CdaValidator | None = None,
+) -> SendResult:
+    """``results send --watch``: every ``interval`` seconds, send every ready report (one
+    :func:`send_reports` per round, a sender made and closed per round) until ``stop`` is set or
+    after ``max_rounds``. A report the DMP refused is not tried again until a new version of it
+    arrives (its refusal is cleared then); an external failure (DMP down, exit 3) is reported
+    to ``on_round`` and the next round tries again; a configuration error (exit 2) or a refused
+    right (exit 4) stops the loop. Returns everything sent and refused."""
+    require(actor, Right.RESULTS)
+    stop = stop or threading.Event()
+    total = SendResult()
+    number = 0
+    while not stop.is_set():
+        number += 1
+        result = SendResult()
+        failure: InsdeskError | None = None
+        sender = make_sender()
+        try:
+            result = send_reports(
+                db, actor=actor, sender=sender, all_ready=True, validator=validator, skip_refused=True
+            )
+        except ExternalFailure as err:
+            failure = err
+        finally:
+            close = getattr(sender, "close", None)
+            if callable(close):
+                close()
+        total.sent.extend(result.sent)
+        total.refused.extend(result.refused)
+        total.references.update(result.references)
+        if on_round is not None:
+            on_round(SendRound(number, result, failure))
+        if max_rounds is not None and number >= max_rounds:
+            break
+        stop.wait(interval)
+    return total
 
 
 def _send_one(

@@ -26,12 +26,21 @@ only when that module has none.
 from __future__ import annotations
 
 import argparse
+import threading
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from services.desk.results import export_cda, send_reports, set_report_masking, withdraw_report
+from services.desk.results import (
+    SendRound,
+    export_cda,
+    send_reports,
+    set_report_masking,
+    watch_sending,
+    withdraw_report,
+)
+from services.errors import UsageError
 from services.results.outbox import FileDropSender
 from services.users import Right
 from tui.cli.context import CliContext
@@ -70,6 +79,14 @@ def register(sub: Any) -> None:
             help="dossier de dépôt (sinon INSDESK_OUTBOX, sinon le réglage outbox.folder, sinon outbox/ "
             "dans le dossier de données)",
         )
+        p.add_argument(
+            "--watch",
+            action="store_true",
+            help="envoie les comptes rendus prêts à chaque intervalle jusqu'à Ctrl+C (un DMP injoignable "
+            "est réessayé au tour suivant ; un refus du DMP n'est pas renvoyé avant une nouvelle version)",
+        )
+        p.add_argument("--interval", type=float, default=60.0, metavar="S", help="secondes entre deux tours")
+        p.add_argument("--rounds", type=int, metavar="N", help="s'arrête après N tours (--watch)")
         add_json(p)
         p.set_defaults(handler=send)
     if "masking" not in actions.choices:
@@ -115,6 +132,8 @@ def cda(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 def send(ctx: CliContext, args: argparse.Namespace) -> int:
+    if args.watch:
+        return send_watch(ctx, args)
     actor = ctx.actor(Right.RESULTS)
     # --outbox wins; else the installation's outbox (services.wiring: outbox.kind / outbox.folder).
     sender = FileDropSender(args.outbox) if args.outbox else ctx.services.sender()
@@ -179,3 +198,61 @@ def masking(ctx: CliContext, args: argparse.Namespace) -> int:
 
     ctx.out.result(payload, human)
     return 0
+
+
+def send_watch(ctx: CliContext, args: argparse.Namespace) -> int:
+    """``results send --watch``: ready reports sent round after round (``watch_sending``)."""
+    if args.report_ids:
+        raise UsageError("--watch envoie tous les comptes rendus prêts : pas de numéros avec --watch.")
+    if args.rounds is not None and args.rounds < 1:
+        raise UsageError("--rounds : un nombre de tours d'au moins 1 est attendu.")
+    actor = ctx.actor(Right.RESULTS)
+
+    def make_sender() -> Any:
+        return FileDropSender(args.outbox) if args.outbox else ctx.services.sender()
+
+    def report_round(done: SendRound) -> None:
+        if ctx.out.json_mode:
+            return
+        c = ctx.out.console
+        if done.failure is not None:
+            c.print(f"[red]✗[/] Tour {done.number} : {done.failure.message} (nouvel essai au tour suivant)")
+        for report_id in done.result.sent:
+            c.print(f"[green]✓[/] Tour {done.number} : compte rendu n° {report_id} envoyé")
+        for item in done.result.refused:
+            c.print(f"[yellow]![/] Tour {done.number} : n° {item['id']} refusé : {item['reason']}")
+
+    stop = threading.Event()
+    if not ctx.out.json_mode:
+        ctx.out.console.print(
+            f"Envoi des comptes rendus prêts toutes les {args.interval:g} s (Ctrl+C pour arrêter)…"
+        )
+    rounds: list[SendRound] = []
+
+    def remember(done: SendRound) -> None:
+        rounds.append(done)
+        report_round(done)
+
+    try:
+        total = watch_sending(
+            ctx.db,
+            actor=actor,
+            make_sender=make_sender,
+            interval=max(0.1, args.interval),
+            stop=stop,
+            on_round=remember,
+            max_rounds=args.rounds,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+        return 0
+    failures = [
+        {"round": r.number, "code": r.failure.code, "message": r.failure.message}
+        for r in rounds
+        if r.failure is not None
+    ]
+    payload = {**total.as_dict(), "rounds": len(rounds), "failures": failures}
+    ctx.out.result(payload, lambda c: c.print(f"{len(total.sent)} envoyé(s) en {len(rounds)} tour(s)."))
+    if rounds and rounds[-1].failure is not None:
+        return 3  # the last round could not reach the outbox
+    return 1 if total.refused else 0
