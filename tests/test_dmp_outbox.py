@@ -239,6 +239,14 @@ def test_send_reaches_the_dmp_refusal_keeps_its_code_and_never_twice(
     (refusal,) = events(db, "report.send_refused")
     assert refusal.details["code"] == "DMPClosed" and refusal.identity_id is not None
     assert "DMPClosed" in refusal.details["dmp"][0]["response"]
+    # The supervisor's dashboard (F10) says where reports stand with the DMP.
+    from services.supervision.dashboard import compute_dashboard
+    from tui.screens.dashboard import blocked_text
+
+    with db.session() as session:
+        dash = compute_dashboard(session)
+    assert dash.sending == {"sent": 1, "refused": 1, "withdrawn": 0, "to_replace": 0}
+    assert "DMP 1 envoyés · 1 refusés par le DMP · 0 retirés" in blocked_text(dash).plain
     # Never twice: the sent report is refused locally, nothing reaches the DMP.
     code, payload = cli(db, capsys, "bio1", "results", "send", str(ids["MARTIN"]))
     assert code == 1 and payload["refused"][0]["code"] == "report_sent"
