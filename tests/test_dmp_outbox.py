@@ -524,3 +524,17 @@ def test_send_watch_tries_again_after_the_dmp_was_down(
     assert rounds[0].failure is not None and rounds[0].failure.exit_code == 3 and rounds[0].result.sent == []
     assert rounds[1].failure is None and rounds[1].result.sent == [martin]
     assert total.sent == [martin] and report(db, martin).status == ReportStatus.SENT
+
+
+def test_doctor_in_french_names_the_dmp(
+    db: Database, sim: DmpSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import main
+
+    configure(db, capsys, sim.url)
+    capsys.readouterr()
+    main(["--db", db.url, "doctor"])
+    out = " ".join(capsys.readouterr().out.split())  # the table wraps its cells
+    assert "Envoi des comptes rendus DMP http://127.0.0.1:" in out
+    assert f"Structure : Laboratoire des Tilleuls ({STRUCTURE_ID})" in out
+    assert "Cachet : CN=LABO DES TILLEULS CACHET" in out and "Réponse : HTTP 405" in out

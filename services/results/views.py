@@ -44,7 +44,7 @@ def list_reports(
             wanted = ReportStatus(status)
         except ValueError:
             raise BadRequest(
-                f"Statut « {status} » inconnu : blocked, ready ou sent.", code="status_unknown"
+                f"Statut « {status} » inconnu : blocked, ready, sent ou withdrawn.", code="status_unknown"
             ) from None
         stmt = stmt.where(LabReport.status == wanted)
     out: list[dict[str, Any]] = []
