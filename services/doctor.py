@@ -427,9 +427,81 @@ def _writable_folder(folder: Path) -> tuple[bool, bool]:
     return False, parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
 
 
-def check_outbox(config: Configuration | None) -> Check:
+def check_dmp_outbox(
+    config: Configuration,
+    *,
+    env: Mapping[str, str] | None = None,
+    test_connection: bool = True,
+    now: dt.datetime | None = None,
+) -> Check:
+    """``outbox.kind=dmp``: the ``dmp.*`` settings, the certificates of the environment (seal,
+    mutual TLS: subject and expiry), and a connection test (an HTTP ``GET`` to the registry: any
+    HTTP answer means the DMP answers; nothing is sent)."""
+    from cryptography import x509
+
+    from services.wiring import dmp_configuration
+
+    data: dict[str, Any] = {
+        "kind": "dmp",
+        "url": config.dmp_setting("url") or None,
+        "structure_id": config.dmp_setting("structure_id") or None,
+        "structure_name": config.dmp_setting("structure_name") or None,
+    }
+    try:
+        dmp = dmp_configuration(config, env=env)
+        from services.dmp import DmpSender
+
+        DmpSender(dmp).close()  # loads the seal certificate and key, the TLS context
+    except InsdeskError as err:
+        return Check(FAILED, err.message, data)
+    moment = now or dt.datetime.now(dt.UTC)
+    certificates: dict[str, Any] = {}
+    expiring: list[str] = []
+    for name, path in (("seal", dmp.sign_cert), ("tls", dmp.tls_cert)):
+        if path is None:
+            continue
+        cert = x509.load_pem_x509_certificates(Path(path).read_bytes())[0]
+        days = (cert.not_valid_after_utc - moment).days
+        certificates[name] = {
+            "file": str(path),
+            "subject": cert.subject.rfc4514_string(),
+            "expires": cert.not_valid_after_utc.date().isoformat(),
+            "days_left": days,
+        }
+        if days < CERTIFICATE_WARNING_DAYS:
+            expiring.append(
+                f"{'cachet' if name == 'seal' else 'authentification'} le {cert.not_valid_after_utc:%d/%m/%Y}"
+            )
+    data["certificates"] = certificates
+    data["mutual_tls"] = dmp.uses_tls
+    where = f"DMP {dmp.base_url} (structure {dmp.structure_id})"
+    if test_connection:
+        import httpx
+
+        verify: Any = True
+        if dmp.uses_tls:
+            from services.dmp.tls import client_context
+
+            verify = client_context(dmp)
+        try:
+            with httpx.Client(verify=verify, timeout=CONNECT_TIMEOUT_S, trust_env=False) as http:
+                response = http.get(dmp.registry_url)
+        except httpx.HTTPError as exc:
+            data["answers"] = False
+            return Check(FAILED, f"{where} injoignable : {type(exc).__name__}.", data)
+        data.update(answers=True, http_status=response.status_code)
+    if expiring:
+        return Check(WARNING, f"{where} ; certificat(s) à renouveler : {', '.join(expiring)}.", data)
+    return Check(OK, f"Envoi au {where}.", data)
+
+
+def check_outbox(
+    config: Configuration | None, *, env: Mapping[str, str] | None = None, test_connection: bool = True
+) -> Check:
     if config is None:
         return Check(NOT_CHECKED, "Envoi non vérifié : configuration non lue.")
+    if config.outbox_kind == "dmp":
+        return check_dmp_outbox(config, env=env, test_connection=test_connection)
     data: dict[str, Any] = {"kind": config.outbox_kind, "folder": str(config.outbox_folder)}
     if config.outbox_kind != "file":
         return Check(FAILED, f"Type d'envoi « {config.outbox_kind} » inconnu (outbox.kind).", data)
@@ -533,7 +605,7 @@ def run_doctor(
         step("audit")
         sections["audit"] = check_audit(settings_db)
         step("outbox")
-        sections["outbox"] = check_outbox(config)
+        sections["outbox"] = check_outbox(config, env=env, test_connection=test_connection)
         sections["lab"] = check_lab(config)
         sections["documents"] = check_documents(settings_db)
     finally:

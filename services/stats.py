@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from services.results.views import report_counts
+from services.results.views import report_counts, sending_counts
 from services.storage.models import Identity, Status
 from services.users import Actor, Right, require
 
@@ -16,7 +16,8 @@ __all__ = ["desk_stats"]
 
 def desk_stats(session: Session, *, actor: Actor) -> dict[str, Any]:
     """``{identities, by_status {PROV, RECUP, VALI, QUAL}, qualification_rate, reports {ready,
-    blocked, sent}, blocked_by_reason {CODE: reports}}`` (Right.STATS).
+    blocked, sent}, blocked_by_reason {CODE: reports}, sending {sent, refused, withdrawn,
+    to_replace}}`` (Right.STATS; ``sending``: where reports stand with the DMP).
 
     ``qualification_rate`` is the share of QUAL identities (0–1; 0.0 when there is none).
     """
@@ -28,10 +29,12 @@ def desk_stats(session: Session, *, actor: Actor) -> dict[str, Any]:
         by_status[Status(status).value] = int(count)
     identities = sum(by_status.values())
     reports, blocked_by_reason = report_counts(session)
+    sending = sending_counts(session)
     return {
         "identities": identities,
         "by_status": by_status,
         "qualification_rate": (by_status[Status.QUAL.value] / identities) if identities else 0.0,
         "reports": reports,
         "blocked_by_reason": blocked_by_reason,
+        "sending": sending,
     }

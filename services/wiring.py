@@ -25,7 +25,15 @@ setting                environment                                 default
 ``outbox.kind``        —                                           ``file``
 ``outbox.folder``      ``INSDESK_OUTBOX`` (``--outbox``)            ``outbox/`` in the user
                                                                    data directory
+``dmp.url``            —                                           — (``outbox.kind=dmp``)
+``dmp.structure_id``   —                                           —
+``dmp.structure_name`` —                                           —
 =====================  ==========================================  =======================
+
+``outbox.kind=dmp``: ready reports go to the DMP / Mon Espace Santé through
+:class:`services.dmp.DmpSender` (ITI-41); its certificates come from the environment only
+(``INSDESK_DMP_CERT``/``KEY``, ``INSDESK_DMP_SIGN_CERT``/``KEY``, ``INSDESK_DMP_CA``, read when the
+sender is made), plain ``http://`` only towards a loopback address.
 
 ``desk.reader``: a part of the PC/SC reader's name (« Gemalto », « 00 01 »), ``sim`` for the
 demo's simulated card, ``aucun`` for a desk without a reader (F3 then says so).
@@ -54,6 +62,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DESK_PREFIX",
     "DESK_SETTING_KEYS",
+    "DMP_PREFIX",
+    "DMP_SETTING_KEYS",
     "OUTBOX_KINDS",
     "OUTBOX_PREFIX",
     "OUTBOX_SETTING_KEYS",
@@ -71,7 +81,9 @@ DESK_PREFIX: Final = "desk."
 DESK_SETTING_KEYS: Final[tuple[str, ...]] = ("site_name", "reader", "lock_minutes")
 OUTBOX_PREFIX: Final = "outbox."
 OUTBOX_SETTING_KEYS: Final[tuple[str, ...]] = ("kind", "folder")
-OUTBOX_KINDS: Final[tuple[str, ...]] = ("file",)
+OUTBOX_KINDS: Final[tuple[str, ...]] = ("file", "dmp")
+DMP_PREFIX: Final = "dmp."
+DMP_SETTING_KEYS: Final[tuple[str, ...]] = ("url", "structure_id", "structure_name")
 
 ENV_SITE: Final = "INSDESK_SITE"
 ENV_READER: Final = "INSDESK_READER"
@@ -107,11 +119,30 @@ def check_outbox_setting(name: str, value: str) -> None:
         )
 
 
-SETTING_SECTIONS: Final[tuple[str, ...]] = ("insi", "cda", "desk", "outbox")
+def check_dmp_setting(name: str, value: str) -> None:
+    """Refuse a ``dmp.url`` that is not https (or http to this machine) before it is stored (exit 2)."""
+    if name != "url" or not value.strip():
+        return
+    from services.dmp.config import is_loopback_host
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(
+            f"dmp.url : une adresse https://… est attendue, pas « {value} ».", code="dmp_setting"
+        )
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise BadRequest(
+            "dmp.url : le DMP ne s'appelle qu'en https:// (TLS mutuel) ; http:// n'est permis que vers "
+            f"cette machine (127.0.0.1, localhost), pas vers « {parts.hostname} ».",
+            code="dmp_setting",
+        )
+
+
+SETTING_SECTIONS: Final[tuple[str, ...]] = ("insi", "cda", "desk", "outbox", "dmp")
 
 
 def save_settings(session: Session, actor: Actor, by_section: Mapping[str, Mapping[str, str | None]]) -> None:
-    """Store settings by section (``insi``, ``cda``, ``desk``, ``outbox``; ``config set`` and the
+    """Store settings by section (``insi``, ``cda``, ``desk``, ``outbox``, ``dmp``; ``config set`` and the
     « Configuration » screen): Right.CONFIG, each section's change one audited ``config.changed``
     event; an empty value removes a setting."""
     from services.insi.settings import save_insi_settings
@@ -136,6 +167,7 @@ def save_settings(session: Session, actor: Actor, by_section: Mapping[str, Mappi
     sections: tuple[tuple[str, str, tuple[str, ...], Callable[[str, str], None], str], ...] = (
         ("desk", DESK_PREFIX, DESK_SETTING_KEYS, check_desk_setting, "du poste"),
         ("outbox", OUTBOX_PREFIX, OUTBOX_SETTING_KEYS, check_outbox_setting, "d'envoi"),
+        ("dmp", DMP_PREFIX, DMP_SETTING_KEYS, check_dmp_setting, "du DMP"),
     )
     for section, prefix, keys, check, label in sections:
         values = by_section.get(section) or {}
@@ -169,7 +201,11 @@ class Configuration:
     outbox_kind: str
     outbox_folder: Path
     settings: Mapping[str, str] = field(default_factory=dict)
-    """Every ``setting`` row read (``insi.*``, ``desk.*``, ``outbox.*``, ``cda.*``)."""
+    """Every ``setting`` row read (``insi.*``, ``desk.*``, ``outbox.*``, ``cda.*``, ``dmp.*``)."""
+
+    def dmp_setting(self, name: str) -> str:
+        """``dmp.<name>`` as stored (``""`` when not set)."""
+        return self.settings.get(DMP_PREFIX + name, "").strip()
 
     @property
     def insi_configured(self) -> bool:
@@ -201,7 +237,7 @@ def read_configuration(
     from services.storage.models import Setting
 
     environ = os.environ if env is None else env
-    prefixes = ("insi.", DESK_PREFIX, OUTBOX_PREFIX, "cda.")
+    prefixes = ("insi.", DESK_PREFIX, OUTBOX_PREFIX, "cda.", DMP_PREFIX)
     with db.session() as session:
         rows = session.exec(select(Setting)).all()  # a few dozen rows
     settings = {row.key: row.value for row in rows if row.key.startswith(prefixes)}
@@ -377,6 +413,12 @@ class DeskServices:
         folder = self.configuration.outbox_folder if self.configuration is not None else None
         return make_sender("file", folder)
 
+    @property
+    def sender_label(self) -> str:
+        """Where « Envoyer » sends: « DMP » or the file drop (the report screens say it)."""
+        config = self.configuration
+        return "DMP" if config is not None and config.outbox_kind == "dmp" else "dépôt de fichiers"
+
     def close(self) -> None:
         """Release what was started for these services (the demo's simulator…), then the database."""
         while self.on_close:
@@ -403,13 +445,49 @@ def open_database(url: str | None) -> Database:
         ) from exc
 
 
-def make_sender(kind: str, folder: Path | None) -> ReportSender:
-    """The sender of an ``outbox.kind`` (``file``: :class:`FileDropSender` in ``folder``)."""
+def make_sender(
+    kind: str,
+    folder: Path | None,
+    *,
+    config: Configuration | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ReportSender:
+    """The sender of an ``outbox.kind``: ``file`` → :class:`FileDropSender` in ``folder``; ``dmp`` →
+    :class:`~services.dmp.DmpSender` from the ``dmp.*`` settings of ``config`` and the certificates
+    of the environment (``env``, else the process's). Close it after use (``close()`` when it has one).
+    Raises ``BadRequest`` (exit 2, nothing sent) when the DMP configuration cannot be used."""
+    if kind == "dmp":
+        return make_dmp_sender(config, env=env)
     if kind != "file":
         raise BadRequest(f"Type d'envoi « {kind} » inconnu (outbox.kind).", code="outbox_setting")
     from services.results.outbox import FileDropSender
 
     return FileDropSender(folder)
+
+
+def dmp_configuration(config: Configuration | None, *, env: Mapping[str, str] | None = None) -> Any:
+    """The :class:`~services.dmp.DmpConfig` of ``outbox.kind=dmp`` (settings + environment), checked."""
+    from services.dmp import dmp_config_from_env
+
+    values = {name: config.dmp_setting(name) if config is not None else "" for name in DMP_SETTING_KEYS}
+    missing = [f"dmp.{name}" for name, value in values.items() if not value]
+    if missing:
+        raise BadRequest(
+            f"Envoi au DMP (outbox.kind=dmp) : réglez {', '.join(missing)} (insdesk config set).",
+            code="dmp_setting",
+        )
+    return dmp_config_from_env(
+        url=values["url"],
+        structure_id=values["structure_id"],
+        structure_name=values["structure_name"],
+        environ=env,
+    )
+
+
+def make_dmp_sender(config: Configuration | None, *, env: Mapping[str, str] | None = None) -> ReportSender:
+    from services.dmp import DmpSender
+
+    return DmpSender(dmp_configuration(config, env=env))
 
 
 def insi_label(config: Configuration) -> str:
@@ -468,7 +546,7 @@ def build_services(
         configuration=config,
         lock_minutes=config.lock_minutes,
         login_hint=login_hint,
-        sender_factory=lambda: make_sender(config.outbox_kind, config.outbox_folder),
+        sender_factory=lambda: make_sender(config.outbox_kind, config.outbox_folder, config=config, env=env),
         env=env,
         rebuild=lambda: build_services(
             database,

@@ -147,7 +147,9 @@ def test_details_are_normalised_and_validated(db: Database) -> None:
         append_event(s, actor=None, kind=INSI_CALL, details={"x": object()})
     assert verify_database(db).ok
     assert {"identity.created", "insi.call", "user.login_failed", "data.purged"} <= EVENT_KINDS
-    assert len(EVENT_KINDS) == 26  # + report.matched, identity.duplicate_refused, identity.merged
+    # + report.matched, identity.duplicate_refused, identity.merged; report.send_refused,
+    # report.withdrawn, report.masking_changed, identity.dmp_feeding_changed (DMP feeding, issue 18)
+    assert len(EVENT_KINDS) == 30
 
 
 # --- tampering ---------------------------------------------------------------------------------------------

@@ -471,7 +471,15 @@ def test_cli_results_list_and_stats_json(
     assert code == 4
     code, out = _cli(db_url, capsys, monkeypatch, "stats", user="superviseur1", password="superv-secret-1")
     assert code == 0
-    assert set(out) == {"identities", "by_status", "qualification_rate", "reports", "blocked_by_reason"}
+    assert set(out) == {
+        "identities",
+        "by_status",
+        "qualification_rate",
+        "reports",
+        "blocked_by_reason",
+        "sending",
+    }
+    assert out["sending"] == {"sent": 0, "refused": 0, "withdrawn": 0, "to_replace": 0}
     assert out["identities"] == 1 and out["by_status"] == {"PROV": 0, "RECUP": 0, "VALI": 0, "QUAL": 1}
     assert out["qualification_rate"] == 1.0
     assert out["reports"] == {"ready": 1, "blocked": 1, "sent": 0}

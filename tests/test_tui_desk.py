@@ -268,7 +268,13 @@ async def test_flags_by_rights(demo_db: Database) -> None:
         assert isinstance(modal, FlagsModal)
         select = modal.query_one("#flags-action", Select)
         offered = [str(label) for label, _ in select._options if _ is not Select.NULL]
-        assert offered == ["Poser : identité douteuse", "Poser : identité fictive", "Poser : homonyme"]
+        assert offered == [
+            "Poser : identité douteuse",
+            "Poser : identité fictive",
+            "Poser : homonyme",
+            "DMP : le patient s'oppose à son alimentation",
+            "DMP : le patient ne s'oppose pas",
+        ]
         await pilot.press("enter", "down", "enter")  # Poser : identité douteuse
         await settle(pilot)
         await type_text(pilot, "doute")

@@ -53,7 +53,17 @@ def facts_lines(name: str, data: dict[str, Any], *, short: bool = False) -> list
         if data.get("events") is not None:
             lines.append(f"Évènements : {data['events']}")
     elif name == "outbox":
-        if data.get("folder"):
+        if data.get("kind") == "dmp":
+            lines.append(f"DMP : {data.get('url') or '(dmp.url non réglé)'}")
+            if data.get("structure_id"):
+                lines.append(f"Structure : {data.get('structure_name')} ({data['structure_id']})")
+            for key, label in (("seal", "Cachet"), ("tls", "Authentification")):
+                cert = (data.get("certificates") or {}).get(key)
+                if cert:
+                    lines.append(f"{label} : {cert.get('subject')} (expire le {cert.get('expires')})")
+            if "http_status" in data:
+                lines.append(f"Réponse : HTTP {data['http_status']}")
+        elif data.get("folder"):
             lines.append(f"{data.get('kind')} : {data['folder']}")
     elif name == "lab":
         if data.get("name"):

@@ -42,6 +42,8 @@ class IdentitySummary:
     last_proof: str = ""
     proofs: int = 0
     insi_calls: int = 0
+    feeding: str = "not_asked"
+    """The patient's answer about feeding the DMP: ``opposed``, ``not_opposed``, ``not_asked``."""
 
     @property
     def title(self) -> str:
@@ -111,6 +113,7 @@ def summarize(session: Session, identity: Identity) -> IdentitySummary:
         last_proof=proof_sentence(proofs[-1]) if proofs else "",
         proofs=len(proofs),
         insi_calls=int(view.get("insi_calls") or 0),
+        feeding=str(view.get("feeding") or "not_asked"),
     )
 
 

@@ -61,6 +61,7 @@ IDENTITY_INS_ATTACHED = "identity.ins_attached"
 IDENTITY_INS_INVALIDATED = "identity.ins_invalidated"
 IDENTITY_DUPLICATE_REFUSED = "identity.duplicate_refused"
 IDENTITY_MERGED = "identity.merged"
+IDENTITY_DMP_FEEDING = "identity.dmp_feeding_changed"
 INSI_CALL = "insi.call"
 USER_ADDED = "user.added"
 USER_LOGIN = "user.login"
@@ -76,6 +77,9 @@ REPORT_IMPORTED = "report.imported"
 REPORT_VERDICT_CHANGED = "report.verdict_changed"
 REPORT_SENT = "report.sent"
 REPORT_MATCHED = "report.matched"
+REPORT_SEND_REFUSED = "report.send_refused"
+REPORT_WITHDRAWN = "report.withdrawn"
+REPORT_MASKING_CHANGED = "report.masking_changed"
 
 EVENT_KINDS: frozenset[str] = frozenset(
     {
@@ -90,6 +94,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
         IDENTITY_INS_INVALIDATED,
         IDENTITY_DUPLICATE_REFUSED,
         IDENTITY_MERGED,
+        IDENTITY_DMP_FEEDING,
         INSI_CALL,
         USER_ADDED,
         USER_LOGIN,
@@ -105,6 +110,9 @@ EVENT_KINDS: frozenset[str] = frozenset(
         REPORT_VERDICT_CHANGED,
         REPORT_SENT,
         REPORT_MATCHED,
+        REPORT_SEND_REFUSED,
+        REPORT_WITHDRAWN,
+        REPORT_MASKING_CHANGED,
     }
 )
 

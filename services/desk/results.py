@@ -14,6 +14,10 @@ write a report's CDA or its PDF copy.
   sender accepted the document, the report stays ``ready`` and the next run re-sends the same
   ``setId``/version (the file drop overwrites the same file; an XDS sender would submit the same
   ``uniqueId``, which the DMP refuses as a duplicate);
+- :func:`withdraw_report` (``results withdraw``, the F8 « Retirer du DMP »): a sent report deleted
+  from the DMP (ITI-57 → Deleted) at the biologist's request, with its reason; the report becomes
+  ``withdrawn`` (the gate leaves it alone; a newer version re-opens it and goes as an initial
+  document), audited ``report.withdrawn`` with the DMP's raw answer;
 - :func:`export_cda` (``results cda``): the CR-BIO of a ready (or sent) report, checked against
   the schema and the schematron, written atomically;
 - :func:`write_pdf_copy` (the F8 « Copie PDF »): the PDF copy embedded in the CR-BIO, written
@@ -26,7 +30,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +39,13 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from services.audit.log import REPORT_SENT, append_event
+from services.audit.log import (
+    REPORT_MASKING_CHANGED,
+    REPORT_SEND_REFUSED,
+    REPORT_SENT,
+    REPORT_WITHDRAWN,
+    append_event,
+)
 from services.errors import BadRequest, ExternalFailure, InsdeskError, NegativeAnswer
 from services.results.cda import CdaLab, build_cda, cda_report_from_db, uuid_oid
 from services.results.cda.pdf import pdf_folder, render_report_pdf
@@ -52,10 +63,14 @@ __all__ = [
     "CdaExport",
     "MatchOutcome",
     "SendResult",
+    "SendRound",
     "export_cda",
     "import_results_file",
     "match_report",
     "send_reports",
+    "set_report_masking",
+    "watch_sending",
+    "withdraw_report",
     "write_pdf_copy",
 ]
 
@@ -118,6 +133,7 @@ def send_reports(
     validator: CdaValidator | None = None,
     lab: CdaLab | None = None,
     now: datetime | None = None,
+    skip_refused: bool = False,
 ) -> SendResult:
     """Sends the given reports (or every ``ready`` one): ``{sent: [id], refused: [{id, reason}]}``.
 
@@ -130,7 +146,11 @@ def send_reports(
         raise BadRequest("Indiquez des numéros de comptes rendus ou --all-ready, pas les deux.", code="usage")
     if not all_ready and not report_ids:
         raise BadRequest("Indiquez des numéros de comptes rendus ou --all-ready.", code="usage")
-    ids = _ready_ids(db) if all_ready else list(dict.fromkeys(int(i) for i in report_ids or ()))
+    ids = (
+        _ready_ids(db, skip_refused=skip_refused)
+        if all_ready
+        else list(dict.fromkeys(int(i) for i in report_ids or ()))
+    )
     checker = validator or default_validator()
     result = SendResult()
     for report_id in ids:
@@ -143,6 +163,8 @@ def send_reports(
         except InsdeskError as err:
             if err.exit_code != 1:
                 raise
+            if _is_dmp_refusal(err):
+                _audit_dmp_refusal(db, report_id, actor=actor, error=err)
             entry: dict[str, Any] = {"id": report_id, "reason": err.message, "code": err.code}
             if err.detail and err.code == "cda_invalid":
                 entry["detail"] = err.detail
@@ -153,12 +175,112 @@ def send_reports(
     return result
 
 
-def _ready_ids(db: Database) -> list[int]:
+def _is_dmp_refusal(err: InsdeskError) -> bool:
+    from services.dmp.errors import DmpRefused
+
+    return isinstance(err, DmpRefused)
+
+
+def _dmp_answers(exchanges: Sequence[Any]) -> list[dict[str, Any]]:
+    """The DMP exchanges of a send, for the audit log: each request's transaction, message id and
+    outcome, and the DMP's raw answer (the request itself — metadata and VIHF — is not kept)."""
+    return [
+        {
+            "transaction": exchange.transaction,
+            "message_id": exchange.message_id,
+            "status": exchange.status,
+            "outcome": exchange.outcome,
+            "response": exchange.response.decode("utf-8", "replace"),
+        }
+        for exchange in exchanges
+    ]
+
+
+def _audit_dmp_refusal(db: Database, report_id: int, *, actor: Actor, error: InsdeskError) -> None:
+    """The DMP's refusal of a report, audited in its own transaction (the send's rolled back)."""
+    with db.transaction() as session:
+        report = session.get(LabReport, report_id)
+        if report is not None:
+            report.send_refusal = error.code[:64]
+            session.add(report)
+        append_event(
+            session,
+            actor=actor.login,
+            kind=REPORT_SEND_REFUSED,
+            identity_id=report.identity_id if report is not None else None,
+            details={
+                "report_id": report_id,
+                "version": report.version_number if report is not None else None,
+                "code": error.code,
+                "message": error.message,
+                "dmp": _dmp_answers(getattr(error, "exchanges", ())),
+            },
+        )
+
+
+def _ready_ids(db: Database, *, skip_refused: bool = False) -> list[int]:
     with db.session() as session:
-        ids = session.exec(
-            select(LabReport.id).where(LabReport.status == ReportStatus.READY).order_by(col(LabReport.id))
-        ).all()
+        stmt = select(LabReport.id).where(LabReport.status == ReportStatus.READY)
+        if skip_refused:
+            stmt = stmt.where(col(LabReport.send_refusal).is_(None))
+        ids = session.exec(stmt.order_by(col(LabReport.id))).all()
     return [int(i) for i in ids if i is not None]
+
+
+@dataclass(frozen=True)
+class SendRound:
+    """One round of :func:`watch_sending`: what went, what the DMP refused, or why nothing could go."""
+
+    number: int
+    result: SendResult
+    failure: InsdeskError | None = None
+
+
+def watch_sending(
+    db: Database,
+    *,
+    actor: Actor,
+    make_sender: Callable[[], ReportSender],
+    interval: float = 60.0,
+    stop: threading.Event | None = None,
+    on_round: Callable[[SendRound], None] | None = None,
+    max_rounds: int | None = None,
+    validator: CdaValidator | None = None,
+) -> SendResult:
+    """``results send --watch``: every ``interval`` seconds, send every ready report (one
+    :func:`send_reports` per round, a sender made and closed per round) until ``stop`` is set or
+    after ``max_rounds``. A report the DMP refused is not tried again until a new version of it
+    arrives (its refusal is cleared then); an external failure (DMP down, exit 3) is reported
+    to ``on_round`` and the next round tries again; a configuration error (exit 2) or a refused
+    right (exit 4) stops the loop. Returns everything sent and refused."""
+    require(actor, Right.RESULTS)
+    stop = stop or threading.Event()
+    total = SendResult()
+    number = 0
+    while not stop.is_set():
+        number += 1
+        result = SendResult()
+        failure: InsdeskError | None = None
+        sender = make_sender()
+        try:
+            result = send_reports(
+                db, actor=actor, sender=sender, all_ready=True, validator=validator, skip_refused=True
+            )
+        except ExternalFailure as err:
+            failure = err
+        finally:
+            close = getattr(sender, "close", None)
+            if callable(close):
+                close()
+        total.sent.extend(result.sent)
+        total.refused.extend(result.refused)
+        total.references.update(result.references)
+        if on_round is not None:
+            on_round(SendRound(number, result, failure))
+        if max_rounds is not None and number >= max_rounds:
+            break
+        stop.wait(interval)
+    return total
 
 
 def _send_one(
@@ -195,8 +317,23 @@ def _send_one(
             patient_ins_oid=view.patient.ins.oid,
             xml=xml,
         )
-        reference = sender.send(document)
+        extra: dict[str, Any] = {}
+        if sender.name == "dmp":
+            from services.dmp import DmpSender
+
+            if isinstance(sender, DmpSender):
+                receipt = sender.submit(document, masking=report.masking or ())
+                reference = receipt.reference
+                extra = {
+                    "replaces_version": view.replaced_version,
+                    "dmp": {**receipt.as_dict(), "exchanges": _dmp_answers(receipt.exchanges)},
+                }
+            else:
+                reference = sender.send(document)
+        else:
+            reference = sender.send(document)
         report.status = ReportStatus.SENT
+        report.send_refusal = None
         report.sent_at = utcnow()
         report.sent_version = report.version_number
         session.add(report)
@@ -213,9 +350,114 @@ def _send_one(
                 "sender": sender.name,
                 "reference": reference,
                 "bytes": len(xml),
+                **extra,
             },
         )
     return reference
+
+
+def set_report_masking(db: Database, *, actor: Actor, report_id: int, codes: Sequence[str]) -> dict[str, Any]:
+    """The DMP masking codes of a report not sent yet (``results masking``): ``{"id", "masking"}``,
+    audited ``report.masking_changed``; they go with its ITI-41 (``outbox.kind=dmp``). An unknown
+    code is ``BadRequest`` (exit 2); a sent or withdrawn report ``NegativeAnswer`` (exit 1)."""
+    from services.dmp.codes import MASKING_CODES
+
+    require(actor, Right.RESULTS)
+    wanted = sorted({code.strip().upper() for code in codes if code.strip()})
+    unknown = [code for code in wanted if code not in MASKING_CODES]
+    if unknown:
+        raise BadRequest(
+            f"Code de masquage inconnu : {', '.join(unknown)} (possibles : {', '.join(MASKING_CODES)}).",
+            code="masking_unknown",
+        )
+    with db.transaction() as session:
+        report = session.exec(select(LabReport).where(LabReport.id == report_id).with_for_update()).first()
+        if report is None:
+            raise NegativeAnswer(f"Compte rendu n° {report_id} introuvable.", code="report_not_found")
+        if ReportStatus(report.status) in (ReportStatus.SENT, ReportStatus.WITHDRAWN):
+            raise NegativeAnswer(
+                f"Le compte rendu n° {report_id} a déjà été envoyé : son masquage se choisit avant l'envoi.",
+                code="report_sent",
+            )
+        previous = list(report.masking or [])
+        if previous != wanted:
+            report.masking = wanted or None
+            session.add(report)
+            append_event(
+                session,
+                actor=actor.login,
+                kind=REPORT_MASKING_CHANGED,
+                identity_id=report.identity_id,
+                details={"report_id": report_id, "from": previous, "to": wanted},
+            )
+    return {"id": report_id, "masking": wanted}
+
+
+def withdraw_report(
+    db: Database,
+    *,
+    actor: Actor,
+    sender: ReportSender,
+    report_id: int,
+    reason: str,
+    lab: CdaLab | None = None,
+) -> dict[str, Any]:
+    """Asks the DMP to delete the sent report ``report_id`` (ITI-57, status Deleted): ``{"id",
+    "status": "withdrawn"}``. ``BadRequest`` (exit 2) without a reason or when the outbox is not the
+    DMP; ``NegativeAnswer`` (exit 1) for a report that is not sent or that the DMP refuses to delete;
+    ``ExternalFailure`` (exit 3) when the DMP cannot be reached — the report then stays ``sent``."""
+    require(actor, Right.RESULTS)
+    why = (reason or "").strip()
+    if not why:
+        raise BadRequest("Indiquez le motif du retrait (--reason).", code="usage")
+    from services.dmp import DmpSender
+
+    if not isinstance(sender, DmpSender):
+        raise BadRequest(
+            "Le retrait d'un compte rendu se fait auprès du DMP : l'envoi n'y est pas configuré "
+            "(outbox.kind=dmp).",
+            code="outbox_not_dmp",
+        )
+    with db.transaction() as session:
+        report = session.exec(select(LabReport).where(LabReport.id == report_id).with_for_update()).first()
+        if report is None:
+            raise NegativeAnswer(f"Compte rendu n° {report_id} introuvable.", code="report_not_found")
+        status = ReportStatus(report.status)
+        if status is ReportStatus.WITHDRAWN:
+            raise NegativeAnswer(f"Compte rendu n° {report_id} déjà retiré du DMP.", code="report_withdrawn")
+        if status is not ReportStatus.SENT:
+            raise NegativeAnswer(
+                f"Le compte rendu n° {report_id} n'a pas été envoyé : rien à retirer du DMP.",
+                code="report_not_sent",
+            )
+        view = cda_report_from_db(session, report_id, lab=lab, allow_sent=True)
+        document = OutgoingDocument(
+            report_id=report_id,
+            set_id=view.set_id,
+            version=view.version,
+            document_id=uuid_oid(view.document_uuid),
+            patient_ins=view.patient.ins.matricule,
+            patient_ins_oid=view.patient.ins.oid,
+            xml=build_cda(view),
+        )
+        receipt = sender.withdraw(document)
+        report.status = ReportStatus.WITHDRAWN
+        session.add(report)
+        append_event(
+            session,
+            actor=actor.login,
+            kind=REPORT_WITHDRAWN,
+            identity_id=report.identity_id,
+            details={
+                "report_id": report_id,
+                "set_id": view.set_id,
+                "version": view.version,
+                "document_id": document.document_id,
+                "reason": why,
+                "dmp": {**receipt.as_dict(), "exchanges": _dmp_answers(receipt.exchanges)},
+            },
+        )
+    return {"id": report_id, "status": ReportStatus.WITHDRAWN.value}
 
 
 # ---------------------------------------------------------------------------------------------

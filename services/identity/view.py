@@ -12,6 +12,7 @@ from services.identity.records import flag_list, identity_flags, identity_traits
 from services.identity.status import ins_usable
 from services.storage.models import (
     CaptureChannel,
+    DmpFeeding,
     Identity,
     IdentityAlias,
     IdentityProof,
@@ -71,6 +72,7 @@ def identity_view(session: Session, *, identity: Identity) -> dict[str, Any]:
             for p in proofs
         ],
         "insi_calls": int(insi_calls),
+        "feeding": DmpFeeding(identity.dmp_feeding or DmpFeeding.NOT_ASKED).value,
         "used_name": identity.used_name,
         "used_first_name": identity.used_first_name,
         "capture_channel": CaptureChannel(identity.capture_channel).value,

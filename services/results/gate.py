@@ -53,6 +53,7 @@ from sqlmodel import Session, col, select
 from services.audit.log import REPORT_VERDICT_CHANGED, append_event
 from services.results.mapping import Problem, validate_mapping
 from services.results.models import (
+    SETTLED_STATUSES,
     CatalogEntry,
     LabReport,
     LabReportLocalId,
@@ -327,8 +328,8 @@ def compute_verdict(
     observations: Sequence[ObservationLike] | None = None,
     requests: Sequence[RequestLike] | None = None,
 ) -> VerdictChange | None:
-    """Recompute and store the verdict of one report (a ``sent`` report keeps its status)."""
-    if ReportStatus(report.status) is ReportStatus.SENT:
+    """Recompute and store the verdict of one report (a ``sent`` or ``withdrawn`` report keeps its status)."""
+    if ReportStatus(report.status) in SETTLED_STATUSES:
         return None
     if observations is None:
         observations = _observations(session, [int(report.id or 0)])[int(report.id or 0)]
@@ -340,7 +341,7 @@ def _recompute(
     session: Session, reports: Sequence[LabReport], *, actor: str | None, cause: str
 ) -> GateUpdate:
     update = GateUpdate()
-    pending = [r for r in reports if ReportStatus(r.status) is not ReportStatus.SENT and r.id is not None]
+    pending = [r for r in reports if ReportStatus(r.status) not in SETTLED_STATUSES and r.id is not None]
     ctx = GateContext(session)
     for start in range(0, len(pending), BATCH):
         chunk = pending[start : start + BATCH]
@@ -399,7 +400,7 @@ def reports_of_identity(session: Session, identity_id: int, *, include_sent: boo
     for start in range(0, len(wanted), BATCH):
         stmt = select(LabReport).where(col(LabReport.id).in_(wanted[start : start + BATCH]))
         if not include_sent:
-            stmt = stmt.where(LabReport.status != ReportStatus.SENT)
+            stmt = stmt.where(col(LabReport.status).not_in(SETTLED_STATUSES))
         reports.extend(session.exec(stmt.order_by(col(LabReport.id))).all())
     return reports
 
@@ -440,7 +441,8 @@ def recompute_for_local_codes(
             session.exec(
                 select(LabReport)
                 .where(
-                    col(LabReport.id).in_(ids[start : start + BATCH]), LabReport.status != ReportStatus.SENT
+                    col(LabReport.id).in_(ids[start : start + BATCH]),
+                    col(LabReport.status).not_in(SETTLED_STATUSES),
                 )
                 .order_by(col(LabReport.id))
             ).all()
@@ -494,7 +496,9 @@ def preview_mapping(
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
         reports = session.exec(
-            select(LabReport).where(col(LabReport.id).in_(chunk), LabReport.status != ReportStatus.SENT)
+            select(LabReport).where(
+                col(LabReport.id).in_(chunk), col(LabReport.status).not_in(SETTLED_STATUSES)
+            )
         ).all()
         present = [int(r.id or 0) for r in reports]
         observations = _observations(session, present)
@@ -516,6 +520,6 @@ def preview_mapping(
 def recompute_all(session: Session, *, actor: str | None = None) -> GateUpdate:
     """Recompute every report not yet sent (after a value-set import, or on demand)."""
     reports = session.exec(
-        select(LabReport).where(LabReport.status != ReportStatus.SENT).order_by(col(LabReport.id))
+        select(LabReport).where(col(LabReport.status).not_in(SETTLED_STATUSES)).order_by(col(LabReport.id))
     ).all()
     return _recompute(session, reports, actor=actor, cause="all")

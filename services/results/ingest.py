@@ -331,6 +331,7 @@ def _store_one(
         existing.version_number += 1
         existing.received_at = utcnow()
         existing.sent_at = None  # a new version has to be sent again (same setId, next version)
+        existing.send_refusal = None  # the DMP's refusal was of the previous version
         report = existing
         result.replaced += 1
     else:

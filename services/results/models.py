@@ -34,11 +34,17 @@ class LoincStatus(StrEnum):
 
 
 class ReportStatus(StrEnum):
-    """The MES gate verdict of a lab report (``sent`` once it left through the outbox)."""
+    """The MES gate verdict of a lab report (``sent`` once it left through the outbox,
+    ``withdrawn`` once the DMP deleted it at the biologist's request: ``results withdraw``)."""
 
     READY = "ready"
     BLOCKED = "blocked"
     SENT = "sent"
+    WITHDRAWN = "withdrawn"
+
+
+#: Statuses the gate no longer recomputes: the report left (a newer version re-opens it, see ingest).
+SETTLED_STATUSES: tuple[ReportStatus, ...] = (ReportStatus.SENT, ReportStatus.WITHDRAWN)
 
 
 class ReportFormat(StrEnum):
@@ -215,6 +221,12 @@ class LabReport(LabReportBase, table=True):
     match_source: MatchSource | None = Field(default=None, sa_type=_enum_type(MatchSource), nullable=True)
     """How ``identity_id`` was found; ``manual`` (``results match``) is kept across re-evaluations."""
     sent_version: int | None = None
+    masking: list[str] | None = Field(default=None, sa_type=JSON)
+    """DMP masking codes chosen by the biologist for this report (``MASQUE_PS``,
+    ``INVISIBLE_PATIENT``, ``INVISIBLE_REPRESENTANTS_LEGAUX``; migration 0009), sent with it."""
+    send_refusal: str | None = Field(default=None, max_length=64)
+    """The DMP's code of the last refusal of this version (``DMPClosed``…; migration 0009), cleared
+    when it is sent."""
     """The version last handed to the sender: a later one is sent as its replacement (RPLC)."""
 
 

@@ -5,13 +5,11 @@ Senders implement :class:`ReportSender`:
 - :class:`FileDropSender` (the default): writes ``<setId>_<version>.xml`` atomically in a folder
   that an integration platform or the DMP connector of the lab picks up;
 - :class:`StubSender`: keeps what it was given (tests, demo);
-- :class:`XdsSender`: the extension point for the real DMP / Mon Espace Santé web services —
-  IHE XDS.b "Provide and Register Document Set-b" (ITI-41) over SOAP 1.2 with MTOM, a signed SAML
-  "VIHF" assertion, the organisation's authentication certificate and a signing certificate
-  (TD0.2 checks the patient's DMP, TD2 adds the document, TD2.1 replaces a previous version of
-  the same ``setId``). It is not reachable from this project: ``send`` raises
-  :class:`SenderUnavailable` (exit 3). An implementation keeps the same contract: ``send`` returns
-  a reference (the XDS ``uniqueId`` / submission set id) or raises an :class:`ExternalFailure`.
+- :class:`XdsSender`: a placeholder kept for old configurations (``send`` raises
+  :class:`SenderUnavailable`, exit 3). The real DMP / Mon Espace Santé sender is
+  :class:`services.dmp.DmpSender` (IHE XDS.b ITI-41 over SOAP 1.2 + MTOM, VIHF, mutual TLS;
+  ``outbox.kind=dmp``, built by ``services.wiring.make_sender``), which keeps the same contract:
+  ``send`` returns a reference or raises an :class:`ExternalFailure` (or a refusal, exit 1).
 
 Sending ready reports through a sender (one transaction per report, audited ``report.sent``)
 is :func:`services.desk.results.send_reports`.

@@ -23,8 +23,14 @@ from sqlmodel import Session, col, select
 
 from services.identity.status import Flag, Status
 from services.results.models import LabReport, MatchSource
-from services.results.reasons import IDENTITY_FLAGGED, IDENTITY_MISMATCH, INS_NOT_QUALIFIED, Reason
-from services.storage.models import Identity, IdentityAlias
+from services.results.reasons import (
+    IDENTITY_FLAGGED,
+    IDENTITY_MISMATCH,
+    INS_NOT_QUALIFIED,
+    PATIENT_OPPOSED,
+    Reason,
+)
+from services.storage.models import DmpFeeding, Identity, IdentityAlias
 
 __all__ = [
     "Match",
@@ -260,6 +266,15 @@ def identity_reasons(identity: Identity) -> list[Reason]:
                 None,
                 f"Identité n°{identity.id} au statut {status.value} : seule une identité qualifiée (QUAL) "
                 "peut transmettre l'INS à Mon Espace Santé (EXI SI 08).",
+            )
+        )
+    if DmpFeeding(identity.dmp_feeding or DmpFeeding.NOT_ASKED) is DmpFeeding.OPPOSED:
+        reasons.append(
+            Reason(
+                PATIENT_OPPOSED,
+                None,
+                f"Le patient (identité n°{identity.id}) s'est opposé à l'alimentation de son DMP : "
+                "aucun compte rendu ne lui est envoyé tant que l'opposition est enregistrée.",
             )
         )
     return reasons

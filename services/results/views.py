@@ -44,7 +44,7 @@ def list_reports(
             wanted = ReportStatus(status)
         except ValueError:
             raise BadRequest(
-                f"Statut « {status} » inconnu : blocked, ready ou sent.", code="status_unknown"
+                f"Statut « {status} » inconnu : blocked, ready, sent ou withdrawn.", code="status_unknown"
             ) from None
         stmt = stmt.where(LabReport.status == wanted)
     out: list[dict[str, Any]] = []
@@ -81,3 +81,22 @@ def report_counts(session: Session) -> tuple[dict[str, int], dict[str, int]]:
         for code in {str(r.get("code")) for r in (reasons or [])}:
             by_reason[code] = by_reason.get(code, 0) + 1
     return by_status, by_reason
+
+
+def sending_counts(session: Session) -> dict[str, int]:
+    """Where reports stand with the DMP (``stats`` → ``sending``): ``sent``, ``refused`` (ready
+    reports whose last send the DMP refused), ``withdrawn`` (deleted from the DMP), ``to_replace``
+    (a newer version of a sent report, not sent yet)."""
+    status = col(LabReport.status)
+
+    def count(*conditions: Any) -> int:
+        return int(session.exec(select(sa.func.count()).select_from(LabReport).where(*conditions)).one())
+
+    return {
+        "sent": count(status == ReportStatus.SENT),
+        "refused": count(status == ReportStatus.READY, col(LabReport.send_refusal).is_not(None)),
+        "withdrawn": count(status == ReportStatus.WITHDRAWN),
+        "to_replace": count(
+            status.in_((ReportStatus.READY, ReportStatus.BLOCKED)), col(LabReport.sent_version).is_not(None)
+        ),
+    }

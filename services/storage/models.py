@@ -90,6 +90,15 @@ class Status(StrEnum):
     QUAL = "QUAL"
 
 
+class DmpFeeding(StrEnum):
+    """The patient's answer about feeding their DMP / Mon Espace Santé (``identity opposition``):
+    managed locally, as the DMP keeps none. ``opposed`` keeps every report of the patient from it."""
+
+    OPPOSED = "opposed"
+    NOT_OPPOSED = "not_opposed"
+    NOT_ASKED = "not_asked"
+
+
 class CaptureChannel(StrEnum):
     MANUAL = "manual"
     CARTE_VITALE = "carte_vitale"
@@ -158,6 +167,12 @@ class Identity(IdentityBase, table=True):
     # A merged duplicate (migration 0004) is never deleted: it stays as a tombstone pointing at
     # the identity kept, and disappears from searches.
     merged_into: int | None = Field(default=None, foreign_key="identity.id", ondelete="RESTRICT")
+    # The patient's opposition to feeding the DMP (migration 0009).
+    dmp_feeding: DmpFeeding = Field(
+        default=DmpFeeding.NOT_ASKED,
+        sa_type=_enum_type(DmpFeeding),
+        sa_column_kwargs={"server_default": DmpFeeding.NOT_ASKED.value},
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_by: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(

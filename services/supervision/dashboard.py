@@ -135,6 +135,9 @@ class Dashboard:
     agents: list[AgentFigures]
     channels: list[ChannelFigures]
     blocked: list[BlockedPoint]
+    sending: dict[str, int] = field(default_factory=dict)
+    """Where reports stand with the DMP now (``stats`` → ``sending``: sent, refused, withdrawn,
+    to_replace)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +147,7 @@ class Dashboard:
             "agents": [a.as_dict() for a in self.agents],
             "channels": [c.as_dict() for c in self.channels],
             "blocked_reports": [b.as_dict() for b in self.blocked],
+            "sending": dict(self.sending),
         }
 
 
@@ -347,4 +351,11 @@ def compute_dashboard(
         agents=qualification_by_agent(session, since=since),
         channels=qualification_by_channel(session),
         blocked=blocked_by_reason(session, by=by, since=since, until=until),
+        sending=_sending(session),
     )
+
+
+def _sending(session: Session) -> dict[str, int]:
+    from services.results.views import sending_counts
+
+    return sending_counts(session)

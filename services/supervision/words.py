@@ -28,6 +28,7 @@ KIND_LABELS: Final[Mapping[str, str]] = {
     audit.IDENTITY_DEQUALIFIED: "Déqualification",
     audit.IDENTITY_INS_ATTACHED: "INS rattaché",
     audit.IDENTITY_INS_INVALIDATED: "INS invalidé",
+    audit.IDENTITY_DMP_FEEDING: "Opposition au DMP",
     audit.INSI_CALL: "Appel INSi",
     audit.USER_LOGIN: "Connexion",
     audit.USER_LOGIN_FAILED: "Connexion refusée",

@@ -89,6 +89,14 @@ def blocked_text(dash: Dashboard) -> Text:
                 text.append(" · ", style="dim")
             text.append(reason_label(code))
             text.append(f" {n}", style="bold")
+    sending = dash.sending
+    if sending.get("refused") or sending.get("withdrawn"):
+        text.append("\nDMP ", style="bold")
+        text.append(f"{thousands(sending.get('sent', 0))} envoyés")
+        text.append(" · ", style="dim")
+        text.append(f"{thousands(sending.get('refused', 0))} refusés par le DMP", style="red")
+        text.append(" · ", style="dim")
+        text.append(f"{thousands(sending.get('withdrawn', 0))} retirés")
     return text
 
 

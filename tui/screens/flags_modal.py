@@ -1,4 +1,5 @@
-"""Flags (F7): set douteuse/fictive/homonyme with a reason; clear and déqualifier for those with the right."""
+"""Flags (F7): set douteuse/fictive/homonyme with a reason; clear and déqualifier for those with the right;
+the patient's opposition to feeding the DMP (``identity opposition``: those who may write identities)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, Select, Static
 
 from services.desk import flags as desk_flags
+from services.desk.opposition import set_opposition
 from services.identity.status import Flag
 from services.users import Right
 from tui.screens.form_modal import IdentityFormModal
@@ -30,7 +32,21 @@ def flag_actions(summary: IdentitySummary, can: set[Right]) -> list[tuple[str, s
         actions += [(f"Retirer : {Flag(f).label}", f"clear:{f}") for f in summary.flags]
     if Right.DEQUALIFY in can and summary.status != "PROV":
         actions.append(("Déqualifier (retour en identité provisoire)", "dequalify"))
+    if Right.IDENTITY_WRITE in can:
+        actions += [(label, f"dmp:{value}") for value, label in FEEDING_ACTIONS if value != summary.feeding]
     return actions
+
+
+FEEDING_ACTIONS: tuple[tuple[str, str], ...] = (
+    ("opposed", "DMP : le patient s'oppose à son alimentation"),
+    ("not_opposed", "DMP : le patient ne s'oppose pas"),
+    ("not_asked", "DMP : réponse non recueillie"),
+)
+FEEDING_DONE = {
+    "opposed": "Opposition au DMP enregistrée : ses comptes rendus ne seront pas envoyés.",
+    "not_opposed": "Non-opposition au DMP enregistrée.",
+    "not_asked": "Réponse sur le DMP remise à « non recueillie ».",
+}
 
 
 class FlagsModal(IdentityFormModal):
@@ -100,7 +116,11 @@ class FlagsModal(IdentityFormModal):
         assert actor is not None
         common = {"actor": actor, "identity_id": self.summary.id, "expect_version": self.summary.version}
         with self.insdesk.services.db.transaction() as session:
-            if action.startswith("set:"):
+            if action.startswith("dmp:"):
+                feeding = action.removeprefix("dmp:")
+                identity = set_opposition(session, feeding=feeding, **common)  # type: ignore[arg-type]
+                text = FEEDING_DONE[feeding]
+            elif action.startswith("set:"):
                 flag = Flag(action.removeprefix("set:"))
                 identity = desk_flags.set_flag(session, flag=flag, reason=reason or None, **common)  # type: ignore[arg-type]
                 text = f"Attribut posé : {flag.label}."

@@ -8,9 +8,12 @@ transaction as the mapping).
 side by side, confirm; audited). ``p`` writes the CR-BIO's PDF copy of a ready (or sent) report
 into the PDF folder (``$INSDESK_PDF_DIR``, else ``pdf/`` in the user data directory) and opens it
 with the desktop's opener (``$INSDESK_OPENER``, else ``xdg-open`` when a display is there),
-else shows its path. ``e`` sends a ready report to the configured outbox (the file drop of
-``services.results.outbox``: ``$INSDESK_OUTBOX``, else ``outbox/`` in the user data directory;
-any ``ReportSender`` the app is given as ``services.results_sender``), audited ``report.sent``.
+else shows its path. ``e`` sends a ready report through the installation's sender
+(``services.sender()``: the file drop of ``services.results.outbox`` — ``$INSDESK_OUTBOX``, else
+``outbox/`` in the user data directory — or the DMP with ``outbox.kind=dmp``; any
+``ReportSender`` the app is given as ``services.results_sender``), audited ``report.sent``. Under
+the status, where the report stands with the DMP: sent (when, which version), refused by the DMP
+(its code and the French message), withdrawn.
 Everything runs in workers.
 """
 
@@ -111,6 +114,29 @@ class ReportView:
     """Unmatched (PATIENT_UNMATCHED), or matched by hand: ``m`` may (re)match it."""
     traits: dict[str, Any] | None = None
     """The patient as the lab sent it (for the match modal)."""
+    refusal: str | None = None
+    """The DMP's code of the last refusal of this version (``DMPClosed``…)."""
+    sending: str = ""
+    """Where the report stands with the DMP, in French (sent on…, refused…, withdrawn)."""
+
+
+def sending_sentence(report: LabReport) -> str:
+    """« Envoyé le 06/12/2026 10:30 (version 2) », « Refusé par le DMP (DMPClosed) : … », « Retiré du DMP »
+    (the detail screen's line under the status)."""
+    status = ReportStatus(report.status)
+    if status is ReportStatus.WITHDRAWN:
+        return f"Retiré du DMP (version {report.sent_version or report.version_number} supprimée)."
+    if status is ReportStatus.SENT:
+        when = f" le {fr_datetime(report.sent_at)}" if report.sent_at is not None else ""
+        return f"Envoyé{when} (version {report.sent_version or report.version_number})."
+    if report.send_refusal:
+        from services.dmp.codes import ERROR_MESSAGES
+
+        message = ERROR_MESSAGES.get(report.send_refusal, "")
+        return f"Refusé par le DMP ({report.send_refusal})" + (f" : {message}" if message else ".")
+    if report.sent_version:
+        return f"Version {report.sent_version} envoyée ; cette version {report.version_number} la remplacera."
+    return ""
 
 
 def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
@@ -185,7 +211,9 @@ def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
         status=str(report.status),
         report_reasons=tuple((c, m) for c, o, m in reasons if o is None),
         observations=tuple(rows),
-        matchable=(unmatched or manual) and report.status != ReportStatus.SENT,
+        matchable=(unmatched or manual) and report.status not in (ReportStatus.SENT, ReportStatus.WITHDRAWN),
+        refusal=report.send_refusal,
+        sending=sending_sentence(report),
         traits={
             "birth_name": traits.get("birth_name"),
             "used_name": traits.get("used_name"),
@@ -287,6 +315,7 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
         with Horizontal(id="report-header"):
             yield Static(f"Compte rendu n°{self.report_id}", id="report-title")
             yield Static("", id="report-status")
+        yield Static("", id="report-sending")
         yield Static("", id="report-reasons")
         table = KeyedTable(id="observations", cursor_type="row", zebra_stripes=True)
         table.add_column("Code", key="code")
@@ -331,7 +360,10 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             title += f" · {view.local_id}"
         title += f" · reçu le {view.received}"
         self.query_one("#report-title", Static).update(title)
-        self.query_one("#report-status", Static).update(status_text(view.status))
+        self.query_one("#report-status", Static).update(status_text(view.status, view.refusal))
+        sending = self.query_one("#report-sending", Static)
+        sending.update(view.sending)
+        sending.display = bool(view.sending)
         reasons = self.query_one("#report-reasons", Static)
         reasons.update(
             Text("\n").join(
@@ -470,22 +502,34 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             self._send(self.view.id)
 
     def _sender(self) -> ReportSender:
+        """The installation's sender (``outbox.kind``: the file drop or the DMP)."""
         configured = getattr(self.insdesk.services, "results_sender", None)
-        return cast(ReportSender, configured) if configured is not None else FileDropSender()
+        if configured is not None:
+            return cast(ReportSender, configured)
+        make = getattr(self.insdesk.services, "sender", None)
+        return cast(ReportSender, make()) if callable(make) else FileDropSender()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="send")
     def _send(self, report_id: int) -> None:
         actor = self.insdesk.actor
         assert actor is not None
         sender = self._sender()
-        result = send_reports(self.insdesk.services.db, actor=actor, sender=sender, report_ids=[report_id])
-        where = str(getattr(sender, "folder", "")) or sender.name
+        try:
+            result = send_reports(
+                self.insdesk.services.db, actor=actor, sender=sender, report_ids=[report_id]
+            )
+        finally:
+            close = getattr(sender, "close", None)
+            if callable(close):
+                close()  # the DMP sender's connections
+        where = "le DMP" if sender.name == "dmp" else str(getattr(sender, "folder", "")) or sender.name
         self.post_message(self.Sent(result.sent, result.refused, where))
 
     @on(Sent)
     def _sent(self, event: Sent) -> None:
         if event.sent:
-            self.notify(f"Déposé dans {event.where}", title=f"Compte rendu n°{event.sent[0]} envoyé")
+            verb = "Envoyé vers" if event.where == "le DMP" else "Déposé dans"
+            self.notify(f"{verb} {event.where}", title=f"Compte rendu n°{event.sent[0]} envoyé")
         for refused in event.refused:
             self.notify(str(refused.get("reason")), title="Envoi refusé", severity="error", timeout=15)
         self._load()

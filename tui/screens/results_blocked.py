@@ -47,22 +47,38 @@ first reason and « +N », the day)."""
 PATIENT_NARROW = 18
 ALL: Final = "*"
 
-STATUS_WORDS: Final[dict[str, str]] = {"blocked": "bloqué", "ready": "prêt", "sent": "envoyé"}
+STATUS_WORDS: Final[dict[str, str]] = {
+    "blocked": "bloqué",
+    "ready": "prêt",
+    "sent": "envoyé",
+    "withdrawn": "retiré du DMP",
+}
 STATUS_STYLES: Final[dict[str, str]] = {
     "blocked": "bold red",
     "ready": "bold green3",
     "sent": "bold dodger_blue2",
+    "withdrawn": "bold dark_orange",
 }
-_STATUS_OPTIONS: Final = (("Bloqués", "blocked"), ("Prêts", "ready"), ("Envoyés", "sent"), ("Tous", ALL))
-_STATUS_PLURALS: Final = {"blocked": "bloqué", "ready": "prêt", "sent": "envoyé"}
+_STATUS_OPTIONS: Final = (
+    ("Bloqués", "blocked"),
+    ("Prêts", "ready"),
+    ("Envoyés", "sent"),
+    ("Retirés du DMP", "withdrawn"),
+    ("Tous", ALL),
+)
+_STATUS_PLURALS: Final = {"blocked": "bloqué", "ready": "prêt", "sent": "envoyé", "withdrawn": "retiré"}
 
 
 _ORDER: Final = {code: i for i, code in enumerate(REASON_CODES)}
 
 
-def status_text(status: str) -> Text:
-    """``bloqué`` in red, ``prêt`` in green, ``envoyé`` in blue: always the word."""
-    return Text(STATUS_WORDS.get(status, status), style=STATUS_STYLES.get(status, ""))
+def status_text(status: str, refusal: str | None = None) -> Text:
+    """``bloqué`` in red, ``prêt`` in green, ``envoyé`` in blue, ``retiré du DMP`` in orange: always
+    the word; a ready report the DMP refused says so with the DMP's code (« prêt · refusé DMPClosed »)."""
+    text = Text(STATUS_WORDS.get(status, status), style=STATUS_STYLES.get(status, ""))
+    if refusal and status == "ready":
+        text.append(f" · refusé {refusal}", style="bold red")
+    return text
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -94,6 +110,8 @@ class ReportRow:
     reasons: tuple[str, ...]
     """Distinct reason codes, in the gate's order."""
     haystack: str
+    refusal: str | None = None
+    """The DMP's code of the last refusal (a ready report sent and refused)."""
 
 
 @dataclass(frozen=True)
@@ -116,13 +134,16 @@ def _rows(session: Any, actor: Any, status: str | None) -> list[ReportRow]:
         LabReport.patient_traits,
         Identity.birth_name,
         Identity.first_name,
+        LabReport.send_refusal,
     ).join(Identity, col(Identity.id) == col(LabReport.identity_id), isouter=True)
     if status is not None:
         stmt = stmt.where(LabReport.status == status)
     extra = {row[0]: row[1:] for row in session.exec(stmt).all()}
     rows: list[ReportRow] = []
     for report in reports:
-        received, traits, birth_name, first_name = extra.get(report["id"], (None, {}, None, None))
+        received, traits, birth_name, first_name, refusal = extra.get(
+            report["id"], (None, {}, None, None, None)
+        )
         matched = report["patient_id"] is not None
         if matched:
             name = patient_name(birth_name, first_name)
@@ -143,6 +164,7 @@ def _rows(session: Any, actor: Any, status: str | None) -> list[ReportRow]:
                 status=report["status"],
                 reasons=codes,
                 haystack=fold(f"{name} {local_id} {report['id']}"),
+                refusal=refusal,
             )
         )
     # Grouped by their first reason (in the gate's order: the identity's before the results'),
@@ -369,7 +391,13 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
                 reasons = f"{reason_label(r.reasons[0])} +{len(r.reasons) - 1}"
             received = r.received if wide else r.received.split(" ")[0]  # 80 columns: the day
             table.add_row(
-                str(r.id), patient, r.local_id, received, status_text(r.status), reasons, key=str(r.id)
+                str(r.id),
+                patient,
+                r.local_id,
+                received,
+                status_text(r.status, r.refusal),
+                reasons,
+                key=str(r.id),
             )
         table.move_cursor_to_key(str(selected) if selected is not None else None)
 
@@ -378,9 +406,12 @@ class ResultsBlockedScreen(Screen[None], WorkerErrorsToApp):
             self._fill_table()
 
     def _show_counts(self, by_status: dict[str, int], by_reason: dict[str, int]) -> None:
-        totals = " · ".join(
-            plural(by_status.get(s, 0), _STATUS_PLURALS[s]) for s in ("blocked", "ready", "sent")
+        shown = (
+            ("blocked", "ready", "sent", "withdrawn")
+            if by_status.get("withdrawn")
+            else ("blocked", "ready", "sent")
         )
+        totals = " · ".join(plural(by_status.get(s, 0), _STATUS_PLURALS[s]) for s in shown)
         self.query_one("#results-title", Static).update(
             Text.assemble(("Résultats bloqués", "bold"), f"  {totals}")
         )

@@ -9,9 +9,16 @@ from textual.widgets import Static
 from tui.summary import IdentitySummary
 from tui.widgets.badge import FlagTags, StatusBadge
 
+FEEDING_LINES = {
+    "opposed": "DMP : le patient s'oppose à son alimentation\n(comptes rendus non envoyés)",
+    "not_opposed": "DMP : le patient ne s'oppose pas",
+}
+"""The side pane's line on the DMP (nothing while the answer has not been recorded)."""
+
 
 class IdentityCard(VerticalScroll):
-    """Status badge, flags, birth, IPP, INS + OID (only when present), last proof."""
+    """Status badge, flags, birth, IPP, INS + OID (only when present), last proof, the patient's
+    answer about feeding the DMP (once recorded)."""
 
     can_focus = False
 
@@ -23,8 +30,10 @@ class IdentityCard(VerticalScroll):
         yield Static("", id="card-local-id")
         yield Static("", id="card-ins")
         yield Static("", id="card-proof")
+        yield Static("", id="card-dmp")
 
     def on_mount(self) -> None:
+        self.query_one("#card-dmp", Static).display = False
         self.show(None)
 
     def show(self, summary: IdentitySummary | None) -> None:
@@ -36,7 +45,7 @@ class IdentityCard(VerticalScroll):
             title.update("Aucune identité sélectionnée")
             badge.set_status(None)
             flags.set_flags(())
-            for wid in ("#card-birth", "#card-local-id", "#card-ins", "#card-proof"):
+            for wid in ("#card-birth", "#card-local-id", "#card-ins", "#card-proof", "#card-dmp"):
                 self.query_one(wid, Static).update("")
             return
         title.update(summary.title)
@@ -63,3 +72,6 @@ class IdentityCard(VerticalScroll):
                 ins += "\nINS non transmissible : identité non qualifiée"
         self.query_one("#card-ins", Static).update(ins)
         self.query_one("#card-proof", Static).update(summary.last_proof or "Aucune pièce d'identité vérifiée")
+        dmp = self.query_one("#card-dmp", Static)
+        dmp.update(FEEDING_LINES.get(summary.feeding, ""))
+        dmp.display = summary.feeding in FEEDING_LINES

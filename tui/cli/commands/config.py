@@ -18,6 +18,8 @@ from services.users import Right
 from services.wiring import (
     DESK_PREFIX,
     DESK_SETTING_KEYS,
+    DMP_PREFIX,
+    DMP_SETTING_KEYS,
     OUTBOX_PREFIX,
     OUTBOX_SETTING_KEYS,
     SETTING_SECTIONS,
@@ -32,7 +34,7 @@ def register(sub: Any) -> None:
     config = sub.add_parser("config", help="réglages du laboratoire (admin)").add_subparsers(
         dest="config_command", metavar="ACTION"
     )
-    p = config.add_parser("show", help="affiche les réglages insi.*, cda.*, desk.* et outbox.*")
+    p = config.add_parser("show", help="affiche les réglages insi.*, cda.*, desk.*, outbox.* et dmp.*")
     add_json(p)
     p.set_defaults(handler=show)
     p = config.add_parser("set", help="modifie des réglages : insi.idam=… cda.lab_name=… (vide = retirer)")
@@ -48,6 +50,7 @@ def _payload(ctx: CliContext) -> dict[str, Any]:
             "cda": read_settings(session, CDA_PREFIX),
             "desk": read_settings(session, DESK_PREFIX),
             "outbox": read_settings(session, OUTBOX_PREFIX),
+            "dmp": read_settings(session, DMP_PREFIX),
         }
 
 
@@ -58,6 +61,7 @@ def _human(payload: dict[str, Any]) -> Any:
             ("cda", LAB_SETTING_KEYS),
             ("desk", DESK_SETTING_KEYS),
             ("outbox", OUTBOX_SETTING_KEYS),
+            ("dmp", DMP_SETTING_KEYS),
         )
         for section, keys in sections:
             for key in keys:
@@ -82,7 +86,8 @@ def set_values(ctx: CliContext, args: argparse.Namespace) -> int:
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or section not in by_section or not name:
             raise UsageError(
-                f"« {item} » : écrire insi.NOM=VALEUR, cda.NOM=VALEUR, desk.NOM=VALEUR ou outbox.NOM=VALEUR."
+                f"« {item} » : écrire insi.NOM=VALEUR, cda.NOM=VALEUR, desk.NOM=VALEUR, outbox.NOM=VALEUR "
+                "ou dmp.NOM=VALEUR."
             )
         by_section[section][name] = value
     with ctx.db.transaction() as session:

@@ -1,4 +1,4 @@
-"""``identity create|show|edit|proof|flag|unflag|dequalify|duplicates|merge``."""
+"""``identity create|show|edit|proof|flag|unflag|dequalify|opposition|duplicates|merge``."""
 
 from __future__ import annotations
 
@@ -12,17 +12,21 @@ from rich.table import Table
 from services.desk import flags as desk_flags
 from services.desk import identities, proofs
 from services.desk.merge import merge_identities
+from services.desk.opposition import set_opposition
 from services.errors import BadRequest, FieldIssue, InvalidData
+from services.identity.dmp_feeding import FEEDING_LABELS
 from services.identity.duplicates import SIMILAR_THRESHOLD, find_duplicates
 from services.identity.records import get_identity
 from services.identity.status import Flag
 from services.identity.traits import check_traits
 from services.identity.view import identity_view
+from services.storage.models import DmpFeeding
 from services.users import Right
 from tui.cli.commands.checks import add_traits_options
 from tui.cli.context import CliContext
 
 FLAGS = [f.value for f in Flag]
+FEEDINGS = [f.value for f in DmpFeeding]
 
 
 def register(sub: Any) -> None:
@@ -83,6 +87,14 @@ def register(sub: Any) -> None:
     p.add_argument("--reason", required=True, metavar="MOTIF")
     add_json(p)
     p.set_defaults(handler=dequalify)
+
+    p = ident.add_parser(
+        "opposition", help="enregistre l'opposition du patient à l'alimentation de son DMP (accueil)"
+    )
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--feeding", required=True, choices=FEEDINGS, help="réponse du patient")
+    add_json(p)
+    p.set_defaults(handler=opposition)
 
     p = ident.add_parser("duplicates", help="doublons possibles, les plus probables d'abord (superviseur)")
     p.add_argument(
@@ -235,6 +247,17 @@ def flag(ctx: CliContext, args: argparse.Namespace) -> int:
     ctx.out.result(
         payload, lambda c: c.print(f"[green]✓[/] Attribut « {args.flag} » posé ; statut {payload['status']}.")
     )
+    return 0
+
+
+def opposition(ctx: CliContext, args: argparse.Namespace) -> int:
+    actor = ctx.actor(Right.IDENTITY_WRITE)
+    with ctx.db.transaction() as session:
+        identity = set_opposition(session, actor=actor, identity_id=args.id, feeding=args.feeding)
+        feeding = DmpFeeding(identity.dmp_feeding)
+        payload = {"id": identity.id, "feeding": feeding.value}
+    label = FEEDING_LABELS[feeding]
+    ctx.out.result(payload, lambda c: c.print(f"[green]✓[/] Identité n° {payload['id']} : DMP — {label}."))
     return 0
 
 

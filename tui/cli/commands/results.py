@@ -32,8 +32,13 @@ from services.stats import desk_stats
 from services.users import Right
 from tui.cli.context import CliContext
 
-STATUSES = ("blocked", "ready", "sent")
-_STATUS_LABELS = {"ready": "[green]prêt[/]", "blocked": "[red]bloqué[/]", "sent": "[blue]envoyé[/]"}
+STATUSES = ("blocked", "ready", "sent", "withdrawn")
+_STATUS_LABELS = {
+    "ready": "[green]prêt[/]",
+    "blocked": "[red]bloqué[/]",
+    "sent": "[blue]envoyé[/]",
+    "withdrawn": "[yellow]retiré du DMP[/]",
+}
 
 
 def _results_actions(sub: Any) -> Any:
@@ -245,6 +250,12 @@ def stats(ctx: CliContext, args: argparse.Namespace) -> int:
             f"Comptes rendus : [green]{reports['ready']} prêt(s)[/] · "
             f"[red]{reports['blocked']} bloqué(s)[/] · [blue]{reports['sent']} envoyé(s)[/]"
         )
+        sending = payload["sending"]
+        if sending["refused"] or sending["withdrawn"] or sending["to_replace"]:
+            c.print(
+                f"DMP : {sending['refused']} refusé(s) par le DMP · {sending['withdrawn']} retiré(s) · "
+                f"{sending['to_replace']} nouvelle(s) version(s) à envoyer"
+            )
         blocked = {k: v for k, v in payload["blocked_by_reason"].items() if v}
         if blocked:
             table = Table(title="Comptes rendus bloqués par motif", title_justify="left")

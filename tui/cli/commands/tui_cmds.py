@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,75 @@ def demo_accounts_text() -> str:
     return text()
 
 
+@dataclass
+class DemoServices:
+    services: Any
+    counts: dict[str, int]
+    insi_url: str
+    dmp_url: str
+    dmp: Any
+    """The local DMP (``services.dmp_sim.DmpSimulator``) the demo sends to."""
+
+
+def open_demo_services(folder: Path, db_file: Path, *, login_hint: str | None = None) -> DemoServices:
+    """The demo's services: a fresh demo database, the local INSi simulator, the simulated card
+    reader, and the local DMP (``dmp-sim``, in-process) as the outbox (``outbox.kind=dmp``, a
+    throwaway seal certificate made in ``folder``): the demo's « Envoyer » reaches it. Everything
+    started is stopped by ``services.close()``."""
+    import os
+
+    from fixtures.demo import seed_demo
+    from fixtures.demo_dmp import DEMO_STRUCTURE_ID, DEMO_STRUCTURE_NAME, make_demo_seal
+    from services.dmp_sim import DmpSimulator
+    from services.insi_sim import InsiSimulator
+    from services.roles import Actor, Role
+    from services.storage.db import Database
+    from services.wiring import READER_SIMULATED, build_services, save_settings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob("demo.db*"):
+        leftover.unlink()
+    db = Database(f"sqlite:///{db_file}")
+    started: list[Any] = []
+    try:
+        counts = seed_demo(db)
+        seal = make_demo_seal(folder / "dmp")
+        simulator = InsiSimulator().start()
+        started.append(simulator)
+        dmp = DmpSimulator(trust_ca=seal.ca).start()
+        started.append(dmp)
+        with db.transaction() as session:
+            save_settings(
+                session,
+                Actor("admin", Role.ADMIN),
+                {
+                    "outbox": {"kind": "dmp"},
+                    "dmp": {
+                        "url": dmp.url,
+                        "structure_id": DEMO_STRUCTURE_ID,
+                        "structure_name": DEMO_STRUCTURE_NAME,
+                    },
+                },
+            )
+    except BaseException:
+        for server in reversed(started):
+            server.stop()
+        db.dispose()
+        raise
+    services = build_services(
+        db,
+        env={**os.environ, **seal.environment()},
+        insi_endpoint=simulator.url,
+        reader=READER_SIMULATED,
+        site_name="Labo démo",
+        outbox_folder=folder / "outbox",
+        login_hint=login_hint,
+    )
+    services.on_close.append(simulator.stop)
+    services.on_close.append(dmp.stop)
+    return DemoServices(services, counts, simulator.url, dmp.url, dmp)
+
+
 def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
     """A fresh demo database, the local INSi simulator and the simulated card reader. With the
     interface, the login screen shows first (the demo accounts on it) and the demo is prepared
@@ -67,40 +137,19 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
     prepared: list[Any] = []
 
     def open_services() -> Any:
-        from fixtures.demo import seed_demo
-        from services.insi_sim import InsiSimulator
-        from services.storage.db import Database
-        from services.wiring import READER_SIMULATED, build_services
+        demo = open_demo_services(folder, db_file, login_hint=demo_accounts_text())
+        prepared.append((demo.services, demo.counts, demo.insi_url, demo.dmp_url))
+        return demo.services
 
-        folder.mkdir(parents=True, exist_ok=True)
-        for leftover in folder.glob("demo.db*"):
-            leftover.unlink()
-        db = Database(f"sqlite:///{db_file}")
-        try:
-            counts = seed_demo(db)
-            simulator = InsiSimulator().start()
-        except BaseException:
-            db.dispose()
-            raise
-        services = build_services(
-            db,
-            insi_endpoint=simulator.url,
-            reader=READER_SIMULATED,
-            site_name="Labo démo",
-            outbox_folder=folder / "outbox",
-            login_hint=demo_accounts_text(),
-        )
-        services.on_close.append(simulator.stop)
-        prepared.append((services, counts, simulator.url))
-        return services
-
-    def banner(url: str | None, counts: dict[str, int] | None) -> None:
+    def banner(url: str | None, counts: dict[str, int] | None, dmp_url: str | None = None) -> None:
         """What the demo is made of (left on the terminal when the interface closes)."""
         c = ctx.out.console
         c.print("[bold]insdesk — démonstration[/]")
         c.print(f"Base de démonstration : {db_file}" + (" (supprimée à la fin)" if temporary else ""))
         if url is not None:
             c.print(f"Simulateur INSi local : {url}")
+        if dmp_url is not None:
+            c.print(f"DMP simulé local (envoi des comptes rendus) : {dmp_url}")
         if counts is not None:
             c.print(f"Patients : {counts}")
         c.print("Comptes de démonstration (identifiant / mot de passe / rôle) :")
@@ -111,8 +160,8 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
         if args.no_tui:
             services = open_services()
             try:
-                _, counts, url = prepared[0]
-                banner(url, counts)
+                _, counts, url, dmp_url = prepared[0]
+                banner(url, counts, dmp_url)
                 return 0
             finally:
                 services.close()
