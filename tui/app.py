@@ -240,8 +240,8 @@ class InsdeskApp(TypeAheadApp):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="status-probe")
     def probe_status(self) -> None:
-        """Connection test of INSi, readers present (``services.doctor.desk_status``), in a worker."""
-        from services.doctor import desk_status
+        """Connection test of INSi, readers present (``services.doctor_status.desk_status``), in a worker."""
+        from services.doctor_status import desk_status
 
         status = desk_status(self.services)
         self.call_from_thread(self._status_probed, status)
