@@ -15,7 +15,7 @@ from sqlmodel import select
 from services.desk.results import withdraw_report
 from services.dmp_sim.registry import patients_from_json
 from services.results.models import LabReport, ReportStatus
-from services.storage.models import Role
+from services.storage.models import AuditEvent, Role
 from services.users import Actor
 from tests.test_tui_results import _choose, _focus_filter, _open_report, _rows, _text
 from tests.test_tui_support import login, settle
@@ -120,3 +120,70 @@ async def test_demo_sends_to_its_local_dmp_and_shows_the_sending_state(demo: Dem
         await _open_report(pilot, first)
         assert _text(app, "#report-status") == "retiré du DMP"
         assert _text(app, "#report-sending").startswith("Retiré du DMP")
+
+
+async def _to_ready_report(pilot: Any, report_id: int) -> None:
+    await login(pilot, "bio1", "biologie-demo")
+    await pilot.press("f8")
+    await settle(pilot)
+    await _focus_filter(pilot, "#filter-status")
+    await _choose(pilot, "#filter-status", "Prêts")
+    await _to_search_box(pilot)
+    await _open_report(pilot, report_id)
+
+
+def _ready_ids(demo: DemoServices) -> list[int]:
+    with demo.services.db.session() as session:
+        return [
+            int(r.id or 0)
+            for r in session.exec(select(LabReport).where(LabReport.status == ReportStatus.READY)).all()
+        ]
+
+
+async def test_the_biologist_masks_a_report_by_keyboard_before_sending_it(demo: DemoServices) -> None:
+    """k « Masquage » on a ready report: Espace ticks « Masqué aux professionnels de santé », ^S saves
+    (audited); the report's screen says so and the ITI-41 carries the code to the DMP."""
+    report_id = _ready_ids(demo)[0]
+    app = InsdeskApp(demo.services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _to_ready_report(pilot, report_id)
+        await pilot.press("k")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "MaskingModal"
+        await pilot.press("space", "ctrl+s")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "ReportDetailScreen"
+        assert _report(demo, report_id).masking == ["MASQUE_PS"]
+        assert "Masquage : Masqué aux professionnels de santé." in _text(app, "#report-sending")
+        # Échap leaves the choice as it is.
+        await pilot.press("k")
+        await settle(pilot)
+        await pilot.press("down", "space", "escape")
+        await settle(pilot)
+        assert _report(demo, report_id).masking == ["MASQUE_PS"]
+        await pilot.press("e")
+        await settle(pilot)
+        assert _report(demo, report_id).status == ReportStatus.SENT
+        sent = [e for e in demo.dmp.entries.values() if e.type_code[0] == "11502-2"]
+        assert len(sent) == 1 and "MASQUE_PS" in {code for code, _ in sent[0].confidentiality}
+        # Once sent, the masking is not changed any more.
+        await pilot.press("k")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "ReportDetailScreen"
+        assert any("déjà parti" in n.message for n in app._notifications)
+    with demo.services.db.session() as session:
+        kinds = [e.kind for e in session.exec(select(AuditEvent).order_by(AuditEvent.id)).all()]  # type: ignore[arg-type]
+    assert kinds.count("report.masking_changed") == 1
+
+
+def test_snapshot_the_masking_modal(demo: DemoServices, snap_compare: Any) -> None:
+    report_id = _ready_ids(demo)[0]
+
+    async def run_before(pilot: Any) -> None:
+        await _to_ready_report(pilot, report_id)
+        await pilot.press("k")
+        await settle(pilot)
+        await pilot.press("space")
+        await settle(pilot)
+
+    assert snap_compare(InsdeskApp(demo.services), terminal_size=(100, 30), run_before=run_before)

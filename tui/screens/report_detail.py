@@ -118,6 +118,8 @@ class ReportView:
     """The DMP's code of the last refusal of this version (``DMPClosed``…)."""
     sending: str = ""
     """Where the report stands with the DMP, in French (sent on…, refused…, withdrawn)."""
+    masking: tuple[str, ...] = ()
+    """The DMP masking codes chosen for this report (``k``)."""
 
 
 def sending_sentence(report: LabReport) -> str:
@@ -213,6 +215,7 @@ def load_report(session: Any, actor: Any, report_id: int) -> ReportView:
         observations=tuple(rows),
         matchable=(unmatched or manual) and report.status not in (ReportStatus.SENT, ReportStatus.WITHDRAWN),
         refusal=report.send_refusal,
+        masking=tuple(report.masking or ()),
         sending=sending_sentence(report),
         traits={
             "birth_name": traits.get("birth_name"),
@@ -279,6 +282,13 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
             "Envoyer",
             id="report.send",
             tooltip="Envoyer ce compte rendu prêt vers la boîte d'envoi configurée (audité)",
+        ),
+        Binding(
+            "k",
+            "masking",
+            "Masquage",
+            id="report.masking",
+            tooltip="Choisir ce que le DMP cache de ce compte rendu avant l'envoi (audité)",
         ),
         Binding(
             "escape", "back", "Retour", id="report.back", tooltip="Revenir à la liste des comptes rendus"
@@ -362,8 +372,14 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
         self.query_one("#report-title", Static).update(title)
         self.query_one("#report-status", Static).update(status_text(view.status, view.refusal))
         sending = self.query_one("#report-sending", Static)
-        sending.update(view.sending)
-        sending.display = bool(view.sending)
+        text = view.sending
+        if view.masking:
+            from services.dmp.codes import MASKING_CODES
+
+            masked = "Masquage : " + ", ".join(MASKING_CODES.get(c, c) for c in view.masking) + "."
+            text = f"{text} {masked}" if text else masked
+        sending.update(text)
+        sending.display = bool(text)
         reasons = self.query_one("#report-reasons", Static)
         reasons.update(
             Text("\n").join(
@@ -539,6 +555,32 @@ class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its 
         row = self.selected()
         if row is not None and row.loinc_problem:
             self.action_fix_loinc()
+
+    def action_masking(self) -> None:
+        """« Masquage » (k): the DMP masking codes of a report not sent yet."""
+        from tui.screens.masking_modal import MaskingModal
+
+        view = self.view
+        if view is None:
+            return
+        if view.status in ("sent", "withdrawn"):
+            self.notify(
+                "Le masquage se choisit avant l'envoi : ce compte rendu est déjà parti.",
+                title="Masquage",
+                severity="warning",
+            )
+            return
+
+        def saved(codes: tuple[str, ...] | None) -> None:
+            if codes is None:
+                return
+            self.notify(
+                "Masquage enregistré" if codes else "Aucun masquage",
+                title=f"Compte rendu n°{self.report_id}",
+            )
+            self._load()
+
+        self.app.push_screen(MaskingModal(self.report_id, view.masking), saved)
 
     def action_fix_loinc(self) -> None:
         row = self.selected()
