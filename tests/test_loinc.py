@@ -458,6 +458,21 @@ def test_reimport_is_atomic(db: Database, tmp_path: Path, monkeypatch: pytest.Mo
         versions = s.exec(select(LoincVersion)).all()
         assert len(list_events(s, kind="loinc.imported")) == 1
     assert [(v.version, v.active) for v in versions] == [(VERSION, True)]
+    assert _label_index(db), "the rolled-back import left the label index in place"
+
+
+def _label_index(db: Database) -> bool:
+    import sqlalchemy as sa
+
+    return "ix_loinc_code_label_fr" in {i["name"] for i in sa.inspect(db.engine).get_indexes("loinc_code")}
+
+
+def test_the_label_index_is_rebuilt_by_an_import(db: Database) -> None:
+    """The import drops the label index while it inserts the rows and builds it again after."""
+    import_value_set(db, actor=BIO, path=CSV_15)
+    assert _label_index(db)
+    import_value_set(db, actor=BIO, path=CSV_15, version="again")
+    assert _label_index(db)
 
 
 # --- search ---------------------------------------------------------------------------------------

@@ -48,12 +48,26 @@ def loinc_check_digit(body: str) -> int:
     if not body.isdigit() or not body.isascii():
         raise ValueError(f"not a LOINC code body: {body!r}")
     reverse = body[::-1]
-    total = sum(map(_DOUBLED.__getitem__, reverse[0::2])) + sum(map(_PLAIN.__getitem__, reverse[1::2]))
+    total = 0
+    for start in range(0, len(reverse), 4):  # four digits per lookup (a code body has at most 7)
+        total += _CHUNKS[reverse[start : start + 4]]
     return (10 - total % 10) % 10
 
 
-_PLAIN: Final = {str(d): d for d in range(10)}
-_DOUBLED: Final = {str(d): (2 * d) // 10 + (2 * d) % 10 for d in range(10)}
+def _chunk_sums() -> dict[str, int]:
+    """The contribution of every run of 1 to 4 digits read from the right, starting at an odd
+    position (doubled, digits summed), then even, odd, even."""
+    doubled = [(2 * d) // 10 + (2 * d) % 10 for d in range(10)]
+    sums: dict[str, int] = {"": 0}
+    runs = [""]
+    for position in range(4):
+        runs = [run + str(d) for run in runs for d in range(10)]
+        for run in runs:
+            sums[run] = sums[run[:-1]] + (doubled if position % 2 == 0 else list(range(10)))[int(run[-1])]
+    return sums
+
+
+_CHUNKS: Final = _chunk_sums()
 
 
 def normalize_loinc_code(code: object) -> str:
@@ -67,7 +81,11 @@ def normalize_loinc_code(code: object) -> str:
 
 def check_loinc_code(code: object) -> str | None:
     """``None`` when ``code`` is a well-formed LOINC code with the right check digit, else why (French)."""
-    text = normalize_loinc_code(code)
+    return check_normalized_loinc_code(normalize_loinc_code(code))
+
+
+def check_normalized_loinc_code(text: str) -> str | None:
+    """:func:`check_loinc_code` of a code already normalised (:func:`normalize_loinc_code`)."""
     if not text:
         return "Code LOINC absent."
     match = _LOINC_RE.match(text)

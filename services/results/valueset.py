@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from services.errors import BadRequest
-from services.results.loinc import check_loinc_code, normalize_loinc_code
+from services.results.loinc import check_normalized_loinc_code, normalize_loinc_code
 from services.results.models import LoincCode, LoincStatus, LoincVersion
 from services.results.text import decode_text, fold, norm_header, sniff_delimiter
 
@@ -524,8 +524,9 @@ def read_value_set(
         if _is_note(row, raw_code, label, grandeur):
             continue  # a notice or a footer line under the table (« Fin du jeu de valeurs »)
         parsed.data_rows += 1
-        code = normalize_loinc_code(raw_code)
-        problem = check_loinc_code(code)
+        plain = " " not in raw_code and raw_code.isprintable()  # (stripped already: nothing to remove)
+        code = raw_code if plain else normalize_loinc_code(raw_code)
+        problem = check_normalized_loinc_code(code)
         if problem is not None:
             parsed.rejected.append(Rejection(number, problem))
             continue
@@ -622,12 +623,17 @@ def replace_value_set(
         values[status_at] = str(values[status_at])
         return tuple(values)
 
+    # In code order (the primary key's B-tree grows at its end), the label index rebuilt once after
+    # the rows rather than kept up to date row by row; all inside the caller's transaction.
+    in_order = sorted(parsed.codes, key=lambda c: str(c["code"]))
     cursor = connection.connection.cursor()
     try:
+        cursor.execute("DROP INDEX IF EXISTS ix_loinc_code_label_fr")
         for start in range(0, total, _INSERT_CHUNK):
-            cursor.executemany(sql, [stored(c) for c in parsed.codes[start : start + _INSERT_CHUNK]])
+            cursor.executemany(sql, [stored(c) for c in in_order[start : start + _INSERT_CHUNK]])
             if progress is not None:
                 progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
+        cursor.execute("CREATE INDEX ix_loinc_code_label_fr ON loinc_code (label_fr)")
     finally:
         cursor.close()
     new_codes = {c["code"] for c in parsed.codes}
