@@ -200,7 +200,7 @@ def figure_start(args: argparse.Namespace, tmp: Path) -> list[Row]:
     minimal = [sys.executable, "-c", MINIMAL_APP]
     prod = [str(INSDESK), "--db", db_url]
     demo = [str(INSDESK), "demo"]
-    rounds = args.rounds
+    rounds = max(args.rounds, 15)  # cheap spawns, noisy on 2 cores: more rounds for steadier medians
     anchor_t: list[float] = []
     anchor_rss: list[float] = []
     prod_t: list[float] = []

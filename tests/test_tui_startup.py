@@ -4,11 +4,14 @@ that cannot open ends the desk with the French message and exit code the command
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.storage.db import Database
 from tests.test_tui_support import demo_db, demo_template, login, settle
 from tui.app import make_app
+from tui.keymap import ENV_VAR
 from tui.screens.login import LoginScreen
 
 __all__ = ["demo_db", "demo_template"]  # fixtures
@@ -68,3 +71,27 @@ def test_the_command_line_registers_only_what_it_needs(
     sub = next(a for a in parser._actions if a.dest == "command")
     choices = set(sub.choices)  # type: ignore[attr-defined]
     assert registered <= choices if command == "?" else choices == registered
+
+
+async def test_the_users_keys_are_read_with_the_services_and_applied(
+    demo_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`insdesk` reads the keymap in the services' worker (after the first frame): once they are
+    open, the remapped key acts and an unknown id is reported."""
+    keymap = tmp_path / "keymap.toml"
+    keymap.write_text('[keys]\napp.help = "f11"\n"app.nope" = "f10"\n', encoding="utf-8")
+    monkeypatch.setenv(ENV_VAR, str(keymap))
+    app = make_app(demo_db.url, lazy=True)
+    assert app.user_keymap is None
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(400):
+            if app.services_ready and app.user_keymap is not None:
+                break
+            await pilot.pause(0.05)
+        await settle(pilot)
+        assert app.user_keymap is not None and app.user_keymap.keys == {"app.help": "f11"}
+        assert any("app.nope" in n.message for n in app._notifications)
+        await pilot.press("f11")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "HelpScreen"
+    app.services.close()

@@ -99,11 +99,13 @@ class InsdeskApp(TypeAheadApp):
         open_services: Callable[[], AppServices] | None = None,
         login_hint: str | None = None,
         site_name: str | None = None,
+        keymap_loader: Callable[[], UserKeymap] | None = None,
     ) -> None:
         """``services`` built already (the tests), or ``open_services`` to build them in a worker
         once the login screen is up (``insdesk``: the agent types while the database opens);
         ``login_hint`` and ``site_name`` are shown on the login screen before the services exist
-        (the demo's accounts and site)."""
+        (the demo's accounts and site); ``keymap_loader`` reads the user's keys in the same worker
+        (after the first frame too)."""
         super().__init__()
         if (services is None) == (open_services is None):
             raise TypeError("InsdeskApp: services or open_services, exactly one")
@@ -112,6 +114,7 @@ class InsdeskApp(TypeAheadApp):
         self._services_ready = threading.Event()
         self._early_login_hint = login_hint
         self._early_site_name = site_name
+        self._keymap_loader = keymap_loader
         self.user_keymap = keymap
         """The user's keys (``tui.keymap.load_keymap``, read by the factory), applied on mount."""
         self.actor: Actor | None = None
@@ -193,6 +196,8 @@ class InsdeskApp(TypeAheadApp):
         assert self._open_services is not None
         try:
             services = self._open_services()
+            if self._keymap_loader is not None:
+                self.user_keymap = self._keymap_loader()
         except InsdeskError as err:
             self.call_from_thread(self._services_failed, err)
             return
@@ -638,13 +643,12 @@ def make_app(
     ``lazy``, in a worker once the login screen shows (the console script), otherwise now."""
     from tui.keymap import load_keymap
 
-    user_keymap = keymap if keymap is not None else load_keymap()
-
     def open_services() -> AppServices:
         from services.wiring import build_services
 
         return build_services(db_url, env=env, **overrides)
 
-    if lazy:
-        return InsdeskApp(keymap=user_keymap, open_services=open_services)
-    return InsdeskApp(open_services(), user_keymap)
+    if lazy:  # the user's keys are read with the services, after the first frame
+        loader = None if keymap is not None else load_keymap
+        return InsdeskApp(keymap=keymap, open_services=open_services, keymap_loader=loader)
+    return InsdeskApp(open_services(), keymap if keymap is not None else load_keymap())

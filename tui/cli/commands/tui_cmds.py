@@ -170,7 +170,7 @@ def run_demo(ctx: CliContext, args: argparse.Namespace) -> int:
         from tui.keymap import load_keymap
 
         app = InsdeskApp(
-            keymap=load_keymap(),
+            keymap_loader=load_keymap,
             open_services=open_services,
             login_hint=demo_accounts_text(),
             site_name="Labo démo",
