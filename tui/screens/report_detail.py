@@ -254,6 +254,8 @@ def open_with_desktop(path: Path) -> str | None:
 class ReportDetailScreen(Screen[None], WorkerErrorsToApp):  # Screen first: its CSS applies
     HELP_TITLE = "Compte rendu : touches"
     DESK_ACTIONS = False
+    FOOTER_LESS = ("masking",)
+    """Left out of a short footer first (still in help and the palette)."""
     BINDINGS = [
         Binding(
             "l",
