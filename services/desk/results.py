@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
@@ -58,6 +58,9 @@ from services.results.validate import CdaValidator, default_validator
 from services.storage.db import Database
 from services.storage.models import utcnow
 from services.users import Actor, Right, require
+
+if TYPE_CHECKING:
+    from services.dmp import DmpSender
 
 __all__ = [
     "CdaExport",
@@ -179,6 +182,28 @@ def _is_dmp_refusal(err: InsdeskError) -> bool:
     from services.dmp.errors import DmpRefused
 
     return isinstance(err, DmpRefused)
+
+
+def _outgoing(report_id: int, view: Any, xml: bytes) -> OutgoingDocument:
+    """The document a sender sends (or withdraws) for the CDA view of ``report_id``."""
+    return OutgoingDocument(
+        report_id=report_id,
+        set_id=view.set_id,
+        version=view.version,
+        document_id=uuid_oid(view.document_uuid),
+        patient_ins=view.patient.ins.matricule,
+        patient_ins_oid=view.patient.ins.oid,
+        xml=xml,
+    )
+
+
+def _as_dmp_sender(sender: ReportSender) -> DmpSender | None:
+    """``sender`` when it is the DMP's (the ``services.dmp`` package is loaded only then)."""
+    if sender.name != "dmp":
+        return None
+    from services.dmp import DmpSender
+
+    return sender if isinstance(sender, DmpSender) else None
 
 
 def _dmp_answers(exchanges: Sequence[Any]) -> list[dict[str, Any]]:
@@ -308,28 +333,16 @@ def _send_one(
                 code="cda_invalid",
                 detail=verdict.summary(),
             )
-        document = OutgoingDocument(
-            report_id=report_id,
-            set_id=view.set_id,
-            version=view.version,
-            document_id=uuid_oid(view.document_uuid),
-            patient_ins=view.patient.ins.matricule,
-            patient_ins_oid=view.patient.ins.oid,
-            xml=xml,
-        )
+        document = _outgoing(report_id, view, xml)
         extra: dict[str, Any] = {}
-        if sender.name == "dmp":
-            from services.dmp import DmpSender
-
-            if isinstance(sender, DmpSender):
-                receipt = sender.submit(document, masking=report.masking or ())
-                reference = receipt.reference
-                extra = {
-                    "replaces_version": view.replaced_version,
-                    "dmp": {**receipt.as_dict(), "exchanges": _dmp_answers(receipt.exchanges)},
-                }
-            else:
-                reference = sender.send(document)
+        dmp = _as_dmp_sender(sender)
+        if dmp is not None:
+            receipt = dmp.submit(document, masking=report.masking or ())
+            reference = receipt.reference
+            extra = {
+                "replaces_version": view.replaced_version,
+                "dmp": {**receipt.as_dict(), "exchanges": _dmp_answers(receipt.exchanges)},
+            }
         else:
             reference = sender.send(document)
         report.status = ReportStatus.SENT
@@ -410,9 +423,8 @@ def withdraw_report(
     why = (reason or "").strip()
     if not why:
         raise BadRequest("Indiquez le motif du retrait (--reason).", code="usage")
-    from services.dmp import DmpSender
-
-    if not isinstance(sender, DmpSender):
+    dmp = _as_dmp_sender(sender)
+    if dmp is None:
         raise BadRequest(
             "Le retrait d'un compte rendu se fait auprès du DMP : l'envoi n'y est pas configuré "
             "(outbox.kind=dmp).",
@@ -431,16 +443,8 @@ def withdraw_report(
                 code="report_not_sent",
             )
         view = cda_report_from_db(session, report_id, lab=lab, allow_sent=True)
-        document = OutgoingDocument(
-            report_id=report_id,
-            set_id=view.set_id,
-            version=view.version,
-            document_id=uuid_oid(view.document_uuid),
-            patient_ins=view.patient.ins.matricule,
-            patient_ins_oid=view.patient.ins.oid,
-            xml=build_cda(view),
-        )
-        receipt = sender.withdraw(document)
+        document = _outgoing(report_id, view, build_cda(view))
+        receipt = dmp.withdraw(document)
         report.status = ReportStatus.WITHDRAWN
         session.add(report)
         append_event(
