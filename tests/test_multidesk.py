@@ -350,6 +350,13 @@ def test_two_desks_same_identities_no_lost_update_valid_chain(
             with db.session() as session:
                 report = verify_chain(session, anchor=anchor)
             assert report.ok, (anchor_path, report)
+        # The dashboard's counters, added by both desks at each commit, equal a recount.
+        from services.storage import tally
+
+        with db.session() as session:
+            kept = (tally.read_identities(session), tally.read_days(session))
+            assert kept == tally.recount(session.connection())
+            assert kept[1], "the status changes were counted"
     finally:
         db.dispose()
 

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import JSON, Field, SQLModel
 
+from services.storage import tally
 from services.storage.models import UTCDateTime, _enum_type, utcnow
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +229,10 @@ class LabReport(LabReportBase, table=True):
     """The DMP's code of the last refusal of this version (``DMPClosed``…; migration 0009), cleared
     when it is sent."""
     """The version last handed to the sender: a later one is sent as its replacement (RPLC)."""
+
+
+# The dashboard's counters follow each report's received day, verdict and reasons.
+tally.track(LabReport)
 
 
 class LabReportLocalId(SQLModel, table=True):

@@ -197,7 +197,7 @@ def commit_despite(session: Session, exc: BaseException) -> None:
     session.info[COMMIT_DESPITE_KEY] = exc
 
 
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 """The newest migration: a database at this revision opens without Alembic loading its scripts
 (start-up). ``tests/test_storage.py`` checks it is the head of ``migrations/versions``."""
 
@@ -355,7 +355,10 @@ class Database:
         before, the committed head after), so the anchor names the committed head exactly even
         if the process is killed in between.
         """
+        from services.storage import tally  # imports the models: not before the first frame
+
         session = Session(self._write_engine, expire_on_commit=False)
+        tally.install(session)  # the dashboard's counters follow this unit of work
         if self.anchor_guard is not None:
             session.info[AUDIT_GUARD_KEY] = self.anchor_guard
         try:

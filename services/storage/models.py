@@ -409,3 +409,30 @@ INSTANCE_UUID_KEY = "instance_uuid"
 
 def new_instance_uuid() -> str:
     return str(uuid.uuid4())
+
+
+# ---------------------------------------------------------------------------------------------
+# Dashboard counters (issue #17, migration 0010): kept by ``services.storage.tally``
+
+
+class IdentityTally(SQLModel, table=True):
+    """Identities per (creator, capture channel, status), now (``created_by`` "" when unknown)."""
+
+    __tablename__ = "identity_tally"
+
+    created_by: str = Field(primary_key=True, max_length=64)
+    capture_channel: str = Field(primary_key=True, max_length=32)
+    status: str = Field(primary_key=True, max_length=8)
+    n: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class DayTally(SQLModel, table=True):
+    """A counter per Europe/Paris day (``YYYY-MM-DD``), metric and key (see ``storage.tally``)."""
+
+    __tablename__ = "day_tally"
+    __table_args__ = (sa.Index("ix_day_tally_metric_day", "metric", "day"),)
+
+    day: str = Field(primary_key=True, max_length=10)
+    metric: str = Field(primary_key=True, max_length=16)
+    key: str = Field(primary_key=True, max_length=64)
+    n: int = Field(default=0, sa_type=sa.BigInteger)
