@@ -18,18 +18,12 @@ import argparse
 import contextlib
 import datetime as dt
 import logging
-import signal
 import socket
-import socketserver
-import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +31,8 @@ from services.dmp_sim.exchange import Context, Result
 from services.dmp_sim.registry import Entry, Patients, Registry, load_patients
 from services.dmp_sim.transactions import process
 from services.errors import BadRequest
+from services.sim_server import LoopbackSimulator, SimHandler, peer_cn, run_main
+from services.sim_server import serve_until_signalled as serve_until_signalled
 
 log = logging.getLogger("insdesk.dmp_sim")
 
@@ -76,13 +72,35 @@ class _Answer:
     outcome: str
 
 
-class DmpSimulator:
+class _Handler(SimHandler):
+    server_version = "insdesk-dmp-sim/1"
+    max_body = MAX_BODY
+
+    def do_POST(self) -> None:
+        self.server.simulator._handle_post(self)
+
+    def _not_allowed(self) -> None:
+        self.read_body()
+        self.answer(_text(405, "Méthode non autorisée : POST attendu."))
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_allowed
+
+    def answer(self, answer: _Answer) -> None:
+        self.send_body(answer.status, answer.content_type, answer.body)
+
+
+class DmpSimulator(LoopbackSimulator):
     """The DMP on loopback: SOAP 1.2 over HTTP, or HTTPS requiring a client certificate.
 
     ``trust_ca``: PEM of the CA that issues seal certificates (VIHF and XAdES signatures must chain
     to it; without it the certificate in the signature is taken as is). TLS needs ``tls_cert``,
     ``tls_key`` and ``client_ca`` together.
     """
+
+    handler = _Handler
+    thread_name = "dmp-sim"
+    code = "dmp_sim"
+    tls_unreadable = "Certificat, clé ou autorité de certification du DMP simulé illisible."
 
     def __init__(
         self,
@@ -120,9 +138,7 @@ class DmpSimulator:
                 f"Autorité des certificats de cachet introuvable : {trust_ca}.", code="dmp_sim_trust"
             )
         self.trust_ca = str(trust_ca) if trust_ca is not None else None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._init_server()
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
 
@@ -139,63 +155,12 @@ class DmpSimulator:
             )
         self._fault = mode
 
-    # -- life cycle ------------------------------------------------------------------------------
-
-    def start(self) -> DmpSimulator:
-        if self._server is not None:
-            return self
-        context = self._ssl_context() if self._tls else None
-        server_class = _Server6 if ":" in self.host else _Server
-        try:
-            server = server_class((self.host, self._port), self, context)
-        except OSError as exc:
-            raise BadRequest(
-                f"Impossible d'écouter sur {self.host}:{self._port} (port déjà utilisé ?).",
-                code="dmp_sim_bind",
-                detail=str(exc),
-            ) from None
-        self._stopping.clear()
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="dmp-sim", daemon=True
-        )
-        self._thread.start()
-        log.info("DMP simulator listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> DmpSimulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            return self._port
-        return int(self._server.server_address[1])
+    # -- life cycle: services.sim_server.LoopbackSimulator ----------------------------------------
 
     @property
     def url(self) -> str:
         """The DMP base URL (``dmp.url``): services at ``<url>/repository`` and ``<url>/registry``."""
-        scheme = "https" if self._tls else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}{BASE_PATH}"
+        return self.base_url + BASE_PATH
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -211,23 +176,6 @@ class DmpSimulator:
         with self.registry.lock:
             return dict(self.registry.entries)
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        assert self._tls is not None
-        cert, key, ca = self._tls
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(cert, key)
-            context.load_verify_locations(cafile=ca)
-        except (OSError, ssl.SSLError) as exc:
-            raise BadRequest(
-                "Certificat, clé ou autorité de certification du DMP simulé illisible.",
-                code="dmp_sim_tls",
-                detail=str(exc),
-            ) from None
-        context.verify_mode = ssl.CERT_REQUIRED
-        return context
-
     # -- answering -------------------------------------------------------------------------------
 
     def _handle_post(self, handler: _Handler) -> None:
@@ -238,7 +186,7 @@ class DmpSimulator:
             "time": time.time(),
             "path": path,
             "content_type": handler.headers.get("Content-Type", ""),
-            "client_cn": _peer_cn(handler.connection),
+            "client_cn": peer_cn(handler.connection),
             "fault_mode": mode,
             "body_bytes": len(body or b""),
         }
@@ -329,128 +277,6 @@ def _soap_receiver_fault(reason: str) -> bytes:
     ).encode()
 
 
-def _peer_cn(connection: Any) -> str | None:
-    if not isinstance(connection, ssl.SSLSocket):
-        return None
-    cert: dict[str, Any] = dict(connection.getpeercert() or {})
-    for rdn in cert.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return str(value)
-    return None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "insdesk-dmp-sim/1"
-    sys_version = ""
-    timeout = 30
-    disable_nagle_algorithm = True
-
-    def do_POST(self) -> None:
-        self.server.simulator._handle_post(self)
-
-    def _not_allowed(self) -> None:
-        self.read_body()
-        self.answer(_text(405, "Méthode non autorisée : POST attendu."))
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_allowed
-
-    def read_body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY:
-                    self.close_connection = True
-                    return b"x" * (MAX_BODY + 1)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self.close_connection = True
-            return None
-        n = int(length)
-        if n > MAX_BODY:
-            self.close_connection = True
-            return b"x" * (MAX_BODY + 1)
-        return self.rfile.read(n)
-
-    def answer(self, answer: _Answer) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(answer.body)
-        self.wfile.flush()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], simulator: DmpSimulator, context: ssl.SSLContext | None
-    ) -> None:
-        self.simulator = simulator
-        self.ssl_context = context
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        connection = request
-        if self.ssl_context is not None:
-            request.settimeout(10)
-            try:
-                connection = self.ssl_context.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                log.info("TLS handshake refused from %s: %s", client_address, exc)
-                request.close()
-                return
-        with self._connections_lock:
-            self._connections.add(connection)
-        try:
-            _Handler(connection, client_address, self)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(connection)
-            if connection is not request:
-                with contextlib.suppress(OSError):
-                    connection.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 # --- running it alone ---------------------------------------------------------------------------
 
 
@@ -484,41 +310,15 @@ def simulator_from_args(args: argparse.Namespace) -> DmpSimulator:
     )
 
 
-def serve_until_signalled(simulator: DmpSimulator, announce: Callable[[str], None]) -> int:
-    """Starts the simulator, calls ``announce(url)``, serves until SIGINT/SIGTERM, stops it; 0."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        simulator.start()
-        announce(simulator.url)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        simulator.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.dmp_sim", description="DMP simulé")
-    add_options(parser)
-    args = parser.parse_args(argv)
-    try:
-        simulator = simulator_from_args(args)
-
-        def announce(url: str) -> None:
-            print(url, flush=True)
-            print(f"DMP simulé à l'écoute sur {url} (Ctrl+C pour arrêter)", file=sys.stderr, flush=True)
-
-        return serve_until_signalled(simulator, announce)
-    except BadRequest as err:
-        print(err.message, file=sys.stderr)
-        return err.exit_code
+    return run_main(
+        argv,
+        prog="python -m services.dmp_sim",
+        description="DMP simulé",
+        add_options=add_options,
+        from_args=simulator_from_args,
+        listening="DMP simulé à l'écoute sur",
+    )
 
 
 if __name__ == "__main__":

@@ -15,20 +15,12 @@ Run it alone: ``python -m services.insi_sim.server --port 8765`` (prints its URL
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import signal
-import socket
-import socketserver
-import ssl
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +35,8 @@ from services.insi_sim.personas import (
     load_personas,
     merge_unknown_idams,
 )
+from services.sim_server import LoopbackSimulator, SimHandler, peer_cn, run_main
+from services.sim_server import serve_until_signalled as serve_until_signalled
 
 log = logging.getLogger("insdesk.insi_sim")
 
@@ -95,7 +89,47 @@ class _Answer:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-class InsiSimulator:
+class _Handler(SimHandler):
+    server_version = "insdesk-insi-sim/1"
+    max_body = MAX_BODY
+
+    def do_POST(self) -> None:
+        self.server.simulator._handle_post(self)
+
+    def do_GET(self) -> None:
+        self.server.simulator._handle_get(self)
+
+    def _not_allowed(self) -> None:
+        self.read_body()
+        self.answer(_plain(405, "Méthode non autorisée : POST attendu.", [("Allow", "POST")]))
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_allowed
+
+    def answer(self, answer: _Answer) -> None:
+        self.send_body(answer.status, answer.content_type, answer.body, answer.headers)
+
+    def trickle(self, answer: _Answer, interval: float, stopping: threading.Event) -> tuple[int, int]:
+        """The whole HTTP answer, status line and headers included, one byte every ``interval``
+        seconds (a server that holds a client with a trickle); ends when the client hangs up."""
+        lines = [f"HTTP/1.1 {answer.status} {self.responses.get(answer.status, ('',))[0]}"]
+        lines += [f"Content-Type: {answer.content_type}", f"Content-Length: {len(answer.body)}"]
+        lines += [f"{name}: {value}" for name, value in answer.headers] + ["Connection: close", "", ""]
+        data = "\r\n".join(lines).encode("latin-1") + answer.body
+        self.close_connection = True
+        sent = 0
+        try:
+            for byte in data:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                sent += 1
+                if stopping.wait(interval):
+                    break
+        except OSError:  # the client hung up
+            pass
+        return sent, len(data)
+
+
+class InsiSimulator(LoopbackSimulator):
     """The INSi teleservice on loopback: SOAP 1.2 over HTTP, or HTTPS requiring a client certificate.
 
     ``fault``: a mode for every request (``FAULT_MODES``); ``style``: force the answers' namespace
@@ -103,6 +137,11 @@ class InsiSimulator:
     and ``client_ca`` together; a client certificate whose CN is not in ``allowed_cns`` gets the
     ``siram_100/desir_560`` fault.
     """
+
+    handler = _Handler
+    thread_name = "insi-sim"
+    code = "insi_sim"
+    tls_unreadable = "Certificat, clé ou autorité de certification du simulateur illisible."
 
     def __init__(
         self,
@@ -144,9 +183,7 @@ class InsiSimulator:
                 code="insi_sim_tls",
             )
         self._tls = tuple(str(x) for x in tls) if all(tls) else None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._init_server()
         self._requests: list[RecordedRequest] = []
         self._canary_hits: list[RecordedRequest] = []
 
@@ -197,66 +234,7 @@ class InsiSimulator:
             raise BadRequest(f"Style inconnu « {value} » (default ou ns2).", code="insi_sim_style")
         self._style = value
 
-    # -- life cycle ------------------------------------------------------------------------------
-
-    def start(self) -> InsiSimulator:
-        if self._server is not None:
-            return self
-        context = self._ssl_context() if self._tls else None
-        server_class = _Server6 if ":" in self.host else _Server
-        try:
-            server = server_class((self.host, self._port), self, context)
-        except OSError as exc:
-            raise BadRequest(
-                f"Impossible d'écouter sur {self.host}:{self._port} (port déjà utilisé ?).",
-                code="insi_sim_bind",
-                detail=str(exc),
-            ) from None
-        self._stopping.clear()
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="insi-sim", daemon=True
-        )
-        self._thread.start()
-        log.info("INSi simulator listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> InsiSimulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            return self._port
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        scheme = "https" if self._tls else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+    # -- life cycle: services.sim_server.LoopbackSimulator ----------------------------------------
 
     @property
     def url(self) -> str:
@@ -278,23 +256,6 @@ class InsiSimulator:
         with self._lock:
             self._requests.clear()
             self._canary_hits.clear()
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        assert self._tls is not None
-        cert, key, ca = self._tls
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(cert, key)
-            context.load_verify_locations(cafile=ca)
-        except (OSError, ssl.SSLError) as exc:
-            raise BadRequest(
-                "Certificat, clé ou autorité de certification du simulateur illisible.",
-                code="insi_sim_tls",
-                detail=str(exc),
-            ) from None
-        context.verify_mode = ssl.CERT_REQUIRED
-        return context
 
     # -- answering -------------------------------------------------------------------------------
 
@@ -324,7 +285,7 @@ class InsiSimulator:
             method="POST",
             path=handler.path,
             headers=dict(handler.headers),
-            client_cn=_peer_cn(handler.connection),
+            client_cn=peer_cn(handler.connection),
         )
         answer, entry = self._answer_post(handler, entry)
         mode = entry.fault_mode
@@ -485,154 +446,6 @@ def _content_type(value: str) -> tuple[str, str | None]:
     return parts[0].lower(), action
 
 
-def _peer_cn(connection: Any) -> str | None:
-    if not isinstance(connection, ssl.SSLSocket):
-        return None
-    cert: dict[str, Any] = dict(connection.getpeercert() or {})
-    for rdn in cert.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return str(value)
-    return None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "insdesk-insi-sim/1"
-    sys_version = ""
-    timeout = 30
-    # Headers and body are two writes: with Nagle, the body waits for the client's delayed ACK
-    # (~40 ms per answer on a kept-alive connection).
-    disable_nagle_algorithm = True
-
-    def do_POST(self) -> None:
-        self.server.simulator._handle_post(self)
-
-    def do_GET(self) -> None:
-        self.server.simulator._handle_get(self)
-
-    def _not_allowed(self) -> None:
-        self.read_body()
-        self.answer(_plain(405, "Méthode non autorisée : POST attendu.", [("Allow", "POST")]))
-
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_allowed
-
-    def read_body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY:
-                    self.close_connection = True
-                    return b"x" * (MAX_BODY + 1)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self.close_connection = True
-            return None
-        n = int(length)
-        if n > MAX_BODY:
-            self.close_connection = True
-            return b"x" * (MAX_BODY + 1)
-        return self.rfile.read(n)
-
-    def answer(self, answer: _Answer) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
-        self.wfile.flush()
-
-    def trickle(self, answer: _Answer, interval: float, stopping: threading.Event) -> tuple[int, int]:
-        """The whole HTTP answer, status line and headers included, one byte every ``interval``
-        seconds (a server that holds a client with a trickle); ends when the client hangs up."""
-        lines = [f"HTTP/1.1 {answer.status} {self.responses.get(answer.status, ('',))[0]}"]
-        lines += [f"Content-Type: {answer.content_type}", f"Content-Length: {len(answer.body)}"]
-        lines += [f"{name}: {value}" for name, value in answer.headers] + ["Connection: close", "", ""]
-        data = "\r\n".join(lines).encode("latin-1") + answer.body
-        self.close_connection = True
-        sent = 0
-        try:
-            for byte in data:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-                sent += 1
-                if stopping.wait(interval):
-                    break
-        except OSError:  # the client hung up
-            pass
-        return sent, len(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], simulator: InsiSimulator, context: ssl.SSLContext | None
-    ) -> None:
-        self.simulator = simulator
-        self.ssl_context = context
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would resolve the host name (getfqdn): slow without DNS.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        connection = request
-        if self.ssl_context is not None:
-            request.settimeout(10)
-            try:  # the TLS handshake runs in this connection's thread, not the accepting one
-                connection = self.ssl_context.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                log.info("TLS handshake refused from %s: %s", client_address, exc)
-                request.close()
-                return
-        with self._connections_lock:
-            self._connections.add(connection)
-        try:
-            _Handler(connection, client_address, self)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(connection)
-            if connection is not request:
-                with contextlib.suppress(OSError):
-                    connection.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 # --- running it alone ---------------------------------------------------------------------------
 
 
@@ -666,41 +479,15 @@ def simulator_from_args(args: argparse.Namespace) -> InsiSimulator:
     )
 
 
-def serve_until_signalled(simulator: InsiSimulator, announce: Callable[[str], None]) -> int:
-    """Starts the simulator, calls ``announce(url)``, serves until SIGINT/SIGTERM, stops it; 0."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        simulator.start()
-        announce(simulator.url)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        simulator.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.insi_sim.server", description="Simulateur INSi")
-    add_options(parser)
-    args = parser.parse_args(argv)
-    try:
-        simulator = simulator_from_args(args)
-
-        def announce(url: str) -> None:
-            print(url, flush=True)
-            print(f"Simulateur INSi à l'écoute sur {url} (Ctrl+C pour arrêter)", file=sys.stderr, flush=True)
-
-        return serve_until_signalled(simulator, announce)
-    except BadRequest as err:
-        print(err.message, file=sys.stderr)
-        return err.exit_code
+    return run_main(
+        argv,
+        prog="python -m services.insi_sim.server",
+        description="Simulateur INSi",
+        add_options=add_options,
+        from_args=simulator_from_args,
+        listening="Simulateur INSi à l'écoute sur",
+    )
 
 
 if __name__ == "__main__":
