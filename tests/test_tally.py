@@ -3,9 +3,7 @@ and they always equal a recount of the rows, whatever changed them, on SQLite an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +19,7 @@ from services.storage import tally
 from services.storage.db import Database
 from services.storage.models import Identity, Status
 from services.supervision import dashboard as dash
+from tests import test_results_gate
 from tests.results_support import (
     BIOLOGIST,
     DURAND,
@@ -32,20 +31,12 @@ from tests.results_support import (
     SUPERVISOR,
     create_identity,
     import_path,
-    load_reference_data,
     qualify,
 )
 from tests.test_identity_service import NEXT_YEAR, make_traits
 
-
-@pytest.fixture
-def db(db_url: str, tmp_path: Path) -> Iterator[Database]:
-    database = Database(db_url, anchor_path=tmp_path / "anchor.json")
-    load_reference_data(database)
-    try:
-        yield database
-    finally:
-        database.dispose()
+# The results tests' database: SQLite and PostgreSQL, the value set and catalogue loaded.
+db = test_results_gate.db
 
 
 def raw_identity(name: str, created_by: str, **kw: object) -> Identity:
