@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import functools
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -64,16 +65,25 @@ _DTD_MARKERS = (b"<!doctype", b"<!entity")
 # --- hardened XML ----------------------------------------------------------------------------
 
 
+_PARSERS = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        dtd_validation=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    """The hardened parser, one per thread (an lxml parser is not to be shared between threads),
+    built once: its options never change."""
+    parser: etree.XMLParser | None = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            dtd_validation=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+        _PARSERS.parser = parser
+    return parser
 
 
 _REFUSED_DTD = (
@@ -182,6 +192,41 @@ def _text(
     return text or None
 
 
+# The elements of RESULTAT, by Clark name (qualified or unqualified) -> local name: a node's
+# children are indexed in one pass (the first of each name in document order wins, as with
+# ``_child``) instead of one lxml filtering per looked-up name.
+_RESULT_NAMES = (
+    "CR", "CodeCR", "LibelleCR", "INDIVIDU", "INSACTIF", "IdIndividu", "NumIdentifiant", "Cle", "OID",
+    "DateDeb", "DateFin", "TIQ", "NomNaissance", "Prenom", "ListePrenom", "Sexe", "DateNaissance",
+    "LieuNaissance",
+)  # fmt: skip
+_RESULT_TAGS = {tag: name for name in _RESULT_NAMES for tag in (f"{{{NS_RESULTAT}}}{name}", name)}
+
+
+def _index(parent: etree._Element | None) -> dict[str, etree._Element]:
+    """The children of ``parent`` in the RESULTAT namespace (or none) by local name, first wins."""
+    found: dict[str, etree._Element] = {}
+    if parent is None:
+        return found
+    for child in parent:
+        name = _RESULT_TAGS.get(child.tag)  # a comment's tag is a function: no match
+        if name is not None and name not in found:
+            found[name] = child
+    return found
+
+
+def _value(index: dict[str, etree._Element], name: str) -> str | None:
+    """The stripped text of ``index[name]``, None when absent or blank (as ``_text``)."""
+    element = index.get(name)
+    if element is None:
+        return None
+    text = element.text
+    if text is None:
+        return None
+    text = text.strip()
+    return text or None
+
+
 def _unexpected(message: str, *, detail: str | None = None) -> InsiProtocolError:
     return InsiProtocolError(
         f"Réponse INSi inattendue : {message} Inutile de réessayer tel quel : si le problème persiste, "
@@ -229,8 +274,8 @@ def _matricule(number: str | None, key: str | None, what: str) -> MatriculeINS:
     return MatriculeINS(number, key)
 
 
-def _oid(element: etree._Element, what: str) -> str:
-    oid = _text(element, "OID")
+def _oid(fields: dict[str, etree._Element], what: str) -> str:
+    oid = _value(fields, "OID")
     if oid is None or not _OID.fullmatch(oid) or len(oid) > 64:
         raise _unexpected(f"OID absent ou illisible ({what}).", detail=_clean(oid, 60))
     return oid
@@ -239,44 +284,47 @@ def _oid(element: etree._Element, what: str) -> str:
 def _ins(
     element: etree._Element, what: str
 ) -> tuple[MatriculeINS, str, datetime.date | None, datetime.date | None]:
-    ident = _child(element, "IdIndividu")
+    fields = _index(element)
+    ident = fields.get("IdIndividu")
     if ident is None:
         raise _unexpected(f"IdIndividu absent ({what}).")
-    matricule = _matricule(_text(ident, "NumIdentifiant"), _text(ident, "Cle"), what)
+    ident_fields = _index(ident)
+    matricule = _matricule(_value(ident_fields, "NumIdentifiant"), _value(ident_fields, "Cle"), what)
     return (
         matricule,
-        _oid(element, what),
-        _date(_text(element, "DateDeb"), "de début"),
-        _date(_text(element, "DateFin"), "de fin"),
+        _oid(fields, what),
+        _date(_value(fields, "DateDeb"), "de début"),
+        _date(_value(fields, "DateFin"), "de fin"),
     )
 
 
 def _history_entry(element: etree._Element) -> InsHistoryEntry:
     """An ``INSHISTO`` entry: a key that is absent or does not check (or a matricule that is not
     one) keeps the entry, marked ``key_valid`` false (CNDA TEST_2.08); its texts are bounded."""
-    ident = _child(element, "IdIndividu")
-    number = (_text(ident, "NumIdentifiant") or "").upper() if ident is not None else ""
-    key = _text(ident, "Cle") if ident is not None else None
+    fields = _index(element)
+    ident_fields = _index(fields.get("IdIndividu"))
+    number = (_value(ident_fields, "NumIdentifiant") or "").upper()
+    key = _value(ident_fields, "Cle")
     valid = False
     if _MATRICULE.fullmatch(number) and key is not None and _KEY.fullmatch(key):
         try:
             valid = compute_key(number) == key
         except InvalidData:
             valid = False
-    oid = _text(element, "OID") or ""
+    oid = _value(fields, "OID") or ""
     if not valid:
         return InsHistoryEntry(
             MatriculeINS(_clean(number, 20), _clean(key, 4)),
             _clean(oid, 64),
-            _lenient_date(_text(element, "DateDeb")),
-            _lenient_date(_text(element, "DateFin")),
+            _lenient_date(_value(fields, "DateDeb")),
+            _lenient_date(_value(fields, "DateFin")),
             key_valid=False,
         )
     return InsHistoryEntry(
         MatriculeINS(number, key or ""),
-        _oid(element, "historique"),
-        _date(_text(element, "DateDeb"), "de début"),
-        _date(_text(element, "DateFin"), "de fin"),
+        _oid(fields, "historique"),
+        _date(_value(fields, "DateDeb"), "de début"),
+        _date(_value(fields, "DateFin"), "de fin"),
     )
 
 
@@ -288,20 +336,22 @@ def _lenient_date(value: str | None) -> datetime.date | None:
 
 
 def _identity(individu: etree._Element) -> InsiIdentity:
-    active = _child(individu, "INSACTIF")
+    fields = _index(individu)
+    active = fields.get("INSACTIF")
     if active is None:
         raise _unexpected("INSACTIF absent d'une réponse 00.")
     matricule, oid, valid_from, valid_to = _ins(active, "actif")
     history = [_history_entry(entry) for entry in _children(individu, "INSHISTO")]
 
-    tiq = _child(individu, "TIQ")
+    tiq = fields.get("TIQ")
     if tiq is None:
         raise _unexpected("traits d'identité (TIQ) absents d'une réponse 00.")
-    birth_name = _text(tiq, "NomNaissance")
-    first_name = _text(tiq, "Prenom")
-    first_names = _text(tiq, "ListePrenom") or first_name
-    sex = _text(tiq, "Sexe")
-    birth_date = _text(tiq, "DateNaissance")
+    traits_fields = _index(tiq)
+    birth_name = _value(traits_fields, "NomNaissance")
+    first_name = _value(traits_fields, "Prenom")
+    first_names = _value(traits_fields, "ListePrenom") or first_name
+    sex = _value(traits_fields, "Sexe")
+    birth_date = _value(traits_fields, "DateNaissance")
     missing = [
         label
         for label, value in (
@@ -321,7 +371,7 @@ def _identity(individu: etree._Element) -> InsiIdentity:
             sex=sex,
             birth_date=birth_date,
             first_name=first_name,
-            birthplace=_text(tiq, "LieuNaissance"),
+            birthplace=_value(traits_fields, "LieuNaissance"),
         )
     except InvalidData as exc:
         raise _unexpected(exc.message) from None
@@ -342,14 +392,15 @@ def _identity(individu: etree._Element) -> InsiIdentity:
 
 def parse_resultat(resultat: etree._Element) -> InsiAnswer:
     """A ``RESULTAT`` element (any prefix) into an :class:`InsiAnswer`."""
-    cr = _child(resultat, "CR")
-    code = _text(cr, "CodeCR")
+    fields = _index(resultat)
+    cr_fields = _index(fields.get("CR"))
+    code = _value(cr_fields, "CodeCR")
     if code is None:
         raise _unexpected("compte rendu (CodeCR) absent.")
     if code not in KNOWN_CR:
         raise _unexpected(f"code de compte rendu inconnu « {_clean(code, 10)} ».")
-    label = _clean(_text(cr, "LibelleCR"))
-    individu = _child(resultat, "INDIVIDU")
+    label = _clean(_value(cr_fields, "LibelleCR"))
+    individu = fields.get("INDIVIDU")
     if code == CR_FOUND:
         if individu is None:
             raise _unexpected("réponse 00 sans identité (INDIVIDU absent).")
