@@ -30,6 +30,7 @@ call's exchange is on the error (``err.exchanges``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import logging
@@ -399,6 +400,15 @@ class InsiClient:
         self._now = now
         self._new_id = new_id
         self._cancelled = threading.Event()
+        # Built once: the endpoint, each operation's headers, and the timeouts while the exchange
+        # has more time left than any of them (they are then cut to what is left).
+        self._url: httpx.URL | str = config.endpoint.strip()
+        with contextlib.suppress(httpx.InvalidURL):
+            self._url = httpx.URL(self._url)
+        self._headers: dict[str, dict[str, str]] = {}
+        connect, read = max(0.01, config.connect_timeout), max(0.01, config.read_timeout)
+        self._timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+        self._timeout_span = max(connect, read)
 
     def cancel(self) -> None:
         """The agent stops waiting (Échap, from another thread): no new attempt is sent, and a
@@ -448,44 +458,39 @@ class InsiClient:
         """One HTTP exchange within ``remaining`` seconds (every socket operation bounded by it
         on the client's own connections, and checked between body chunks on any client)."""
         config = self.config
-        timeout = httpx.Timeout(
-            connect=max(0.01, min(config.connect_timeout, remaining)),
-            read=max(0.01, min(config.read_timeout, remaining)),
-            write=max(0.01, min(config.read_timeout, remaining)),
-            pool=max(0.01, min(config.connect_timeout, remaining)),
+        timeout = (
+            self._timeout
+            if remaining >= self._timeout_span
+            else httpx.Timeout(
+                connect=max(0.01, min(config.connect_timeout, remaining)),
+                read=max(0.01, min(config.read_timeout, remaining)),
+                write=max(0.01, min(config.read_timeout, remaining)),
+                pool=max(0.01, min(config.connect_timeout, remaining)),
+            )
         )
-        headers = {
-            "Content-Type": f'{CONTENT_TYPE}; action="{envelope.action}"',
-            "Accept": "application/soap+xml, text/xml, application/xml",
-            "User-Agent": f"{config.software_name}/{config.software_version}",
-        }
+        headers = self._headers.get(envelope.action)
+        if headers is None:
+            headers = self._headers[envelope.action] = {
+                "Content-Type": f'{CONTENT_TYPE}; action="{envelope.action}"',
+                "Accept": "application/soap+xml, text/xml, application/xml",
+                "User-Agent": f"{config.software_name}/{config.software_version}",
+            }
         deadline = time.monotonic() + remaining
         try:
-            with (
-                exchange_deadline(deadline),
-                self._http.stream(
-                    "POST", config.endpoint.strip(), content=envelope.xml, headers=headers, timeout=timeout
-                ) as response,
-            ):
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > config.max_response_bytes:
-                        raise InsiProtocolError(
-                            f"Réponse INSi refusée : trop volumineuse (plus de {config.max_response_bytes} "
-                            "octets). Inutile de réessayer : contactez le support informatique.",
-                            code="insi_protocol_too_large",
-                        )
-                    if time.monotonic() >= deadline:  # an injected client without the backend
-                        raise deadline_error(config.retry.total_deadline, detail=f"{size} octets reçus")
-                    chunks.append(chunk)
-                return _HttpAnswer(
-                    response.status_code,
-                    b"".join(chunks),
-                    response.headers.get("content-type"),
-                    response.headers.get("retry-after"),
+            with exchange_deadline(deadline):
+                request = self._http.build_request(
+                    "POST", self._url, content=envelope.xml, headers=headers, timeout=timeout
                 )
+                response = self._http.send(request, stream=True)
+                try:
+                    return _HttpAnswer(
+                        response.status_code,
+                        self._read(response, deadline),
+                        response.headers.get("content-type"),
+                        response.headers.get("retry-after"),
+                    )
+                finally:
+                    response.close()
         except httpx.TimeoutException as exc:
             if time.monotonic() >= deadline - _DEADLINE_SLACK:
                 raise deadline_error(config.retry.total_deadline, detail=f"{type(exc).__name__}") from exc
@@ -494,6 +499,26 @@ class InsiClient:
             raise map_transport_error(exc, config) from exc
         except ssl.SSLError as exc:  # a transport that lets it through
             raise tls_error(f"{exc.reason or ''} {exc}") from exc
+
+    def _read(self, response: httpx.Response, deadline: float) -> bytes:
+        """The answer's body (decoded), refused beyond ``max_response_bytes`` as it arrives, and cut
+        off at ``deadline`` between chunks (the only bound for an injected client without the
+        deadline backend)."""
+        config = self.config
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > config.max_response_bytes:
+                raise InsiProtocolError(
+                    f"Réponse INSi refusée : trop volumineuse (plus de {config.max_response_bytes} "
+                    "octets). Inutile de réessayer : contactez le support informatique.",
+                    code="insi_protocol_too_large",
+                )
+            if time.monotonic() >= deadline:
+                raise deadline_error(config.retry.total_deadline, detail=f"{size} octets reçus")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _call(self, build: Callable[[], Envelope]) -> InsiExchange:
         policy = self.config.retry
