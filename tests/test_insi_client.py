@@ -674,6 +674,46 @@ def test_streamed_body_over_the_limit_is_refused() -> None:
     assert info.value.code == "insi_protocol_too_large"
 
 
+class Chunks(httpx.SyncByteStream):
+    """An answer body arriving in ``count`` chunks, ``pause`` seconds apart; counts what was sent."""
+
+    def __init__(self, chunk: bytes, count: int, pause: float = 0.0) -> None:
+        self.chunk, self.count, self.pause, self.sent = chunk, count, pause, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.count):
+            if self.pause:
+                time.sleep(self.pause)
+            self.sent += 1
+            yield self.chunk
+
+
+def streamed(stream: Chunks) -> httpx.Response:
+    return httpx.Response(200, stream=stream, headers={"content-type": "application/soap+xml; charset=utf-8"})
+
+
+def test_a_streamed_answer_is_refused_as_soon_as_it_passes_the_limit() -> None:
+    """The size bound holds while the answer arrives: a 10 MB answer is not read whole first."""
+    stream = Chunks(b"<a>" + b"x" * 1021, 10_000)
+    client, _ = mock_client(lambda request: streamed(stream), make_config(max_response_bytes=4096))
+    with pytest.raises(InsiProtocolError) as info:
+        client.search_traits(QUERY)
+    assert info.value.code == "insi_protocol_too_large"
+    assert stream.sent <= 5
+
+
+def test_an_injected_client_trickling_its_answer_is_cut_at_the_total_deadline() -> None:
+    """An injected client has no deadline backend: the deadline is checked between the body's
+    chunks, so a body trickling in (100 ms a chunk, 5 minutes in all) still ends the call."""
+    stream = Chunks(b" ", 3000, pause=0.1)
+    retry = RetryPolicy(max_attempts=1, total_deadline=0.5)
+    client, _ = mock_client(lambda request: streamed(stream), make_config(retry=retry))
+    with pytest.raises(InsiUnavailable) as info:
+        client.search_traits(QUERY)
+    assert info.value.kind == "deadline" and info.value.code == "insi_timeout_total"
+    assert stream.sent < 3000  # bound against a hang: the call stopped long before the end
+
+
 @pytest.mark.parametrize(
     ("status", "kind"),
     [(404, InsiUnavailable), (403, InsiTlsError), (400, InsiProtocolError), (200, InsiProtocolError)],
