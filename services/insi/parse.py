@@ -198,7 +198,7 @@ def _text(
 _RESULT_NAMES = (
     "CR", "CodeCR", "LibelleCR", "INDIVIDU", "INSACTIF", "IdIndividu", "NumIdentifiant", "Cle", "OID",
     "DateDeb", "DateFin", "TIQ", "NomNaissance", "Prenom", "ListePrenom", "Sexe", "DateNaissance",
-    "LieuNaissance",
+    "LieuNaissance", "INSHISTO",
 )  # fmt: skip
 _RESULT_TAGS = {tag: name for name in _RESULT_NAMES for tag in (f"{{{NS_RESULTAT}}}{name}", name)}
 
@@ -213,6 +213,34 @@ def _index(parent: etree._Element | None) -> dict[str, etree._Element]:
         if name is not None and name not in found:
             found[name] = child
     return found
+
+
+_HISTORY = "INDIVIDU/INSHISTO"
+_CONTAINERS = frozenset(
+    {"CR", "INDIVIDU", "INDIVIDU/INSACTIF", "INDIVIDU/INSACTIF/IdIndividu", "INDIVIDU/TIQ"}
+)
+
+
+def _collect(
+    parent: etree._Element, prefix: str, texts: dict[str, str], history: list[etree._Element]
+) -> None:
+    """RESULTAT's elements in one walk: ``texts`` maps each path of local names (``CR/CodeCR``) to
+    the stripped text of its first element in document order ("" when blank: present, no value);
+    ``history`` gets every ``INDIVIDU/INSHISTO``. Only the known containers are entered."""
+    for child in parent:
+        name = _RESULT_TAGS.get(child.tag)  # a comment's tag is a function: no match
+        if name is None:
+            continue
+        path = prefix + name
+        if path == _HISTORY:
+            history.append(child)
+            continue
+        if path in texts:
+            continue
+        text = child.text
+        texts[path] = text.strip() if text is not None else ""
+        if path in _CONTAINERS:
+            _collect(child, path + "/", texts, history)
 
 
 def _value(index: dict[str, etree._Element], name: str) -> str | None:
@@ -274,28 +302,10 @@ def _matricule(number: str | None, key: str | None, what: str) -> MatriculeINS:
     return MatriculeINS(number, key)
 
 
-def _oid(fields: dict[str, etree._Element], what: str) -> str:
-    oid = _value(fields, "OID")
+def _oid(oid: str | None, what: str) -> str:
     if oid is None or not _OID.fullmatch(oid) or len(oid) > 64:
         raise _unexpected(f"OID absent ou illisible ({what}).", detail=_clean(oid, 60))
     return oid
-
-
-def _ins(
-    element: etree._Element, what: str
-) -> tuple[MatriculeINS, str, datetime.date | None, datetime.date | None]:
-    fields = _index(element)
-    ident = fields.get("IdIndividu")
-    if ident is None:
-        raise _unexpected(f"IdIndividu absent ({what}).")
-    ident_fields = _index(ident)
-    matricule = _matricule(_value(ident_fields, "NumIdentifiant"), _value(ident_fields, "Cle"), what)
-    return (
-        matricule,
-        _oid(fields, what),
-        _date(_value(fields, "DateDeb"), "de début"),
-        _date(_value(fields, "DateFin"), "de fin"),
-    )
 
 
 def _history_entry(element: etree._Element) -> InsHistoryEntry:
@@ -322,7 +332,7 @@ def _history_entry(element: etree._Element) -> InsHistoryEntry:
         )
     return InsHistoryEntry(
         MatriculeINS(number, key or ""),
-        _oid(fields, "historique"),
+        _oid(oid, "historique"),
         _date(_value(fields, "DateDeb"), "de début"),
         _date(_value(fields, "DateFin"), "de fin"),
     )
@@ -335,23 +345,28 @@ def _lenient_date(value: str | None) -> datetime.date | None:
         return None
 
 
-def _identity(individu: etree._Element) -> InsiIdentity:
-    fields = _index(individu)
-    active = fields.get("INSACTIF")
-    if active is None:
+def _identity(texts: dict[str, str], entries: list[etree._Element]) -> InsiIdentity:
+    if "INDIVIDU/INSACTIF" not in texts:
         raise _unexpected("INSACTIF absent d'une réponse 00.")
-    matricule, oid, valid_from, valid_to = _ins(active, "actif")
-    history = [_history_entry(entry) for entry in _children(individu, "INSHISTO")]
+    if "INDIVIDU/INSACTIF/IdIndividu" not in texts:
+        raise _unexpected("IdIndividu absent (actif).")
+    matricule = _matricule(
+        texts.get("INDIVIDU/INSACTIF/IdIndividu/NumIdentifiant") or None,
+        texts.get("INDIVIDU/INSACTIF/IdIndividu/Cle") or None,
+        "actif",
+    )
+    oid = _oid(texts.get("INDIVIDU/INSACTIF/OID") or None, "actif")
+    valid_from = _date(texts.get("INDIVIDU/INSACTIF/DateDeb") or None, "de début")
+    valid_to = _date(texts.get("INDIVIDU/INSACTIF/DateFin") or None, "de fin")
+    history = [_history_entry(entry) for entry in entries]
 
-    tiq = fields.get("TIQ")
-    if tiq is None:
+    if "INDIVIDU/TIQ" not in texts:
         raise _unexpected("traits d'identité (TIQ) absents d'une réponse 00.")
-    traits_fields = _index(tiq)
-    birth_name = _value(traits_fields, "NomNaissance")
-    first_name = _value(traits_fields, "Prenom")
-    first_names = _value(traits_fields, "ListePrenom") or first_name
-    sex = _value(traits_fields, "Sexe")
-    birth_date = _value(traits_fields, "DateNaissance")
+    birth_name = texts.get("INDIVIDU/TIQ/NomNaissance") or None
+    first_name = texts.get("INDIVIDU/TIQ/Prenom") or None
+    first_names = texts.get("INDIVIDU/TIQ/ListePrenom") or first_name
+    sex = texts.get("INDIVIDU/TIQ/Sexe") or None
+    birth_date = texts.get("INDIVIDU/TIQ/DateNaissance") or None
     missing = [
         label
         for label, value in (
@@ -371,7 +386,7 @@ def _identity(individu: etree._Element) -> InsiIdentity:
             sex=sex,
             birth_date=birth_date,
             first_name=first_name,
-            birthplace=_value(traits_fields, "LieuNaissance"),
+            birthplace=texts.get("INDIVIDU/TIQ/LieuNaissance") or None,
         )
     except InvalidData as exc:
         raise _unexpected(exc.message) from None
@@ -392,19 +407,19 @@ def _identity(individu: etree._Element) -> InsiIdentity:
 
 def parse_resultat(resultat: etree._Element) -> InsiAnswer:
     """A ``RESULTAT`` element (any prefix) into an :class:`InsiAnswer`."""
-    fields = _index(resultat)
-    cr_fields = _index(fields.get("CR"))
-    code = _value(cr_fields, "CodeCR")
+    texts: dict[str, str] = {}
+    history: list[etree._Element] = []
+    _collect(resultat, "", texts, history)
+    code = texts.get("CR/CodeCR") or None
     if code is None:
         raise _unexpected("compte rendu (CodeCR) absent.")
     if code not in KNOWN_CR:
         raise _unexpected(f"code de compte rendu inconnu « {_clean(code, 10)} ».")
-    label = _clean(_value(cr_fields, "LibelleCR"))
-    individu = fields.get("INDIVIDU")
+    label = _clean(texts.get("CR/LibelleCR"))
     if code == CR_FOUND:
-        if individu is None:
+        if "INDIVIDU" not in texts:
             raise _unexpected("réponse 00 sans identité (INDIVIDU absent).")
-        return InsiAnswer(code, label, _identity(individu))
+        return InsiAnswer(code, label, _identity(texts, history))
     return InsiAnswer(code, label, None)
 
 
@@ -529,11 +544,24 @@ def fault_from_element(fault: etree._Element) -> InsiFault:
 # --- whole answers ---------------------------------------------------------------------------
 
 
+_ENVELOPE_BODY = {f"{{{ns}}}Envelope": f"{{{ns}}}Body" for ns in _SOAP_NS}
+_FAULT_TAGS = frozenset(f"{{{ns}}}Fault" for ns in _SOAP_NS)
+_RESULTAT_TAG = f"{{{NS_RESULTAT}}}RESULTAT"
+
+
+def _first(parent: etree._Element, tag: str) -> etree._Element | None:
+    for child in parent:
+        if child.tag == tag:
+            return child
+    return None
+
+
 def _body(root: etree._Element) -> etree._Element:
-    ns, local = _qname(root)
-    if local != "Envelope" or ns not in _SOAP_NS:
+    body_tag = _ENVELOPE_BODY.get(root.tag)
+    if body_tag is None:
+        ns, local = _qname(root)
         raise _unexpected("ce n'est pas une enveloppe SOAP.", detail=f"root {{{ns}}}{local}")
-    body = _child(root, "Body", (ns,))
+    body = _first(root, body_tag)
     if body is None:
         raise _unexpected("enveloppe SOAP sans corps (Body).")
     return body
@@ -541,22 +569,28 @@ def _body(root: etree._Element) -> etree._Element:
 
 def find_fault(root: etree._Element) -> etree._Element | None:
     """The SOAP Fault of a parsed envelope, if any."""
-    ns, local = _qname(root)
-    if local != "Envelope" or ns not in _SOAP_NS:
+    body_tag = _ENVELOPE_BODY.get(root.tag)
+    if body_tag is None:
         return None
-    body = _child(root, "Body", (ns,))
-    return _child(body, "Fault", (ns,)) if body is not None else None
+    body = _first(root, body_tag)
+    return _first(body, body_tag[: -len("Body")] + "Fault") if body is not None else None
 
 
 def answer_from_envelope(root: etree._Element) -> InsiAnswer:
     """A parsed envelope into an answer; raises :class:`InsiFault` when it carries a Fault."""
     body = _body(root)
-    fault = _child(body, "Fault", _SOAP_NS)
+    fault = resultat = None
+    for child in body:
+        tag = child.tag
+        if tag in _FAULT_TAGS:
+            fault = child
+            break
+        if resultat is None and tag == _RESULTAT_TAG:
+            resultat = child
     if fault is not None:
         raise fault_from_element(fault)
-    resultat = _child(body, "RESULTAT", (NS_RESULTAT,))
     if resultat is None:  # wrapped in some other element
-        resultat = next(body.iter(f"{{{NS_RESULTAT}}}RESULTAT"), None)
+        resultat = next(body.iter(_RESULTAT_TAG), None)
     if resultat is None:
         raise _unexpected("ni résultat (RESULTAT) ni erreur SOAP dans la réponse.")
     return parse_resultat(resultat)
