@@ -94,8 +94,11 @@ _REFUSED_DTD = (
 
 def _has_dtd_marker(body: bytes) -> bool:
     """A DOCTYPE or ENTITY declaration, looked for in UTF-8 and in UTF-16/32 bodies."""
+    wide = b"\x00" in body[:4]
+    if not wide and b"<!" not in body:  # no declaration of any kind: nothing to lower-case
+        return False
     views = [body.lower()]
-    if b"\x00" in body[:4]:
+    if wide:
         for encoding in ("utf-32", "utf-16", "utf-16-le", "utf-16-be"):
             try:
                 views.append(body.decode(encoding).lower().encode("utf-8", "replace"))
