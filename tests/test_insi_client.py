@@ -785,6 +785,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         server: LocalServer = self.server  # type: ignore[assignment]
         length = int(self.headers.get("content-length", "0"))
         server.requests.append(self.rfile.read(length))
+        server.paths.append(self.path)
         if server.delay:
             time.sleep(server.delay)
         body = server.body
@@ -816,6 +817,7 @@ class LocalServer(http.server.ThreadingHTTPServer):
         self.body = body
         self.delay = delay
         self.requests: list[bytes] = []
+        self.paths: list[str] = []
         if context is not None:
             self.socket = context.wrap_socket(self.socket, server_side=True)
 
@@ -1158,3 +1160,24 @@ def test_key_not_matching_the_certificate(pki: Pki, tls_server: LocalServer) -> 
     with pytest.raises(InsiTlsError) as info:
         InsiClient(tls_config(tls_server, pki, key_file=pki.expired_key))
     assert info.value.code == "insi_tls_key"
+
+
+@pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "ftp://proxy.example", "http://[::1"])
+def test_a_proxy_other_than_http_is_a_configuration_error(proxy: str) -> None:
+    """The client's own transport (httpcore's public API, with the exchange deadline) goes through
+    an HTTP(S) proxy only: anything else is refused when the client is built, in French."""
+    with pytest.raises(BadRequest) as info:
+        InsiClient(make_config(proxy=proxy))
+    assert info.value.exit_code == 2 and "proxy" in info.value.message
+
+
+def test_the_client_goes_through_the_configured_http_proxy(serve: Callable[..., LocalServer]) -> None:
+    """The transport built for the deadline still honours ``proxy``: the request goes to the proxy
+    in absolute form (a loopback server standing for it answers), never to the endpoint itself."""
+    proxy = serve(sample(CR00))
+    config = make_config("http://127.0.0.1:9/lps", proxy=f"http://127.0.0.1:{proxy.port}")
+    with InsiClient(config) as client:
+        exchange = client.search_traits(QUERY)
+    assert exchange.cr == "00"
+    assert proxy.paths == ["http://127.0.0.1:9/lps"]
+    assert proxy.requests[0].decode() == exchange.request_xml

@@ -45,9 +45,10 @@ from types import TracebackType
 
 import httpx
 
+from services.errors import BadRequest
 from services.identity.traits import StrictTraits
 from services.insi.config import InsiConfig
-from services.insi.deadline import exchange_deadline, install_deadline
+from services.insi.deadline import DeadlineTransport, exchange_deadline
 from services.insi.envelope import (
     CONTENT_TYPE,
     Envelope,
@@ -339,8 +340,15 @@ def interpret_response(status: int, body: bytes, content_type: str | None, confi
 def build_http_client(config: InsiConfig) -> httpx.Client:
     """An ``httpx.Client`` for ``config``: the mutual-TLS context for https (raises
     :class:`InsiTlsError` when the certificate is missing, unreadable or expired)."""
-    verify: ssl.SSLContext | bool = build_ssl_context(config) if config.uses_tls else True
-    transport = install_deadline(httpx.HTTPTransport(verify=verify, trust_env=False, proxy=config.proxy))
+    context = build_ssl_context(config) if config.uses_tls else httpx.create_ssl_context(trust_env=False)
+    proxy = config.proxy.strip() if config.proxy and config.proxy.strip() else None
+    try:
+        transport = DeadlineTransport(ssl_context=context, proxy=proxy)
+    except (ValueError, httpx.InvalidURL):
+        raise BadRequest(
+            "Configuration INSi : le proxy doit être une adresse http:// ou https:// valide.",
+            code="insi_config",
+        ) from None
     return httpx.Client(
         transport=transport,
         timeout=httpx.Timeout(
