@@ -370,6 +370,20 @@ class _HttpAnswer:
     retry_after: str | None
 
 
+def _answer_headers(headers: httpx.Headers) -> tuple[str | None, str | None]:
+    """``Content-Type`` and ``Retry-After`` in one pass over the raw headers (a repeated header's
+    values joined with ", ", as ``httpx.Headers.get`` does)."""
+    content_type: list[str] = []
+    retry_after: list[str] = []
+    for key, value in headers.raw:
+        name = key.lower()
+        if name == b"content-type":
+            content_type.append(value.decode("latin-1"))
+        elif name == b"retry-after":
+            retry_after.append(value.decode("latin-1"))
+    return (", ".join(content_type) or None, ", ".join(retry_after) or None)
+
+
 def _decode(raw: bytes) -> str:
     """The response as text for the record: UTF-8 (what INSi sends), else Latin-1 (lossless)."""
     try:
@@ -413,7 +427,7 @@ class InsiClient:
         self._url: httpx.URL | str = config.endpoint.strip()
         with contextlib.suppress(httpx.InvalidURL):
             self._url = httpx.URL(self._url)
-        self._headers: dict[str, dict[str, str]] = {}
+        self._headers: dict[str, httpx.Headers] = {}
         connect, read = max(0.01, config.connect_timeout), max(0.01, config.read_timeout)
         self._timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
         self._timeout_span = max(connect, read)
@@ -478,11 +492,13 @@ class InsiClient:
         )
         headers = self._headers.get(envelope.action)
         if headers is None:
-            headers = self._headers[envelope.action] = {
-                "Content-Type": f'{CONTENT_TYPE}; action="{envelope.action}"',
-                "Accept": "application/soap+xml, text/xml, application/xml",
-                "User-Agent": f"{config.software_name}/{config.software_version}",
-            }
+            headers = self._headers[envelope.action] = httpx.Headers(
+                {
+                    "Content-Type": f'{CONTENT_TYPE}; action="{envelope.action}"',
+                    "Accept": "application/soap+xml, text/xml, application/xml",
+                    "User-Agent": f"{config.software_name}/{config.software_version}",
+                }
+            )
         deadline = time.monotonic() + remaining
         try:
             with exchange_deadline(deadline):
@@ -491,12 +507,9 @@ class InsiClient:
                 )
                 response = self._http.send(request, stream=True)
                 try:
-                    return _HttpAnswer(
-                        response.status_code,
-                        self._read(response, deadline),
-                        response.headers.get("content-type"),
-                        response.headers.get("retry-after"),
-                    )
+                    body = self._read(response, deadline)
+                    content_type, retry_after = _answer_headers(response.headers)
+                    return _HttpAnswer(response.status_code, body, content_type, retry_after)
                 finally:
                     response.close()
         except httpx.TimeoutException as exc:
