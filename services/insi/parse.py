@@ -219,31 +219,42 @@ def _index(parent: etree._Element | None) -> dict[str, etree._Element]:
 
 
 _HISTORY = "INDIVIDU/INSHISTO"
-_CONTAINERS = frozenset(
-    {"CR", "INDIVIDU", "INDIVIDU/INSACTIF", "INDIVIDU/INSACTIF/IdIndividu", "INDIVIDU/TIQ"}
-)
+# What RESULTAT holds, container by container: the child elements read (by local name) inside each.
+_LAYOUT = {
+    "": ("CR", "INDIVIDU"),
+    "CR": ("CodeCR", "LibelleCR"),
+    "INDIVIDU": ("INSACTIF", "INSHISTO", "TIQ"),
+    "INDIVIDU/INSACTIF": ("IdIndividu", "OID", "DateDeb", "DateFin"),
+    "INDIVIDU/INSACTIF/IdIndividu": ("NumIdentifiant", "Cle"),
+    "INDIVIDU/TIQ": ("NomNaissance", "Prenom", "ListePrenom", "Sexe", "DateNaissance", "LieuNaissance"),
+}
+# Container path -> {Clark name of a child, qualified or unqualified -> the child's path}.
+_STEPS = {
+    container: {
+        tag: f"{container}/{name}".lstrip("/") for name in names for tag in (f"{{{NS_RESULTAT}}}{name}", name)
+    }
+    for container, names in _LAYOUT.items()
+}
 
 
 def _collect(
-    parent: etree._Element, prefix: str, texts: dict[str, str], history: list[etree._Element]
+    parent: etree._Element, steps: dict[str, str], texts: dict[str, str], history: list[etree._Element]
 ) -> None:
     """RESULTAT's elements in one walk: ``texts`` maps each path of local names (``CR/CodeCR``) to
     the stripped text of its first element in document order ("" when blank: present, no value);
     ``history`` gets every ``INDIVIDU/INSHISTO``. Only the known containers are entered."""
     for child in parent:
-        name = _RESULT_TAGS.get(child.tag)  # a comment's tag is a function: no match
-        if name is None:
+        path = steps.get(child.tag)  # a comment's tag is a function: no match
+        if path is None or path in texts:
             continue
-        path = prefix + name
         if path == _HISTORY:
             history.append(child)
             continue
-        if path in texts:
-            continue
         text = child.text
         texts[path] = text.strip() if text is not None else ""
-        if path in _CONTAINERS:
-            _collect(child, path + "/", texts, history)
+        inner = _STEPS.get(path)
+        if inner is not None:
+            _collect(child, inner, texts, history)
 
 
 def _value(index: dict[str, etree._Element], name: str) -> str | None:
@@ -412,7 +423,7 @@ def parse_resultat(resultat: etree._Element) -> InsiAnswer:
     """A ``RESULTAT`` element (any prefix) into an :class:`InsiAnswer`."""
     texts: dict[str, str] = {}
     history: list[etree._Element] = []
-    _collect(resultat, "", texts, history)
+    _collect(resultat, _STEPS[""], texts, history)
     code = texts.get("CR/CodeCR") or None
     if code is None:
         raise _unexpected("compte rendu (CodeCR) absent.")
