@@ -285,11 +285,11 @@ def interpret_response(status: int, body: bytes, content_type: str | None, confi
             if status not in _UNAVAILABLE_STATUSES:
                 raise
         else:
+            if status == 200:  # raises the envelope's Fault, if any
+                return answer_from_envelope(root)
             fault = find_fault(root)
             if fault is not None:
                 raise fault_from_element(fault)
-            if status == 200:
-                return answer_from_envelope(root)
     if status in _UNAVAILABLE_STATUSES:
         raise InsiUnavailable(
             f"Le service INSi est indisponible (HTTP {status}). Réessayez dans quelques minutes.",
