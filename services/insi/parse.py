@@ -195,14 +195,10 @@ def _text(
     return text or None
 
 
-# The elements of RESULTAT, by Clark name (qualified or unqualified) -> local name: a node's
-# children are indexed in one pass (the first of each name in document order wins, as with
-# ``_child``) instead of one lxml filtering per looked-up name.
-_RESULT_NAMES = (
-    "CR", "CodeCR", "LibelleCR", "INDIVIDU", "INSACTIF", "IdIndividu", "NumIdentifiant", "Cle", "OID",
-    "DateDeb", "DateFin", "TIQ", "NomNaissance", "Prenom", "ListePrenom", "Sexe", "DateNaissance",
-    "LieuNaissance", "INSHISTO",
-)  # fmt: skip
+# The elements of an INSHISTO entry, by Clark name (qualified or unqualified) -> local name: a
+# node's children are indexed in one pass (the first of each name in document order wins, as
+# with ``_child``) instead of one lxml filtering per looked-up name.
+_RESULT_NAMES = ("IdIndividu", "NumIdentifiant", "Cle", "OID", "DateDeb", "DateFin")
 _RESULT_TAGS = {tag: name for name in _RESULT_NAMES for tag in (f"{{{NS_RESULTAT}}}{name}", name)}
 
 
