@@ -674,6 +674,46 @@ def test_streamed_body_over_the_limit_is_refused() -> None:
     assert info.value.code == "insi_protocol_too_large"
 
 
+class Chunks(httpx.SyncByteStream):
+    """An answer body arriving in ``count`` chunks, ``pause`` seconds apart; counts what was sent."""
+
+    def __init__(self, chunk: bytes, count: int, pause: float = 0.0) -> None:
+        self.chunk, self.count, self.pause, self.sent = chunk, count, pause, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.count):
+            if self.pause:
+                time.sleep(self.pause)
+            self.sent += 1
+            yield self.chunk
+
+
+def streamed(stream: Chunks) -> httpx.Response:
+    return httpx.Response(200, stream=stream, headers={"content-type": "application/soap+xml; charset=utf-8"})
+
+
+def test_a_streamed_answer_is_refused_as_soon_as_it_passes_the_limit() -> None:
+    """The size bound holds while the answer arrives: a 10 MB answer is not read whole first."""
+    stream = Chunks(b"<a>" + b"x" * 1021, 10_000)
+    client, _ = mock_client(lambda request: streamed(stream), make_config(max_response_bytes=4096))
+    with pytest.raises(InsiProtocolError) as info:
+        client.search_traits(QUERY)
+    assert info.value.code == "insi_protocol_too_large"
+    assert stream.sent <= 5
+
+
+def test_an_injected_client_trickling_its_answer_is_cut_at_the_total_deadline() -> None:
+    """An injected client has no deadline backend: the deadline is checked between the body's
+    chunks, so a body trickling in (100 ms a chunk, 5 minutes in all) still ends the call."""
+    stream = Chunks(b" ", 3000, pause=0.1)
+    retry = RetryPolicy(max_attempts=1, total_deadline=0.5)
+    client, _ = mock_client(lambda request: streamed(stream), make_config(retry=retry))
+    with pytest.raises(InsiUnavailable) as info:
+        client.search_traits(QUERY)
+    assert info.value.kind == "deadline" and info.value.code == "insi_timeout_total"
+    assert stream.sent < 3000  # bound against a hang: the call stopped long before the end
+
+
 @pytest.mark.parametrize(
     ("status", "kind"),
     [(404, InsiUnavailable), (403, InsiTlsError), (400, InsiProtocolError), (200, InsiProtocolError)],
@@ -745,6 +785,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         server: LocalServer = self.server  # type: ignore[assignment]
         length = int(self.headers.get("content-length", "0"))
         server.requests.append(self.rfile.read(length))
+        server.paths.append(self.path)
         if server.delay:
             time.sleep(server.delay)
         body = server.body
@@ -776,6 +817,7 @@ class LocalServer(http.server.ThreadingHTTPServer):
         self.body = body
         self.delay = delay
         self.requests: list[bytes] = []
+        self.paths: list[str] = []
         if context is not None:
             self.socket = context.wrap_socket(self.socket, server_side=True)
 
@@ -1118,3 +1160,24 @@ def test_key_not_matching_the_certificate(pki: Pki, tls_server: LocalServer) -> 
     with pytest.raises(InsiTlsError) as info:
         InsiClient(tls_config(tls_server, pki, key_file=pki.expired_key))
     assert info.value.code == "insi_tls_key"
+
+
+@pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "ftp://proxy.example", "http://[::1"])
+def test_a_proxy_other_than_http_is_a_configuration_error(proxy: str) -> None:
+    """The client's own transport (httpcore's public API, with the exchange deadline) goes through
+    an HTTP(S) proxy only: anything else is refused when the client is built, in French."""
+    with pytest.raises(BadRequest) as info:
+        InsiClient(make_config(proxy=proxy))
+    assert info.value.exit_code == 2 and "proxy" in info.value.message
+
+
+def test_the_client_goes_through_the_configured_http_proxy(serve: Callable[..., LocalServer]) -> None:
+    """The transport built for the deadline still honours ``proxy``: the request goes to the proxy
+    in absolute form (a loopback server standing for it answers), never to the endpoint itself."""
+    proxy = serve(sample(CR00))
+    config = make_config("http://127.0.0.1:9/lps", proxy=f"http://127.0.0.1:{proxy.port}")
+    with InsiClient(config) as client:
+        exchange = client.search_traits(QUERY)
+    assert exchange.cr == "00"
+    assert proxy.paths == ["http://127.0.0.1:9/lps"]
+    assert proxy.requests[0].decode() == exchange.request_xml

@@ -6,6 +6,7 @@ the layout is compared with the reference request (fixtures/insi_samples/).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import uuid
@@ -17,6 +18,7 @@ from lxml import etree
 from services.errors import BadRequest
 from services.identity.birthdate import BirthDate
 from services.identity.traits import StrictTraits
+from services.insi import envelope as envelope_module
 from services.insi.config import PROD_ENDPOINT, QUALIF_ENDPOINT, InsiConfig, RetryPolicy, is_loopback_host
 from services.insi.envelope import (
     ACTION_TRAITS,
@@ -209,6 +211,56 @@ def test_traits_request_refuses_missing_or_broken_fields(overrides: dict[str, st
         traits_envelope(**overrides)
     assert info.value.exit_code == 2
     assert "INSi" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("birth_name", "first_names", "birthplace"),
+    [
+        ("ADRTROIS", "TOUSSAINT", None),
+        ("D'ARC--DUPONT", "PIERRE PAUL", "2B020"),
+        ("A&B <C> \"D\" 'E'", "X\rY\tZ\nW", "<&>"),
+        ("ÉLODIE ŒUVRE", "ÇA 漢字 😀", "]]>"),
+        ("&amp; &#13; &lt;", "\ue000Id\ue001", "\ue000Prenom\ue001"),
+    ],
+)
+def test_traits_request_from_its_template_equals_the_tree(
+    birth_name: str, first_names: str, birthplace: str | None
+) -> None:
+    """The traits request is filled into a template built once per configuration: byte for byte
+    what lxml serialises for the same values (markup, CR, non-ASCII, the template's own slot
+    markers), and the values read back intact."""
+    for config in (
+        make_config(),
+        dataclasses.replace(make_config(), emitter="a&b <c> \ue000Id\ue001"),  # markers: no template
+    ):
+        template = envelope_module._traits_template(config, birthplace is not None)
+        assert (template is None) == ("\ue000" in config.emitter)
+        query = TraitsQuery(birth_name, first_names, "F", "1960-01-01", birthplace)
+        fast = build_traits_request(config, query, message_id=MESSAGE_ID, now=NOW)
+        fields = {
+            "NomNaissance": birth_name,
+            "Prenom": first_names,
+            "Sexe": "F",
+            "DateNaissance": "1960-01-01",
+        }
+        if birthplace is not None:
+            fields["LieuNaissance"] = birthplace
+        tree, wsa_id = envelope_module._traits_tree(config, fields, message_id=MESSAGE_ID, now=NOW)
+        assert fast.xml == envelope_module._serialize(tree)
+        assert fast.message_id == wsa_id == f"uuid:{MESSAGE_ID}"
+        body = one(etree.fromstring(fast.xml), NS_RECSANS, "RECSANSVITALE")
+        assert [c.text for c in body] == list(fields.values())
+        assert one(etree.fromstring(fast.xml), NS_CTXLPS, "Emetteur").text == config.emitter
+
+
+@pytest.mark.parametrize("bad", ["A\ud800B", "A\ufffeB", "A\uffffB", "A\x0bB"])
+def test_traits_request_refuses_characters_xml_does_not_allow(bad: str) -> None:
+    """lxml refused them with a bare ValueError (a traceback); the template would write them: a
+    clear BadRequest instead, nothing sent."""
+    with pytest.raises(BadRequest) as info:
+        traits_envelope(first_names=bad)
+    assert info.value.exit_code == 2
+    assert "Prénom" in info.value.message or "prénom" in info.value.message
 
 
 # --- carte Vitale search ---------------------------------------------------------------------

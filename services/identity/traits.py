@@ -569,21 +569,22 @@ def traits_from_insi(
             FieldIssue("sex", f"Sexe renvoyé par l'INSi inhabituel : « {sex} » (M ou F attendu).")
         )
 
-    try:
-        date = BirthDate.parse_lenient(birth_date)
+    try:  # the desk's rules (range included) first: one parse when the date is an ordinary one
+        date = BirthDate.parse(birth_date)
     except InvalidData as exc:
-        message = f"Date de naissance renvoyée par l'INSi illisible : {exc.message}"
-        raise InvalidData(message, errors=[FieldIssue("birth_date", message)], warnings=warnings) from None
-    try:
-        BirthDate.parse(birth_date)
-    except InvalidData as exc:
+        try:
+            date = BirthDate.parse_lenient(birth_date)
+        except InvalidData as unreadable:
+            message = f"Date de naissance renvoyée par l'INSi illisible : {unreadable.message}"
+            errors = [FieldIssue("birth_date", message)]
+            raise InvalidData(message, errors=errors, warnings=warnings) from None
         warnings.extend(_insi_warning(issue) for issue in exc.errors)
 
     place = birthplace if birthplace is not None and birthplace.strip() else None
     if place is not None:
-        start, end = date.bounds()
         # Only an unknown code is odd: INSi may answer a code that was not yet (or no longer)
-        # valid at the birth date, e.g. 2B020 for a birth in Corsica in 1960 (EXI ID 14/15).
-        place_errors, _ = load_cog().check(place, start, until=end)
+        # valid at the birth date, e.g. 2B020 for a birth in Corsica in 1960 (EXI ID 14/15). The
+        # errors of a check do not depend on the date (only its warnings do, and they are not kept).
+        place_errors, _ = load_cog().check(place, None)
         warnings.extend(_insi_warning(issue) for issue in place_errors)
     return StrictTraits(birth_name, names, first, sex, date, place), warnings

@@ -30,6 +30,7 @@ call's exchange is on the error (``err.exchanges``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import logging
@@ -44,9 +45,10 @@ from types import TracebackType
 
 import httpx
 
+from services.errors import BadRequest
 from services.identity.traits import StrictTraits
 from services.insi.config import InsiConfig
-from services.insi.deadline import exchange_deadline, install_deadline
+from services.insi.deadline import DeadlineTransport, exchange_deadline
 from services.insi.envelope import (
     CONTENT_TYPE,
     Envelope,
@@ -283,11 +285,11 @@ def interpret_response(status: int, body: bytes, content_type: str | None, confi
             if status not in _UNAVAILABLE_STATUSES:
                 raise
         else:
+            if status == 200:  # raises the envelope's Fault, if any
+                return answer_from_envelope(root)
             fault = find_fault(root)
             if fault is not None:
                 raise fault_from_element(fault)
-            if status == 200:
-                return answer_from_envelope(root)
     if status in _UNAVAILABLE_STATUSES:
         raise InsiUnavailable(
             f"Le service INSi est indisponible (HTTP {status}). Réessayez dans quelques minutes.",
@@ -338,8 +340,15 @@ def interpret_response(status: int, body: bytes, content_type: str | None, confi
 def build_http_client(config: InsiConfig) -> httpx.Client:
     """An ``httpx.Client`` for ``config``: the mutual-TLS context for https (raises
     :class:`InsiTlsError` when the certificate is missing, unreadable or expired)."""
-    verify: ssl.SSLContext | bool = build_ssl_context(config) if config.uses_tls else True
-    transport = install_deadline(httpx.HTTPTransport(verify=verify, trust_env=False, proxy=config.proxy))
+    context = build_ssl_context(config) if config.uses_tls else httpx.create_ssl_context(trust_env=False)
+    proxy = config.proxy.strip() if config.proxy and config.proxy.strip() else None
+    try:
+        transport = DeadlineTransport(ssl_context=context, proxy=proxy)
+    except (ValueError, httpx.InvalidURL):
+        raise BadRequest(
+            "Configuration INSi : le proxy doit être une adresse http:// ou https:// valide.",
+            code="insi_config",
+        ) from None
     return httpx.Client(
         transport=transport,
         timeout=httpx.Timeout(
@@ -359,6 +368,20 @@ class _HttpAnswer:
     body: bytes
     content_type: str | None
     retry_after: str | None
+
+
+def _answer_headers(headers: httpx.Headers) -> tuple[str | None, str | None]:
+    """``Content-Type`` and ``Retry-After`` in one pass over the raw headers (a repeated header's
+    values joined with ", ", as ``httpx.Headers.get`` does)."""
+    content_type: list[str] = []
+    retry_after: list[str] = []
+    for key, value in headers.raw:
+        name = key.lower()
+        if name == b"content-type":
+            content_type.append(value.decode("latin-1"))
+        elif name == b"retry-after":
+            retry_after.append(value.decode("latin-1"))
+    return (", ".join(content_type) or None, ", ".join(retry_after) or None)
 
 
 def _decode(raw: bytes) -> str:
@@ -399,6 +422,15 @@ class InsiClient:
         self._now = now
         self._new_id = new_id
         self._cancelled = threading.Event()
+        # Built once: the endpoint, each operation's headers, and the timeouts while the exchange
+        # has more time left than any of them (they are then cut to what is left).
+        self._url: httpx.URL | str = config.endpoint.strip()
+        with contextlib.suppress(httpx.InvalidURL):
+            self._url = httpx.URL(self._url)
+        self._headers: dict[str, httpx.Headers] = {}
+        connect, read = max(0.01, config.connect_timeout), max(0.01, config.read_timeout)
+        self._timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+        self._timeout_span = max(connect, read)
 
     def cancel(self) -> None:
         """The agent stops waiting (Échap, from another thread): no new attempt is sent, and a
@@ -448,44 +480,38 @@ class InsiClient:
         """One HTTP exchange within ``remaining`` seconds (every socket operation bounded by it
         on the client's own connections, and checked between body chunks on any client)."""
         config = self.config
-        timeout = httpx.Timeout(
-            connect=max(0.01, min(config.connect_timeout, remaining)),
-            read=max(0.01, min(config.read_timeout, remaining)),
-            write=max(0.01, min(config.read_timeout, remaining)),
-            pool=max(0.01, min(config.connect_timeout, remaining)),
+        timeout = (
+            self._timeout
+            if remaining >= self._timeout_span
+            else httpx.Timeout(
+                connect=max(0.01, min(config.connect_timeout, remaining)),
+                read=max(0.01, min(config.read_timeout, remaining)),
+                write=max(0.01, min(config.read_timeout, remaining)),
+                pool=max(0.01, min(config.connect_timeout, remaining)),
+            )
         )
-        headers = {
-            "Content-Type": f'{CONTENT_TYPE}; action="{envelope.action}"',
-            "Accept": "application/soap+xml, text/xml, application/xml",
-            "User-Agent": f"{config.software_name}/{config.software_version}",
-        }
+        headers = self._headers.get(envelope.action)
+        if headers is None:
+            headers = self._headers[envelope.action] = httpx.Headers(
+                {
+                    "Content-Type": f'{CONTENT_TYPE}; action="{envelope.action}"',
+                    "Accept": "application/soap+xml, text/xml, application/xml",
+                    "User-Agent": f"{config.software_name}/{config.software_version}",
+                }
+            )
         deadline = time.monotonic() + remaining
         try:
-            with (
-                exchange_deadline(deadline),
-                self._http.stream(
-                    "POST", config.endpoint.strip(), content=envelope.xml, headers=headers, timeout=timeout
-                ) as response,
-            ):
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > config.max_response_bytes:
-                        raise InsiProtocolError(
-                            f"Réponse INSi refusée : trop volumineuse (plus de {config.max_response_bytes} "
-                            "octets). Inutile de réessayer : contactez le support informatique.",
-                            code="insi_protocol_too_large",
-                        )
-                    if time.monotonic() >= deadline:  # an injected client without the backend
-                        raise deadline_error(config.retry.total_deadline, detail=f"{size} octets reçus")
-                    chunks.append(chunk)
-                return _HttpAnswer(
-                    response.status_code,
-                    b"".join(chunks),
-                    response.headers.get("content-type"),
-                    response.headers.get("retry-after"),
+            with exchange_deadline(deadline):
+                request = self._http.build_request(
+                    "POST", self._url, content=envelope.xml, headers=headers, timeout=timeout
                 )
+                response = self._http.send(request, stream=True)
+                try:
+                    body = self._read(response, deadline)
+                    content_type, retry_after = _answer_headers(response.headers)
+                    return _HttpAnswer(response.status_code, body, content_type, retry_after)
+                finally:
+                    response.close()
         except httpx.TimeoutException as exc:
             if time.monotonic() >= deadline - _DEADLINE_SLACK:
                 raise deadline_error(config.retry.total_deadline, detail=f"{type(exc).__name__}") from exc
@@ -494,6 +520,26 @@ class InsiClient:
             raise map_transport_error(exc, config) from exc
         except ssl.SSLError as exc:  # a transport that lets it through
             raise tls_error(f"{exc.reason or ''} {exc}") from exc
+
+    def _read(self, response: httpx.Response, deadline: float) -> bytes:
+        """The answer's body (decoded), refused beyond ``max_response_bytes`` as it arrives, and cut
+        off at ``deadline`` between chunks (the only bound for an injected client without the
+        deadline backend)."""
+        config = self.config
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > config.max_response_bytes:
+                raise InsiProtocolError(
+                    f"Réponse INSi refusée : trop volumineuse (plus de {config.max_response_bytes} "
+                    "octets). Inutile de réessayer : contactez le support informatique.",
+                    code="insi_protocol_too_large",
+                )
+            if time.monotonic() >= deadline:
+                raise deadline_error(config.retry.total_deadline, detail=f"{size} octets reçus")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _call(self, build: Callable[[], Envelope]) -> InsiExchange:
         policy = self.config.retry

@@ -55,6 +55,13 @@ CONTENT_TYPE = "application/soap+xml; charset=utf-8"
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _MATRICULE = re.compile(r"([0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{6})([0-9]{2})?", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TRAITS_BODY = ("NomNaissance", "Prenom", "Sexe", "DateNaissance", "LieuNaissance")
+_SLOT = re.compile("\ue000([A-Za-z]+)\ue001")
+# What libxml2 escapes in text content when it serialises to UTF-8 (the template's output is
+# byte for byte the tree's: tests/test_insi_envelope.py compares them on awkward values).
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+# Characters XML 1.0 does not allow (lxml refuses them in a tree; the template must too).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,8 @@ def _text(value: object, label: str) -> str:
     text = value.strip()
     if _CONTROL.search(text):
         raise _bad(f"Requête INSi impossible : {label} contient un caractère de contrôle.")
+    if _NOT_XML.search(text):
+        raise _bad(f"Requête INSi impossible : {label} contient un caractère non admis en XML.")
     return text
 
 
@@ -164,11 +173,11 @@ def _envelope(
     action: str,
     body_ns: str,
     body_prefix: str,
-    message_id: uuid.UUID | None,
-    now: datetime.datetime | None,
+    message_id: uuid.UUID | str | None,
+    now: datetime.datetime | str | None,
 ) -> tuple[etree._Element, etree._Element, str]:
     ident = str(message_id or uuid.uuid4())
-    temps = _timestamp(now or datetime.datetime.now(datetime.UTC))
+    temps = now if isinstance(now, str) else _timestamp(now or datetime.datetime.now(datetime.UTC))
     nsmap = {
         "soap": NS_SOAP,
         "ctxbam": NS_CTXBAM,
@@ -211,6 +220,67 @@ def _serialize(envelope: etree._Element) -> bytes:
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
+def _traits_tree(
+    config: InsiConfig,
+    fields: dict[str, str],
+    *,
+    message_id: uuid.UUID | str | None,
+    now: datetime.datetime | str | None,
+) -> tuple[etree._Element, str]:
+    """The ``RECSANSVITALE`` envelope as an lxml tree (``fields``: the checked body values)."""
+    envelope, body, wsa_id = _envelope(
+        config,
+        action=ACTION_TRAITS,
+        body_ns=NS_RECSANS,
+        body_prefix="insi_recsans_ins",
+        message_id=message_id,
+        now=now,
+    )
+    request = _sub(body, NS_RECSANS, "RECSANSVITALE")
+    for name in _TRAITS_BODY:
+        if name in fields:
+            _sub(request, NS_RECSANS, name, fields[name])
+    return envelope, wsa_id
+
+
+_TEMPLATES: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_TEMPLATES_MAX = 16
+
+
+def _traits_template(config: InsiConfig, with_birthplace: bool) -> tuple[str, ...] | None:
+    """The serialised traits envelope for ``config``, split around its per-call values: literal
+    parts at even indexes, slot names at odd ones. Built once per configuration with lxml (the
+    configuration's values escaped by it), so a request is a join, not a tree. None when the
+    configuration happens to contain the slot markers (the tree is then built each time)."""
+    key = (
+        config.emitter,
+        config.idam,
+        config.software_name,
+        config.software_version,
+        config.instance_id,
+        config.endpoint,
+        "+" if with_birthplace else "-",
+    )
+    try:
+        return _TEMPLATES[key]
+    except KeyError:
+        pass
+    if len(_TEMPLATES) >= _TEMPLATES_MAX:
+        _TEMPLATES.clear()
+    template = _TEMPLATES[key] = _split_template(config, with_birthplace)
+    return template
+
+
+def _split_template(config: InsiConfig, with_birthplace: bool) -> tuple[str, ...] | None:
+    fields = {name: f"\ue000{name}\ue001" for name in _TRAITS_BODY}
+    if not with_birthplace:
+        del fields["LieuNaissance"]
+    envelope, _ = _traits_tree(config, fields, message_id="\ue000Id\ue001", now="\ue000Temps\ue001")
+    parts = tuple(_SLOT.split(_serialize(envelope).decode("utf-8")))
+    expected = ("Id", "Temps", "Id", "Temps", "Id", *fields)
+    return parts if parts[1::2] == expected else None
+
+
 def build_traits_request(
     config: InsiConfig,
     query: TraitsQuery,
@@ -231,22 +301,20 @@ def build_traits_request(
     if birthplace is not None:
         birthplace = _text(birthplace, "le lieu de naissance")
 
-    envelope, body, wsa_id = _envelope(
-        config,
-        action=ACTION_TRAITS,
-        body_ns=NS_RECSANS,
-        body_prefix="insi_recsans_ins",
-        message_id=message_id,
-        now=now,
-    )
-    request = _sub(body, NS_RECSANS, "RECSANSVITALE")
-    _sub(request, NS_RECSANS, "NomNaissance", birth_name)
-    _sub(request, NS_RECSANS, "Prenom", first_names)
-    _sub(request, NS_RECSANS, "Sexe", sex)
-    _sub(request, NS_RECSANS, "DateNaissance", birth_date)
+    fields = {"NomNaissance": birth_name, "Prenom": first_names, "Sexe": sex, "DateNaissance": birth_date}
     if birthplace is not None:
-        _sub(request, NS_RECSANS, "LieuNaissance", birthplace)
-    return Envelope(OPERATION_TRAITS, ACTION_TRAITS, wsa_id, _serialize(envelope))
+        fields["LieuNaissance"] = birthplace
+    ident = str(message_id or uuid.uuid4())
+    temps = _timestamp(now or datetime.datetime.now(datetime.UTC))
+    template = _traits_template(config, birthplace is not None)
+    if template is None:
+        tree, wsa_id = _traits_tree(config, fields, message_id=ident, now=temps)
+        return Envelope(OPERATION_TRAITS, ACTION_TRAITS, wsa_id, _serialize(tree))
+    values = {"Id": ident, "Temps": temps}
+    values.update((name, value.translate(_ESCAPES)) for name, value in fields.items())
+    parts = list(template)
+    parts[1::2] = [values[name] for name in template[1::2]]
+    return Envelope(OPERATION_TRAITS, ACTION_TRAITS, f"uuid:{ident}", "".join(parts).encode("utf-8"))
 
 
 def _matricule(value: str, label: str) -> tuple[str, str | None]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import functools
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -64,16 +65,25 @@ _DTD_MARKERS = (b"<!doctype", b"<!entity")
 # --- hardened XML ----------------------------------------------------------------------------
 
 
+_PARSERS = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-        dtd_validation=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    """The hardened parser, one per thread (an lxml parser is not to be shared between threads),
+    built once: its options never change."""
+    parser: etree.XMLParser | None = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            dtd_validation=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+        _PARSERS.parser = parser
+    return parser
 
 
 _REFUSED_DTD = (
@@ -84,8 +94,11 @@ _REFUSED_DTD = (
 
 def _has_dtd_marker(body: bytes) -> bool:
     """A DOCTYPE or ENTITY declaration, looked for in UTF-8 and in UTF-16/32 bodies."""
+    wide = b"\x00" in body[:4]
+    if not wide and b"<!" not in body:  # no declaration of any kind: nothing to lower-case
+        return False
     views = [body.lower()]
-    if b"\x00" in body[:4]:
+    if wide:
         for encoding in ("utf-32", "utf-16", "utf-16-le", "utf-16-be"):
             try:
                 views.append(body.decode(encoding).lower().encode("utf-8", "replace"))
@@ -182,6 +195,76 @@ def _text(
     return text or None
 
 
+# The elements of an INSHISTO entry, by Clark name (qualified or unqualified) -> local name: a
+# node's children are indexed in one pass (the first of each name in document order wins, as
+# with ``_child``) instead of one lxml filtering per looked-up name.
+_RESULT_NAMES = ("IdIndividu", "NumIdentifiant", "Cle", "OID", "DateDeb", "DateFin")
+_RESULT_TAGS = {tag: name for name in _RESULT_NAMES for tag in (f"{{{NS_RESULTAT}}}{name}", name)}
+
+
+def _index(parent: etree._Element | None) -> dict[str, etree._Element]:
+    """The children of ``parent`` in the RESULTAT namespace (or none) by local name, first wins."""
+    found: dict[str, etree._Element] = {}
+    if parent is None:
+        return found
+    for child in parent:
+        name = _RESULT_TAGS.get(child.tag)  # a comment's tag is a function: no match
+        if name is not None and name not in found:
+            found[name] = child
+    return found
+
+
+_HISTORY = "INDIVIDU/INSHISTO"
+# What RESULTAT holds, container by container: the child elements read (by local name) inside each.
+_LAYOUT = {
+    "": ("CR", "INDIVIDU"),
+    "CR": ("CodeCR", "LibelleCR"),
+    "INDIVIDU": ("INSACTIF", "INSHISTO", "TIQ"),
+    "INDIVIDU/INSACTIF": ("IdIndividu", "OID", "DateDeb", "DateFin"),
+    "INDIVIDU/INSACTIF/IdIndividu": ("NumIdentifiant", "Cle"),
+    "INDIVIDU/TIQ": ("NomNaissance", "Prenom", "ListePrenom", "Sexe", "DateNaissance", "LieuNaissance"),
+}
+# Container path -> {Clark name of a child, qualified or unqualified -> the child's path}.
+_STEPS = {
+    container: {
+        tag: f"{container}/{name}".lstrip("/") for name in names for tag in (f"{{{NS_RESULTAT}}}{name}", name)
+    }
+    for container, names in _LAYOUT.items()
+}
+
+
+def _collect(
+    parent: etree._Element, steps: dict[str, str], texts: dict[str, str], history: list[etree._Element]
+) -> None:
+    """RESULTAT's elements in one walk: ``texts`` maps each path of local names (``CR/CodeCR``) to
+    the stripped text of its first element in document order ("" when blank: present, no value);
+    ``history`` gets every ``INDIVIDU/INSHISTO``. Only the known containers are entered."""
+    for child in parent:
+        path = steps.get(child.tag)  # a comment's tag is a function: no match
+        if path is None or path in texts:
+            continue
+        if path == _HISTORY:
+            history.append(child)
+            continue
+        text = child.text
+        texts[path] = text.strip() if text is not None else ""
+        inner = _STEPS.get(path)
+        if inner is not None:
+            _collect(child, inner, texts, history)
+
+
+def _value(index: dict[str, etree._Element], name: str) -> str | None:
+    """The stripped text of ``index[name]``, None when absent or blank (as ``_text``)."""
+    element = index.get(name)
+    if element is None:
+        return None
+    text = element.text
+    if text is None:
+        return None
+    text = text.strip()
+    return text or None
+
+
 def _unexpected(message: str, *, detail: str | None = None) -> InsiProtocolError:
     return InsiProtocolError(
         f"Réponse INSi inattendue : {message} Inutile de réessayer tel quel : si le problème persiste, "
@@ -229,54 +312,39 @@ def _matricule(number: str | None, key: str | None, what: str) -> MatriculeINS:
     return MatriculeINS(number, key)
 
 
-def _oid(element: etree._Element, what: str) -> str:
-    oid = _text(element, "OID")
+def _oid(oid: str | None, what: str) -> str:
     if oid is None or not _OID.fullmatch(oid) or len(oid) > 64:
         raise _unexpected(f"OID absent ou illisible ({what}).", detail=_clean(oid, 60))
     return oid
 
 
-def _ins(
-    element: etree._Element, what: str
-) -> tuple[MatriculeINS, str, datetime.date | None, datetime.date | None]:
-    ident = _child(element, "IdIndividu")
-    if ident is None:
-        raise _unexpected(f"IdIndividu absent ({what}).")
-    matricule = _matricule(_text(ident, "NumIdentifiant"), _text(ident, "Cle"), what)
-    return (
-        matricule,
-        _oid(element, what),
-        _date(_text(element, "DateDeb"), "de début"),
-        _date(_text(element, "DateFin"), "de fin"),
-    )
-
-
 def _history_entry(element: etree._Element) -> InsHistoryEntry:
     """An ``INSHISTO`` entry: a key that is absent or does not check (or a matricule that is not
     one) keeps the entry, marked ``key_valid`` false (CNDA TEST_2.08); its texts are bounded."""
-    ident = _child(element, "IdIndividu")
-    number = (_text(ident, "NumIdentifiant") or "").upper() if ident is not None else ""
-    key = _text(ident, "Cle") if ident is not None else None
+    fields = _index(element)
+    ident_fields = _index(fields.get("IdIndividu"))
+    number = (_value(ident_fields, "NumIdentifiant") or "").upper()
+    key = _value(ident_fields, "Cle")
     valid = False
     if _MATRICULE.fullmatch(number) and key is not None and _KEY.fullmatch(key):
         try:
             valid = compute_key(number) == key
         except InvalidData:
             valid = False
-    oid = _text(element, "OID") or ""
+    oid = _value(fields, "OID") or ""
     if not valid:
         return InsHistoryEntry(
             MatriculeINS(_clean(number, 20), _clean(key, 4)),
             _clean(oid, 64),
-            _lenient_date(_text(element, "DateDeb")),
-            _lenient_date(_text(element, "DateFin")),
+            _lenient_date(_value(fields, "DateDeb")),
+            _lenient_date(_value(fields, "DateFin")),
             key_valid=False,
         )
     return InsHistoryEntry(
         MatriculeINS(number, key or ""),
-        _oid(element, "historique"),
-        _date(_text(element, "DateDeb"), "de début"),
-        _date(_text(element, "DateFin"), "de fin"),
+        _oid(oid, "historique"),
+        _date(_value(fields, "DateDeb"), "de début"),
+        _date(_value(fields, "DateFin"), "de fin"),
     )
 
 
@@ -287,21 +355,28 @@ def _lenient_date(value: str | None) -> datetime.date | None:
         return None
 
 
-def _identity(individu: etree._Element) -> InsiIdentity:
-    active = _child(individu, "INSACTIF")
-    if active is None:
+def _identity(texts: dict[str, str], entries: list[etree._Element]) -> InsiIdentity:
+    if "INDIVIDU/INSACTIF" not in texts:
         raise _unexpected("INSACTIF absent d'une réponse 00.")
-    matricule, oid, valid_from, valid_to = _ins(active, "actif")
-    history = [_history_entry(entry) for entry in _children(individu, "INSHISTO")]
+    if "INDIVIDU/INSACTIF/IdIndividu" not in texts:
+        raise _unexpected("IdIndividu absent (actif).")
+    matricule = _matricule(
+        texts.get("INDIVIDU/INSACTIF/IdIndividu/NumIdentifiant") or None,
+        texts.get("INDIVIDU/INSACTIF/IdIndividu/Cle") or None,
+        "actif",
+    )
+    oid = _oid(texts.get("INDIVIDU/INSACTIF/OID") or None, "actif")
+    valid_from = _date(texts.get("INDIVIDU/INSACTIF/DateDeb") or None, "de début")
+    valid_to = _date(texts.get("INDIVIDU/INSACTIF/DateFin") or None, "de fin")
+    history = [_history_entry(entry) for entry in entries]
 
-    tiq = _child(individu, "TIQ")
-    if tiq is None:
+    if "INDIVIDU/TIQ" not in texts:
         raise _unexpected("traits d'identité (TIQ) absents d'une réponse 00.")
-    birth_name = _text(tiq, "NomNaissance")
-    first_name = _text(tiq, "Prenom")
-    first_names = _text(tiq, "ListePrenom") or first_name
-    sex = _text(tiq, "Sexe")
-    birth_date = _text(tiq, "DateNaissance")
+    birth_name = texts.get("INDIVIDU/TIQ/NomNaissance") or None
+    first_name = texts.get("INDIVIDU/TIQ/Prenom") or None
+    first_names = texts.get("INDIVIDU/TIQ/ListePrenom") or first_name
+    sex = texts.get("INDIVIDU/TIQ/Sexe") or None
+    birth_date = texts.get("INDIVIDU/TIQ/DateNaissance") or None
     missing = [
         label
         for label, value in (
@@ -321,7 +396,7 @@ def _identity(individu: etree._Element) -> InsiIdentity:
             sex=sex,
             birth_date=birth_date,
             first_name=first_name,
-            birthplace=_text(tiq, "LieuNaissance"),
+            birthplace=texts.get("INDIVIDU/TIQ/LieuNaissance") or None,
         )
     except InvalidData as exc:
         raise _unexpected(exc.message) from None
@@ -342,18 +417,19 @@ def _identity(individu: etree._Element) -> InsiIdentity:
 
 def parse_resultat(resultat: etree._Element) -> InsiAnswer:
     """A ``RESULTAT`` element (any prefix) into an :class:`InsiAnswer`."""
-    cr = _child(resultat, "CR")
-    code = _text(cr, "CodeCR")
+    texts: dict[str, str] = {}
+    history: list[etree._Element] = []
+    _collect(resultat, _STEPS[""], texts, history)
+    code = texts.get("CR/CodeCR") or None
     if code is None:
         raise _unexpected("compte rendu (CodeCR) absent.")
     if code not in KNOWN_CR:
         raise _unexpected(f"code de compte rendu inconnu « {_clean(code, 10)} ».")
-    label = _clean(_text(cr, "LibelleCR"))
-    individu = _child(resultat, "INDIVIDU")
+    label = _clean(texts.get("CR/LibelleCR"))
     if code == CR_FOUND:
-        if individu is None:
+        if "INDIVIDU" not in texts:
             raise _unexpected("réponse 00 sans identité (INDIVIDU absent).")
-        return InsiAnswer(code, label, _identity(individu))
+        return InsiAnswer(code, label, _identity(texts, history))
     return InsiAnswer(code, label, None)
 
 
@@ -478,11 +554,24 @@ def fault_from_element(fault: etree._Element) -> InsiFault:
 # --- whole answers ---------------------------------------------------------------------------
 
 
+_ENVELOPE_BODY = {f"{{{ns}}}Envelope": f"{{{ns}}}Body" for ns in _SOAP_NS}
+_FAULT_TAGS = frozenset(f"{{{ns}}}Fault" for ns in _SOAP_NS)
+_RESULTAT_TAG = f"{{{NS_RESULTAT}}}RESULTAT"
+
+
+def _first(parent: etree._Element, tag: str) -> etree._Element | None:
+    for child in parent:
+        if child.tag == tag:
+            return child
+    return None
+
+
 def _body(root: etree._Element) -> etree._Element:
-    ns, local = _qname(root)
-    if local != "Envelope" or ns not in _SOAP_NS:
+    body_tag = _ENVELOPE_BODY.get(root.tag)
+    if body_tag is None:
+        ns, local = _qname(root)
         raise _unexpected("ce n'est pas une enveloppe SOAP.", detail=f"root {{{ns}}}{local}")
-    body = _child(root, "Body", (ns,))
+    body = _first(root, body_tag)
     if body is None:
         raise _unexpected("enveloppe SOAP sans corps (Body).")
     return body
@@ -490,22 +579,28 @@ def _body(root: etree._Element) -> etree._Element:
 
 def find_fault(root: etree._Element) -> etree._Element | None:
     """The SOAP Fault of a parsed envelope, if any."""
-    ns, local = _qname(root)
-    if local != "Envelope" or ns not in _SOAP_NS:
+    body_tag = _ENVELOPE_BODY.get(root.tag)
+    if body_tag is None:
         return None
-    body = _child(root, "Body", (ns,))
-    return _child(body, "Fault", (ns,)) if body is not None else None
+    body = _first(root, body_tag)
+    return _first(body, body_tag[: -len("Body")] + "Fault") if body is not None else None
 
 
 def answer_from_envelope(root: etree._Element) -> InsiAnswer:
     """A parsed envelope into an answer; raises :class:`InsiFault` when it carries a Fault."""
     body = _body(root)
-    fault = _child(body, "Fault", _SOAP_NS)
+    fault = resultat = None
+    for child in body:
+        tag = child.tag
+        if tag in _FAULT_TAGS:
+            fault = child
+            break
+        if resultat is None and tag == _RESULTAT_TAG:
+            resultat = child
     if fault is not None:
         raise fault_from_element(fault)
-    resultat = _child(body, "RESULTAT", (NS_RESULTAT,))
     if resultat is None:  # wrapped in some other element
-        resultat = next(body.iter(f"{{{NS_RESULTAT}}}RESULTAT"), None)
+        resultat = next(body.iter(_RESULTAT_TAG), None)
     if resultat is None:
         raise _unexpected("ni résultat (RESULTAT) ni erreur SOAP dans la réponse.")
     return parse_resultat(resultat)
