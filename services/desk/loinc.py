@@ -71,7 +71,7 @@ def import_value_set(
     """
     require(actor, Right.LOINC)
     parsed = valueset.read_value_set(path, version=version, progress=progress)
-    if not parsed.codes:
+    if not parsed.count:
         raise BadRequest(
             f"Aucune ligne importable dans « {parsed.source_file} » "
             f"({len(parsed.rejected)} rejetée(s)) : le jeu de valeurs en place est conservé.",
@@ -90,7 +90,7 @@ def import_value_set(
                 "version": parsed.version,
                 "source_file": parsed.source_file,
                 "layout": parsed.layout,
-                "imported": len(parsed.codes),
+                "imported": parsed.count,
                 "rejected": len(parsed.rejected),
                 "disappeared": len(disappeared),
                 "disappeared_codes": disappeared[:200],
@@ -98,7 +98,7 @@ def import_value_set(
             },
         )
     return ImportReport(
-        imported=len(parsed.codes),
+        imported=parsed.count,
         version=parsed.version,
         rejected=parsed.rejected,
         disappeared=disappeared,

@@ -14,26 +14,29 @@ The import as a user action (the catalogue re-checked, the gate recomputed, audi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
+import gc
 import io
-import operator
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from services.errors import BadRequest
-from services.results.loinc import check_normalized_loinc_code, normalize_loinc_code
-from services.results.models import LoincCode, LoincStatus, LoincVersion
+from services.results.loinc import check_normalized_loinc_code, normalize_loinc_code, valid_loinc_codes
+from services.results.models import LoincStatus, LoincVersion
 from services.results.text import decode_text, fold, norm_header, sniff_delimiter
 
 __all__ = [
+    "CODE_COLUMNS",
     "ParsedValueSet",
     "Progress",
     "Rejection",
@@ -360,6 +363,24 @@ class Rejection:
         return {"row": self.row, "reason": self.reason}
 
 
+CODE_COLUMNS: tuple[str, ...] = (
+    "code",
+    "label_fr",
+    "component_fr",
+    "property_fr",
+    "property",
+    "time_aspect",
+    "system",
+    "scale",
+    "method",
+    "chapter",
+    "status",
+    "synonyms",
+    "replaced_by",
+)
+"""The ``loinc_code`` columns of :attr:`ParsedValueSet.rows`, in their order."""
+
+
 @dataclass
 class ParsedValueSet:
     """What a value-set file holds, before it touches the database."""
@@ -367,9 +388,27 @@ class ParsedValueSet:
     version: str
     layout: str
     source_file: str
-    codes: list[dict[str, Any]] = field(default_factory=list)
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    """:data:`CODE_COLUMNS` → one value per accepted code, in file order, as stored (the status as
+    its value text): column-wise, so that no object is made per row."""
     rejected: list[Rejection] = field(default_factory=list)
     data_rows: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many codes are accepted."""
+        return len(self.columns.get("code", ()))
+
+    @property
+    def codes(self) -> list[dict[str, Any]]:
+        """The accepted codes as ``{column: value}`` (the status a ``LoincStatus``), built on each
+        call: for reading a few, not for the import."""
+        codes = []
+        for values in zip(*(self.columns[name] for name in CODE_COLUMNS), strict=True):
+            code = dict(zip(CODE_COLUMNS, values, strict=True))
+            code["status"] = LoincStatus(code["status"])
+            codes.append(code)
+        return codes
 
 
 def _cell_text(value: object) -> str:
@@ -388,14 +427,15 @@ def _cell_text(value: object) -> str:
     return str(value).strip()
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+def _csv_rows(path: Path) -> Sequence[Sequence[object]]:
     text = decode_text(path.read_bytes())
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
-    for number, row in enumerate(reader, start=1):
-        yield number, list(row)
+    return list(reader)
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+def _xlsx_rows(path: Path) -> Sequence[Sequence[object]]:
+    """The rows of the first sheet with a value-set header (row 1 of the sheet first), else the
+    first sheet's first row alone (for the error message)."""
     from python_calamine import CalamineWorkbook
 
     try:
@@ -407,17 +447,16 @@ def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
     first_header: list[object] = []
     for name in workbook.sheet_names:
         sheet = workbook.get_sheet_by_name(name)
-        rows = sheet.to_python(skip_empty_area=False)
-        for row in rows[:_HEADER_SCAN_ROWS]:
-            if _match_header(row) is not None:
-                yield from enumerate(rows, start=1)
-                return
+        rows: Sequence[Sequence[object]] = sheet.to_python(skip_empty_area=False)
+        if any(_match_header(row) is not None for row in rows[:_HEADER_SCAN_ROWS]):
+            return rows
         if not first_header and rows:
             first_header = list(rows[0])
-    yield 1, first_header
+    return [first_header]
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+def _rows(path: Path) -> Sequence[Sequence[object]]:
+    """The file's rows, the first one being row 1 (as the messages number them)."""
     suffix = path.suffix.casefold()
     if suffix in (".xlsx", ".xlsm", ".xls", ".ods"):
         return _xlsx_rows(path)
@@ -432,27 +471,26 @@ def _rows(path: Path) -> Iterator[tuple[int, list[object]]]:
 _REPLACED_BY = re.compile(r"rempla\w*\s+par\s*:?\s*(?:le\s+code\s+)?([0-9]{1,7}-[0-9])", re.IGNORECASE)
 
 
-_DEPRECATED = LoincStatus.DEPRECATED  # (a member looked up once: enum attribute access is slow)
+_DEPRECATED = LoincStatus.DEPRECATED.value
 
 
-def _replacement(named: str, row: Sequence[object], status: LoincStatus) -> str | None:
+def _replacement(named: str, row: Sequence[object], status: str | None) -> str | None:
     """The replacement of a deprecated code as the value set names it: a replacement column, else
     « remplacé par NNNNN-N » written in one of its cells (status, label, comment)."""
-    if named.strip():
+    if named:
         return normalize_loinc_code(named)[:16] or None
-    if status is not _DEPRECATED:
+    if status != _DEPRECATED:
         return None
-    for value in row:
-        m = _REPLACED_BY.search(_cell_text(value))
-        if m:
-            return normalize_loinc_code(m[1])
-    return None
+    # Only a text cell can hold the words; joined by NUL, which no part of the pattern matches: the
+    # first match is the first cell's.
+    m = _REPLACED_BY.search("\0".join([v for v in row if type(v) is str]))
+    return normalize_loinc_code(m[1]) if m else None
 
 
 def _is_note(row: Sequence[object], raw_code: str, label: str, grandeur: str) -> bool:
     """A line of text in a value-set sheet that is not a code row: a single filled cell, no label
     and no property, and nothing like a LOINC code in it."""
-    if label or grandeur:  # a code row (the cheap test first: this runs on every row)
+    if label or grandeur:  # a code row (the cheap test first)
         return False
     filled = [v for v in row if _cell_text(v)]
     return len(filled) == 1 and not _LOOKS_LIKE_CODE.search(raw_code or "")
@@ -468,108 +506,166 @@ def _title_version(rows: Iterable[Sequence[object]]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _status_value(raw: str) -> str | None:
+    """The stored value of a status cell's text, None when unknown."""
+    status = parse_status(raw)
+    return None if status is None else status.value
+
+
+def _texts(cells: Sequence[object]) -> list[str]:
+    """The cells' texts, stripped."""
+    try:
+        return list(map(str.strip, cells))  # type: ignore[arg-type]  # every cell a text, usually
+    except TypeError:
+        return [(v.strip() if type(v) is str else _cell_text(v)) for v in cells]
+
+
+def _cut(values: list[str], limit: int) -> list[str]:
+    """``values``, each cut to ``limit`` characters."""
+    if values and max(map(len, values)) > limit:
+        return [v[:limit] for v in values]
+    return values
+
+
+def _repeats(cells: Sequence[object]) -> set[str] | None:
+    """The distinct cells of a column that repeats itself (all texts, a quarter of them distinct at
+    most: the grandeur, the specimen, the scale… take a few hundred values), else None."""
+    distinct = set(cells)
+    if len(distinct) * 4 <= len(cells) and all(type(v) is str for v in distinct):
+        return distinct  # type: ignore[return-value]  # (checked: texts)
+    return None
+
+
+def _stored(cells: Sequence[object], limit: int) -> list[Any]:
+    """Each cell as stored: its text stripped and cut to ``limit`` characters, None when empty;
+    worked out once per distinct text in a column that repeats itself."""
+    distinct = _repeats(cells)
+    if distinct is not None:
+        table = {v: v.strip()[:limit] or None for v in distinct}
+        return list(map(table.__getitem__, cast("Sequence[str]", cells)))
+    texts = _cut(_texts(cells), limit)
+    return [t or None for t in texts] if "" in texts else texts
+
+
+def _per_text(cells: Sequence[object], fn: Callable[[str], Any]) -> list[Any]:
+    """``fn`` of each cell's stripped text; worked out once per distinct text in a column that
+    repeats itself."""
+    distinct = _repeats(cells)
+    if distinct is not None:
+        table = {v: fn(v.strip()) for v in distinct}
+        return list(map(table.__getitem__, cast("Sequence[str]", cells)))
+    return list(map(fn, _texts(cells)))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a bulk read: the rows make hundreds of thousands
+    of objects (none in a reference cycle) and each collection would walk them all again. Set back
+    as it was after (objects are still freed by their reference counts meanwhile)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_value_set(
     path: str | Path, *, version: str | None = None, progress: Progress | None = None
 ) -> ParsedValueSet:
-    """Reads and checks a value-set file; raises ``BadRequest`` when the layout is not recognised."""
+    """Reads and checks a value-set file; raises ``BadRequest`` when the layout is not recognised.
+
+    Column-wise: the rows are turned into columns once, every column used has its cells' texts
+    stripped in one pass, the codes are checked in one pass (:func:`valid_loinc_codes`), and only
+    when a row fails a quick test (a code not plainly right, no label, an unknown status, a
+    duplicate, an empty or note row) do the rows go through the checks that name what is wrong.
+    """
     path = Path(path)
     if not path.is_file():
         raise BadRequest(f"Fichier introuvable : {path}", code="file_not_found")
-    rows = list(_rows(path))
-    header_at = next((i for i, (_, r) in enumerate(rows[:_HEADER_SCAN_ROWS]) if _match_header(r)), None)
+    with _collector_paused():
+        return _read_value_set(path, version=version, progress=progress)
+
+
+def _read_value_set(path: Path, *, version: str | None, progress: Progress | None) -> ParsedValueSet:
+    rows = _rows(path)
+    header_at = next((i for i, r in enumerate(rows[:_HEADER_SCAN_ROWS]) if _match_header(r)), None)
     if header_at is None:
-        raise _unknown_layout(path, rows[0][1] if rows else [])
-    columns = _match_header(rows[header_at][1])
+        raise _unknown_layout(path, rows[0] if rows else [])
+    columns = _match_header(rows[header_at])
     assert columns is not None
     data = rows[header_at + 1 :]
+    first_number = header_at + 2
+    """The row number of ``data[0]`` (1-based, the header's is ``header_at + 1``)."""
     total = len(data)
     parsed = ParsedValueSet(version="", layout=layout_name(columns), source_file=path.name)
-    seen: dict[str, int] = {}
-    versions: set[str] = set()
+    # A sheet's rows all have the same length: turned into columns at once (C loops); a CSV's
+    # may be shorter than the header, then each column is taken out of them on its own.
+    shortest = min(map(len, data), default=0)
+    by_column: list[Sequence[object]] = (
+        list(zip(*data, strict=False)) if shortest > max(columns.values()) else []
+    )
 
-    plain_rows = [row for _n, row in data]
-    shortest = min(map(len, plain_rows), default=0)
-
-    def column(name: str) -> list[str]:
-        """One column's texts for every data row (read column-wise: one pass per column)."""
+    def cells(name: str) -> Sequence[object]:
+        """One column's cells for every data row (``""`` when the file has no such column)."""
         index = columns.get(name)
         if index is None:
             return [""] * total
-        values: Iterable[object] = (
-            map(operator.itemgetter(index), plain_rows)
-            if index < shortest
-            else (row[index] if index < len(row) else "" for row in plain_rows)
-        )
-        return [(v.strip() if type(v) is str else _cell_text(v)) for v in values]
+        if by_column:
+            return by_column[index]
+        return [row[index] if index < len(row) else "" for row in data]
 
-    codes, labels, grandeurs, statuses = (
-        column("code"),
-        column("label_fr"),
-        column("property_fr"),
-        column("status"),
+    codes, labels = _texts(cells("code")), _texts(cells("label_fr"))
+    statuses = _per_text(cells("status"), _status_value)
+    plainly_valid = valid_loinc_codes(codes)
+    kept: list[int] | None = None
+    """The indices in ``data`` of the accepted rows, None for every row."""
+    if not (all(plainly_valid) and all(labels) and None not in statuses and len(set(codes)) == total):
+        checks = _RowChecks(
+            plainly_valid, codes, labels, _texts(cells("property_fr")), _texts(cells("status"))
+        )
+        kept = list(_check_rows(parsed, data, first_number, checks, statuses))
+    else:
+        parsed.data_rows = total
+    if progress is not None:
+        progress(total, 2 * total)
+
+    def accepted(values: Sequence[Any]) -> Sequence[Any]:
+        return values if kept is None else list(map(values.__getitem__, kept))
+
+    statuses = list(accepted(statuses))
+    named = _texts(accepted(cells("replaced_by")))
+    data_of = data.__getitem__ if kept is None else lambda j: data[kept[j]]
+    grandeurs = accepted(cells("property_fr"))
+    parsed.columns = dict(
+        zip(
+            CODE_COLUMNS,
+            (
+                list(accepted(codes)),
+                _cut(list(accepted(labels)), 1000),
+                _stored(accepted(cells("component_fr")), 1000),
+                _stored(grandeurs, 255),
+                _per_text(grandeurs, property_code),
+                _stored(accepted(cells("time_aspect")), 64),
+                _stored(accepted(cells("system")), 255),
+                _stored(accepted(cells("scale")), 32),
+                _stored(accepted(cells("method")), 255),
+                _stored(accepted(cells("chapter")), 255),
+                statuses,
+                _stored(accepted(cells("synonyms")), 4000),
+                [
+                    _replacement(name, data_of(j), status) if name or status == _DEPRECATED else None
+                    for j, (name, status) in enumerate(zip(named, statuses, strict=True))
+                ],
+            ),
+            strict=True,
+        )
     )
-    components, times, systems = column("component_fr"), column("time_aspect"), column("system")
-    scales, methods, chapters = column("scale"), column("method"), column("chapter")
-    synonyms, replaced, vps = column("synonyms"), column("replaced_by"), column("version_vp")
-
-    for i, (number, row) in enumerate(data):
-        done = i + 1
-        if progress is not None and (done % 2000 == 0 or done == total):
-            progress(done, 2 * total)
-        raw_code = codes[i]
-        if not raw_code and not any(_cell_text(v) for v in row):
-            continue
-        label = labels[i]
-        grandeur = grandeurs[i]
-        if _is_note(row, raw_code, label, grandeur):
-            continue  # a notice or a footer line under the table (« Fin du jeu de valeurs »)
-        parsed.data_rows += 1
-        plain = " " not in raw_code and raw_code.isprintable()  # (stripped already: nothing to remove)
-        code = raw_code if plain else normalize_loinc_code(raw_code)
-        problem = check_normalized_loinc_code(code)
-        if problem is not None:
-            parsed.rejected.append(Rejection(number, problem))
-            continue
-        if code in seen:
-            parsed.rejected.append(Rejection(number, f"Code {code} en double (déjà ligne {seen[code]})."))
-            continue
-        if not label:
-            parsed.rejected.append(Rejection(number, f"Code {code} sans libellé français."))
-            continue
-        raw_status = statuses[i]
-        status = parse_status(raw_status)
-        if status is None:
-            parsed.rejected.append(
-                Rejection(
-                    number,
-                    f"Code {code} : statut « {raw_status} » inconnu "
-                    "(attendu actif, essai, déconseillé, obsolète "
-                    "ou ACTIVE, TRIAL, DISCOURAGED, DEPRECATED).",
-                )
-            )
-            continue
-        seen[code] = number
-        vp = vps[i]
-        if vp:
-            versions.add(vp)
-        parsed.codes.append(
-            {
-                "code": code,
-                "label_fr": label[:1000],
-                "component_fr": components[i][:1000] or None,
-                "property_fr": grandeur[:255] or None,
-                "property": property_code(grandeur),
-                "time_aspect": times[i][:64] or None,
-                "system": systems[i][:255] or None,
-                "scale": scales[i][:32] or None,
-                "method": methods[i][:255] or None,
-                "chapter": chapters[i][:255] or None,
-                "status": status,
-                "synonyms": synonyms[i][:4000] or None,
-                "replaced_by": _replacement(replaced[i], row, status),
-            }
-        )
-    titled = _title_version(row for _n, row in rows[:header_at])
+    versions = set(_per_text(accepted(cells("version_vp")), str))
+    versions.discard("")
+    titled = _title_version(rows[:header_at])
     if version and version.strip():
         parsed.version = version.strip()
     elif versions:
@@ -580,6 +676,70 @@ def read_value_set(
         parsed.version = path.stem
     parsed.version = parsed.version[:64]
     return parsed
+
+
+@dataclass(frozen=True)
+class _RowChecks:
+    """The columns :func:`_check_rows` reads, one item per data row (texts stripped)."""
+
+    plainly_valid: list[bool]
+    codes: list[str]
+    labels: list[str]
+    grandeurs: list[str]
+    raw_statuses: list[str]
+
+
+def _check_rows(
+    parsed: ParsedValueSet,
+    data: Sequence[Sequence[object]],
+    first_number: int,
+    checks: _RowChecks,
+    statuses: list[str | None],
+) -> Iterable[int]:
+    """Row by row: the indices of the accepted rows (``checks.codes`` gets the normalised code of a
+    row written otherwise); ``parsed`` gets the rejections (with the row's number) and the count of
+    data rows (neither empty nor a note)."""
+    plainly_valid, codes, labels = checks.plainly_valid, checks.codes, checks.labels
+    grandeurs, raw_statuses = checks.grandeurs, checks.raw_statuses
+    seen: dict[str, int] = {}
+    """code → index in ``data`` of the row accepted with it, in row order."""
+    for i, code in enumerate(codes):
+        if plainly_valid[i] and labels[i] and statuses[i] is not None and code not in seen:
+            seen[code] = i  # the usual row: nothing more to check
+            continue
+        row = data[i]
+        if not code and not any(_cell_text(v) for v in row):
+            continue
+        if _is_note(row, code, labels[i], grandeurs[i]):
+            continue  # a notice or a footer line under the table (« Fin du jeu de valeurs »)
+        number = first_number + i
+        plain = " " not in code and code.isprintable()  # (stripped already: nothing to remove)
+        if not plain:
+            code = codes[i] = normalize_loinc_code(code)
+        problem = check_normalized_loinc_code(code)
+        if problem is not None:
+            parsed.rejected.append(Rejection(number, problem))
+            continue
+        if code in seen:
+            first = first_number + seen[code]
+            parsed.rejected.append(Rejection(number, f"Code {code} en double (déjà ligne {first})."))
+            continue
+        if not labels[i]:
+            parsed.rejected.append(Rejection(number, f"Code {code} sans libellé français."))
+            continue
+        if statuses[i] is None:
+            parsed.rejected.append(
+                Rejection(
+                    number,
+                    f"Code {code} : statut « {raw_statuses[i]} » inconnu "
+                    "(attendu actif, essai, déconseillé, obsolète "
+                    "ou ACTIVE, TRIAL, DISCOURAGED, DEPRECATED).",
+                )
+            )
+            continue
+        seen[code] = i
+    parsed.data_rows = len(seen) + len(parsed.rejected)
+    return seen.values()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,9 +753,15 @@ def replace_value_set(
 ) -> list[str]:
     """``parsed`` becomes the active version, replacing the previous one, in the caller's
     transaction; returns the codes of the previous version that are not in it any more."""
-    total = len(parsed.codes)
-    old_codes = set(session.exec(select(LoincCode.code)).all())
-    session.execute(sa.delete(LoincCode))
+    total = parsed.count
+    connection = session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute("SELECT code FROM loinc_code")
+        old_codes = {code for (code,) in cursor.fetchall()}
+        cursor.execute("DELETE FROM loinc_code")
+    finally:
+        cursor.close()
     session.execute(sa.update(LoincVersion).values(active=False))
     version_row = LoincVersion(
         version=parsed.version,
@@ -606,35 +772,25 @@ def replace_value_set(
     )
     session.add(version_row)
     session.flush()
-    # Plain tuples through the driver's executemany (no per-row SQLAlchemy processing): the
-    # values are already what the columns store (the status as its value).
-    names = list(parsed.codes[0]) if parsed.codes else []
-    connection = session.connection()
+    # Plain tuples through the driver's executemany (no per-row SQLAlchemy processing), made from
+    # the columns as they are consumed: the values are already what the columns store; the
+    # version id (an integer of ours) is written in the SQL.
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     sql = (
-        f"INSERT INTO loinc_code ({', '.join([*names, 'version_id'])}) "
-        f"VALUES ({', '.join([mark] * (len(names) + 1))})"
+        f"INSERT INTO loinc_code ({', '.join([*CODE_COLUMNS, 'version_id'])}) "
+        f"VALUES ({', '.join([mark] * len(CODE_COLUMNS))}, {int(version_row.id or 0)})"
     )
-    version_id = version_row.id
-    status_at = names.index("status") if names else 0
-
-    def stored(code: dict[str, Any]) -> tuple[Any, ...]:
-        values = [*code.values(), version_id]
-        values[status_at] = str(values[status_at])
-        return tuple(values)
-
-    # In code order (the primary key's B-tree grows at its end), the label index rebuilt once after
-    # the rows rather than kept up to date row by row; all inside the caller's transaction.
-    in_order = sorted(parsed.codes, key=lambda c: str(c["code"]))
-    cursor = connection.connection.cursor()
+    rows = zip(*(parsed.columns[name] for name in CODE_COLUMNS), strict=True)
+    # The label index is rebuilt once after the rows rather than kept up to date row by row; all
+    # inside the caller's transaction.
+    writer: Any = connection.connection.cursor()  # (its executemany takes any iterable)
     try:
-        cursor.execute("DROP INDEX IF EXISTS ix_loinc_code_label_fr")
+        writer.execute("DROP INDEX IF EXISTS ix_loinc_code_label_fr")
         for start in range(0, total, _INSERT_CHUNK):
-            cursor.executemany(sql, [stored(c) for c in in_order[start : start + _INSERT_CHUNK]])
+            writer.executemany(sql, itertools.islice(rows, _INSERT_CHUNK))
             if progress is not None:
                 progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
-        cursor.execute("CREATE INDEX ix_loinc_code_label_fr ON loinc_code (label_fr)")
+        writer.execute("CREATE INDEX ix_loinc_code_label_fr ON loinc_code (label_fr)")
     finally:
-        cursor.close()
-    new_codes = {c["code"] for c in parsed.codes}
-    return sorted(old_codes - new_codes, key=natural_key)
+        writer.close()
+    return sorted(old_codes.difference(parsed.columns.get("code", ())), key=natural_key)
