@@ -21,6 +21,7 @@ import gc
 import io
 import itertools
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -746,6 +747,24 @@ def _check_rows(
 # Storing
 
 _INSERT_CHUNK = 5000
+"""Rows between two progress reports."""
+_ROWS_PER_STATEMENT = 200
+"""SQLite: rows per multi-row ``INSERT … VALUES (…), (…)`` (fewer statement steps than one per row)."""
+_LOAD_CACHE_KIB = 65536
+"""SQLite: the page cache while the value set is written (KiB), so that its pages are not spilled
+to the WAL before the commit writes them; the connection's own size is set back after."""
+
+
+def _raise_cache(cursor: Any) -> int | None:
+    """Raises the SQLite connection's page cache to :data:`_LOAD_CACHE_KIB`; returns its setting to
+    restore, None when it was as large already."""
+    (size,) = cursor.execute("PRAGMA cache_size").fetchone()
+    (page_size,) = cursor.execute("PRAGMA page_size").fetchone()
+    kib = -size if size < 0 else size * page_size // 1024
+    if kib >= _LOAD_CACHE_KIB:
+        return None
+    cursor.execute(f"PRAGMA cache_size = -{_LOAD_CACHE_KIB}")
+    return int(size)
 
 
 def replace_value_set(
@@ -772,25 +791,43 @@ def replace_value_set(
     )
     session.add(version_row)
     session.flush()
-    # Plain tuples through the driver's executemany (no per-row SQLAlchemy processing), made from
-    # the columns as they are consumed: the values are already what the columns store; the
-    # version id (an integer of ours) is written in the SQL.
+    # Plain tuples through the driver (no per-row SQLAlchemy processing), made from the columns as
+    # they are consumed: the values are already what the columns store; the version id (an
+    # integer of ours) is written in the SQL.
+    sqlite = connection.dialect.name == "sqlite"
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO loinc_code ({', '.join([*CODE_COLUMNS, 'version_id'])}) "
-        f"VALUES ({', '.join([mark] * len(CODE_COLUMNS))}, {int(version_row.id or 0)})"
-    )
+    one = f"({', '.join([mark] * len(CODE_COLUMNS))}, {int(version_row.id or 0)})"
+    insert = f"INSERT INTO loinc_code ({', '.join([*CODE_COLUMNS, 'version_id'])}) VALUES "
     rows = zip(*(parsed.columns[name] for name in CODE_COLUMNS), strict=True)
+    writer: Any = connection.connection.cursor()  # (its executemany takes any iterable)
+    dbapi: Any = connection.connection.dbapi_connection
+    per_statement = 1
+    if sqlite:
+        variables = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per_statement = max(1, min(_ROWS_PER_STATEMENT, variables // len(CODE_COLUMNS)))
+    many = insert + ", ".join([one] * per_statement)
     # The label index is rebuilt once after the rows rather than kept up to date row by row; all
     # inside the caller's transaction.
-    writer: Any = connection.connection.cursor()  # (its executemany takes any iterable)
+    cache_size = None
     try:
+        if sqlite:
+            cache_size = _raise_cache(writer)
         writer.execute("DROP INDEX IF EXISTS ix_loinc_code_label_fr")
         for start in range(0, total, _INSERT_CHUNK):
-            writer.executemany(sql, itertools.islice(rows, _INSERT_CHUNK))
+            count = min(_INSERT_CHUNK, total - start)
+            if per_statement > 1:
+                for _ in range(count // per_statement):
+                    writer.execute(
+                        many, tuple(itertools.chain.from_iterable(itertools.islice(rows, per_statement)))
+                    )
+                count %= per_statement
+            writer.executemany(insert + one, itertools.islice(rows, count))
             if progress is not None:
-                progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
+                progress(total + start + min(_INSERT_CHUNK, total - start), 2 * total)
         writer.execute("CREATE INDEX ix_loinc_code_label_fr ON loinc_code (label_fr)")
     finally:
+        if cache_size is not None:
+            with contextlib.suppress(sqlite3.Error):  # (the error being raised, if any, matters more)
+                writer.execute(f"PRAGMA cache_size = {int(cache_size)}")
         writer.close()
     return sorted(old_codes.difference(parsed.columns.get("code", ())), key=natural_key)
