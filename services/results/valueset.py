@@ -405,7 +405,7 @@ class ParsedValueSet:
         """The accepted codes as ``{column: value}`` (the status a ``LoincStatus``), built on each
         call: for reading a few, not for the import."""
         codes = []
-        for values in zip(*(self.columns[name] for name in CODE_COLUMNS), strict=True):
+        for values in zip(*(self.columns.get(name, ()) for name in CODE_COLUMNS), strict=True):
             code = dict(zip(CODE_COLUMNS, values, strict=True))
             code["status"] = LoincStatus(code["status"])
             codes.append(code)
