@@ -219,6 +219,21 @@ def test_the_replacement_is_found_in_a_text_cell_beside_a_date(tmp_path: Path) -
     assert parsed.columns["status"] == ["ACTIVE", "DEPRECATED"]
 
 
+def test_a_replacement_column_and_replacement_text_both_count(tmp_path: Path) -> None:
+    path = tmp_path / "jdv.csv"
+    lines = [
+        "code_loinc;libelle_francais;grandeur;statut;remplace_par",
+        "88365-2;Glucose [Masse/Volume] Sang, numérique;Masse/Volume;Actif;",
+        "87421-4;Glucose [Masse/Volume] Sang (ancien);Masse/Volume;Obsolète (remplacé par 88365-2);",
+        "2160-0;Créatinine [Masse/Volume] Sérum/Plasma;Masse/Volume;Déconseillé;14682-9",
+        "14682-9;Créatinine [Moles/Volume] Sérum/Plasma;Moles/Volume;Obsolète;",
+    ]
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    parsed = read_value_set(path)
+    assert parsed.rejected == []
+    assert parsed.columns["replaced_by"] == [None, "88365-2", "14682-9", None]
+
+
 # --- what the bulk read and write change for a while --------------------------------------------
 
 

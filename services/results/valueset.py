@@ -529,9 +529,16 @@ def _cut(values: list[str], limit: int) -> list[str]:
     return values
 
 
+_REPEAT_SAMPLE = 500
+"""Cells looked at first to tell whether a column repeats itself."""
+
+
 def _repeats(cells: Sequence[object]) -> set[str] | None:
     """The distinct cells of a column that repeats itself (all texts, a quarter of them distinct at
     most: the grandeur, the specimen, the scale… take a few hundred values), else None."""
+    sample = cells[:: max(1, len(cells) // _REPEAT_SAMPLE)]
+    if len(set(sample)) * 4 > len(sample):
+        return None  # (a varied column, e.g. the synonyms: not worth a set of every cell)
     distinct = set(cells)
     if len(distinct) * 4 <= len(cells) and all(type(v) is str for v in distinct):
         return distinct  # type: ignore[return-value]  # (checked: texts)
@@ -539,12 +546,9 @@ def _repeats(cells: Sequence[object]) -> set[str] | None:
 
 
 def _stored(cells: Sequence[object], limit: int) -> list[Any]:
-    """Each cell as stored: its text stripped and cut to ``limit`` characters, None when empty;
-    worked out once per distinct text in a column that repeats itself."""
-    distinct = _repeats(cells)
-    if distinct is not None:
-        table = {v: v.strip()[:limit] or None for v in distinct}
-        return list(map(table.__getitem__, cast("Sequence[str]", cells)))
+    """Each cell as stored: its text stripped and cut to ``limit`` characters, None when empty.
+    (Three C loops over the cells, cheaper than hashing them: a sheet's repeated texts are
+    distinct objects.)"""
     texts = _cut(_texts(cells), limit)
     return [t or None for t in texts] if "" in texts else texts
 
@@ -637,8 +641,18 @@ def _read_value_set(path: Path, *, version: str | None, progress: Progress | Non
         return values if kept is None else list(map(values.__getitem__, kept))
 
     statuses = list(accepted(statuses))
-    named = _texts(accepted(cells("replaced_by")))
-    data_of = data.__getitem__ if kept is None else lambda j: data[kept[j]]
+    named = _texts(accepted(cells("replaced_by"))) if "replaced_by" in columns else None
+    replaced: list[str | None] = [None] * len(statuses)
+    # Only a row naming a replacement, or a deprecated one (its cells may say « remplacé par »).
+    candidates: Iterable[int] = (
+        itertools.compress(range(len(statuses)), map(_DEPRECATED.__eq__, statuses))
+        if named is None
+        else (j for j in range(len(statuses)) if named[j] or statuses[j] == _DEPRECATED)
+    )
+    for j in candidates:
+        replaced[j] = _replacement(
+            named[j] if named else "", data[j if kept is None else kept[j]], statuses[j]
+        )
     grandeurs = accepted(cells("property_fr"))
     parsed.columns = dict(
         zip(
@@ -656,10 +670,7 @@ def _read_value_set(path: Path, *, version: str | None, progress: Progress | Non
                 _stored(accepted(cells("chapter")), 255),
                 statuses,
                 _stored(accepted(cells("synonyms")), 4000),
-                [
-                    _replacement(name, data_of(j), status) if name or status == _DEPRECATED else None
-                    for j, (name, status) in enumerate(zip(named, statuses, strict=True))
-                ],
+                replaced,
             ),
             strict=True,
         )
