@@ -594,6 +594,23 @@ def read_value_set(
         return _read_value_set(path, version=version, progress=progress)
 
 
+_CHUNK_ROWS = 1024
+"""Rows worked on together: their cells, made row after row, are still in the processor's cache
+from one pass over a column to the next (passes over whole columns fetched every cell from memory
+again, which cost more than the work itself)."""
+_STORED_TEXTS: tuple[tuple[str, int], ...] = (
+    ("component_fr", 1000),
+    ("property_fr", 255),
+    ("time_aspect", 64),
+    ("system", 255),
+    ("scale", 32),
+    ("method", 255),
+    ("chapter", 255),
+    ("synonyms", 4000),
+)
+"""The optional text columns stored as read, with their size."""
+
+
 def _read_value_set(path: Path, *, version: str | None, progress: Progress | None) -> ParsedValueSet:
     rows = _rows(path)
     header_at = next((i for i, r in enumerate(rows[:_HEADER_SCAN_ROWS]) if _match_header(r)), None)
@@ -606,76 +623,86 @@ def _read_value_set(path: Path, *, version: str | None, progress: Progress | Non
     """The row number of ``data[0]`` (1-based, the header's is ``header_at + 1``)."""
     total = len(data)
     parsed = ParsedValueSet(version="", layout=layout_name(columns), source_file=path.name)
-    # A sheet's rows all have the same length: turned into columns at once (C loops); a CSV's
-    # may be shorter than the header, then each column is taken out of them on its own.
-    shortest = min(map(len, data), default=0)
-    by_column: list[Sequence[object]] = (
-        list(zip(*data, strict=False)) if shortest > max(columns.values()) else []
-    )
+    # A sheet's rows all have the same length: a chunk of them is turned into columns at once (C
+    # loops); a CSV's may be shorter than the header, then each column is taken out on its own.
+    rectangular = min(map(len, data), default=0) > max(columns.values())
 
-    def cells(name: str) -> Sequence[object]:
-        """One column's cells for every data row (``""`` when the file has no such column)."""
+    def cells(
+        chunk: Sequence[Sequence[object]], by_column: list[Sequence[object]], name: str
+    ) -> Sequence[object]:
+        """One column's cells for the rows of ``chunk`` (``""`` when the file has no such column)."""
         index = columns.get(name)
         if index is None:
-            return [""] * total
+            return [""] * len(chunk)
         if by_column:
             return by_column[index]
-        return [row[index] if index < len(row) else "" for row in data]
+        return [row[index] if index < len(row) else "" for row in chunk]
 
-    codes, labels = _texts(cells("code")), _texts(cells("label_fr"))
-    statuses = _per_text(cells("status"), _status_value)
-    plainly_valid = valid_loinc_codes(codes)
+    codes: list[str] = []
+    labels: list[str] = []
+    statuses: list[str | None] = []
+    plainly_valid: list[bool] = []
+    stored: dict[str, list[Any]] = {name: [] for name in ("label_fr", "property", *dict(_STORED_TEXTS))}
+    named: list[str] = []
+    vps: list[str] = []
+    quick = True
+    distinct_codes: set[str] = set()
+    for start in range(0, total, _CHUNK_ROWS):
+        chunk = data[start : start + _CHUNK_ROWS]
+        by_column: list[Sequence[object]] = list(zip(*chunk, strict=False)) if rectangular else []
+        chunk_codes = _texts(cells(chunk, by_column, "code"))
+        chunk_labels = _texts(cells(chunk, by_column, "label_fr"))
+        chunk_statuses = _per_text(cells(chunk, by_column, "status"), _status_value)
+        chunk_valid = valid_loinc_codes(chunk_codes)
+        quick = quick and all(chunk_valid) and all(chunk_labels) and None not in chunk_statuses
+        distinct_codes.update(chunk_codes)
+        codes += chunk_codes
+        labels += chunk_labels
+        statuses += chunk_statuses
+        plainly_valid += chunk_valid
+        stored["label_fr"] += _cut(chunk_labels, 1000)
+        for name, limit in _STORED_TEXTS:
+            stored[name] += _stored(cells(chunk, by_column, name), limit)
+        stored["property"] += _per_text(cells(chunk, by_column, "property_fr"), property_code)
+        if "replaced_by" in columns:
+            named += _texts(cells(chunk, by_column, "replaced_by"))
+        vps += _per_text(cells(chunk, by_column, "version_vp"), str)
+
     kept: list[int] | None = None
     """The indices in ``data`` of the accepted rows, None for every row."""
-    if not (all(plainly_valid) and all(labels) and None not in statuses and len(set(codes)) == total):
-        checks = _RowChecks(
-            plainly_valid, codes, labels, _texts(cells("property_fr")), _texts(cells("status"))
-        )
-        kept = list(_check_rows(parsed, data, first_number, checks, statuses))
-    else:
+    if quick and len(distinct_codes) == total:
         parsed.data_rows = total
+    else:
+
+        def texts(name: str) -> list[str]:
+            return _texts(cells(data, [], name))
+
+        checks = _RowChecks(plainly_valid, codes, labels, texts("property_fr"), texts("status"))
+        kept = list(_check_rows(parsed, data, first_number, checks, statuses))
     if progress is not None:
         progress(total, 2 * total)
 
-    def accepted(values: Sequence[Any]) -> Sequence[Any]:
+    def accepted(values: list[Any]) -> list[Any]:
         return values if kept is None else list(map(values.__getitem__, kept))
 
-    statuses = list(accepted(statuses))
-    named = _texts(accepted(cells("replaced_by"))) if "replaced_by" in columns else None
+    statuses = accepted(statuses)
     replaced: list[str | None] = [None] * len(statuses)
     # Only a row naming a replacement, or a deprecated one (its cells may say « remplacé par »).
-    candidates: Iterable[int] = (
-        itertools.compress(range(len(statuses)), map(_DEPRECATED.__eq__, statuses))
-        if named is None
-        else (j for j in range(len(statuses)) if named[j] or statuses[j] == _DEPRECATED)
-    )
+    if "replaced_by" in columns:
+        named = accepted(named)
+        candidates: Iterable[int] = (
+            j for j in range(len(statuses)) if named[j] or statuses[j] == _DEPRECATED
+        )
+    else:
+        candidates = itertools.compress(range(len(statuses)), map(_DEPRECATED.__eq__, statuses))
+        named = [""] * len(statuses)
     for j in candidates:
-        replaced[j] = _replacement(
-            named[j] if named else "", data[j if kept is None else kept[j]], statuses[j]
-        )
-    grandeurs = accepted(cells("property_fr"))
-    parsed.columns = dict(
-        zip(
-            CODE_COLUMNS,
-            (
-                list(accepted(codes)),
-                _cut(list(accepted(labels)), 1000),
-                _stored(accepted(cells("component_fr")), 1000),
-                _stored(grandeurs, 255),
-                _per_text(grandeurs, property_code),
-                _stored(accepted(cells("time_aspect")), 64),
-                _stored(accepted(cells("system")), 255),
-                _stored(accepted(cells("scale")), 32),
-                _stored(accepted(cells("method")), 255),
-                _stored(accepted(cells("chapter")), 255),
-                statuses,
-                _stored(accepted(cells("synonyms")), 4000),
-                replaced,
-            ),
-            strict=True,
-        )
-    )
-    versions = set(_per_text(accepted(cells("version_vp")), str))
+        replaced[j] = _replacement(named[j], data[j if kept is None else kept[j]], statuses[j])
+    chosen = {"code": accepted(codes), "status": statuses, "replaced_by": replaced}
+    parsed.columns = {
+        name: chosen[name] if name in chosen else accepted(stored[name]) for name in CODE_COLUMNS
+    }
+    versions = set(accepted(vps))
     versions.discard("")
     titled = _title_version(rows[:header_at])
     if version and version.strip():
