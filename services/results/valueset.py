@@ -545,10 +545,17 @@ def _repeats(cells: Sequence[object]) -> set[str] | None:
     return None
 
 
-def _stored(cells: Sequence[object], limit: int) -> list[Any]:
+def _stored(cells: Sequence[object], limit: int, memo: dict[str, str | None]) -> list[Any]:
     """Each cell as stored: its text stripped and cut to ``limit`` characters, None when empty.
-    (Three C loops over the cells, cheaper than hashing them: a sheet's repeated texts are
-    distinct objects.)"""
+
+    A column that repeats itself gets its values from ``memo`` (the column's, kept from one chunk
+    of rows to the next): one text object per distinct value, so the database driver encodes it
+    once and the rows do not each hold a copy."""
+    distinct = _repeats(cells)
+    if distinct is not None:
+        for text in distinct.difference(memo):
+            memo[text] = text.strip()[:limit] or None
+        return list(map(memo.__getitem__, cast("Sequence[str]", cells)))
     texts = _cut(_texts(cells), limit)
     return [t or None for t in texts] if "" in texts else texts
 
@@ -643,6 +650,7 @@ def _read_value_set(path: Path, *, version: str | None, progress: Progress | Non
     statuses: list[str | None] = []
     plainly_valid: list[bool] = []
     stored: dict[str, list[Any]] = {name: [] for name in ("label_fr", "property", *dict(_STORED_TEXTS))}
+    memos: dict[str, dict[str, str | None]] = {name: {} for name, _limit in _STORED_TEXTS}
     named: list[str] = []
     vps: list[str] = []
     quick = True
@@ -662,7 +670,7 @@ def _read_value_set(path: Path, *, version: str | None, progress: Progress | Non
         plainly_valid += chunk_valid
         stored["label_fr"] += _cut(chunk_labels, 1000)
         for name, limit in _STORED_TEXTS:
-            stored[name] += _stored(cells(chunk, by_column, name), limit)
+            stored[name] += _stored(cells(chunk, by_column, name), limit, memos[name])
         stored["property"] += _per_text(cells(chunk, by_column, "property_fr"), property_code)
         if "replaced_by" in columns:
             named += _texts(cells(chunk, by_column, "replaced_by"))
