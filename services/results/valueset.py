@@ -589,10 +589,11 @@ def read_value_set(
 ) -> ParsedValueSet:
     """Reads and checks a value-set file; raises ``BadRequest`` when the layout is not recognised.
 
-    Column-wise: the rows are turned into columns once, every column used has its cells' texts
-    stripped in one pass, the codes are checked in one pass (:func:`valid_loinc_codes`), and only
-    when a row fails a quick test (a code not plainly right, no label, an unknown status, a
-    duplicate, an empty or note row) do the rows go through the checks that name what is wrong.
+    Column-wise, :data:`_CHUNK_ROWS` rows at a time: each chunk is turned into columns, every
+    column used has its cells' texts stripped in one C loop, the codes are checked in one
+    (:func:`valid_loinc_codes`); only when a row fails a quick test (a code not plainly right, no
+    label, an unknown status, a duplicate, an empty or note row) do the rows go through the checks
+    that name what is wrong. No object is made per row.
     """
     path = Path(path)
     if not path.is_file():
