@@ -255,6 +255,16 @@ def test_the_collector_is_set_back_after_a_read(tmp_path: Path) -> None:
         gc.enable()
 
 
+def test_the_collector_is_set_back_after_an_import(db: Database, tmp_path: Path) -> None:
+    report = import_value_set(db, actor=BIO, path=write_sheet(tmp_path / "jdv.xlsx", LONG_BODIES))
+    assert report.imported == len(LONG_BODIES)
+    assert gc.isenabled()
+    with pytest.raises(BadRequest) as refused:
+        import_value_set(db, actor=BIO, path=write_sheet(tmp_path / "bad.xlsx", [row("2345-6")]))
+    assert refused.value.code == "nothing_to_import"
+    assert gc.isenabled()
+
+
 def _stored(db: Database) -> dict[str, tuple[Any, ...]]:
     with db.session() as s:
         return {

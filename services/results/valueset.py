@@ -41,6 +41,7 @@ __all__ = [
     "ParsedValueSet",
     "Progress",
     "Rejection",
+    "collector_paused",
     "layout_name",
     "natural_key",
     "parse_status",
@@ -571,7 +572,7 @@ def _per_text(cells: Sequence[object], fn: Callable[[str], Any]) -> list[Any]:
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for a bulk read: the rows make hundreds of thousands
     of objects (none in a reference cycle) and each collection would walk them all again. Set back
     as it was after (objects are still freed by their reference counts meanwhile)."""
@@ -598,7 +599,7 @@ def read_value_set(
     path = Path(path)
     if not path.is_file():
         raise BadRequest(f"Fichier introuvable : {path}", code="file_not_found")
-    with _collector_paused():
+    with collector_paused():
         return _read_value_set(path, version=version, progress=progress)
 
 
