@@ -70,13 +70,34 @@ def import_value_set(
     (header = 1). The catalogue is re-validated against the new version in the same transaction.
     """
     require(actor, Right.LOINC)
-    parsed = valueset.read_value_set(path, version=version, progress=progress)
-    if not parsed.codes:
-        raise BadRequest(
-            f"Aucune ligne importable dans « {parsed.source_file} » "
-            f"({len(parsed.rejected)} rejetée(s)) : le jeu de valeurs en place est conservé.",
-            code="nothing_to_import",
-        )
+    # The collector stays off until the columns are freed: each collection would walk them.
+    with valueset.collector_paused():
+        parsed = valueset.read_value_set(path, version=version, progress=progress)
+        if not parsed.count:
+            raise BadRequest(
+                f"Aucune ligne importable dans « {parsed.source_file} » "
+                f"({len(parsed.rejected)} rejetée(s)) : le jeu de valeurs en place est conservé.",
+                code="nothing_to_import",
+            )
+        imported = parsed.count
+        disappeared, changed, update = _store(db, actor, parsed, progress)
+        parsed.columns.clear()  # (stored: freed before the collector runs again)
+    return ImportReport(
+        imported=imported,
+        version=parsed.version,
+        rejected=parsed.rejected,
+        disappeared=disappeared,
+        layout=parsed.layout,
+        catalog_changed=changed,
+        gate=update,
+    )
+
+
+def _store(
+    db: Database, actor: Actor, parsed: valueset.ParsedValueSet, progress: Progress | None
+) -> tuple[list[str], list[str], GateUpdate]:
+    """The parsed value set replaces the active one, the catalogue is re-checked and the gate
+    recomputed, audited ``loinc.imported``: one transaction."""
     with db.transaction() as session:
         disappeared = valueset.replace_value_set(session, parsed, imported_by=actor.login, progress=progress)
         changed = catalog.revalidate_all(session)
@@ -90,22 +111,14 @@ def import_value_set(
                 "version": parsed.version,
                 "source_file": parsed.source_file,
                 "layout": parsed.layout,
-                "imported": len(parsed.codes),
+                "imported": parsed.count,
                 "rejected": len(parsed.rejected),
                 "disappeared": len(disappeared),
                 "disappeared_codes": disappeared[:200],
                 "catalog_changed": changed[:200],
             },
         )
-    return ImportReport(
-        imported=len(parsed.codes),
-        version=parsed.version,
-        rejected=parsed.rejected,
-        disappeared=disappeared,
-        layout=parsed.layout,
-        catalog_changed=changed,
-        gate=update,
-    )
+    return disappeared, changed, update
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,29 +14,34 @@ The import as a user action (the catalogue re-checked, the gate recomputed, audi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
+import gc
 import io
-import operator
+import itertools
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from services.errors import BadRequest
-from services.results.loinc import check_normalized_loinc_code, normalize_loinc_code
-from services.results.models import LoincCode, LoincStatus, LoincVersion
+from services.results.loinc import check_normalized_loinc_code, normalize_loinc_code, valid_loinc_codes
+from services.results.models import LoincStatus, LoincVersion
 from services.results.text import decode_text, fold, norm_header, sniff_delimiter
 
 __all__ = [
+    "CODE_COLUMNS",
     "ParsedValueSet",
     "Progress",
     "Rejection",
+    "collector_paused",
     "layout_name",
     "natural_key",
     "parse_status",
@@ -360,6 +365,24 @@ class Rejection:
         return {"row": self.row, "reason": self.reason}
 
 
+CODE_COLUMNS: tuple[str, ...] = (
+    "code",
+    "label_fr",
+    "component_fr",
+    "property_fr",
+    "property",
+    "time_aspect",
+    "system",
+    "scale",
+    "method",
+    "chapter",
+    "status",
+    "synonyms",
+    "replaced_by",
+)
+"""The ``loinc_code`` columns of :attr:`ParsedValueSet.rows`, in their order."""
+
+
 @dataclass
 class ParsedValueSet:
     """What a value-set file holds, before it touches the database."""
@@ -367,9 +390,27 @@ class ParsedValueSet:
     version: str
     layout: str
     source_file: str
-    codes: list[dict[str, Any]] = field(default_factory=list)
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    """:data:`CODE_COLUMNS` → one value per accepted code, in file order, as stored (the status as
+    its value text): column-wise, so that no object is made per row."""
     rejected: list[Rejection] = field(default_factory=list)
     data_rows: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many codes are accepted."""
+        return len(self.columns.get("code", ()))
+
+    @property
+    def codes(self) -> list[dict[str, Any]]:
+        """The accepted codes as ``{column: value}`` (the status a ``LoincStatus``), built on each
+        call: for reading a few, not for the import."""
+        codes = []
+        for values in zip(*(self.columns.get(name, ()) for name in CODE_COLUMNS), strict=True):
+            code = dict(zip(CODE_COLUMNS, values, strict=True))
+            code["status"] = LoincStatus(code["status"])
+            codes.append(code)
+        return codes
 
 
 def _cell_text(value: object) -> str:
@@ -388,14 +429,15 @@ def _cell_text(value: object) -> str:
     return str(value).strip()
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+def _csv_rows(path: Path) -> Sequence[Sequence[object]]:
     text = decode_text(path.read_bytes())
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
-    for number, row in enumerate(reader, start=1):
-        yield number, list(row)
+    return list(reader)
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+def _xlsx_rows(path: Path) -> Sequence[Sequence[object]]:
+    """The rows of the first sheet with a value-set header (row 1 of the sheet first), else the
+    first sheet's first row alone (for the error message)."""
     from python_calamine import CalamineWorkbook
 
     try:
@@ -407,17 +449,16 @@ def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[object]]]:
     first_header: list[object] = []
     for name in workbook.sheet_names:
         sheet = workbook.get_sheet_by_name(name)
-        rows = sheet.to_python(skip_empty_area=False)
-        for row in rows[:_HEADER_SCAN_ROWS]:
-            if _match_header(row) is not None:
-                yield from enumerate(rows, start=1)
-                return
+        rows: Sequence[Sequence[object]] = sheet.to_python(skip_empty_area=False)
+        if any(_match_header(row) is not None for row in rows[:_HEADER_SCAN_ROWS]):
+            return rows
         if not first_header and rows:
             first_header = list(rows[0])
-    yield 1, first_header
+    return [first_header]
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[object]]]:
+def _rows(path: Path) -> Sequence[Sequence[object]]:
+    """The file's rows, the first one being row 1 (as the messages number them)."""
     suffix = path.suffix.casefold()
     if suffix in (".xlsx", ".xlsm", ".xls", ".ods"):
         return _xlsx_rows(path)
@@ -432,27 +473,26 @@ def _rows(path: Path) -> Iterator[tuple[int, list[object]]]:
 _REPLACED_BY = re.compile(r"rempla\w*\s+par\s*:?\s*(?:le\s+code\s+)?([0-9]{1,7}-[0-9])", re.IGNORECASE)
 
 
-_DEPRECATED = LoincStatus.DEPRECATED  # (a member looked up once: enum attribute access is slow)
+_DEPRECATED = LoincStatus.DEPRECATED.value
 
 
-def _replacement(named: str, row: Sequence[object], status: LoincStatus) -> str | None:
+def _replacement(named: str, row: Sequence[object], status: str | None) -> str | None:
     """The replacement of a deprecated code as the value set names it: a replacement column, else
     « remplacé par NNNNN-N » written in one of its cells (status, label, comment)."""
-    if named.strip():
+    if named:
         return normalize_loinc_code(named)[:16] or None
-    if status is not _DEPRECATED:
+    if status != _DEPRECATED:
         return None
-    for value in row:
-        m = _REPLACED_BY.search(_cell_text(value))
-        if m:
-            return normalize_loinc_code(m[1])
-    return None
+    # Only a text cell can hold the words; joined by NUL, which no part of the pattern matches: the
+    # first match is the first cell's.
+    m = _REPLACED_BY.search("\0".join([v for v in row if type(v) is str]))
+    return normalize_loinc_code(m[1]) if m else None
 
 
 def _is_note(row: Sequence[object], raw_code: str, label: str, grandeur: str) -> bool:
     """A line of text in a value-set sheet that is not a code row: a single filled cell, no label
     and no property, and nothing like a LOINC code in it."""
-    if label or grandeur:  # a code row (the cheap test first: this runs on every row)
+    if label or grandeur:  # a code row (the cheap test first)
         return False
     filled = [v for v in row if _cell_text(v)]
     return len(filled) == 1 and not _LOOKS_LIKE_CODE.search(raw_code or "")
@@ -468,108 +508,213 @@ def _title_version(rows: Iterable[Sequence[object]]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _status_value(raw: str) -> str | None:
+    """The stored value of a status cell's text, None when unknown."""
+    status = parse_status(raw)
+    return None if status is None else status.value
+
+
+def _texts(cells: Sequence[object]) -> list[str]:
+    """The cells' texts, stripped."""
+    try:
+        return list(map(str.strip, cells))  # type: ignore[arg-type]  # every cell a text, usually
+    except TypeError:
+        return [(v.strip() if type(v) is str else _cell_text(v)) for v in cells]
+
+
+def _cut(values: list[str], limit: int) -> list[str]:
+    """``values``, each cut to ``limit`` characters."""
+    if values and max(map(len, values)) > limit:
+        return [v[:limit] for v in values]
+    return values
+
+
+_REPEAT_SAMPLE = 500
+"""Cells looked at first to tell whether a column repeats itself."""
+
+
+def _repeats(cells: Sequence[object]) -> set[str] | None:
+    """The distinct cells of a column that repeats itself (all texts, a quarter of them distinct at
+    most: the grandeur, the specimen, the scale… take a few hundred values), else None."""
+    sample = cells[:: max(1, len(cells) // _REPEAT_SAMPLE)]
+    if len(set(sample)) * 4 > len(sample):
+        return None  # (a varied column, e.g. the synonyms: not worth a set of every cell)
+    distinct = set(cells)
+    if len(distinct) * 4 <= len(cells) and all(type(v) is str for v in distinct):
+        return distinct  # type: ignore[return-value]  # (checked: texts)
+    return None
+
+
+def _stored(cells: Sequence[object], limit: int, memo: dict[str, str | None]) -> list[Any]:
+    """Each cell as stored: its text stripped and cut to ``limit`` characters, None when empty.
+
+    A column that repeats itself gets its values from ``memo`` (the column's, kept from one chunk
+    of rows to the next): one text object per distinct value, so the database driver encodes it
+    once and the rows do not each hold a copy."""
+    distinct = _repeats(cells)
+    if distinct is not None:
+        for text in distinct.difference(memo):
+            memo[text] = text.strip()[:limit] or None
+        return list(map(memo.__getitem__, cast("Sequence[str]", cells)))
+    texts = _cut(_texts(cells), limit)
+    return [t or None for t in texts] if "" in texts else texts
+
+
+def _per_text(cells: Sequence[object], fn: Callable[[str], Any]) -> list[Any]:
+    """``fn`` of each cell's stripped text; worked out once per distinct text in a column that
+    repeats itself."""
+    distinct = _repeats(cells)
+    if distinct is not None:
+        table = {v: fn(v.strip()) for v in distinct}
+        return list(map(table.__getitem__, cast("Sequence[str]", cells)))
+    return list(map(fn, _texts(cells)))
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a bulk read: the rows make hundreds of thousands
+    of objects (none in a reference cycle) and each collection would walk them all again. Set back
+    as it was after (objects are still freed by their reference counts meanwhile)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_value_set(
     path: str | Path, *, version: str | None = None, progress: Progress | None = None
 ) -> ParsedValueSet:
-    """Reads and checks a value-set file; raises ``BadRequest`` when the layout is not recognised."""
+    """Reads and checks a value-set file; raises ``BadRequest`` when the layout is not recognised.
+
+    Column-wise, :data:`_CHUNK_ROWS` rows at a time: each chunk is turned into columns, every
+    column used has its cells' texts stripped in one C loop, the codes are checked in one
+    (:func:`valid_loinc_codes`); only when a row fails a quick test (a code not plainly right, no
+    label, an unknown status, a duplicate, an empty or note row) do the rows go through the checks
+    that name what is wrong. No object is made per row.
+    """
     path = Path(path)
     if not path.is_file():
         raise BadRequest(f"Fichier introuvable : {path}", code="file_not_found")
-    rows = list(_rows(path))
-    header_at = next((i for i, (_, r) in enumerate(rows[:_HEADER_SCAN_ROWS]) if _match_header(r)), None)
+    with collector_paused():
+        return _read_value_set(path, version=version, progress=progress)
+
+
+_CHUNK_ROWS = 1024
+"""Rows worked on together: their cells, made row after row, are still in the processor's cache
+from one pass over a column to the next (passes over whole columns fetched every cell from memory
+again, which cost more than the work itself)."""
+_STORED_TEXTS: tuple[tuple[str, int], ...] = (
+    ("component_fr", 1000),
+    ("property_fr", 255),
+    ("time_aspect", 64),
+    ("system", 255),
+    ("scale", 32),
+    ("method", 255),
+    ("chapter", 255),
+    ("synonyms", 4000),
+)
+"""The optional text columns stored as read, with their size."""
+
+
+def _read_value_set(path: Path, *, version: str | None, progress: Progress | None) -> ParsedValueSet:
+    rows = _rows(path)
+    header_at = next((i for i, r in enumerate(rows[:_HEADER_SCAN_ROWS]) if _match_header(r)), None)
     if header_at is None:
-        raise _unknown_layout(path, rows[0][1] if rows else [])
-    columns = _match_header(rows[header_at][1])
+        raise _unknown_layout(path, rows[0] if rows else [])
+    columns = _match_header(rows[header_at])
     assert columns is not None
     data = rows[header_at + 1 :]
+    first_number = header_at + 2
+    """The row number of ``data[0]`` (1-based, the header's is ``header_at + 1``)."""
     total = len(data)
     parsed = ParsedValueSet(version="", layout=layout_name(columns), source_file=path.name)
-    seen: dict[str, int] = {}
-    versions: set[str] = set()
+    # A sheet's rows all have the same length: a chunk of them is turned into columns at once (C
+    # loops); a CSV's may be shorter than the header, then each column is taken out on its own.
+    rectangular = min(map(len, data), default=0) > max(columns.values())
 
-    plain_rows = [row for _n, row in data]
-    shortest = min(map(len, plain_rows), default=0)
-
-    def column(name: str) -> list[str]:
-        """One column's texts for every data row (read column-wise: one pass per column)."""
+    def cells(
+        chunk: Sequence[Sequence[object]], by_column: list[Sequence[object]], name: str
+    ) -> Sequence[object]:
+        """One column's cells for the rows of ``chunk`` (``""`` when the file has no such column)."""
         index = columns.get(name)
         if index is None:
-            return [""] * total
-        values: Iterable[object] = (
-            map(operator.itemgetter(index), plain_rows)
-            if index < shortest
-            else (row[index] if index < len(row) else "" for row in plain_rows)
-        )
-        return [(v.strip() if type(v) is str else _cell_text(v)) for v in values]
+            return [""] * len(chunk)
+        if by_column:
+            return by_column[index]
+        return [row[index] if index < len(row) else "" for row in chunk]
 
-    codes, labels, grandeurs, statuses = (
-        column("code"),
-        column("label_fr"),
-        column("property_fr"),
-        column("status"),
-    )
-    components, times, systems = column("component_fr"), column("time_aspect"), column("system")
-    scales, methods, chapters = column("scale"), column("method"), column("chapter")
-    synonyms, replaced, vps = column("synonyms"), column("replaced_by"), column("version_vp")
+    codes: list[str] = []
+    labels: list[str] = []
+    statuses: list[str | None] = []
+    plainly_valid: list[bool] = []
+    stored: dict[str, list[Any]] = {name: [] for name in ("label_fr", "property", *dict(_STORED_TEXTS))}
+    memos: dict[str, dict[str, str | None]] = {name: {} for name, _limit in _STORED_TEXTS}
+    named: list[str] = []
+    vps: list[str] = []
+    quick = True
+    distinct_codes: set[str] = set()
+    for start in range(0, total, _CHUNK_ROWS):
+        chunk = data[start : start + _CHUNK_ROWS]
+        by_column: list[Sequence[object]] = list(zip(*chunk, strict=False)) if rectangular else []
+        chunk_codes = _texts(cells(chunk, by_column, "code"))
+        chunk_labels = _texts(cells(chunk, by_column, "label_fr"))
+        chunk_statuses = _per_text(cells(chunk, by_column, "status"), _status_value)
+        chunk_valid = valid_loinc_codes(chunk_codes)
+        quick = quick and all(chunk_valid) and all(chunk_labels) and None not in chunk_statuses
+        distinct_codes.update(chunk_codes)
+        codes += chunk_codes
+        labels += chunk_labels
+        statuses += chunk_statuses
+        plainly_valid += chunk_valid
+        stored["label_fr"] += _cut(chunk_labels, 1000)
+        for name, limit in _STORED_TEXTS:
+            stored[name] += _stored(cells(chunk, by_column, name), limit, memos[name])
+        stored["property"] += _per_text(cells(chunk, by_column, "property_fr"), property_code)
+        if "replaced_by" in columns:
+            named += _texts(cells(chunk, by_column, "replaced_by"))
+        vps += _per_text(cells(chunk, by_column, "version_vp"), str)
 
-    for i, (number, row) in enumerate(data):
-        done = i + 1
-        if progress is not None and (done % 2000 == 0 or done == total):
-            progress(done, 2 * total)
-        raw_code = codes[i]
-        if not raw_code and not any(_cell_text(v) for v in row):
-            continue
-        label = labels[i]
-        grandeur = grandeurs[i]
-        if _is_note(row, raw_code, label, grandeur):
-            continue  # a notice or a footer line under the table (« Fin du jeu de valeurs »)
-        parsed.data_rows += 1
-        plain = " " not in raw_code and raw_code.isprintable()  # (stripped already: nothing to remove)
-        code = raw_code if plain else normalize_loinc_code(raw_code)
-        problem = check_normalized_loinc_code(code)
-        if problem is not None:
-            parsed.rejected.append(Rejection(number, problem))
-            continue
-        if code in seen:
-            parsed.rejected.append(Rejection(number, f"Code {code} en double (déjà ligne {seen[code]})."))
-            continue
-        if not label:
-            parsed.rejected.append(Rejection(number, f"Code {code} sans libellé français."))
-            continue
-        raw_status = statuses[i]
-        status = parse_status(raw_status)
-        if status is None:
-            parsed.rejected.append(
-                Rejection(
-                    number,
-                    f"Code {code} : statut « {raw_status} » inconnu "
-                    "(attendu actif, essai, déconseillé, obsolète "
-                    "ou ACTIVE, TRIAL, DISCOURAGED, DEPRECATED).",
-                )
-            )
-            continue
-        seen[code] = number
-        vp = vps[i]
-        if vp:
-            versions.add(vp)
-        parsed.codes.append(
-            {
-                "code": code,
-                "label_fr": label[:1000],
-                "component_fr": components[i][:1000] or None,
-                "property_fr": grandeur[:255] or None,
-                "property": property_code(grandeur),
-                "time_aspect": times[i][:64] or None,
-                "system": systems[i][:255] or None,
-                "scale": scales[i][:32] or None,
-                "method": methods[i][:255] or None,
-                "chapter": chapters[i][:255] or None,
-                "status": status,
-                "synonyms": synonyms[i][:4000] or None,
-                "replaced_by": _replacement(replaced[i], row, status),
-            }
+    kept: list[int] | None = None
+    """The indices in ``data`` of the accepted rows, None for every row."""
+    if quick and len(distinct_codes) == total:
+        parsed.data_rows = total
+    else:
+
+        def texts(name: str) -> list[str]:
+            return _texts(cells(data, [], name))
+
+        checks = _RowChecks(plainly_valid, codes, labels, texts("property_fr"), texts("status"))
+        kept = list(_check_rows(parsed, data, first_number, checks, statuses))
+    if progress is not None:
+        progress(total, 2 * total)
+
+    def accepted(values: list[Any]) -> list[Any]:
+        return values if kept is None else list(map(values.__getitem__, kept))
+
+    statuses = accepted(statuses)
+    replaced: list[str | None] = [None] * len(statuses)
+    # Only a row naming a replacement, or a deprecated one (its cells may say « remplacé par »).
+    if "replaced_by" in columns:
+        named = accepted(named)
+        candidates: Iterable[int] = (
+            j for j in range(len(statuses)) if named[j] or statuses[j] == _DEPRECATED
         )
-    titled = _title_version(row for _n, row in rows[:header_at])
+    else:
+        candidates = itertools.compress(range(len(statuses)), map(_DEPRECATED.__eq__, statuses))
+        named = [""] * len(statuses)
+    for j in candidates:
+        replaced[j] = _replacement(named[j], data[j if kept is None else kept[j]], statuses[j])
+    chosen = {"code": accepted(codes), "status": statuses, "replaced_by": replaced}
+    parsed.columns = {
+        name: chosen[name] if name in chosen else accepted(stored[name]) for name in CODE_COLUMNS
+    }
+    versions = set(accepted(vps))
+    versions.discard("")
+    titled = _title_version(rows[:header_at])
     if version and version.strip():
         parsed.version = version.strip()
     elif versions:
@@ -582,10 +727,92 @@ def read_value_set(
     return parsed
 
 
+@dataclass(frozen=True)
+class _RowChecks:
+    """The columns :func:`_check_rows` reads, one item per data row (texts stripped)."""
+
+    plainly_valid: list[bool]
+    codes: list[str]
+    labels: list[str]
+    grandeurs: list[str]
+    raw_statuses: list[str]
+
+
+def _check_rows(
+    parsed: ParsedValueSet,
+    data: Sequence[Sequence[object]],
+    first_number: int,
+    checks: _RowChecks,
+    statuses: list[str | None],
+) -> Iterable[int]:
+    """Row by row: the indices of the accepted rows (``checks.codes`` gets the normalised code of a
+    row written otherwise); ``parsed`` gets the rejections (with the row's number) and the count of
+    data rows (neither empty nor a note)."""
+    plainly_valid, codes, labels = checks.plainly_valid, checks.codes, checks.labels
+    grandeurs, raw_statuses = checks.grandeurs, checks.raw_statuses
+    seen: dict[str, int] = {}
+    """code → index in ``data`` of the row accepted with it, in row order."""
+    for i, code in enumerate(codes):
+        if plainly_valid[i] and labels[i] and statuses[i] is not None and code not in seen:
+            seen[code] = i  # the usual row: nothing more to check
+            continue
+        row = data[i]
+        if not code and not any(_cell_text(v) for v in row):
+            continue
+        if _is_note(row, code, labels[i], grandeurs[i]):
+            continue  # a notice or a footer line under the table (« Fin du jeu de valeurs »)
+        number = first_number + i
+        plain = " " not in code and code.isprintable()  # (stripped already: nothing to remove)
+        if not plain:
+            code = codes[i] = normalize_loinc_code(code)
+        problem = check_normalized_loinc_code(code)
+        if problem is not None:
+            parsed.rejected.append(Rejection(number, problem))
+            continue
+        if code in seen:
+            first = first_number + seen[code]
+            parsed.rejected.append(Rejection(number, f"Code {code} en double (déjà ligne {first})."))
+            continue
+        if not labels[i]:
+            parsed.rejected.append(Rejection(number, f"Code {code} sans libellé français."))
+            continue
+        if statuses[i] is None:
+            parsed.rejected.append(
+                Rejection(
+                    number,
+                    f"Code {code} : statut « {raw_statuses[i]} » inconnu "
+                    "(attendu actif, essai, déconseillé, obsolète "
+                    "ou ACTIVE, TRIAL, DISCOURAGED, DEPRECATED).",
+                )
+            )
+            continue
+        seen[code] = i
+    parsed.data_rows = len(seen) + len(parsed.rejected)
+    return seen.values()
+
+
 # ---------------------------------------------------------------------------------------------
 # Storing
 
 _INSERT_CHUNK = 5000
+"""Rows between two progress reports."""
+_ROWS_PER_STATEMENT = 200
+"""SQLite: rows per multi-row ``INSERT … VALUES (…), (…)`` (fewer statement steps than one per row)."""
+_LOAD_CACHE_KIB = 65536
+"""SQLite: the page cache while the value set is written (KiB), so that its pages are not spilled
+to the WAL before the commit writes them; the connection's own size is set back after."""
+
+
+def _raise_cache(cursor: Any) -> int | None:
+    """Raises the SQLite connection's page cache to :data:`_LOAD_CACHE_KIB`; returns its setting to
+    restore, None when it was as large already."""
+    (size,) = cursor.execute("PRAGMA cache_size").fetchone()
+    (page_size,) = cursor.execute("PRAGMA page_size").fetchone()
+    kib = -size if size < 0 else size * page_size // 1024
+    if kib >= _LOAD_CACHE_KIB:
+        return None
+    cursor.execute(f"PRAGMA cache_size = -{_LOAD_CACHE_KIB}")
+    return int(size)
 
 
 def replace_value_set(
@@ -593,9 +820,15 @@ def replace_value_set(
 ) -> list[str]:
     """``parsed`` becomes the active version, replacing the previous one, in the caller's
     transaction; returns the codes of the previous version that are not in it any more."""
-    total = len(parsed.codes)
-    old_codes = set(session.exec(select(LoincCode.code)).all())
-    session.execute(sa.delete(LoincCode))
+    total = parsed.count
+    connection = session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute("SELECT code FROM loinc_code")
+        old_codes = {code for (code,) in cursor.fetchall()}
+        cursor.execute("DELETE FROM loinc_code")
+    finally:
+        cursor.close()
     session.execute(sa.update(LoincVersion).values(active=False))
     version_row = LoincVersion(
         version=parsed.version,
@@ -606,35 +839,43 @@ def replace_value_set(
     )
     session.add(version_row)
     session.flush()
-    # Plain tuples through the driver's executemany (no per-row SQLAlchemy processing): the
-    # values are already what the columns store (the status as its value).
-    names = list(parsed.codes[0]) if parsed.codes else []
-    connection = session.connection()
+    # Plain tuples through the driver (no per-row SQLAlchemy processing), made from the columns as
+    # they are consumed: the values are already what the columns store; the version id (an
+    # integer of ours) is written in the SQL.
+    sqlite = connection.dialect.name == "sqlite"
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO loinc_code ({', '.join([*names, 'version_id'])}) "
-        f"VALUES ({', '.join([mark] * (len(names) + 1))})"
-    )
-    version_id = version_row.id
-    status_at = names.index("status") if names else 0
-
-    def stored(code: dict[str, Any]) -> tuple[Any, ...]:
-        values = [*code.values(), version_id]
-        values[status_at] = str(values[status_at])
-        return tuple(values)
-
-    # In code order (the primary key's B-tree grows at its end), the label index rebuilt once after
-    # the rows rather than kept up to date row by row; all inside the caller's transaction.
-    in_order = sorted(parsed.codes, key=lambda c: str(c["code"]))
-    cursor = connection.connection.cursor()
+    one = f"({', '.join([mark] * len(CODE_COLUMNS))}, {int(version_row.id or 0)})"
+    insert = f"INSERT INTO loinc_code ({', '.join([*CODE_COLUMNS, 'version_id'])}) VALUES "
+    rows = zip(*(parsed.columns[name] for name in CODE_COLUMNS), strict=True)
+    writer: Any = connection.connection.cursor()  # (its executemany takes any iterable)
+    dbapi: Any = connection.connection.dbapi_connection
+    per_statement = 1
+    if sqlite:
+        variables = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per_statement = max(1, min(_ROWS_PER_STATEMENT, variables // len(CODE_COLUMNS)))
+    many = insert + ", ".join([one] * per_statement)
+    # The label index is rebuilt once after the rows rather than kept up to date row by row; all
+    # inside the caller's transaction.
+    cache_size = None
     try:
-        cursor.execute("DROP INDEX IF EXISTS ix_loinc_code_label_fr")
+        if sqlite:
+            cache_size = _raise_cache(writer)
+        writer.execute("DROP INDEX IF EXISTS ix_loinc_code_label_fr")
         for start in range(0, total, _INSERT_CHUNK):
-            cursor.executemany(sql, [stored(c) for c in in_order[start : start + _INSERT_CHUNK]])
+            count = min(_INSERT_CHUNK, total - start)
+            if per_statement > 1:
+                for _ in range(count // per_statement):
+                    writer.execute(
+                        many, tuple(itertools.chain.from_iterable(itertools.islice(rows, per_statement)))
+                    )
+                count %= per_statement
+            writer.executemany(insert + one, itertools.islice(rows, count))
             if progress is not None:
-                progress(total + min(start + _INSERT_CHUNK, total), 2 * total)
-        cursor.execute("CREATE INDEX ix_loinc_code_label_fr ON loinc_code (label_fr)")
+                progress(total + start + min(_INSERT_CHUNK, total - start), 2 * total)
+        writer.execute("CREATE INDEX ix_loinc_code_label_fr ON loinc_code (label_fr)")
     finally:
-        cursor.close()
-    new_codes = {c["code"] for c in parsed.codes}
-    return sorted(old_codes - new_codes, key=natural_key)
+        if cache_size is not None:
+            with contextlib.suppress(sqlite3.Error):  # (the error being raised, if any, matters more)
+                writer.execute(f"PRAGMA cache_size = {int(cache_size)}")
+        writer.close()
+    return sorted(old_codes.difference(parsed.columns.get("code", ())), key=natural_key)
