@@ -34,7 +34,8 @@ from services.results.loinc import (
     with_check_digit,
 )
 from services.results.models import LoincCode, LoincStatus, LoincVersion
-from services.results.valueset import parse_status, property_code, read_value_set
+from services.results.valueset import read_value_set
+from services.results.valueset_terms import parse_status, property_code
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import Actor

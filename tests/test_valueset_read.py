@@ -20,7 +20,8 @@ from services.errors import BadRequest
 from services.results import valueset
 from services.results.loinc import check_loinc_code, normalize_loinc_code, valid_loinc_codes, with_check_digit
 from services.results.models import LoincCode
-from services.results.valueset import ParsedValueSet, read_value_set, replace_value_set
+from services.results.valueset import ParsedValueSet, read_value_set
+from services.results.valueset_store import replace_value_set
 from services.storage.db import Database
 from services.storage.models import Role
 from services.users import Actor

@@ -18,7 +18,7 @@ from typing import Any
 
 from services.audit.log import LOINC_IMPORTED, append_event
 from services.errors import BadRequest
-from services.results import catalog, gate, valueset
+from services.results import catalog, gate, valueset, valueset_store
 from services.results.gate import GateUpdate
 from services.results.mapping import blocking, validate_mapping
 from services.results.valueset import Progress, Rejection
@@ -99,7 +99,9 @@ def _store(
     """The parsed value set replaces the active one, the catalogue is re-checked and the gate
     recomputed, audited ``loinc.imported``: one transaction."""
     with db.transaction() as session:
-        disappeared = valueset.replace_value_set(session, parsed, imported_by=actor.login, progress=progress)
+        disappeared = valueset_store.replace_value_set(
+            session, parsed, imported_by=actor.login, progress=progress
+        )
         changed = catalog.revalidate_all(session)
         # Every report may change (a LOINC sent in the message is checked against the value set too).
         update = gate.recompute_all(session, actor=actor.login)

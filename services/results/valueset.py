@@ -1,11 +1,11 @@
-"""The French LOINC biology value set (ANS SMT "LOINC Biologie FR"): reading the file, storing it.
+"""The French LOINC biology value set (ANS SMT "LOINC Biologie FR"): reading the file.
 
 - ``read_value_set``: reads the SMT file (``.xlsx`` through python-calamine, ``.csv`` with ``;``
   or ``,``, UTF-8 with or without BOM, or Latin-1/Windows-1252), finding the columns by header
   name (accents, case, spacing and known variants tolerated), for the 15-column layout of
   ``LOINCFR_JeuDeValeurs.xlsx`` and the 11-column layout of the published excerpt;
-- ``replace_value_set``: the parsed value set becomes the active version in the caller's
-  transaction, and the codes that disappeared are reported.
+- storing it is :func:`services.results.valueset_store.replace_value_set`; its vocabulary (French
+  property, statuses, the natural sort of codes) is :mod:`services.results.valueset_terms`.
 
 The import as a user action (the catalogue re-checked, the gate recomputed, audited
 ``loinc.imported``) is :func:`services.desk.loinc.import_value_set`; look-ups and the search are
@@ -21,20 +21,17 @@ import gc
 import io
 import itertools
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import sqlalchemy as sa
-from sqlmodel import Session
-
 from services.errors import BadRequest
 from services.results.loinc import check_normalized_loinc_code, normalize_loinc_code, valid_loinc_codes
-from services.results.models import LoincStatus, LoincVersion
-from services.results.text import decode_text, fold, norm_header, sniff_delimiter
+from services.results.models import LoincStatus
+from services.results.text import decode_text, norm_header, sniff_delimiter
+from services.results.valueset_terms import natural_key, parse_status, property_code
 
 __all__ = [
     "CODE_COLUMNS",
@@ -43,221 +40,11 @@ __all__ = [
     "Rejection",
     "collector_paused",
     "layout_name",
-    "natural_key",
-    "parse_status",
-    "property_code",
     "read_value_set",
-    "replace_value_set",
 ]
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: reading counts rows, then storing counts them again (total = 2 × rows)."""
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key reading the digits of ``text`` as numbers (``2.9`` before ``2.10``)."""
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text)]
-
-
-# ---------------------------------------------------------------------------------------------
-# French property (grandeur), status and scale
-
-
-def _key(text: str) -> str:
-    return re.sub(r"[^a-z0-9/]+", "", fold(text))
-
-
-_PROPERTY_FR: dict[str, str] = {
-    "masse/volume": "MCnc",
-    "concentrationmassique": "MCnc",
-    "moles/volume": "SCnc",
-    "mole/volume": "SCnc",
-    "substance/volume": "SCnc",
-    "quantitedematiere/volume": "SCnc",
-    "concentrationdesubstance": "SCnc",
-    "nombre/volume": "NCnc",
-    "concentrationennombre": "NCnc",
-    "activitecatalytique/volume": "CCnc",
-    "activiteenzymatique/volume": "CCnc",
-    "unitesarbitraires/volume": "ACnc",
-    "unitearbitraire/volume": "ACnc",
-    "unites/volume": "ACnc",
-    "fractionvolumique": "VFr",
-    "fractionmassique": "MFr",
-    "fractionnumerique": "NFr",
-    "fractiondenombre": "NFr",
-    "fractionmolaire": "SFr",
-    "fractiondesubstance": "SFr",
-    "fractiondemoles": "SFr",
-    "fractiondactivitecatalytique": "CFr",
-    "fraction": "Fr",
-    "masse/masse": "MCnt",
-    "contenumassique": "MCnt",
-    "moles/masse": "SCnt",
-    "contenuensubstance": "SCnt",
-    "activitecatalytique/masse": "CCnt",
-    "unitesarbitraires/masse": "ACnt",
-    "titre": "Titr",
-    "temps": "Time",
-    "duree": "Time",
-    "tempsrelatif": "RelTime",
-    "rapport": "Ratio",
-    "ratio": "Ratio",
-    "rapportdemoles": "SRto",
-    "rapportmolaire": "SRto",
-    "rapportdemasses": "MRto",
-    "rapportmassique": "MRto",
-    "rapportdevolumes": "VRto",
-    "rapportdenombres": "NRto",
-    "masse": "Mass",
-    "massedentite": "EntMass",
-    "masseentite": "EntMass",
-    "volume": "Vol",
-    "volumedentite": "EntVol",
-    "volumeentite": "EntVol",
-    "debitvolumique": "VRat",
-    "volume/temps": "VRat",
-    "debitmassique": "MRat",
-    "masse/temps": "MRat",
-    "debitdesubstance": "SRat",
-    "moles/temps": "SRat",
-    "activitecatalytique/temps": "CRat",
-    "debitvolumique/surface": "ArVRat",
-    "volume/temps/surface": "ArVRat",
-    "osmolalite": "Osmol",
-    "osmolarite": "Osmol",
-    "logconcentration": "LogCnc",
-    "ph": "LogCnc",
-    "pression": "Pres",
-    "pressionpartielle": "PPres",
-    "vitesse": "Vel",
-    "longueur": "Len",
-    "temperature": "Temp",
-    "presenceouseuil": "PrThr",
-    "presence/seuil": "PrThr",
-    "presence": "PrThr",
-    "identiteoupresence": "Prid",
-    "presenceouidentite": "Prid",
-    "identite": "Prid",
-    "type": "Type",
-    "impression": "Imp",
-    "interpretation": "Imp",
-    "arbitraire": "Arb",
-    "nombre": "Num",
-    "viscosite": "Visc",
-    "aspect": "Aspect",
-    "catalytiqueconcentration": "CCnc",
-}
-
-_LOINC_PROPERTIES = {
-    code.casefold(): code
-    for code in [
-        "ACnc",
-        "ACnt",
-        "Angle",
-        "Arb",
-        "ArVRat",
-        "Aspect",
-        "CCnc",
-        "CCnt",
-        "CFr",
-        "CRat",
-        "Diam",
-        "EntMass",
-        "EntVol",
-        "Fr",
-        "Imp",
-        "Len",
-        "LnCnc",
-        "LogCnc",
-        "Mass",
-        "MCnc",
-        "MCnt",
-        "MFr",
-        "MRat",
-        "MRto",
-        "NCnc",
-        "NFr",
-        "NRto",
-        "Num",
-        "Osmol",
-        "PPres",
-        "Pres",
-        "PrThr",
-        "Prid",
-        "Ratio",
-        "RelMCnc",
-        "RelTime",
-        "SCnc",
-        "SCnt",
-        "SFr",
-        "SRat",
-        "SRto",
-        "Temp",
-        "Time",
-        "Titr",
-        "Type",
-        "Vel",
-        "VFr",
-        "Visc",
-        "Vol",
-        "VRat",
-        "VRto",
-    ]
-}
-
-
-@functools.lru_cache(maxsize=1024)
-def property_code(grandeur: str | None) -> str | None:
-    """The LOINC property code of a French ``grandeur`` (``"Masse/Volume"`` → ``"MCnc"``), or None."""
-    if not grandeur or not grandeur.strip():
-        return None
-    text = grandeur.strip()
-    if text.casefold() in _LOINC_PROPERTIES:
-        return _LOINC_PROPERTIES[text.casefold()]
-    key = _key(text)
-    if key in _PROPERTY_FR:
-        return _PROPERTY_FR[key]
-    # "Masse / Volume", "masse par volume", "Concentration de masse" …
-    key = key.replace("par", "/")
-    return _PROPERTY_FR.get(key)
-
-
-_STATUS_FR: dict[str, LoincStatus] = {
-    "": LoincStatus.ACTIVE,
-    "active": LoincStatus.ACTIVE,
-    "actif": LoincStatus.ACTIVE,
-    "active(e)": LoincStatus.ACTIVE,
-    "valide": LoincStatus.ACTIVE,
-    "trial": LoincStatus.TRIAL,
-    "essai": LoincStatus.TRIAL,
-    "enessai": LoincStatus.TRIAL,
-    "test": LoincStatus.TRIAL,
-    "discouraged": LoincStatus.DISCOURAGED,
-    "deconseille": LoincStatus.DISCOURAGED,
-    "deconseillee": LoincStatus.DISCOURAGED,
-    "decourage": LoincStatus.DISCOURAGED,
-    "deprecated": LoincStatus.DEPRECATED,
-    "obsolete": LoincStatus.DEPRECATED,
-    "deprecie": LoincStatus.DEPRECATED,
-    "depreciee": LoincStatus.DEPRECATED,
-    "perime": LoincStatus.DEPRECATED,
-    "retire": LoincStatus.DEPRECATED,
-    "supprime": LoincStatus.DEPRECATED,
-    "del": LoincStatus.DEPRECATED,
-}
-
-
-@functools.lru_cache(maxsize=256)
-def parse_status(value: str | None) -> LoincStatus | None:
-    """LOINC or French status → ``LoincStatus`` (empty = ACTIVE); None when unknown."""
-    key = re.sub(r"[^a-z]+", "", fold(value or ""))
-    found = _STATUS_FR.get(key)
-    if found is None and value and re.search(r"[(:]", value):
-        # « Obsolète (remplacé par 88365-2) », « DEPRECATED: voir … »: the status word before it
-        head = re.split(r"[(:]", value, maxsplit=1)[0]
-        found = _STATUS_FR.get(re.sub(r"[^a-z]+", "", fold(head))) if head.strip() else None
-    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -793,89 +580,3 @@ def _check_rows(
 
 # ---------------------------------------------------------------------------------------------
 # Storing
-
-_INSERT_CHUNK = 5000
-"""Rows between two progress reports."""
-_ROWS_PER_STATEMENT = 200
-"""SQLite: rows per multi-row ``INSERT … VALUES (…), (…)`` (fewer statement steps than one per row)."""
-_LOAD_CACHE_KIB = 65536
-"""SQLite: the page cache while the value set is written (KiB), so that its pages are not spilled
-to the WAL before the commit writes them; the connection's own size is set back after."""
-
-
-def _raise_cache(cursor: Any) -> int | None:
-    """Raises the SQLite connection's page cache to :data:`_LOAD_CACHE_KIB`; returns its setting to
-    restore, None when it was as large already."""
-    (size,) = cursor.execute("PRAGMA cache_size").fetchone()
-    (page_size,) = cursor.execute("PRAGMA page_size").fetchone()
-    kib = -size if size < 0 else size * page_size // 1024
-    if kib >= _LOAD_CACHE_KIB:
-        return None
-    cursor.execute(f"PRAGMA cache_size = -{_LOAD_CACHE_KIB}")
-    return int(size)
-
-
-def replace_value_set(
-    session: Session, parsed: ParsedValueSet, *, imported_by: str, progress: Progress | None = None
-) -> list[str]:
-    """``parsed`` becomes the active version, replacing the previous one, in the caller's
-    transaction; returns the codes of the previous version that are not in it any more."""
-    total = parsed.count
-    connection = session.connection()
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute("SELECT code FROM loinc_code")
-        old_codes = {code for (code,) in cursor.fetchall()}
-        cursor.execute("DELETE FROM loinc_code")
-    finally:
-        cursor.close()
-    session.execute(sa.update(LoincVersion).values(active=False))
-    version_row = LoincVersion(
-        version=parsed.version,
-        source_file=parsed.source_file[:255],
-        imported_by=imported_by,
-        rows=total,
-        active=True,
-    )
-    session.add(version_row)
-    session.flush()
-    # Plain tuples through the driver (no per-row SQLAlchemy processing), made from the columns as
-    # they are consumed: the values are already what the columns store; the version id (an
-    # integer of ours) is written in the SQL.
-    sqlite = connection.dialect.name == "sqlite"
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    one = f"({', '.join([mark] * len(CODE_COLUMNS))}, {int(version_row.id or 0)})"
-    insert = f"INSERT INTO loinc_code ({', '.join([*CODE_COLUMNS, 'version_id'])}) VALUES "
-    rows = zip(*(parsed.columns[name] for name in CODE_COLUMNS), strict=True)
-    writer: Any = connection.connection.cursor()  # (its executemany takes any iterable)
-    dbapi: Any = connection.connection.dbapi_connection
-    per_statement = 1
-    if sqlite:
-        variables = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per_statement = max(1, min(_ROWS_PER_STATEMENT, variables // len(CODE_COLUMNS)))
-    many = insert + ", ".join([one] * per_statement)
-    # The label index is rebuilt once after the rows rather than kept up to date row by row; all
-    # inside the caller's transaction.
-    cache_size = None
-    try:
-        if sqlite:
-            cache_size = _raise_cache(writer)
-        writer.execute("DROP INDEX IF EXISTS ix_loinc_code_label_fr")
-        for start in range(0, total, _INSERT_CHUNK):
-            count = min(_INSERT_CHUNK, total - start)
-            if per_statement > 1:
-                for _ in range(count // per_statement):
-                    writer.execute(
-                        many, tuple(itertools.chain.from_iterable(itertools.islice(rows, per_statement)))
-                    )
-                count %= per_statement
-            writer.executemany(insert + one, itertools.islice(rows, count))
-            if progress is not None:
-                progress(total + start + min(_INSERT_CHUNK, total - start), 2 * total)
-        writer.execute("CREATE INDEX ix_loinc_code_label_fr ON loinc_code (label_fr)")
-    finally:
-        if cache_size is not None:
-            with contextlib.suppress(sqlite3.Error):  # (the error being raised, if any, matters more)
-                writer.execute(f"PRAGMA cache_size = {int(cache_size)}")
-        writer.close()
-    return sorted(old_codes.difference(parsed.columns.get("code", ())), key=natural_key)
