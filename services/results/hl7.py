@@ -119,16 +119,21 @@ class _Segment:
             return []
         text = self._fields[n]
         rep_sep, comp_sep, sub_sep = self._seps
-        esc, line = self.esc, self.line
+        out: list[Components]
         if not text:
-            out: list[Components] = []
-        else:
+            out = []
+        elif self.esc.esc in text:
+            esc, line = self.esc, self.line
             out = [
                 [[esc(s, line) for s in comp.split(sub_sep)] for comp in rep.split(comp_sep)]
                 for rep in text.split(rep_sep)
             ]
             if len(out) == 1 and out[0] == [[""]]:
                 out = []
+        elif sub_sep in text:
+            out = [[comp.split(sub_sep) for comp in rep.split(comp_sep)] for rep in text.split(rep_sep)]
+        else:  # the common field: nothing to unescape, no sub-component
+            out = [[[comp] for comp in rep.split(comp_sep)] for rep in text.split(rep_sep)]
         self._cache[n] = out
         return out
 
@@ -139,7 +144,12 @@ class _Segment:
 
     def get(self, n: int, comp: int = 1, sub: int = 1) -> str:
         """Field ``n``, component ``comp``, sub-component ``sub`` of the first repetition ('' when absent)."""
-        comps = self.comps(n)
+        reps = self._cache.get(n)
+        if reps is None:
+            reps = self.reps(n)
+        if not reps:
+            return ""
+        comps = reps[0]
         if comp > len(comps):
             return ""
         subs = comps[comp - 1]

@@ -224,29 +224,44 @@ def _local(moment: datetime) -> str:
 
 
 def _insert_children(session: Session, stored: Sequence[tuple[LabReport, ParsedReport]]) -> None:
-    """The requests, results and local ids of the reports just stored (their ids assigned):
-    the requests in one flush, the results and local ids in one statement each."""
-    requests: list[tuple[LabRequest, ParsedRequest]] = []
+    """The requests, results and local ids of the reports just stored (their ids assigned),
+    one statement each (the requests' ids read back in order: ``RETURNING``). They are plain
+    rows: nothing reads them through the session before the commit."""
+    request_rows: list[dict[str, Any]] = []
+    parsed_requests: list[tuple[int, ParsedRequest]] = []
     for report, parsed in stored:
         report_id = int(report.id or 0)
         for r in parsed.requests:
-            row = LabRequest(
-                report_id=report_id,
-                seq=r.seq,
-                code=r.code,
-                label=r.label,
-                specimen=r.specimen,
-                collected_at=r.collected_at,
-                placer_id=r.placer_id,
-                filler_id=r.filler_id,
-                result_status=r.result_status,
+            request_rows.append(
+                {
+                    "report_id": report_id,
+                    "seq": r.seq,
+                    "code": r.code,
+                    "label": r.label,
+                    "specimen": r.specimen,
+                    "collected_at": r.collected_at,
+                    "placer_id": r.placer_id,
+                    "filler_id": r.filler_id,
+                    "result_status": r.result_status,
+                }
             )
-            requests.append((row, r))
-    session.add_all([row for row, _r in requests])
-    session.flush()
+            parsed_requests.append((report_id, r))
+    table = LabRequest.__table__  # type: ignore[attr-defined]
+    request_ids: Sequence[int] = []
+    if request_rows:
+        request_ids = (
+            session.execute(
+                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), request_rows
+            )
+            .scalars()
+            .all()
+        )
+    requests = [
+        (report_id, request_id, request)
+        for (report_id, request), request_id in zip(parsed_requests, request_ids, strict=True)
+    ]
     rows: list[dict[str, Any]] = []
-    for request_row, request in requests:
-        report_id, request_id = request_row.report_id, request_row.id
+    for report_id, request_id, request in requests:
         for obs in request.observations:
             rows.append(
                 {
