@@ -314,10 +314,10 @@ def test_batched_append_is_the_chain_of_single_appends(db: Database) -> None:
     _fill(db, 2)
     with db.transaction() as s:
         append_event(s, actor="a", kind=IDENTITY_CREATED, identity_id=3)
-        head = append_events(s, _batch(4, 5))
-        assert append_events(s, []) is None
-    assert head is not None and head.last_id == 8
-    assert db.read_anchor() == head
+        batch = append_events(s, _batch(4, 5))
+        assert append_events(s, []) == []
+    assert [e.id for e in batch] == [4, 5, 6, 7, 8]
+    assert db.read_anchor() == Anchor(8, batch[-1].hash)
     with db.transaction() as s:
         append_events(s, _batch(9, 3))
     _fill(db, 1)

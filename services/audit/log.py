@@ -19,6 +19,9 @@ for the anchor (``services.storage.anchor``), this desk's witness of the head it
 - ``verify_chain`` / ``verify_database`` check the whole chain on the raw stored values and
   against the anchor, and append nothing.
 
+``append_events`` appends several events at once (a results file's, issue #17): the same rows
+as successive ``append_event`` calls, the head locked and checked once.
+
 Details go to the database only: they may hold matricules, so they are never written to the
 Python log (nothing in this module logs them).
 """
@@ -519,17 +522,17 @@ def append_event(
     return event
 
 
-def append_events(session: Session, events: Sequence[PendingEvent]) -> Anchor | None:
+def append_events(session: Session, events: Sequence[PendingEvent]) -> list[AuditEvent]:
     """Append ``events`` in order in the caller's transaction, as :func:`append_event` would one
-    after the other (the same rows, ids, links and hashes, the same anchor check): the head is
-    locked and checked once, the rows are inserted in one statement. Returns the new head
-    (None when ``events`` is empty: nothing is appended)."""
+    after the other (the same rows, ids, links and hashes, the same anchor check), and return
+    them (flushed): the head is locked and checked once and the rows flushed together. They go
+    through the session like any event (what observes the ORM's flushes sees them)."""
     if not events:
-        return None
+        return []
     cleaned = [_clean_details(e.kind, e.details) for e in events]
     head = _locked_head(session)
     last_id, last_hash = head.last_id, head.last_hash
-    rows: list[dict[str, Any]] = []
+    rows: list[AuditEvent] = []
     for event, clean in zip(events, cleaned, strict=True):
         at = utcnow()
         new_id = last_id + 1
@@ -543,26 +546,25 @@ def append_events(session: Session, events: Sequence[PendingEvent]) -> Anchor | 
             prev_hash=last_hash,
         )
         rows.append(
-            {
-                "id": new_id,
-                "at": at,
-                "actor": event.actor,
-                "kind": event.kind,
-                "identity_id": event.identity_id,
-                "details": clean,
-                "prev_hash": last_hash,
-                "hash": digest,
-            }
+            AuditEvent(
+                id=new_id,
+                at=at,
+                actor=event.actor,
+                kind=event.kind,
+                identity_id=event.identity_id,
+                details=clean,
+                prev_hash=last_hash,
+                hash=digest,
+            )
         )
         last_id, last_hash = new_id, digest
-    session.execute(sa.insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
+    session.add_all(rows)
     head.last_id = last_id
     head.last_hash = last_hash
     session.add(head)
     session.flush()
-    appended = Anchor(last_id=last_id, last_hash=last_hash)
-    mark_audit_appended(session, appended)
-    return appended
+    mark_audit_appended(session, Anchor(last_id=last_id, last_hash=last_hash))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
