@@ -389,7 +389,9 @@ def _store_one(
         report = existing
         result.replaced += 1
     else:
-        report = LabReport(source_key=parsed.source_key, **_report_fields(parsed, digest))
+        # reasons given (the verdict below sets them): pydantic reads the signature of a builtin
+        # default factory (list) by parsing its text at every construction
+        report = LabReport(source_key=parsed.source_key, reasons=[], **_report_fields(parsed, digest))
         result.created += 1
     session.add(report)
 
