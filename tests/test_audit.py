@@ -23,12 +23,15 @@ from services.audit.log import (
     IDENTITY_EDITED,
     INSI_CALL,
     ChainReport,
+    PendingEvent,
     append_event,
+    append_events,
     compute_hash,
     list_events,
     verify_chain,
     verify_database,
 )
+from services.errors import IntegrityBroken
 from services.storage.anchor import Anchor, AnchorFile
 from services.storage.db import Database
 from services.storage.models import AuditEvent
@@ -290,6 +293,88 @@ def test_several_events_in_one_transaction(db: Database) -> None:
     assert (a.id, b.id) == (1, 2) and b.prev_hash == a.hash
     assert db.read_anchor() == Anchor(2, b.hash)
     assert verify_database(db).ok
+
+
+def _batch(first: int, n: int) -> list[PendingEvent]:
+    return [
+        PendingEvent(
+            actor=f"agent{i % 3}",
+            kind=IDENTITY_EDITED if i % 2 else IDENTITY_CREATED,
+            identity_id=i,
+            details={"n": i, "when": date(2024, 1, 1) + timedelta(days=i), "note": "é’", "none": None},
+        )
+        for i in range(first, first + n)
+    ]
+
+
+def test_batched_append_is_the_chain_of_single_appends(db: Database) -> None:
+    """append_events (a results file's events in one statement, issue #17) after and before
+    single appends, in one transaction and across transactions: one contiguous chain that
+    verifies against the anchor, each row what append_event would have stored."""
+    _fill(db, 2)
+    with db.transaction() as s:
+        append_event(s, actor="a", kind=IDENTITY_CREATED, identity_id=3)
+        batch = append_events(s, _batch(4, 5))
+        assert append_events(s, []) == []
+    assert [e.id for e in batch] == [4, 5, 6, 7, 8]
+    assert db.read_anchor() == Anchor(8, batch[-1].hash)
+    with db.transaction() as s:
+        append_events(s, _batch(9, 3))
+    _fill(db, 1)
+    assert verify_database(db).as_dict() == {"ok": True, "events": 12, "first_bad": None}
+    with db.session() as s:
+        events = list_events(s)
+    assert [e.id for e in events] == list(range(1, 13))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
+    fifth = events[4]
+    assert (fifth.actor, fifth.kind, fifth.identity_id) == ("agent2", IDENTITY_EDITED, 5)
+    assert fifth.details == {"n": 5, "when": "2024-01-06", "note": "é’", "none": None}
+    assert fifth.at.tzinfo is not None
+    assert fifth.hash == compute_hash(
+        id=5,
+        at=fifth.at,
+        actor=fifth.actor,
+        kind=fifth.kind,
+        identity_id=5,
+        details=fifth.details,
+        prev_hash=events[3].hash,
+    )
+    with pytest.raises(ValueError), db.transaction() as s:
+        append_events(s, [PendingEvent(actor="a", kind="nope.unknown")])
+    assert db.audit_head().last_id == 12
+
+
+@pytest.mark.parametrize(
+    ("sql", "bad"),
+    [
+        ("UPDATE audit_event SET actor = 'intrus' WHERE id = 6", 6),
+        ("DELETE FROM audit_event WHERE id = 5", 5),
+        ("UPDATE audit_event SET details = '{\"n\": 666}' WHERE id = 7", 7),
+    ],
+)
+def test_tampered_event_inside_a_batch_is_found(db: Database, sql: str, bad: int) -> None:
+    with db.transaction() as s:
+        append_events(s, _batch(1, 10))
+    assert verify_database(db).ok
+    _exec(db, sql)
+    report = _verify(db)
+    assert not report.ok and report.first_bad == bad
+
+
+def test_batched_append_refuses_a_log_that_left_its_anchor(db: Database) -> None:
+    """The anchor check of the transaction's first append holds for a batch: after the last
+    event was removed and the head rewound, nothing is appended and the anchor stays."""
+    with db.transaction() as s:
+        append_events(s, _batch(1, 4))
+    anchor = db.read_anchor()
+    r3 = _row(db, 3)
+    _exec(db, "DELETE FROM audit_event WHERE id = 4")
+    _exec(db, "UPDATE audit_head SET last_id = 3, last_hash = :h WHERE id = 1", h=r3["hash"])
+    with pytest.raises(IntegrityBroken), db.transaction() as s:
+        append_events(s, _batch(5, 2))
+    assert db.read_anchor() == anchor
+    with db.session() as s:
+        assert [e.id for e in list_events(s)] == [1, 2, 3]
 
 
 def test_concurrent_appends_from_threads_keep_ids_contiguous(db: Database) -> None:

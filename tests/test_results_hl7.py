@@ -1,4 +1,4 @@
-"""HL7 v2.5 ORU^R01 parser (python-hl7 underneath): our own files from two lab styles."""
+"""HL7 v2.5 ORU^R01 parser: our own files from two lab styles; its split agrees with python-hl7's."""
 
 from __future__ import annotations
 
@@ -141,6 +141,16 @@ def test_crlf_batch_wrappers_and_mllp_framing() -> None:
     assert report.observation_count == 1
 
 
+def test_bare_nte_is_an_empty_comment() -> None:
+    (report,) = parse_hl7(one("OBX|1|NM|K^K^L||4.1|mmol/L", "NTE"))
+    assert report.requests[0].observations[0].comments == []
+
+
+def test_trailing_whitespace_of_the_message_is_not_data() -> None:
+    (report,) = parse_hl7(one("OBX|1|ST|K^K^L||négatif\u00a0\x0b"))
+    assert report.requests[0].observations[0].value == "négatif"
+
+
 def test_escape_sequences() -> None:
     (report,) = parse_hl7(one(r"OBX|1|TX|C^C^L||A\T\B \F\ C\R\D\E\ ligne 1\.br\ligne 2\X41\||||||F"))
     assert report.requests[0].observations[0].value == "A&B | C~D\\ ligne 1\nligne 2A"
@@ -210,6 +220,10 @@ def test_malformed_fixtures(name: str, line: int, fragment: str) -> None:
         (["obx|1|NM|K^K^L||1"], 4, "mal formé"),
         (["OBX|1|NM|" + "K" * 65 + "^K^L||1|mmol/L"], 4, "trop long"),
         (["ORC|RE"], 4, "ORC sans OBR"),
+        # a segment without any field is that segment with every field empty (python-hl7's tree
+        # made it an unnamed node, so a bare OBX or OBR line was silently dropped)
+        (["OBX"], 4, "OBX-3"),
+        (["OBX|1|NM|K^K^L||1|mmol/L", "OBR"], 5, "OBR-4"),
         (["MSH|^~\\&|A|B|C|D|20240101||ORU^R01|X|P|2.5"], 4, "PID manquant"),
     ],
 )
@@ -264,6 +278,37 @@ def test_fuzz_hl7_shaped_text_never_crashes(tails: list[str]) -> None:
         assert err.message
     else:
         assert reports and all(r.source_key for r in reports)
+
+
+def _tree_reps(node: object) -> list[list[list[str]]]:
+    """A field of python-hl7's tree as repetitions → components → sub-components."""
+    out = []
+    for rep in node:  # type: ignore[attr-defined]
+        if isinstance(rep, str):
+            out.append([[rep]])
+        else:
+            out.append([[c] if isinstance(c, str) else [str(s) for s in c] for c in rep])
+    return [] if out == [[[""]]] else out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(st.sampled_from(list("ab ^~&")), max_size=12), min_size=1, max_size=8))
+def test_field_split_agrees_with_python_hl7(fields: list[str]) -> None:
+    """The parser splits fields itself, lazily (issue #17): what it reads of every field is
+    python-hl7's tree of the same segment (fields, repetitions, components, sub-components)."""
+    import hl7
+
+    from services.results.hl7 import _fields, _Segment
+    from services.results.parsed import Escaper
+
+    segment = "ZXX|" + "|".join(fields)
+    tree = hl7.parse(MSH + "\r" + segment + "\rZZZ|1")  # not last: python-hl7 strips the message
+    ours = _Segment(_fields(segment, "|"), 2, Escaper("|", "^", "~", "\\", "&"), ("~", "^", "&"))
+    for n in range(1, len(fields) + 1):
+        assert ours.reps(n) == _tree_reps(tree[1][n]), n
+    header = _Segment(_fields(MSH, "|"), 1, Escaper("|", "^", "~", "\\", "&"), ("~", "^", "&"))
+    for n in range(3, 13):
+        assert header.reps(n) == _tree_reps(tree[0][n]), n
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from services.desk.results import import_results_file
 from services.desk.results_inbox import process_inbox, watch_inbox
@@ -241,6 +241,71 @@ def test_new_version_of_a_sent_report_must_be_sent_again(db: Database) -> None:
         "blocked",
         "new_version",
     )
+
+
+def test_a_file_mixing_new_replaced_unchanged_and_stale_reports(both: Database) -> None:
+    """The file's reports are decided in file order, flushed together, and their audit events
+    appended in one go (issue #17): the same rows, counts and events, in the file's order (a
+    replaced report's verdict change just before its import), and the chain verifies."""
+    from services.audit.log import verify_database
+
+    def key(dossier: str) -> str:
+        return f"hl7:GLIMS/BIOMED PARIS:dossier:{dossier}"
+
+    sodium = "OBX|1|NM|NA^Sodium^L||141|mmol/L|136-145|N|||F"
+    first = b"".join(oru(sodium, dossier=d, msg=f"A-{d}") for d in ("D-1", "D-2", "D-3"))
+    import_data(both, first)
+    with both.transaction() as s:
+        row = s.exec(select(LabReport).where(LabReport.source_key == key("D-1"))).one()
+        row.status = ReportStatus.SENT
+        s.add(row)
+    before = {e.id for kind in ("report.imported", "report.verdict_changed") for e in events(both, kind)}
+    second = b"".join(
+        [
+            oru("OBX|1|NM|NA^Sodium^L||139|mmol/L", dossier="D-1", at="20240413090000", msg="B-1"),
+            oru(sodium, "OBX|2|NM|K^Potassium^L||4.1|mmol/L", dossier="D-4", msg="B-4"),
+            oru(sodium, dossier="D-2", msg="B-2", at="20240413090000"),
+            oru("OBX|1|NM|NA^Sodium^L||150|mmol/L", dossier="D-3", at="20240411090000", msg="B-3"),
+            oru(sodium, local_id="IPP-9999", dossier="D-5", msg="B-5"),
+        ]
+    )
+    result = import_data(both, second, source="second.hl7")
+    assert (result.reports, result.created, result.replaced, result.unchanged, result.stale) == (
+        5,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert (result.observations, result.sent, result.ready + result.blocked) == (6, 0, 5)
+    assert [r["source_key"] for r in result.refused] == [key("D-3")]
+    ids = {d: int(report(both, key(d)).id or 0) for d in ("D-1", "D-2", "D-3", "D-4", "D-5")}
+    assert result.report_ids == [ids["D-1"], ids["D-4"], ids["D-2"], ids["D-3"], ids["D-5"]]
+    assert ids["D-1"] < ids["D-4"] < ids["D-5"]
+    assert [o.value for o in observations(both, ids["D-1"])] == ["139"]
+    assert [o.local_code for o in observations(both, ids["D-4"])] == ["NA", "K"]
+    assert [o.value for o in observations(both, ids["D-3"])] == ["141"]
+    assert count(both, LabReport) == 5 and count(both, Observation) == 6 and count(both, LabRequest) == 5
+    with both.session() as s:
+        every = s.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
+    new = [e for e in every if e.kind.startswith("report.") and e.id not in before]
+    assert [(e.kind, e.details["report_id"]) for e in new] == [
+        ("report.verdict_changed", ids["D-1"]),
+        ("report.imported", ids["D-1"]),
+        ("report.imported", ids["D-4"]),
+        ("report.imported", ids["D-5"]),
+    ]
+    assert [e.id for e in new] == list(range(new[0].id, new[0].id + 4))
+    changed, replaced = new[0], new[1]
+    assert (changed.details["from"], changed.details["to"], changed.details["cause"]) == (
+        "sent",
+        "blocked",
+        "new_version",
+    )
+    assert replaced.details["replaced"] is True and replaced.details["previous_status"] == "sent"
+    assert replaced.details["version"] == 2 and replaced.details["file"] == "second.hl7"
+    assert new[2].details["observations"] == 2 and new[2].details["status"] == "blocked"
+    assert verify_database(both).ok
 
 
 # --- patient matching ------------------------------------------------------------------------------

@@ -351,6 +351,43 @@ def test_alias_and_merged_tombstone_match_the_identity_kept(both: Database) -> N
     assert (other.identity_id, other.status) == (kept, ReportStatus.READY)
 
 
+def test_a_file_s_local_id_index_matches_as_one_query_per_report(both: Database) -> None:
+    """import_results reads the identities of a whole file's local ids at once (issue #17):
+    the matches are those of a query per report, aliases, tombstones and ambiguities included."""
+    import itertools
+
+    from services.results.patient import LocalIdIndex, _by_local_ids
+
+    plain = _add(both, _nessi(local_id="A-1", ins_matricule=None, ins_key=None, ins_oid=None))
+    kept = _add(both, _nessi(local_id="A-2", ins_matricule=None, ins_key=None, ins_oid=None))
+    dup = _add(both, _nessi(local_id="A-3", ins_matricule=None, ins_key=None, ins_oid=None))
+    other = _add(both, _nessi(local_id="A-4", ins_matricule=None, ins_key=None, ins_oid=None))
+    with both.transaction() as s:
+        duplicate = s.get(Identity, dup)
+        assert duplicate is not None
+        duplicate.merged_into = kept
+        s.add(duplicate)
+        s.add(IdentityAlias(identity_id=kept, local_id="OLD-2", source="merge"))
+        s.add(IdentityAlias(identity_id=kept, local_id="OLD-2B", source="merge"))
+        s.add(IdentityAlias(identity_id=other, local_id="OLD-4", source="merge"))
+        s.add(IdentityAlias(identity_id=dup, local_id="OLD-3", source="merge"))
+    ids = ["A-1", "A-2", "A-3", "A-4", "OLD-2", "OLD-2B", "OLD-3", "OLD-4", "NOBODY"]
+    cases = [list(c) for n in (1, 2, 3) for c in itertools.permutations(ids, n)]
+
+    def shown(found: dict) -> dict:
+        return {k: (v[0].id, v[1], v[2]) for k, v in found.items()}
+
+    with both.session() as s:
+        expected = [shown(_by_local_ids(s, case)) for case in cases]
+    with both.session() as s:
+        index = LocalIdIndex(s, ids)
+        assert [shown(_by_local_ids(s, case, index)) for case in cases] == expected
+        assert index.candidates(["UNREAD"]) is None  # an id the index did not read: queried
+    assert expected[ids.index("OLD-3")] == {kept: (kept, "OLD-3", "alias")}
+    assert expected[cases.index(["OLD-2B", "OLD-2"])] == {kept: (kept, "OLD-2", "alias")}
+    assert len(expected[cases.index(["A-1", "A-4"])]) == 2 and plain in expected[0]
+
+
 def test_match_by_hand_cli_and_audit(
     db: Database, sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,9 @@ for the anchor (``services.storage.anchor``), this desk's witness of the head it
 - ``verify_chain`` / ``verify_database`` check the whole chain on the raw stored values and
   against the anchor, and append nothing.
 
+``append_events`` appends several events at once (a results file's, issue #17): the same rows
+as successive ``append_event`` calls, the head locked and checked once.
+
 Details go to the database only: they may hold matricules, so they are never written to the
 Python log (nothing in this module logs them).
 """
@@ -28,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
@@ -443,6 +446,35 @@ def _lock_head(session: Session) -> AuditHead:
     return head
 
 
+@dataclass(frozen=True)
+class PendingEvent:
+    """One event to append with :func:`append_events` (the arguments of :func:`append_event`)."""
+
+    actor: str | None
+    kind: str
+    identity_id: int | None = None
+    details: Mapping[str, object] | None = None
+
+
+def _clean_details(kind: str, details: Mapping[str, object] | None) -> dict[str, Any]:
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown audit event kind {kind!r}")
+    clean: dict[str, Any] = _jsonable(dict(details or {}))
+    # Round-trip once so that what we hash is exactly what the JSON column gives back.
+    loaded: dict[str, Any] = json.loads(json.dumps(clean, allow_nan=False))
+    return loaded
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The head row, locked, checked against the anchor on the transaction's first append."""
+    head = _lock_head(session)
+    guard = session.info.get(AUDIT_GUARD_KEY)
+    if isinstance(guard, AnchorGuard) and AUDIT_BASE_KEY not in session.info:
+        current = Anchor(last_id=head.last_id, last_hash=head.last_hash)
+        session.info[AUDIT_BASE_KEY] = check_extends_anchor(session, head=current, guard=guard)
+    return head
+
+
 def append_event(
     session: Session,
     *,
@@ -458,16 +490,8 @@ def append_event(
     In a ``Database.transaction`` the first append checks that the head descends from this
     desk's anchor (``check_extends_anchor``) and raises ``IntegrityBroken`` when it does not.
     """
-    if kind not in EVENT_KINDS:
-        raise ValueError(f"unknown audit event kind {kind!r}")
-    clean: dict[str, Any] = _jsonable(dict(details or {}))
-    # Round-trip once so that what we hash is exactly what the JSON column gives back.
-    clean = json.loads(json.dumps(clean, allow_nan=False))
-    head = _lock_head(session)
-    guard = session.info.get(AUDIT_GUARD_KEY)
-    if isinstance(guard, AnchorGuard) and AUDIT_BASE_KEY not in session.info:
-        current = Anchor(last_id=head.last_id, last_hash=head.last_hash)
-        session.info[AUDIT_BASE_KEY] = check_extends_anchor(session, head=current, guard=guard)
+    clean = _clean_details(kind, details)
+    head = _locked_head(session)
     at = utcnow()
     new_id = head.last_id + 1
     digest = compute_hash(
@@ -496,6 +520,51 @@ def append_event(
     session.flush()
     mark_audit_appended(session, Anchor(last_id=new_id, last_hash=digest))
     return event
+
+
+def append_events(session: Session, events: Sequence[PendingEvent]) -> list[AuditEvent]:
+    """Append ``events`` in order in the caller's transaction, as :func:`append_event` would one
+    after the other (the same rows, ids, links and hashes, the same anchor check), and return
+    them (flushed): the head is locked and checked once and the rows flushed together. They go
+    through the session like any event (what observes the ORM's flushes sees them)."""
+    if not events:
+        return []
+    cleaned = [_clean_details(e.kind, e.details) for e in events]
+    head = _locked_head(session)
+    last_id, last_hash = head.last_id, head.last_hash
+    rows: list[AuditEvent] = []
+    for event, clean in zip(events, cleaned, strict=True):
+        at = utcnow()
+        new_id = last_id + 1
+        digest = compute_hash(
+            id=new_id,
+            at=at,
+            actor=event.actor,
+            kind=event.kind,
+            identity_id=event.identity_id,
+            details=clean,
+            prev_hash=last_hash,
+        )
+        rows.append(
+            AuditEvent(
+                id=new_id,
+                at=at,
+                actor=event.actor,
+                kind=event.kind,
+                identity_id=event.identity_id,
+                details=clean,
+                prev_hash=last_hash,
+                hash=digest,
+            )
+        )
+        last_id, last_hash = new_id, digest
+    session.add_all(rows)
+    head.last_id = last_id
+    head.last_hash = last_hash
+    session.add(head)
+    session.flush()
+    mark_audit_appended(session, Anchor(last_id=last_id, last_hash=last_hash))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------

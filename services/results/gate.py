@@ -50,7 +50,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from services.audit.log import REPORT_VERDICT_CHANGED, append_event
+from services.audit.log import REPORT_VERDICT_CHANGED, PendingEvent, append_event
 from services.results.mapping import Problem, validate_mapping
 from services.results.models import (
     SETTLED_STATUSES,
@@ -63,6 +63,7 @@ from services.results.models import (
     ReportStatus,
 )
 from services.results.patient import (
+    LocalIdIndex,
     identity_reasons,
     ins_of,
     match_identity,
@@ -191,12 +192,14 @@ def evaluate(
     *,
     ctx: GateContext | None = None,
     requests: Sequence[RequestLike] | None = None,
+    identities: LocalIdIndex | None = None,
 ) -> Verdict:
     """The verdict of ``report`` (not stored). ``observations`` are its results, in order;
-    ``requests`` its requests (their OBR-25 status), read from the database when None."""
+    ``requests`` its requests (their OBR-25 status), read from the database when None;
+    ``identities`` the identities of a batch's local ids, read beforehand."""
     ctx = ctx or GateContext(session)
     reasons: list[Reason] = []
-    match = match_identity(session, report)
+    match = match_identity(session, report, index=identities)
     if match.identity is None:
         reasons.append(Reason(PATIENT_UNMATCHED, None, match.problem or "Patient non rapproché."))
     else:
@@ -268,9 +271,13 @@ def apply_verdict(
     actor: str | None,
     cause: str,
     audit_change: bool = True,
+    pending: list[PendingEvent] | None = None,
 ) -> VerdictChange | None:
     """Store ``verdict`` on ``report``; audit ``report.verdict_changed`` when the status or the set
-    of reason codes changed. Returns the change (None when the verdict is the same)."""
+    of reason codes changed. Returns the change (None when the verdict is the same).
+
+    ``pending``: the event is added to that list instead, for the caller to append in order
+    with the rest of its batch (``append_events``) once ``report`` has its id."""
     new_reasons = [r.as_dict() for r in verdict.reasons]
     old_reasons = list(report.reasons or [])
     before_status = ReportStatus(report.status).value
@@ -296,9 +303,9 @@ def apply_verdict(
         report_id=int(report.id or 0), before=before_status, after=verdict.status.value, reasons=new_reasons
     )
     if audit_change:
-        session.flush()
-        append_event(
-            session,
+        if pending is None:
+            session.flush()
+        event = PendingEvent(
             actor=actor,
             kind=REPORT_VERDICT_CHANGED,
             identity_id=report.identity_id,
@@ -315,6 +322,16 @@ def apply_verdict(
                 "cause": cause,
             },
         )
+        if pending is not None:
+            pending.append(event)
+        else:
+            append_event(
+                session,
+                actor=event.actor,
+                kind=event.kind,
+                identity_id=event.identity_id,
+                details=event.details,
+            )
     return change
 
 

@@ -1,8 +1,11 @@
 """HL7 v2.5 ORU^R01 (IHE LAB, PAM-FR) → :class:`~services.results.parsed.ParsedReport`.
 
-python-hl7 (``hl7``) splits each message into its tree (segments, fields, repetitions,
-components, sub-components, with the separators of MSH-1/MSH-2); this module checks the
-structure strictly and maps it. Each ``MSH`` starts one message = one report (docs/cli.md).
+Each segment is split on its message's separators (MSH-1/MSH-2) into fields, and a field
+into repetitions, components and sub-components only when it is read (the tree python-hl7's
+``hl7.parse`` builds, without building the parts never read: an ORU^R01's mapping reads a
+fraction of its fields, and building every node cost more than the rest of the import);
+this module checks the structure strictly and maps it. Each ``MSH`` starts one message = one
+report (docs/cli.md).
 
 What is read:
 
@@ -33,8 +36,6 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Any, Final
-
-import hl7 as pyhl7
 
 from services.identity.matricule import check_nir
 from services.results.parsed import (
@@ -96,14 +97,16 @@ def looks_like_hl7(text: str) -> bool:
 
 
 class _Segment:
-    """A parsed segment: accessors over python-hl7's tree, with the file line for errors."""
+    """A segment split into its fields, each field split (repetitions, components,
+    sub-components) and unescaped when first read; with the file line for errors."""
 
-    __slots__ = ("_cache", "_fields", "esc", "id", "line")
+    __slots__ = ("_cache", "_fields", "_seps", "esc", "id", "line")
 
-    def __init__(self, node: Any, line: int, esc: Escaper) -> None:
-        self._fields = node
+    def __init__(self, fields: list[str], line: int, esc: Escaper, seps: tuple[str, str, str]) -> None:
+        self._fields = fields
         self._cache: dict[int, list[Components]] = {}
-        self.id: str = str(node[0][0]) if node and node[0] else ""
+        self._seps = seps
+        self.id: str = fields[0]
         self.line = line
         self.esc = esc
 
@@ -114,21 +117,23 @@ class _Segment:
             return cached
         if n >= len(self._fields):
             return []
-        node = self._fields[n]
-        out: list[Components] = []
-        for rep in node:
-            if isinstance(rep, str):
-                out.append([[self.esc(rep, self.line)]])
-                continue
-            comps: Components = []
-            for comp in rep:
-                if isinstance(comp, str):
-                    comps.append([self.esc(comp, self.line)])
-                else:
-                    comps.append([self.esc(str(s), self.line) for s in comp])
-            out.append(comps)
-        if len(out) == 1 and out[0] == [[""]]:
+        text = self._fields[n]
+        rep_sep, comp_sep, sub_sep = self._seps
+        out: list[Components]
+        if not text:
             out = []
+        elif self.esc.esc in text:
+            esc, line = self.esc, self.line
+            out = [
+                [[esc(s, line) for s in comp.split(sub_sep)] for comp in rep.split(comp_sep)]
+                for rep in text.split(rep_sep)
+            ]
+            if len(out) == 1 and out[0] == [[""]]:
+                out = []
+        elif sub_sep in text:
+            out = [[comp.split(sub_sep) for comp in rep.split(comp_sep)] for rep in text.split(rep_sep)]
+        else:  # the common field: nothing to unescape, no sub-component
+            out = [[[comp] for comp in rep.split(comp_sep)] for rep in text.split(rep_sep)]
         self._cache[n] = out
         return out
 
@@ -139,7 +144,12 @@ class _Segment:
 
     def get(self, n: int, comp: int = 1, sub: int = 1) -> str:
         """Field ``n``, component ``comp``, sub-component ``sub`` of the first repetition ('' when absent)."""
-        comps = self.comps(n)
+        reps = self._cache.get(n)
+        if reps is None:
+            reps = self.reps(n)
+        if not reps:
+            return ""
+        comps = reps[0]
         if comp > len(comps):
             return ""
         subs = comps[comp - 1]
@@ -238,18 +248,25 @@ def _parse_message(lines: list[tuple[int, str]]) -> ParsedReport:
         shape = check_shape(segment, line=number, segment=seg_id, delimiters=delimiters, msh=seg_id == "MSH")
         budget.add(shape, line=number)
     raw = "\r".join(segment for _n, segment in lines)
-    try:
-        tree = pyhl7.parse(raw)
-    except Exception as exc:  # python-hl7 raises assorted errors on broken input
-        raise MalformedResults(
-            f"message HL7 illisible ({type(exc).__name__}).", line=msh_line, code="results_malformed"
-        ) from None
-    if len(tree) != len(lines):
-        raise MalformedResults(
-            "découpage des segments incohérent (retour chariot dans un champ ?).", line=msh_line
-        )
-    segments = [_Segment(node, number, escaper) for node, (number, _s) in zip(tree, lines, strict=True)]
+    seps = (rep, comp, sub)
+    last = len(lines) - 1
+    segments = [
+        # the message's trailing whitespace is not data (python-hl7 strips it too)
+        _Segment(_fields(segment.rstrip() if i == last else segment, field_sep), number, escaper, seps)
+        for i, (number, segment) in enumerate(lines)
+    ]
     return _build(segments, raw)
+
+
+def _fields(segment: str, field_sep: str) -> list[str]:
+    """The fields of a segment (index 0 its id). In ``MSH`` the field separator itself is MSH-1
+    and the encoding characters MSH-2, so that index ``n`` is MSH-``n`` as in any segment."""
+    if segment.startswith("MSH"):
+        end = segment.find(field_sep, 4)
+        if end < 0:
+            return ["MSH", field_sep, segment[4:]]
+        return ["MSH", field_sep, segment[4:end], *segment[end + 1 :].split(field_sep)]
+    return segment.split(field_sep)
 
 
 def _build(segments: list[_Segment], raw: str) -> ParsedReport:

@@ -43,7 +43,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlmodel import Session, col, delete, select
 
-from services.audit.log import REPORT_IMPORTED, append_event
+from services.audit.log import REPORT_IMPORTED, PendingEvent, append_events
 from services.errors import BadRequest, InsdeskError
 from services.results import gate
 from services.results.hl7 import looks_like_hl7, parse_hl7
@@ -56,7 +56,8 @@ from services.results.models import (
     ReportFormat,
     ReportStatus,
 )
-from services.results.parsed import MalformedResults, ParsedReport, decode_input
+from services.results.parsed import MalformedResults, ParsedReport, ParsedRequest, decode_input
+from services.results.patient import LocalIdIndex
 from services.storage.models import utcnow
 from services.users import Actor, Right, require
 
@@ -222,30 +223,50 @@ def _local(moment: datetime) -> str:
     return moment.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M:%S")
 
 
-def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> None:
-    requests = [
-        LabRequest(
-            report_id=report_id,
-            seq=r.seq,
-            code=r.code,
-            label=r.label,
-            specimen=r.specimen,
-            collected_at=r.collected_at,
-            placer_id=r.placer_id,
-            filler_id=r.filler_id,
-            result_status=r.result_status,
+def _insert_children(session: Session, stored: Sequence[tuple[LabReport, ParsedReport]]) -> None:
+    """The requests, results and local ids of the reports just stored (their ids assigned),
+    one statement each (the requests' ids read back in order: ``RETURNING``). They are plain
+    rows: nothing reads them through the session before the commit."""
+    request_rows: list[dict[str, Any]] = []
+    parsed_requests: list[tuple[int, ParsedRequest]] = []
+    for report, parsed in stored:
+        report_id = int(report.id or 0)
+        for r in parsed.requests:
+            request_rows.append(
+                {
+                    "report_id": report_id,
+                    "seq": r.seq,
+                    "code": r.code,
+                    "label": r.label,
+                    "specimen": r.specimen,
+                    "collected_at": r.collected_at,
+                    "placer_id": r.placer_id,
+                    "filler_id": r.filler_id,
+                    "result_status": r.result_status,
+                }
+            )
+            parsed_requests.append((report_id, r))
+    table = LabRequest.__table__  # type: ignore[attr-defined]
+    request_ids: Sequence[int] = []
+    if request_rows:
+        request_ids = (
+            session.execute(
+                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), request_rows
+            )
+            .scalars()
+            .all()
         )
-        for r in parsed.requests
+    requests = [
+        (report_id, request_id, request)
+        for (report_id, request), request_id in zip(parsed_requests, request_ids, strict=True)
     ]
-    session.add_all(requests)
-    session.flush()
     rows: list[dict[str, Any]] = []
-    for request_row, request in zip(requests, parsed.requests, strict=True):
+    for report_id, request_id, request in requests:
         for obs in request.observations:
             rows.append(
                 {
                     "report_id": report_id,
-                    "request_id": request_row.id,
+                    "request_id": request_id,
                     "seq": obs.seq,
                     "local_code": obs.local_code,
                     "label": obs.label,
@@ -264,12 +285,13 @@ def _insert_children(session: Session, report_id: int, parsed: ParsedReport) -> 
             )
     if rows:
         session.execute(sa.insert(Observation.__table__), rows)  # type: ignore[attr-defined]
-    local_ids = list(dict.fromkeys(parsed.patient_local_ids))
-    if local_ids:
-        session.execute(
-            sa.insert(LabReportLocalId.__table__),  # type: ignore[attr-defined]
-            [{"report_id": report_id, "local_id": local_id} for local_id in local_ids],
-        )
+    local_rows = [
+        {"report_id": int(report.id or 0), "local_id": local_id}
+        for report, parsed in stored
+        for local_id in dict.fromkeys(parsed.patient_local_ids)
+    ]
+    if local_rows:
+        session.execute(sa.insert(LabReportLocalId.__table__), local_rows)  # type: ignore[attr-defined]
 
 
 def _report_fields(parsed: ParsedReport, digest: str) -> dict[str, Any]:
@@ -292,18 +314,50 @@ def _report_fields(parsed: ParsedReport, digest: str) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Stored:
+    """A report of the file written in this import (created or replaced), until its children
+    and its audit events are written."""
+
+    report: LabReport
+    parsed: ParsedReport
+    verdict: gate.Verdict
+    replaced: bool
+    previous_status: str | None
+    events: list[PendingEvent] = field(default_factory=list)
+    """Its ``report.verdict_changed`` (a replaced report whose verdict changed), in order."""
+
+
+def _stored_versions(session: Session, keys: Sequence[str]) -> dict[str, LabReport]:
+    """The stored reports with these source keys, locked (``FOR UPDATE``) until the commit."""
+    out: dict[str, LabReport] = {}
+    unique = sorted(set(keys))
+    for start in range(0, len(unique), _KEY_BATCH):
+        chunk = unique[start : start + _KEY_BATCH]
+        rows = session.exec(
+            select(LabReport).where(col(LabReport.source_key).in_(chunk)).with_for_update()
+        ).all()
+        for row in rows:
+            out.setdefault(row.source_key, row)
+    return out
+
+
+_KEY_BATCH: Final = 500
+
+
 def _store_one(
     session: Session,
     parsed: ParsedReport,
+    existing: LabReport | None,
     *,
     actor: Actor,
-    source: str | None,
     ctx: gate.GateContext,
+    identities: LocalIdIndex,
     result: ImportResult,
-) -> LabReport:
-    existing = session.exec(
-        select(LabReport).where(LabReport.source_key == parsed.source_key).with_for_update()
-    ).first()
+) -> _Stored | LabReport:
+    """Decide what ``parsed`` does to its stored version (``existing``) and apply it to the
+    session's objects, its verdict included: the stored report unchanged (unchanged, stale),
+    else what is left to write once the file's reports have their ids."""
     previous_status: str | None = None
     digest = parsed.content_digest()
     if existing is not None:
@@ -335,39 +389,45 @@ def _store_one(
         report = existing
         result.replaced += 1
     else:
-        report = LabReport(source_key=parsed.source_key, **_report_fields(parsed, digest))
+        # reasons given (the verdict below sets them): pydantic reads the signature of a builtin
+        # default factory (list) by parsing its text at every construction
+        report = LabReport(source_key=parsed.source_key, reasons=[], **_report_fields(parsed, digest))
         result.created += 1
     session.add(report)
-    session.flush()
-    report_id = int(report.id or 0)
-    _insert_children(session, report_id, parsed)
 
-    observations = list(parsed.observations())
-    verdict = gate.evaluate(session, report, observations, ctx=ctx, requests=parsed.requests)
+    verdict = gate.evaluate(
+        session, report, list(parsed.observations()), ctx=ctx, requests=parsed.requests, identities=identities
+    )
+    stored = _Stored(report, parsed, verdict, replaced=existing is not None, previous_status=previous_status)
     if existing is None:
         gate.apply_verdict(session, report, verdict, actor=actor.login, cause="import", audit_change=False)
     else:
-        gate.apply_verdict(session, report, verdict, actor=actor.login, cause="new_version")
-    append_event(
-        session,
+        gate.apply_verdict(
+            session, report, verdict, actor=actor.login, cause="new_version", pending=stored.events
+        )
+    return stored
+
+
+def _imported_event(stored: _Stored, *, actor: Actor, source: str | None) -> PendingEvent:
+    report, parsed = stored.report, stored.parsed
+    return PendingEvent(
         actor=actor.login,
         kind=REPORT_IMPORTED,
         identity_id=report.identity_id,
         details={
-            "report_id": report_id,
+            "report_id": int(report.id or 0),
             "source_key": report.source_key,
             "format": parsed.format,
             "version": report.version_number,
-            "replaced": existing is not None,
-            "previous_status": previous_status,
+            "replaced": stored.replaced,
+            "previous_status": stored.previous_status,
             "message_id": parsed.message_id,
             "file": source,
-            "observations": len(observations),
+            "observations": parsed.observation_count,
             "status": ReportStatus(report.status).value,
-            "reasons": [{"code": r.code, "observation": r.observation} for r in verdict.reasons],
+            "reasons": [{"code": r.code, "observation": r.observation} for r in stored.verdict.reasons],
         },
     )
-    return report
 
 
 def import_results(
@@ -375,13 +435,19 @@ def import_results(
 ) -> ImportResult:
     """Import one results file in the caller's transaction (Right.RESULTS).
 
-    MalformedResults (exit 2) before any write when the file is malformed or holds no report.
+    MalformedResults (exit 2) before any write when the file is malformed or holds no report,
+    or when two of its reports have the same key.
+
+    The file's stored versions, its local codes' catalogue entries and its patients' identities
+    are read once for the whole file; each report's version decision and verdict are made in
+    file order on the session's objects, the reports are flushed together, then their requests
+    (one flush), their results and local ids (one statement each), and their audit events in
+    file order (one ``append_events``: each report's ``report.verdict_changed``, if any, then its
+    ``report.imported``). All in the caller's transaction: nothing is written if anything fails.
     """
     require(actor, Right.RESULTS)
     parsed_reports, encoding = parse_results_with_encoding(data, source=source)
     result = ImportResult(format=parsed_reports[0].format, encoding=encoding)
-    ctx = gate.GateContext(session)
-    ctx.prefetch(o.local_code for r in parsed_reports for o in r.observations())
     seen: set[str] = set()
     for parsed in parsed_reports:
         if parsed.source_key in seen:
@@ -391,7 +457,36 @@ def import_results(
                 line=parsed.line,
             )
         seen.add(parsed.source_key)
-        report = _store_one(session, parsed, actor=actor, source=source, ctx=ctx, result=result)
+    ctx = gate.GateContext(session)
+    ctx.prefetch(o.local_code for r in parsed_reports for o in r.observations())
+    existing = _stored_versions(session, [p.source_key for p in parsed_reports])
+    identities = LocalIdIndex(session, (x for p in parsed_reports for x in p.patient_local_ids))
+    outcomes: list[_Stored | LabReport] = []
+    # No query below reads lab_report rows (the stored versions were read above): the file's
+    # reports are flushed together after their verdicts rather than before each query.
+    with session.no_autoflush:
+        for parsed in parsed_reports:
+            outcomes.append(
+                _store_one(
+                    session,
+                    parsed,
+                    existing.get(parsed.source_key),
+                    actor=actor,
+                    ctx=ctx,
+                    identities=identities,
+                    result=result,
+                )
+            )
+    session.flush()
+    written = [o for o in outcomes if isinstance(o, _Stored)]
+    _insert_children(session, [(o.report, o.parsed) for o in written])
+    events: list[PendingEvent] = []
+    for stored in written:
+        events.extend(stored.events)
+        events.append(_imported_event(stored, actor=actor, source=source))
+    append_events(session, events)
+    for parsed, outcome in zip(parsed_reports, outcomes, strict=True):
+        report = outcome.report if isinstance(outcome, _Stored) else outcome
         result.reports += 1
         result.observations += parsed.observation_count
         result.report_ids.append(int(report.id or 0))

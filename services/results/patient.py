@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -33,6 +33,7 @@ from services.results.reasons import (
 from services.storage.models import DmpFeeding, Identity, IdentityAlias
 
 __all__ = [
+    "LocalIdIndex",
     "Match",
     "fold_name",
     "identity_reasons",
@@ -67,18 +68,103 @@ def _kept(session: Session, identity: Identity | None) -> Identity | None:
     return identity
 
 
-def _by_local_ids(session: Session, local_ids: Sequence[str]) -> dict[int, tuple[Identity, str, MatchSource]]:
+class LocalIdIndex:
+    """The identities carrying a batch's local ids (directly or as an alias), read in one go
+    (a results file: one query for all its reports instead of one per report). Valid in the
+    transaction it was read in, as long as no identity or alias is changed meanwhile."""
+
+    def __init__(self, session: Session, local_ids: Iterable[str]) -> None:
+        wanted = sorted({str(x) for x in local_ids if str(x).strip()})
+        self.covered = frozenset(wanted)
+        self.direct: dict[str, list[Identity]] = {}
+        self.aliases: dict[str, tuple[int, int]] = {}
+        """local id → (alias row id, identity id)."""
+        self.by_id: dict[int, Identity] = {}
+        for start in range(0, len(wanted), _BATCH):
+            chunk = wanted[start : start + _BATCH]
+            alias_rows = session.exec(
+                select(IdentityAlias.id, IdentityAlias.identity_id, IdentityAlias.local_id).where(
+                    col(IdentityAlias.local_id).in_(chunk)
+                )
+            ).all()
+            for alias_id, identity_id, local_id in alias_rows:
+                self.aliases[local_id] = (int(alias_id or 0), identity_id)
+            through_alias = sorted({identity_id for _a, identity_id, _l in alias_rows})
+            condition: sa.ColumnElement[bool] = col(Identity.local_id).in_(chunk)
+            if through_alias:
+                condition = sa.or_(condition, col(Identity.id).in_(through_alias))
+            for identity in session.exec(select(Identity).where(condition)).all():
+                if identity.id is not None:
+                    self.by_id[identity.id] = identity
+        for identity in self.by_id.values():
+            if identity.local_id is not None and identity.local_id in self.covered:
+                self.direct.setdefault(identity.local_id, []).append(identity)
+
+    def candidates(self, wanted: Sequence[str]) -> list[tuple[Identity, str | None]] | None:
+        """What :func:`_candidates` reads for ``wanted`` (None: not every id was read here)."""
+        if not self.covered.issuperset(wanted):
+            return None
+        found: dict[int, Identity] = {}
+        for local_id in wanted:
+            for identity in self.direct.get(local_id, ()):
+                found[int(identity.id or 0)] = identity
+            alias = self.aliases.get(local_id)
+            if alias is not None and alias[1] in self.by_id:
+                found[alias[1]] = self.by_id[alias[1]]
+        out: list[tuple[Identity, str | None]] = []
+        for identity_id in sorted(found):
+            identity = found[identity_id]
+            alias_ids = sorted(
+                (entry[0], local_id)
+                for local_id in wanted
+                if (entry := self.aliases.get(local_id)) is not None and entry[1] == identity_id
+            )
+            out.append((identity, alias_ids[0][1] if alias_ids else None))
+        return out
+
+
+_BATCH: Final = 500
+
+
+def _candidates(
+    session: Session, wanted: list[str], index: LocalIdIndex | None
+) -> list[tuple[Identity, str | None]]:
+    """The identities carrying ``wanted`` directly or as an alias, by id, each with the first
+    of ``wanted`` that is one of its aliases (by alias row; None when it has none of them)."""
+    if index is not None:
+        known = index.candidates(wanted)
+        if known is not None:
+            return known
+    aliased = select(IdentityAlias.identity_id).where(col(IdentityAlias.local_id).in_(wanted))
+    rows = session.exec(
+        select(Identity)
+        .where(sa.or_(col(Identity.local_id).in_(wanted), col(Identity.id).in_(aliased)))
+        .order_by(col(Identity.id))
+    ).all()
+    out: list[tuple[Identity, str | None]] = []
+    for identity in rows:
+        if identity.local_id is not None and identity.local_id in wanted:
+            out.append((identity, None))  # the alias is never read for a direct match
+            continue
+        alias = session.exec(
+            select(IdentityAlias.local_id)
+            .where(IdentityAlias.identity_id == identity.id, col(IdentityAlias.local_id).in_(wanted))
+            .order_by(col(IdentityAlias.id))
+        ).first()
+        out.append((identity, alias))
+    return out
+
+
+def _by_local_ids(
+    session: Session, local_ids: Sequence[str], index: LocalIdIndex | None = None
+) -> dict[int, tuple[Identity, str, MatchSource]]:
     """Identities (merges followed) that carry these local ids, directly or as an alias: one
-    query; the alias row is read only for an identity found through one."""
+    query (none with ``index``); the alias row is read only for an identity found through one."""
     found: dict[int, tuple[Identity, str, MatchSource]] = {}
     if not local_ids:
         return found
     wanted = list(local_ids)
-    aliased = select(IdentityAlias.identity_id).where(col(IdentityAlias.local_id).in_(wanted))
-    rows = session.exec(
-        select(Identity).where(sa.or_(col(Identity.local_id).in_(wanted), col(Identity.id).in_(aliased)))
-    ).all()
-    for identity in rows:
+    for identity, alias in _candidates(session, wanted, index):
         kept = _kept(session, identity)
         if kept is None or kept.id is None:
             continue
@@ -86,11 +172,6 @@ def _by_local_ids(session: Session, local_ids: Sequence[str]) -> dict[int, tuple
             source = MatchSource.LOCAL_ID if kept.id == identity.id else MatchSource.ALIAS
             found.setdefault(kept.id, (kept, identity.local_id, source))
             continue
-        alias = session.exec(
-            select(IdentityAlias.local_id).where(
-                IdentityAlias.identity_id == identity.id, col(IdentityAlias.local_id).in_(wanted)
-            )
-        ).first()
         found.setdefault(kept.id, (kept, alias or wanted[0], MatchSource.ALIAS))
     return found
 
@@ -111,9 +192,10 @@ def ins_of(identity: Identity) -> str | None:
     return None
 
 
-def match_identity(session: Session, report: LabReport) -> Match:
+def match_identity(session: Session, report: LabReport, *, index: LocalIdIndex | None = None) -> Match:
     """The identity a report belongs to: matched by hand, else by its local ids (and the
-    identities' aliases), else by its INS (see the module docstring)."""
+    identities' aliases), else by its INS (see the module docstring). ``index``: the local ids
+    of a batch of reports, read beforehand (the same answer, without a query per report)."""
     local_ids = [str(x) for x in (report.patient_local_ids or []) if str(x).strip()]
     shown_local = local_ids[0] if local_ids else None
     ins = (report.patient_ins or "").strip()
@@ -126,7 +208,7 @@ def match_identity(session: Session, report: LabReport) -> Match:
                 manual, shown_local, source=MatchSource.MANUAL, mismatch=_ins_mismatch(manual, ins, by_ins)
             )
 
-    by_local = _by_local_ids(session, local_ids)
+    by_local = _by_local_ids(session, local_ids, index)
     if len(by_local) > 1:
         ids = ", ".join(f"n°{i}" for i in sorted(by_local))
         return Match(
