@@ -490,36 +490,7 @@ def append_event(
     In a ``Database.transaction`` the first append checks that the head descends from this
     desk's anchor (``check_extends_anchor``) and raises ``IntegrityBroken`` when it does not.
     """
-    clean = _clean_details(kind, details)
-    head = _locked_head(session)
-    at = utcnow()
-    new_id = head.last_id + 1
-    digest = compute_hash(
-        id=new_id,
-        at=at,
-        actor=actor,
-        kind=kind,
-        identity_id=identity_id,
-        details=clean,
-        prev_hash=head.last_hash,
-    )
-    event = AuditEvent(
-        id=new_id,
-        at=at,
-        actor=actor,
-        kind=kind,
-        identity_id=identity_id,
-        details=clean,
-        prev_hash=head.last_hash,
-        hash=digest,
-    )
-    session.add(event)
-    head.last_id = new_id
-    head.last_hash = digest
-    session.add(head)
-    session.flush()
-    mark_audit_appended(session, Anchor(last_id=new_id, last_hash=digest))
-    return event
+    return append_events(session, [PendingEvent(actor, kind, identity_id, details)])[0]
 
 
 def append_events(session: Session, events: Sequence[PendingEvent]) -> list[AuditEvent]:
