@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 
-from services.storage.models import AuditEvent, DayTally, Identity, IdentityTally, Status
+from services.storage.models import AuditEvent, DayTally, Identity, IdentityTally, Status, UTCDateTime
 
 __all__ = [
     "PARIS",
@@ -191,8 +191,13 @@ def install(session: OrmSession) -> None:
     event.listen(session, "before_commit", _apply)
 
 
-def _values(obj: Any, names: tuple[str, ...], *, old: bool) -> tuple[dict[str, Any], bool]:
-    """The watched values (before the pending change when ``old``), and whether any changed."""
+def _current(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The watched values as they are now (pending changes included)."""
+    return {name: getattr(obj, name) for name in names}
+
+
+def _before(obj: Any, names: tuple[str, ...]) -> tuple[dict[str, Any], bool]:
+    """The watched values before the pending change, and whether any of them changed."""
     state = sa.inspect(obj)
     out: dict[str, Any] = {}
     changed = False
@@ -200,15 +205,12 @@ def _values(obj: Any, names: tuple[str, ...], *, old: bool) -> tuple[dict[str, A
         history = state.attrs[name].history
         if history.has_changes():
             changed = True
-        if old:
-            if history.deleted:
-                out[name] = history.deleted[0]
-            elif history.unchanged:
-                out[name] = history.unchanged[0]
-            else:
-                out[name] = state.committed_state.get(name, getattr(obj, name))
+        if history.deleted:
+            out[name] = history.deleted[0]
+        elif history.unchanged:
+            out[name] = history.unchanged[0]
         else:
-            out[name] = getattr(obj, name)
+            out[name] = state.committed_state.get(name, getattr(obj, name))
     return out, changed
 
 
@@ -224,18 +226,18 @@ def _observe(session: OrmSession, flush_context: Any, instances: Any) -> None:
     for obj in session.new:
         table = getattr(obj, "__tablename__", None)
         if table in _COUNT:
-            _COUNT[table](_values(obj, _WATCHED[table], old=False)[0], 1, ids, days)
+            _COUNT[table](_current(obj, _WATCHED[table]), 1, ids, days)
     for obj in session.dirty:
         table = getattr(obj, "__tablename__", None)
         if table in _COUNT:
-            before, changed = _values(obj, _WATCHED[table], old=True)
+            before, changed = _before(obj, _WATCHED[table])
             if changed:
                 _COUNT[table](before, -1, ids, days)
-                _COUNT[table](_values(obj, _WATCHED[table], old=False)[0], 1, ids, days)
+                _COUNT[table](_current(obj, _WATCHED[table]), 1, ids, days)
     for obj in session.deleted:
         table = getattr(obj, "__tablename__", None)
         if table in _COUNT:
-            _COUNT[table](_values(obj, _WATCHED[table], old=True)[0], -1, ids, days)
+            _COUNT[table](_before(obj, _WATCHED[table])[0], -1, ids, days)
     if ids or days:
         # The innermost transaction: a savepoint rolled back drops what was recorded inside it.
         transaction = session.get_nested_transaction() or session.get_transaction()
@@ -304,8 +306,6 @@ def _rows(connection: Connection, table: str) -> Iterator[dict[str, Any]]:
         if table == "audit_event":
             stmt = stmt.where(t.c.kind == STATUS_CHANGED)
     else:  # lab_report: defined on the results floor; read by name, typed here
-        from services.storage.models import UTCDateTime
-
         t = sa.table(
             table,
             sa.column("received_at", UTCDateTime()),
