@@ -87,9 +87,13 @@ class FakeTime:
 def mock_client(
     handler: Callable[[httpx.Request], httpx.Response], config: InsiConfig | None = None
 ) -> tuple[InsiClient, FakeTime]:
+    """A client sending on a MockTransport the way it sends on its own transport in production
+    (straight on the transport, no ``httpx.Client`` around it)."""
     fake = FakeTime()
-    http = httpx.Client(transport=httpx.MockTransport(handler))
-    return InsiClient(config or make_config(), http=http, clock=fake.clock, sleep=fake.sleep), fake
+    client = InsiClient(
+        config or make_config(), transport=httpx.MockTransport(handler), clock=fake.clock, sleep=fake.sleep
+    )
+    return client, fake
 
 
 def soap_response(body: bytes, status: int = 200) -> httpx.Response:
@@ -505,6 +509,94 @@ def test_search_traits_returns_the_exchange() -> None:
     assert body is not None and [c.text for c in body] == ["ADRTROIS", "TOUSSAINT", "M", "1960-01-01"]
 
 
+def test_the_request_sent_on_the_transport_is_whole() -> None:
+    """Sent straight on the transport (as on the client's own in production), the request carries
+    what an ``httpx.Client`` would have added that INSi needs: Host, the body's length, the
+    operation's content type, our user agent, and the configured timeouts; nothing else (no
+    cookie, no compression asked)."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return soap_response(sample(CR00))
+
+    config = make_config(connect_timeout=3.0, read_timeout=7.0)
+    client, _ = mock_client(handler, config)
+    client.search_traits(QUERY)
+    (request,) = seen
+    headers = request.headers
+    assert headers["host"] == "127.0.0.1:9"
+    assert int(headers["content-length"]) == len(request.content) > 0
+    assert headers["content-type"] == (
+        'application/soap+xml; charset=utf-8; action="urn:ServiceIdentiteCertifiee:1.0.0:'
+        'rechercherInsAvecTraitsIdentite"'
+    )
+    assert headers["user-agent"] == "insdesk/0.1.0"
+    assert "cookie" not in headers and "accept-encoding" not in headers
+    assert request.extensions["timeout"] == {"connect": 3.0, "read": 7.0, "write": 7.0, "pool": 3.0}
+
+
+def test_the_timeouts_sent_are_cut_to_what_is_left_of_the_total_deadline() -> None:
+    timeouts: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"])
+        return httpx.Response(503, text="busy")
+
+    retry = RetryPolicy(max_attempts=2, backoff_base=9.0, backoff_max=9.0, total_deadline=12.0)
+    client, fake = mock_client(handler, make_config(read_timeout=10.0, connect_timeout=5.0, retry=retry))
+    with pytest.raises(InsiUnavailable):
+        client.search_traits(QUERY)
+    assert fake.sleeps == [9.0]
+    assert timeouts[0] == {"connect": 5.0, "read": 10.0, "write": 10.0, "pool": 5.0}
+    assert timeouts[1] == {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}
+
+
+def test_an_injected_httpx_client_is_sent_through_and_left_open() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return soap_response(sample(CR00))
+
+    http = httpx.Client(transport=httpx.MockTransport(handler), headers={"X-Site": "labo"})
+    with InsiClient(make_config(), http=http) as client:
+        assert client.search_traits(QUERY).cr == "00"
+    assert seen[0].headers["x-site"] == "labo"  # the client's own headers went with it
+    assert not http.is_closed
+    http.close()
+
+
+class RecordingTransport(httpx.MockTransport):
+    def __init__(self) -> None:
+        super().__init__(lambda request: soap_response(sample(CR00)))
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_an_injected_transport_is_left_open_the_clients_own_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    injected = RecordingTransport()
+    with InsiClient(make_config(), transport=injected) as client:
+        assert client.search_traits(QUERY).cr == "00"
+    assert injected.closed == 0
+
+    own = RecordingTransport()
+    monkeypatch.setattr("services.insi.client.build_transport", lambda config: own)
+    with InsiClient(make_config()) as client:
+        assert client.search_traits(QUERY).cr == "00"
+    assert own.closed == 1
+
+
+def test_a_client_and_a_transport_both_injected_is_a_programming_error() -> None:
+    transport = httpx.MockTransport(lambda request: soap_response(sample(CR00)))
+    with pytest.raises(ValueError):
+        InsiClient(make_config(), http=httpx.Client(transport=transport), transport=transport)
+
+
 def test_search_vitale() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert b"rechercherInsAvecCarteVitale" in request.content
@@ -702,12 +794,19 @@ def test_a_streamed_answer_is_refused_as_soon_as_it_passes_the_limit() -> None:
     assert stream.sent <= 5
 
 
-def test_an_injected_client_trickling_its_answer_is_cut_at_the_total_deadline() -> None:
-    """An injected client has no deadline backend: the deadline is checked between the body's
-    chunks, so a body trickling in (100 ms a chunk, 5 minutes in all) still ends the call."""
+@pytest.mark.parametrize("injected", ["transport", "http"])
+def test_an_injected_client_trickling_its_answer_is_cut_at_the_total_deadline(injected: str) -> None:
+    """An injected transport or client has no deadline backend: the deadline is checked between
+    the body's chunks, so a body trickling in (100 ms a chunk, 5 minutes in all) still ends the call."""
     stream = Chunks(b" ", 3000, pause=0.1)
     retry = RetryPolicy(max_attempts=1, total_deadline=0.5)
-    client, _ = mock_client(lambda request: streamed(stream), make_config(retry=retry))
+    transport = httpx.MockTransport(lambda request: streamed(stream))
+    config = make_config(retry=retry)
+    client = (
+        InsiClient(config, transport=transport)
+        if injected == "transport"
+        else InsiClient(config, http=httpx.Client(transport=transport))
+    )
     with pytest.raises(InsiUnavailable) as info:
         client.search_traits(QUERY)
     assert info.value.kind == "deadline" and info.value.code == "insi_timeout_total"

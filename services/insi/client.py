@@ -337,20 +337,25 @@ def interpret_response(status: int, body: bytes, content_type: str | None, confi
     )
 
 
-def build_http_client(config: InsiConfig) -> httpx.Client:
-    """An ``httpx.Client`` for ``config``: the mutual-TLS context for https (raises
-    :class:`InsiTlsError` when the certificate is missing, unreadable or expired)."""
+def build_transport(config: InsiConfig) -> DeadlineTransport:
+    """The transport the client sends on for ``config``: the mutual-TLS context for https (raises
+    :class:`InsiTlsError` when the certificate is missing, unreadable or expired), the proxy if
+    one is configured, every socket operation bounded by the exchange's deadline."""
     context = build_ssl_context(config) if config.uses_tls else httpx.create_ssl_context(trust_env=False)
     proxy = config.proxy.strip() if config.proxy and config.proxy.strip() else None
     try:
-        transport = DeadlineTransport(ssl_context=context, proxy=proxy)
+        return DeadlineTransport(ssl_context=context, proxy=proxy)
     except (ValueError, httpx.InvalidURL):
         raise BadRequest(
             "Configuration INSi : le proxy doit être une adresse http:// ou https:// valide.",
             code="insi_config",
         ) from None
+
+
+def build_http_client(config: InsiConfig) -> httpx.Client:
+    """An ``httpx.Client`` on :func:`build_transport` (the configuration check of ``doctor``)."""
     return httpx.Client(
-        transport=transport,
+        transport=build_transport(config),
         timeout=httpx.Timeout(
             connect=config.connect_timeout,
             read=config.read_timeout,
@@ -399,9 +404,14 @@ def _utcnow() -> datetime.datetime:
 class InsiClient:
     """Client of the INSi teleservice (``rechercherInsAvecTraitsIdentite``, ``rechercherInsAvecCarteVitale``).
 
-    ``http``: an injected client (its transport and TLS are then the caller's); otherwise one
-    is built from ``config`` and closed with this client. ``clock``/``sleep``/``now``/``new_id``
-    are injectable for tests.
+    By default the client builds its transport from ``config`` (:func:`build_transport`: mutual
+    TLS, proxy, the exchange deadline on every socket operation), sends each request straight on
+    it and closes it with this client. One request to one configured URL needs none of what an
+    ``httpx.Client`` adds around a transport (cookies, authentication flows, redirects are never
+    followed, mounts): the request is built whole here, with its timeouts. Injectable instead:
+    ``transport`` (an ``httpx.BaseTransport``, e.g. ``httpx.MockTransport``), sent on the same way,
+    or ``http`` (an ``httpx.Client``, sent through it); their TLS is then the caller's and they
+    are not closed here. ``clock``/``sleep``/``now``/``new_id`` are injectable for tests.
     """
 
     def __init__(
@@ -409,14 +419,18 @@ class InsiClient:
         config: InsiConfig,
         *,
         http: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime.datetime] = _utcnow,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
+        if http is not None and transport is not None:
+            raise ValueError("InsiClient: an httpx client or a transport, not both")
         self.config = config
-        self._owns_http = http is None
-        self._http = http if http is not None else build_http_client(config)
+        self._http = http
+        self._owns_transport = http is None and transport is None
+        self._transport = build_transport(config) if self._owns_transport else transport
         self._clock = clock
         self._sleep = sleep
         self._now = now
@@ -431,6 +445,7 @@ class InsiClient:
         connect, read = max(0.01, config.connect_timeout), max(0.01, config.read_timeout)
         self._timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
         self._timeout_span = max(connect, read)
+        self._timeout_extension = self._timeout.as_dict()
 
     def cancel(self) -> None:
         """The agent stops waiting (Échap, from another thread): no new attempt is sent, and a
@@ -443,8 +458,8 @@ class InsiClient:
         return self._cancelled.is_set()
 
     def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
+        if self._owns_transport and self._transport is not None:
+            self._transport.close()
 
     def __enter__(self) -> InsiClient:
         return self
@@ -502,10 +517,26 @@ class InsiClient:
         deadline = time.monotonic() + remaining
         try:
             with exchange_deadline(deadline):
-                request = self._http.build_request(
-                    "POST", self._url, content=envelope.xml, headers=headers, timeout=timeout
-                )
-                response = self._http.send(request, stream=True)
+                if self._transport is not None:  # Host and Content-Length are the request's own
+                    response = self._transport.handle_request(
+                        httpx.Request(
+                            "POST",
+                            self._url,
+                            content=envelope.xml,
+                            headers=headers,
+                            extensions={
+                                "timeout": self._timeout_extension
+                                if timeout is self._timeout
+                                else timeout.as_dict()
+                            },
+                        )
+                    )
+                else:
+                    assert self._http is not None
+                    request = self._http.build_request(
+                        "POST", self._url, content=envelope.xml, headers=headers, timeout=timeout
+                    )
+                    response = self._http.send(request, stream=True)
                 try:
                     body = self._read(response, deadline)
                     content_type, retry_after = _answer_headers(response.headers)

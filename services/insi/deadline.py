@@ -1,9 +1,9 @@
 """A total deadline per INSi exchange, enforced on every socket operation (issue #12, item 6).
 
 httpx's timeouts bound each operation (connect, one read, one write), not an exchange: a server
-that sends one byte a second never lets a read time out, and held a call 355 s. The client's own
-``httpx.Client`` therefore runs on a transport (:class:`DeadlineTransport`, built on httpcore's
-public API) whose network backend's streams bound every connect, read, write and TLS handshake by
+that sends one byte a second never lets a read time out, and held a call 355 s. The client
+therefore sends on its own transport (:class:`DeadlineTransport`, built on httpcore's public API),
+whose network backend's streams bound every connect, read, write and TLS handshake by
 what is left of the exchange's deadline: the status line and the headers included (httpx hands
 the response over only once the headers are complete, so a check between body chunks alone would
 not stop a server trickling its headers).
