@@ -95,3 +95,22 @@ async def test_the_users_keys_are_read_with_the_services_and_applied(
         await settle(pilot)
         assert type(app.screen).__name__ == "HelpScreen"
     app.services.close()
+
+
+def test_the_login_screens_path_imports_none_of_what_opens_behind_it() -> None:
+    """What ``insdesk`` imports before its first frame (the command line, the App, the login
+    screen) leaves out the database layer, the teleservice clients and what only an answer, an
+    error or the user's keymap needs: they load in the services' worker, or when used."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, tui.cli, tui.app, tui.screens.login; "
+        "print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert {"tui", "textual", "argparse"} <= loaded  # the probe saw the start-up's modules
+    late = {"sqlalchemy", "sqlmodel", "alembic", "httpx", "lxml", "argon2", "json", "tomllib", "hashlib"}
+    assert loaded & late == set()

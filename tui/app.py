@@ -24,7 +24,6 @@ from tui.desk_app import DeskApp, LateInsiAnswer
 from tui.french import FrenchCommandPalette
 from tui.keymap import UserKeymap
 from tui.palette import InsdeskCommands
-from tui.screens.error_modal import ErrorModal
 from tui.screens.login import LoginScreen
 from tui.summary import IdentityContext, IdentitySummary, LoadingIdentityContext
 from tui.typeahead import TypeAheadApp
@@ -589,6 +588,8 @@ class InsdeskApp(TypeAheadApp):
         if event.state is not WorkerState.ERROR:
             return
         error = event.worker.error
+        from tui.screens.error_modal import ErrorModal  # an error's screen: not in the start-up
+
         if isinstance(error, InsdeskError):
             self.push_screen(ErrorModal(error.title, error.message, error.detail))
             return

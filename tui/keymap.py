@@ -13,10 +13,7 @@ problems the application shows in a notice; the valid entries are still applied.
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +44,9 @@ def keymap_path(env: Mapping[str, str] | None = None) -> tuple[Path, bool]:
 
 def known_binding_ids() -> set[str]:
     """Every binding id of the application, its screens and widgets (Textual's own included)."""
+    import importlib
+    import pkgutil
+
     from textual.binding import Binding
     from textual.dom import DOMNode
 
@@ -78,6 +78,8 @@ def load_keymap(path: Path | None = None, env: Mapping[str, str] | None = None) 
         if explicit:
             return UserKeymap({}, path, (f"fichier de raccourcis {path} introuvable : touches par défaut.",))
         return UserKeymap({}, None)
+    import tomllib  # read in the services' worker, after the first frame
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:

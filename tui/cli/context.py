@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -32,6 +30,8 @@ class Output:
 
     def result(self, payload: dict[str, Any], human: Callable[[Console], None] | None = None) -> None:
         if self.json_mode:
+            import json  # only under --json: not in the desk's start-up
+
             sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
             sys.stdout.flush()
         elif human is not None:
@@ -51,6 +51,8 @@ class Output:
             if isinstance(err, InvalidData):
                 payload["errors"] = [i.as_dict() for i in err.errors]
                 payload["warnings"] = [i.as_dict() for i in err.warnings]
+            import json
+
             sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
             sys.stdout.flush()
 
@@ -101,6 +103,8 @@ class CliContext:
         password = os.environ.get("INSDESK_PASSWORD")
         if password is None:
             if sys.stdin.isatty():
+                import getpass
+
                 password = getpass.getpass(f"Mot de passe de {login} : ")
             else:
                 raise AuthenticationFailed(
