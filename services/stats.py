@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.results.views import report_counts, sending_counts
 from services.storage.models import Identity, Status
@@ -19,12 +19,15 @@ def desk_stats(session: Session, *, actor: Actor) -> dict[str, Any]:
     blocked, sent}, blocked_by_reason {CODE: reports}, sending {sent, refused, withdrawn,
     to_replace}}`` (Right.STATS; ``sending``: where reports stand with the DMP).
 
-    ``qualification_rate`` is the share of QUAL identities (0–1; 0.0 when there is none).
+    ``qualification_rate`` is the share of QUAL identities (0–1; 0.0 when there is none). A
+    duplicate merged into another identity (its tombstone) is not a patient: it is not counted.
     """
     require(actor, Right.STATS)
     by_status = {s.value: 0 for s in (Status.PROV, Status.RECUP, Status.VALI, Status.QUAL)}
     for status, count in session.exec(
-        select(Identity.status, sa.func.count()).group_by(Identity.status)
+        select(Identity.status, sa.func.count())
+        .where(col(Identity.merged_into).is_(None))
+        .group_by(Identity.status)
     ).all():
         by_status[Status(status).value] = int(count)
     identities = sum(by_status.values())

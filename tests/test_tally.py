@@ -15,6 +15,7 @@ from services.desk import merge as desk_merge
 from services.desk import proofs as desk_proofs
 from services.results.catalog import set_mapping
 from services.results.models import LabReport, ReportStatus
+from services.stats import desk_stats
 from services.storage import tally
 from services.storage.db import Database
 from services.storage.models import Identity, Status
@@ -134,6 +135,37 @@ def test_counters_follow_every_kind_of_change(db: Database) -> None:
     with db.transaction() as s:
         desk_merge.merge_identities(s, actor=SUPERVISOR, keep_id=durand, dup_id=dup, reason="doublon")
     assert_in_step(db)
+
+
+def test_a_merged_duplicate_is_not_a_patient_in_the_figures(db: Database) -> None:
+    """A duplicate merged into another identity stays as a tombstone: ``stats`` and the dashboard
+    (rate, per agent, per channel) count it no more, before or after the merge day, and the
+    counters still equal a recount (which the migration 0011 did for an existing database).
+    Before, the tombstone was counted as a patient of its former status (QUAL here: the rate said
+    2 identities, 2 QUAL, for one patient)."""
+    today = datetime.now(UTC).astimezone(tally.PARIS).date()
+    keep = create_identity(db, DURAND, local_id="IPP-1002")
+    dup = create_identity(db, DURAND, local_id="IPP-9999")
+    with db.transaction() as s:
+        qualify(s, dup, INS_DURAND)  # the duplicate holds the INS and is QUAL; the kept one PROV
+    with db.transaction() as s:
+        desk_merge.merge_identities(s, actor=SUPERVISOR, keep_id=keep, dup_id=dup, reason="doublon")
+    ids, days = assert_in_step(db)
+    assert ids[("accueil1", "manual", tally.MERGED)] == 1
+    assert days[(today.isoformat(), tally.MERGED, "")] == 1
+    with db.session() as s:
+        kept_status = s.get(Identity, keep).status  # type: ignore[union-attr]
+        stats = desk_stats(s, actor=SUPERVISOR)
+        board = dash.compute_dashboard(s)
+        rate = dash.qualification_rate(s, by="day", since=today - timedelta(days=1))
+    assert kept_status == Status.QUAL  # the INS moved, the duplicate's checked document counts
+    assert stats["identities"] == 1 and stats["by_status"]["QUAL"] == 1 and stats["qualification_rate"] == 1.0
+    assert [(p.period, p.identities, p.qual) for p in rate] == [
+        (today - timedelta(days=1), 0, 0),
+        (today, 1, 1),
+    ]
+    assert [(a.agent, a.created, a.created_qual) for a in board.agents if a.created] == [("accueil1", 1, 1)]
+    assert [(c.channel, c.identities, c.qual) for c in board.channels] == [("manual", 1, 1)]
 
 
 def test_a_rolled_back_unit_of_work_counts_nothing(db: Database) -> None:

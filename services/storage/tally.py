@@ -3,10 +3,16 @@ million audit events at each opening (issue #17, migration 0010).
 
 Two tables, kept in step with the rows they count by the unit of work that changes them:
 
-- ``identity_tally`` — identities per (creator, capture channel, status), now;
+- ``identity_tally`` — identities per (creator, capture channel, status), now; a duplicate merged
+  into another identity (its tombstone, ``merged_into`` set) is counted under the status
+  :data:`MERGED`, never as a patient of its former status;
 - ``day_tally`` — per Europe/Paris day: ``created`` identities (by ``identity.created_at``),
-  ``qual_delta`` (+1 for each ``identity.status_changed`` event *to* QUAL, −1 *from* QUAL),
-  ``qualified`` per actor (changes to QUAL), and for lab reports by their received day:
+  ``merged`` duplicates (by their ``identity.merged`` event), ``qual_delta`` (the change of the
+  number of live QUAL identities: +1 for each ``identity.status_changed`` event *to* QUAL, −1
+  *from* QUAL; for an ``identity.merged`` event, −1 when the duplicate was QUAL and ±1 when the
+  kept identity's status changed to or from QUAL — a merge is one audit event),
+  ``qualified`` per actor (changes to QUAL, a merge's included), and for lab reports by their
+  received day:
   ``received``, ``blocked`` (current verdict) and ``reason`` per reason code of a blocked report;
   under the day ``""`` (:data:`NOW`), where reports stand with the DMP now: ``sending`` per
   ``sent``, ``refused``, ``withdrawn``, ``to_replace`` (``services.results.views.sending_counts``).
@@ -50,6 +56,7 @@ from sqlalchemy.orm import SessionTransaction
 from services.storage.models import AuditEvent, DayTally, Identity, IdentityTally, Status, UTCDateTime
 
 __all__ = [
+    "MERGED",
     "PARIS",
     "DayKey",
     "IdentityKey",
@@ -65,8 +72,12 @@ __all__ = [
 
 PARIS = ZoneInfo("Europe/Paris")
 STATUS_CHANGED = "identity.status_changed"  # services.audit.log.IDENTITY_STATUS_CHANGED
+MERGED_EVENT = "identity.merged"  # services.audit.log.IDENTITY_MERGED
+_COUNTED_EVENTS = (STATUS_CHANGED, MERGED_EVENT)
 BLOCKED = "blocked"  # services.results.models.ReportStatus.BLOCKED
 QUAL = Status.QUAL.value
+MERGED = "merged"
+"""The status key of a merged duplicate (a tombstone) in ``identity_tally``; the day metric of merges."""
 
 # Day metrics
 CREATED = "created"
@@ -89,7 +100,7 @@ _DROPPED = "insdesk.tally.dropped"
 
 # What each watched table counts: the attributes whose change moves a counter.
 _WATCHED: dict[str, tuple[str, ...]] = {
-    "identity": ("created_by", "capture_channel", "status", "created_at"),
+    "identity": ("created_by", "capture_channel", "status", "created_at", "merged_into"),
     "audit_event": ("at", "actor", "kind", "details"),
     "lab_report": ("received_at", "status", "reasons", "send_refusal", "sent_version"),
 }
@@ -121,22 +132,30 @@ def paris_day(at: datetime) -> str:
 
 
 def _identity(values: dict[str, Any], sign: int, ids: Counter[IdentityKey], days: Counter[DayKey]) -> None:
-    ids[(_text(values["created_by"]), _text(values["capture_channel"]), _text(values["status"]))] += sign
+    status = MERGED if values["merged_into"] is not None else _text(values["status"])
+    ids[(_text(values["created_by"]), _text(values["capture_channel"]), status)] += sign
     if values["created_at"] is not None:
         days[(paris_day(values["created_at"]), CREATED, "")] += sign
 
 
 def _audit_event(values: dict[str, Any], sign: int, ids: Counter[IdentityKey], days: Counter[DayKey]) -> None:
-    if values["kind"] != STATUS_CHANGED or values["at"] is None:
+    kind = values["kind"]
+    if kind not in _COUNTED_EVENTS or values["at"] is None:
         return
-    details = values["details"] or {}
-    to_q, from_q = details.get("to") == QUAL, details.get("from") == QUAL
-    if to_q == from_q:
-        return
+    details = values["details"] if isinstance(values["details"], dict) else {}
     day = paris_day(values["at"])
-    days[(day, QUAL_DELTA, "")] += sign if to_q else -sign
-    if to_q:
-        days[(day, QUALIFIED, _text(values["actor"]))] += sign
+    change = details if kind == STATUS_CHANGED else details.get("status")
+    if isinstance(change, dict):  # a status change (of the kept identity, for a merge)
+        to_q, from_q = change.get("to") == QUAL, change.get("from") == QUAL
+        if to_q != from_q:
+            days[(day, QUAL_DELTA, "")] += sign if to_q else -sign
+            if to_q:
+                days[(day, QUALIFIED, _text(values["actor"]))] += sign
+    if kind == MERGED_EVENT:  # the duplicate leaves the live identities (and the QUAL ones)
+        days[(day, MERGED, "")] += sign
+        before = details.get("merged_before")
+        if isinstance(before, dict) and before.get("status") == QUAL:
+            days[(day, QUAL_DELTA, "")] -= sign
 
 
 def _lab_report(values: dict[str, Any], sign: int, ids: Counter[IdentityKey], days: Counter[DayKey]) -> None:
@@ -304,7 +323,7 @@ def _rows(connection: Connection, table: str) -> Iterator[dict[str, Any]]:
         t = meta[table].__table__  # type: ignore[attr-defined]
         stmt = sa.select(*(t.c[n] for n in names))
         if table == "audit_event":
-            stmt = stmt.where(t.c.kind == STATUS_CHANGED)
+            stmt = stmt.where(t.c.kind.in_(_COUNTED_EVENTS))
     else:  # lab_report: defined on the results floor; read by name, typed here
         t = sa.table(
             table,

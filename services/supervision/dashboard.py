@@ -7,15 +7,17 @@ never the identities or the audit log, so it opens as fast on 1,000,000 identiti
 events as on a hundred.
 
 - **Qualification rate over time** — the share of identities that are QUAL at the end of each
-  period. Identities count from their ``identity.created_at`` (every existing identity is
-  "active", as in ``insdesk stats``); the QUAL count is reconstructed from the
-  ``identity.status_changed`` audit events: ``+1`` for each change *to* QUAL, ``-1`` for each
-  change *from* QUAL, summed back from the current count. Both are counted per Europe/Paris day,
-  then rolled up into weeks (ISO, Monday) or months.
-- **Per agent** — identities created by each agent (``identity.created_by``) and how many of
-  them are QUAL now, plus the qualifications each agent made (``status_changed`` to QUAL) since
-  ``since``.
-- **Per capture channel** — identities per ``identity.capture_channel`` and how many are QUAL now.
+  period. Identities count from their ``identity.created_at`` until a merge makes them a
+  duplicate's tombstone (as in ``insdesk stats``, a tombstone is not a patient); the QUAL count is
+  reconstructed from the audit events: ``+1`` for each ``identity.status_changed`` *to* QUAL,
+  ``-1`` for each change *from* QUAL, and for an ``identity.merged`` the kept identity's change and
+  ``-1`` when the duplicate was QUAL, summed back from the current count. Both are counted per
+  Europe/Paris day, then rolled up into weeks (ISO, Monday) or months.
+- **Per agent** — identities created by each agent (``identity.created_by``) that are still
+  patients (not merged into another) and how many of them are QUAL now, plus the qualifications
+  each agent made (changes to QUAL) since ``since``.
+- **Per capture channel** — identities per ``identity.capture_channel`` (tombstones left out) and
+  how many are QUAL now.
 - **Blocked MES reports by reason over time** — the *current* verdict of the reports, grouped by
   the period they were received in (``lab_report.received_at``); a blocked report counts once per
   reason code it carries (as ``insdesk stats``). A report unblocked since counts as not blocked.
@@ -200,14 +202,18 @@ def qualification_rate(
     until = until or _today()
     first = period_start(since, by).isoformat()
     now = tally.read_identities(session)
-    days = tally.read_days(session, since=first, metrics=(tally.CREATED, tally.QUAL_DELTA))
-    created_per: dict[date, int] = defaultdict(int)
+    days = tally.read_days(session, since=first, metrics=(tally.CREATED, tally.MERGED, tally.QUAL_DELTA))
+    created_per: dict[date, int] = defaultdict(int)  # identities created minus duplicates merged
     delta_per: dict[date, int] = defaultdict(int)
     for (day, metric, _), n in days.items():
-        per = created_per if metric == tally.CREATED else delta_per
-        per[period_start(_as_date(day), by)] += n
+        period = period_start(_as_date(day), by)
+        if metric == tally.QUAL_DELTA:
+            delta_per[period] += n
+        else:
+            created_per[period] += n if metric == tally.CREATED else -n
     # Counts at the start of the first period = current counts minus what happened since.
-    n_ident = sum(now.values()) - sum(created_per.values())
+    live = sum(n for (_, _, status), n in now.items() if status != tally.MERGED)
+    n_ident = live - sum(created_per.values())
     n_qual = sum(n for (_, _, status), n in now.items() if status == Status.QUAL.value) - sum(
         delta_per.values()
     )
@@ -227,6 +233,8 @@ def qualification_by_agent(session: Session, *, since: date | None = None) -> li
     """Per agent: identities created, how many are QUAL now, qualifications made since ``since``."""
     created: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for (agent, _, status), n in tally.read_identities(session).items():
+        if status == tally.MERGED:
+            continue
         figures = created[_agent(agent)]
         figures[0] += n
         if status == Status.QUAL.value:
@@ -248,6 +256,8 @@ def qualification_by_channel(session: Session) -> list[ChannelFigures]:
     """Per capture channel: identities and how many are QUAL now."""
     per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for (_, channel, status), n in tally.read_identities(session).items():
+        if status == tally.MERGED:
+            continue
         figures = per[channel]
         figures[0] += n
         if status == Status.QUAL.value:
