@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from services.audit.log import IDENTITY_STATUS_CHANGED
+from services.audit.log import IDENTITY_MERGED, IDENTITY_STATUS_CHANGED
 from services.desk import flags as desk_flags
 from services.desk import identities as desk_identities
 from services.desk import merge as desk_merge
@@ -62,6 +62,7 @@ def assert_in_step(db: Database) -> tuple[dict[tuple[str, str, str], int], dict[
 
 def test_constants_agree_with_the_floors_above() -> None:
     assert tally.STATUS_CHANGED == IDENTITY_STATUS_CHANGED
+    assert tally.MERGED_EVENT == IDENTITY_MERGED
     assert ReportStatus.BLOCKED.value == tally.BLOCKED
 
 
