@@ -23,9 +23,9 @@ FLAG_WORDS: dict[str, str] = {
 def desk_timezone() -> tzinfo:
     """The desk's clock (Europe/Paris), UTC when the time-zone database is missing."""
     try:
-        from zoneinfo import ZoneInfo
+        from services.lab_time import PARIS
 
-        return ZoneInfo("Europe/Paris")
+        return PARIS
     except Exception:
         return UTC
 

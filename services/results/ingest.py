@@ -45,6 +45,7 @@ from sqlmodel import Session, col, delete, select
 
 from services.audit.log import REPORT_IMPORTED, PendingEvent, append_events
 from services.errors import BadRequest, InsdeskError
+from services.lab_time import PARIS
 from services.results import gate
 from services.results.hl7 import looks_like_hl7, parse_hl7
 from services.results.hprim import looks_like_hprim, parse_hprim
@@ -218,9 +219,7 @@ def _refusal(parsed: ParsedReport, stored_at: datetime | None) -> str | None:
 
 
 def _local(moment: datetime) -> str:
-    from zoneinfo import ZoneInfo
-
-    return moment.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M:%S")
+    return moment.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S")
 
 
 def _insert_children(session: Session, stored: Sequence[tuple[LabReport, ParsedReport]]) -> None:

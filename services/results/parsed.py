@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from services.errors import BadRequest
 from services.identity.matricule import OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_DEMO, OID_INS_NIR_TEST
+from services.lab_time import PARIS
 
 __all__ = [
     "INS_OIDS",
@@ -46,7 +46,7 @@ INS_OIDS: Final = frozenset({OID_INS_NIR, OID_INS_NIA, OID_INS_NIR_TEST, OID_INS
 NUMERIC_TYPES: Final = frozenset({"NM", "SN"})
 """Value types whose result is a quantity: a unit is then required (MES gate)."""
 
-LAB_TIME_ZONE: Final = ZoneInfo("Europe/Paris")
+LAB_TIME_ZONE: Final = PARIS
 """Time zone of a timestamp sent without offset (French labs send local time)."""
 
 # Column widths of the tables (services.results.models): longer values are refused with the line.

@@ -45,7 +45,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -53,6 +52,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 
+from services.lab_time import PARIS
 from services.storage.models import AuditEvent, DayTally, Identity, IdentityTally, Status, UTCDateTime
 
 __all__ = [
@@ -70,7 +70,6 @@ __all__ = [
     "track",
 ]
 
-PARIS = ZoneInfo("Europe/Paris")
 STATUS_CHANGED = "identity.status_changed"  # services.audit.log.IDENTITY_STATUS_CHANGED
 MERGED_EVENT = "identity.merged"  # services.audit.log.IDENTITY_MERGED
 _COUNTED_EVENTS = (STATUS_CHANGED, MERGED_EVENT)

@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from services.audit import log as audit
+from services.lab_time import PARIS
 from services.storage.models import AuditEvent, Identity, birth_name_prefix_filter
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "patient_names",
 ]
 
-PARIS: Final = ZoneInfo("Europe/Paris")
 
 REVIEW_KINDS: Final[tuple[str, ...]] = (
     audit.IDENTITY_CREATED,

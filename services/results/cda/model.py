@@ -8,7 +8,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from typing import Final, Literal
-from zoneinfo import ZoneInfo
+
+from services.lab_time import PARIS
 
 __all__ = [
     "ID_NAMESPACE",
@@ -38,7 +39,6 @@ __all__ = [
 LOINC_OID: Final = "2.16.840.1.113883.6.1"
 RPPS_ROOT: Final = "1.2.250.1.71.4.2.1"
 STRUCTURE_ROOT: Final = "1.2.250.1.71.4.2.2"
-PARIS: Final = ZoneInfo("Europe/Paris")
 
 ID_NAMESPACE: Final = uuid.UUID("6f1c2f0e-8f5b-4a52-9c1e-3a1d1a0b55c0")
 """Deterministic UUIDs (document id from setId + version, section and entry ids)."""
