@@ -9,6 +9,7 @@ the 1er; a whole identity typed in one burst scattered its keys over the wrong f
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -218,6 +219,32 @@ async def test_a_whole_identity_typed_in_one_burst_while_workers_run(demo_db: Da
         created = session.exec(select(Identity).where(Identity.birth_name == "ZEBULON")).one()
     assert created.birth_date == dt.date(1990, 3, 15) and created.birthplace == "69383"
     assert created.first_names == "ANATOLE JULES" and created.local_id == "ipp-zb"
+
+
+async def test_keys_typed_ahead_wait_for_a_screen_slow_to_mount(
+    demo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded machine (the whole suite on 2 cores) once took longer than the type-ahead's
+    1 s to mount the form: the first key of the burst went to a screen with no field focused
+    and was lost. A key now waits for the screen to finish mounting (up to 10 s)."""
+    mount = IdentityFormScreen.on_mount
+
+    async def slow_mount(self: IdentityFormScreen) -> None:
+        await asyncio.sleep(1.5)  # the event loop keeps running: only this screen is slow
+        mount(self)
+
+    monkeypatch.setattr(IdentityFormScreen, "on_mount", slow_mount)
+    app = make_app(demo_db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await login(pilot)
+        pilot.app._driver.send_message(events.Key("f2", None))  # type: ignore[union-attr]
+        _burst(pilot, "zebulon\ranatole\r")
+        await pilot.pause(2.0)
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, IdentityFormScreen)
+        assert form.input("birth_name").value == "ZEBULON"
+        assert form.input("first_names").value == "ANATOLE"
 
 
 async def test_search_burst_then_enter_opens_the_typed_identity(demo_db: Database) -> None:

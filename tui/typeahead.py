@@ -21,6 +21,9 @@ from textual.message_pump import MessagePump
 
 TYPEAHEAD_MAX_WAIT_S = 1.0
 """How long a key typed ahead waits for the effects of the previous keys (focus moves, screens)."""
+TYPEAHEAD_MOUNT_WAIT_S = 10.0
+"""How long it waits, beyond that, for a screen still mounting (a slow machine under load): a key
+never goes to a screen that has not yet mounted its fields, unless it takes this long."""
 
 
 class TypeAheadApp(App[None]):
@@ -59,7 +62,15 @@ class TypeAheadApp(App[None]):
             screen = self.screen
         except Exception:
             return True
+        if not screen.is_mounted:
+            return False
         return not any(self._busy(node) for node in screen.walk_children(with_self=True))
+
+    def _screen_mounted(self) -> bool:
+        try:
+            return self.screen.is_mounted
+        except Exception:
+            return True
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown | events.MouseScrollDown | events.MouseScrollUp):
@@ -91,8 +102,12 @@ class TypeAheadApp(App[None]):
         loop = asyncio.get_running_loop()
         try:
             while self._typeahead and self.is_running:
-                deadline = loop.time() + TYPEAHEAD_MAX_WAIT_S
-                while not self._keys_settled(inside_app=False) and loop.time() < deadline:
+                start = loop.time()
+                deadline, last = start + TYPEAHEAD_MAX_WAIT_S, start + TYPEAHEAD_MOUNT_WAIT_S
+                while not self._keys_settled(inside_app=False):
+                    now = loop.time()
+                    if now >= last or (now >= deadline and self._screen_mounted()):
+                        break
                     await asyncio.sleep(0.002)
                 event = self._typeahead.popleft()
                 replay = events.Key(event.key, event.character)
