@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -228,6 +230,37 @@ def test_csv_15_columns_semicolon_utf8_bom(db: Database) -> None:
         version = s.exec(select(LoincVersion)).one()
     assert (version.version, version.rows, version.active, version.imported_by) == (VERSION, 27, True, "bio1")
     assert version.source_file == CSV_15.name
+
+
+def test_the_collector_runs_while_the_catalogue_and_the_gate_are_recomputed(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cyclic garbage collector is paused while the rows are read and stored, never while the
+    catalogue is re-checked and the gate recomputed (ORM objects on every report), and it is on
+    again after the import."""
+    from services.desk import loinc as desk_loinc
+
+    seen: dict[str, bool] = {}
+    for name in ("revalidate_all", "recompute_all"):
+        owner = desk_loinc.catalog if name == "revalidate_all" else desk_loinc.gate
+        original = getattr(owner, name)
+
+        def spy(*args: object, __name: str = name, __original: Any = original, **kwargs: object) -> Any:
+            seen[__name] = gc.isenabled()
+            return __original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, spy)
+    read = desk_loinc.valueset.read_value_set
+
+    def read_spy(*args: object, **kwargs: object) -> Any:
+        seen["read"] = gc.isenabled()
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(desk_loinc.valueset, "read_value_set", read_spy)
+    assert gc.isenabled()
+    import_value_set(sqlite_db, actor=BIO, path=CSV_15)
+    assert seen == {"read": False, "revalidate_all": True, "recompute_all": True}
+    assert gc.isenabled()
 
 
 def test_csv_11_columns_comma_latin1(sqlite_db: Database) -> None:

@@ -70,18 +70,19 @@ def import_value_set(
     (header = 1). The catalogue is re-validated against the new version in the same transaction.
     """
     require(actor, Right.LOINC)
-    # The collector stays off until the columns are freed: each collection would walk them.
+    # The collector is off while the rows are read and while they are stored (each collection
+    # would walk their hundreds of thousands of objects), on again for the rest: the catalogue's
+    # check and the gate's recompute make ORM objects, which it must be free to collect.
     with valueset.collector_paused():
         parsed = valueset.read_value_set(path, version=version, progress=progress)
-        if not parsed.count:
-            raise BadRequest(
-                f"Aucune ligne importable dans « {parsed.source_file} » "
-                f"({len(parsed.rejected)} rejetée(s)) : le jeu de valeurs en place est conservé.",
-                code="nothing_to_import",
-            )
-        imported = parsed.count
-        disappeared, changed, update = _store(db, actor, parsed, progress)
-        parsed.columns.clear()  # (stored: freed before the collector runs again)
+    if not parsed.count:
+        raise BadRequest(
+            f"Aucune ligne importable dans « {parsed.source_file} » "
+            f"({len(parsed.rejected)} rejetée(s)) : le jeu de valeurs en place est conservé.",
+            code="nothing_to_import",
+        )
+    imported = parsed.count
+    disappeared, changed, update = _store(db, actor, parsed, progress)
     return ImportReport(
         imported=imported,
         version=parsed.version,
@@ -99,9 +100,11 @@ def _store(
     """The parsed value set replaces the active one, the catalogue is re-checked and the gate
     recomputed, audited ``loinc.imported``: one transaction."""
     with db.transaction() as session:
-        disappeared = valueset_store.replace_value_set(
-            session, parsed, imported_by=actor.login, progress=progress
-        )
+        with valueset.collector_paused():
+            disappeared = valueset_store.replace_value_set(
+                session, parsed, imported_by=actor.login, progress=progress
+            )
+        parsed.columns.clear()  # stored: freed before the collector runs again
         changed = catalog.revalidate_all(session)
         # Every report may change (a LOINC sent in the message is checked against the value set too).
         update = gate.recompute_all(session, actor=actor.login)
