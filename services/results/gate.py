@@ -50,7 +50,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from services.audit.log import REPORT_VERDICT_CHANGED, PendingEvent, append_event
+from services.audit.log import REPORT_VERDICT_CHANGED, PendingEvent, append_events
 from services.results.mapping import Problem, validate_mapping
 from services.results.models import (
     SETTLED_STATUSES,
@@ -325,13 +325,7 @@ def apply_verdict(
         if pending is not None:
             pending.append(event)
         else:
-            append_event(
-                session,
-                actor=event.actor,
-                kind=event.kind,
-                identity_id=event.identity_id,
-                details=event.details,
-            )
+            append_events(session, [event])
     return change
 
 
