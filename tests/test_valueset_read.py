@@ -4,7 +4,7 @@ one by one only when a quick test fails; both ways must read and store exactly t
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,13 @@ from services.results.models import LoincCode
 from services.results.valueset import ParsedValueSet, read_value_set
 from services.results.valueset_store import replace_value_set
 from services.storage.db import Database
-from services.storage.models import Role
-from services.users import Actor
+from tests import test_loinc
 
-BIO = Actor("bio1", Role.BIOLOGIST)
+# The value-set tests' database (SQLite and PostgreSQL) and biologist.
+db = test_loinc.db
+BIO = test_loinc.BIO
 LONG_BODIES = [r for r in ROWS if len(r[0].split("-")[0]) >= 4]
 """The fixture's rows whose code the quick test takes (``718-7`` and the like go row by row)."""
-
-
-@pytest.fixture
-def db(db_url: str, tmp_path: Path) -> Iterator[Database]:
-    database = Database(db_url, anchor_path=tmp_path / "anchor.json")
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def write_sheet(path: Path, rows: Sequence[Sequence[object]]) -> Path:
