@@ -46,9 +46,6 @@ INS_OIDS: Final = frozenset({OID_INS_NIR, OID_INS_NIA, OID_INS_NIR_TEST, OID_INS
 NUMERIC_TYPES: Final = frozenset({"NM", "SN"})
 """Value types whose result is a quantity: a unit is then required (MES gate)."""
 
-LAB_TIME_ZONE: Final = PARIS
-"""Time zone of a timestamp sent without offset (French labs send local time)."""
-
 # Column widths of the tables (services.results.models): longer values are refused with the line.
 MAX_CODE = 64
 MAX_LOINC = 16
@@ -457,7 +454,7 @@ def parse_timestamp(text: str | None, *, line: int, what: str) -> datetime | Non
             tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
             aware = naive.replace(tzinfo=tz)
         else:
-            aware = naive.replace(tzinfo=LAB_TIME_ZONE)
+            aware = naive.replace(tzinfo=PARIS)  # sent without an offset: French labs send local time
         return aware.astimezone(UTC)
     except (ValueError, OverflowError):
         raise MalformedResults(f"{what} « {clip(value)} » n'est pas une date valide.", line=line) from None

@@ -203,23 +203,23 @@ def qualification_rate(
     first = period_start(since, by).isoformat()
     now = tally.read_identities(session)
     days = tally.read_days(session, since=first, metrics=(tally.CREATED, tally.MERGED, tally.QUAL_DELTA))
-    created_per: dict[date, int] = defaultdict(int)  # identities created minus duplicates merged
+    ident_delta_per: dict[date, int] = defaultdict(int)  # identities created minus duplicates merged
     delta_per: dict[date, int] = defaultdict(int)
     for (day, metric, _), n in days.items():
         period = period_start(_as_date(day), by)
         if metric == tally.QUAL_DELTA:
             delta_per[period] += n
         else:
-            created_per[period] += n if metric == tally.CREATED else -n
+            ident_delta_per[period] += n if metric == tally.CREATED else -n
     # Counts at the start of the first period = current counts minus what happened since.
     live = sum(n for (_, _, status), n in now.items() if status != tally.MERGED)
-    n_ident = live - sum(created_per.values())
+    n_ident = live - sum(ident_delta_per.values())
     n_qual = sum(n for (_, _, status), n in now.items() if status == Status.QUAL.value) - sum(
         delta_per.values()
     )
     out: list[RatePoint] = []
     for p in _periods(since, until, by):
-        n_ident += created_per.get(p, 0)
+        n_ident += ident_delta_per.get(p, 0)
         n_qual += delta_per.get(p, 0)
         out.append(RatePoint(p, n_ident, max(0, min(n_qual, n_ident))))
     return out
